@@ -1,0 +1,60 @@
+# Mainsail developer entry points. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PIPE := .venv/pipeline/bin
+CONFIG ?= configs/churn.yaml
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## List the targets with a line each
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: envs
+envs: ## Build the three runtime venvs (pipeline, serving, drift) from requirements/*.lock; idempotent
+	@scripts/bootstrap.sh
+
+.PHONY: services
+services: ## Install and check the local services the tests use (Debian packages, Redis, Postgres); idempotent
+	@scripts/services.sh
+
+.PHONY: lock
+lock: ## Re-resolve requirements/*.in into requirements/*.lock (after editing an .in or constraints file)
+	@python3 scripts/lock.py
+
+.PHONY: run
+run: envs ## Run the main job (`mainsail run`) on the embedded default dataset
+	@$(PIPE)/mainsail run $(CONFIG)
+
+.PHONY: lint
+lint: envs ## ruff (lint + format check) and mypy
+	@$(PIPE)/ruff check .
+	@$(PIPE)/ruff format --check .
+	@$(PIPE)/mypy
+
+.PHONY: format
+format: envs ## Apply ruff's fixes and formatting
+	@$(PIPE)/ruff check --fix .
+	@$(PIPE)/ruff format .
+
+.PHONY: test
+test: envs services lint ## Run the whole test suite (lint, unit, data, model, integration, k8s, e2e)
+	@$(PIPE)/python -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-fast
+test-fast: envs ## Tests without the slow, integration and e2e ones
+	@$(PIPE)/python -m pytest -m "not slow and not integration and not e2e" $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: envs ## Run every benchmark under bench/ and write bench/results/*.json
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PIPE)/python $$b || exit 1; done
+
+.PHONY: clean
+clean: ## Remove run folders, caches and generated data (keeps the venvs)
+	rm -rf runs data/*.parquet .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: distclean
+distclean: clean ## Also remove the venvs
+	rm -rf .venv
+
+# Area-specific targets (Kubernetes, images, stack) live in mk/*.mk.
+-include mk/*.mk

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Build the runtime environments (.venv/pipeline, .venv/serving, .venv/drift) and the tools env
+# (.venv/tools, checkers such as checkov) from their locks.
+#
+# Idempotent and quick when nothing changed: each venv keeps a stamp with the sha256 of its lock,
+# the shared constraints and pyproject.toml, and is rebuilt only when that digest changes.
+# Usage: scripts/bootstrap.sh [pipeline|serving|drift ...]   (default: all three)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+  for cand in python3.11 python3; do
+    if command -v "$cand" >/dev/null && "$cand" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      PY=$cand; break
+    fi
+  done
+fi
+if [ -z "$PY" ]; then
+  echo "bootstrap: Python 3.11 not found; installing it from Debian's packages" >&2
+  apt-get update -qq && apt-get install -y -qq python3.11 python3.11-venv >/dev/null
+  PY=python3.11
+fi
+if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
+  apt-get update -qq && apt-get install -y -qq python3.11-venv >/dev/null
+fi
+
+# uv installs a fully pinned lock in seconds (pip takes minutes); it lives in its own small venv.
+UV_VERSION=0.13.9
+uv=.venv/.uv/bin/uv
+if ! [ -x "$uv" ] || [ "$("$uv" --version 2>/dev/null | cut -d' ' -f2)" != "$UV_VERSION" ]; then
+  rm -rf .venv/.uv
+  "$PY" -m venv .venv/.uv
+  .venv/.uv/bin/python -m pip install -q "uv==$UV_VERSION" 2>&1 | grep -v "is ignored" || true
+fi
+# Where this machine keeps wheels on disk (the CPU build of torch), let uv see them too.
+uv_flags=(--no-deps)
+[ -d /opt/wheels ] && uv_flags+=(--find-links /opt/wheels)
+if ! ls /opt/wheels/torch-2.13.0+cpu-* >/dev/null 2>&1; then
+  # Elsewhere the CPU build of torch comes from PyTorch's own index (PyPI's torch is the CUDA one).
+  uv_flags+=(--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
+fi
+
+envs=("$@")
+if [ ${#envs[@]} -eq 0 ]; then
+  envs=(pipeline serving drift)
+  # tools: command-line checkers with pins of their own (checkov) that cannot share the pipeline env
+  [ -f requirements/tools.lock ] && envs+=(tools)
+fi
+
+for env in "${envs[@]}"; do
+  lock="requirements/$env.lock"
+  [ -f "$lock" ] || { echo "bootstrap: no $lock (run 'make lock')" >&2; exit 2; }
+  venv=".venv/$env"
+  digest=$(cat "$lock" requirements/constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+  if [ -f "$venv/.mainsail-stamp" ] && [ "$(cat "$venv/.mainsail-stamp")" = "$digest" ]; then
+    echo "env $env: up to date"
+    continue
+  fi
+  echo "env $env: installing $(grep -c '==' "$lock") pinned packages (first time takes minutes)"
+  rm -rf "$venv"
+  "$uv" venv -q --seed -p "$PY" "$venv"
+  # --no-deps: the lock already lists the whole resolved set, so no resolver pass is needed.
+  VIRTUAL_ENV="$venv" "$uv" pip install -q "${uv_flags[@]}" -r "$lock"
+  VIRTUAL_ENV="$venv" "$uv" pip install -q --no-deps --no-build-isolation -e .
+  VIRTUAL_ENV="$venv" "$uv" pip check >/dev/null || {
+    echo "bootstrap: dependency check failed in $venv:" >&2; VIRTUAL_ENV="$venv" "$uv" pip check >&2 || true; exit 1; }
+  echo "$digest" > "$venv/.mainsail-stamp"
+  echo "env $env: ready"
+done

@@ -1,0 +1,116 @@
+"""The three runtime environments: locked, consistent where models cross, and importable.
+
+A model pickled in the pipeline env is unpickled in the serving env, so the libraries inside the
+pickle must be the very same versions in both; only data crosses into the drift env.
+"""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+LOCKS = {env: REPO / "requirements" / f"{env}.lock" for env in ("pipeline", "serving", "drift")}
+MODEL_PACKAGES = ("numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "joblib", "torch")
+
+# Which parts of the library each env must import. Subpackages not listed for an env depend on
+# libraries that env does not have (feast, ray, kfp live only in the pipeline env).
+ENV_MODULES: dict[str, tuple[str, ...]] = {
+    "pipeline": ("mainsail",),
+    "serving": (
+        "mainsail.config",
+        "mainsail.schema",
+        "mainsail.settings",
+        "mainsail.serving.runtime",
+        "mainsail.registry",
+        "mainsail.drift.client",
+        "mainsail.features.http_client",
+        "mainsail.train.torch_model",
+    ),
+    "drift": ("mainsail.config", "mainsail.schema", "mainsail.settings", "mainsail.drift"),
+}
+# Modules of the pipeline env that need a package only another env has.
+NOT_IN_PIPELINE = ("mainsail.serving.runtime", "mainsail.drift.sidecar", "mainsail.drift.detectors")
+
+
+def read_lock(env: str) -> dict[str, str]:
+    pins = {}
+    for line in LOCKS[env].read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[name] = version
+    return pins
+
+
+def library_modules() -> list[str]:
+    src = REPO / "src" / "mainsail"
+    names = ["mainsail"]
+    for info in pkgutil.walk_packages([str(src)], prefix="mainsail."):
+        names.append(info.name)
+    return sorted(names)
+
+
+def modules_for(env: str) -> list[str]:
+    wanted = ENV_MODULES[env]
+    chosen = []
+    for name in library_modules():
+        if not any(name == w or name.startswith(w + ".") for w in wanted):
+            continue
+        if env == "pipeline" and any(name == n or name.startswith(n + ".") for n in NOT_IN_PIPELINE):
+            continue
+        if name.endswith("__main__"):
+            continue
+        chosen.append(name)
+    return chosen
+
+
+def test_model_packages_are_identical_in_pipeline_and_serving_locks() -> None:
+    pipeline, serving = read_lock("pipeline"), read_lock("serving")
+    for name in MODEL_PACKAGES:
+        assert pipeline[name] == serving[name], f"{name}: pipeline {pipeline[name]} != serving {serving[name]}"
+
+
+def test_drift_env_differs_only_in_numpy() -> None:
+    pipeline, drift = read_lock("pipeline"), read_lock("drift")
+    assert drift["numpy"].startswith("1."), "alibi-detect 0.13 needs numpy<2"
+    for name in MODEL_PACKAGES:
+        if name != "numpy" and name in drift:
+            assert drift[name] == pipeline[name], f"{name}: drift {drift[name]} != pipeline {pipeline[name]}"
+
+
+@pytest.mark.parametrize("env", sorted(LOCKS))
+def test_venv_matches_its_lock(env: str) -> None:
+    python = REPO / ".venv" / env / "bin" / "python"
+    assert python.exists(), f"{python} missing: run `make envs`"
+    code = (
+        "import importlib.metadata as m, json;"
+        "print(json.dumps({d.metadata['Name'].lower().replace('_','-'): d.version"
+        " for d in m.distributions()}))"
+    )
+    installed = json.loads(subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout)
+    lock = read_lock(env)
+    wrong = {n: (v, installed.get(n)) for n, v in lock.items() if installed.get(n) != v}
+    assert not wrong, f"{env} venv differs from its lock (lock, installed): {wrong}"
+
+
+@pytest.mark.parametrize("env", sorted(ENV_MODULES))
+def test_library_imports_in_env(env: str) -> None:
+    python = REPO / ".venv" / env / "bin" / "python"
+    modules = modules_for(env)
+    assert modules, f"no modules selected for {env}"
+    script = (
+        "import importlib, sys, traceback\n"
+        "bad = []\n"
+        f"for name in {modules!r}:\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except Exception:\n"
+        "        bad.append(name + ': ' + traceback.format_exc().splitlines()[-1])\n"
+        "print('\\n'.join(bad)); sys.exit(1 if bad else 0)\n"
+    )
+    proc = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"imports failing in the {env} env:\n{proc.stdout}{proc.stderr[-2000:]}"
