@@ -60,11 +60,16 @@ for env in "${envs[@]}"; do
   fi
   echo "env $env: installing $(grep -c '==' "$lock") pinned packages (first time takes minutes)"
   rm -rf "$venv"
-  "$uv" venv -q --seed -p "$PY" "$venv"
+  # --seed gives the runtime envs pip (handy for debugging); the tools env stays exactly its lock.
+  seed=(--seed); [ "$env" = tools ] && seed=()
+  "$uv" venv -q "${seed[@]}" -p "$PY" "$venv"
   # --no-deps: the lock already lists the whole resolved set, so no resolver pass is needed.
   VIRTUAL_ENV="$venv" "$uv" pip install -q "${uv_flags[@]}" -r "$lock"
-  VIRTUAL_ENV="$venv" "$uv" pip install -q --no-deps --no-build-isolation -e .
-  VIRTUAL_ENV="$venv" "$uv" pip check >/dev/null || {
+  # The runtime envs get the library itself (editable); the tools env holds only checkers.
+  if [ "$env" != tools ]; then
+    VIRTUAL_ENV="$venv" "$uv" pip install -q --no-deps --no-build-isolation -e .
+  fi
+  VIRTUAL_ENV="$venv" "$uv" pip check >/dev/null 2>&1 || {
     echo "bootstrap: dependency check failed in $venv:" >&2; VIRTUAL_ENV="$venv" "$uv" pip check >&2 || true; exit 1; }
   echo "$digest" > "$venv/.mainsail-stamp"
   echo "env $env: ready"
