@@ -48,6 +48,10 @@ test-fast: envs ## Tests without the slow, integration and e2e ones
 bench: envs ## Run every benchmark under bench/ and write bench/results/*.json
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PIPE)/python $$b || exit 1; done
 
+.PHONY: pipelines
+pipelines: envs ## Recompile the kfp pipelines into pipelines/compiled/*.yaml (checked in; tests fail when stale)
+	@$(PIPE)/python -m mainsail.kfp_runner compile
+
 .PHONY: clean
 clean: ## Remove run folders, caches and generated data (keeps the venvs)
 	rm -rf runs data/*.parquet .pytest_cache .mypy_cache .ruff_cache

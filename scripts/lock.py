@@ -21,8 +21,19 @@ def resolve(env: str) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
-             "--quiet", "--report", str(report), "-r", str(REQ / f"{env}.in")],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--dry-run",
+                "--ignore-installed",
+                "--quiet",
+                "--report",
+                str(report),
+                "-r",
+                str(REQ / f"{env}.in"),
+            ],
             check=True,
             cwd=REQ,
         )

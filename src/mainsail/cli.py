@@ -25,13 +25,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+demo_app = typer.Typer(help="Narrated demos on the local stack.", no_args_is_help=True)
+app.add_typer(demo_app, name="demo")
 console = Console()
 err_console = Console(stderr=True)
 
 ConfigArg = Annotated[Path, typer.Argument(help="Project config (YAML).", show_default=False)]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a config key: --set data.synthetic.rows=5000 (repeatable)."),
+    typer.Option(
+        "--set", help="Override a config key: --set data.synthetic.rows=5000 (repeatable)."
+    ),
 ]
 
 
@@ -78,7 +82,10 @@ def run(
     config: ConfigArg,
     set_: SetOpt = None,
     runner: Annotated[
-        str, typer.Option(help="`local` runs the stages in this process; `kfp-local` runs the pipeline.")
+        str,
+        typer.Option(
+            help="`local` runs the stages in this process; `kfp-local` runs the pipeline."
+        ),
     ] = "local",
 ) -> None:
     """Run the lifecycle on CONFIG and write a run folder (data stage, training, evaluation)."""
@@ -88,7 +95,7 @@ def run(
 
     cfg = read_config(config, set_)
     if runner == "kfp-local":
-        _run_kfp_local(config, cfg)
+        _run_kfp_local(cfg)
         return
     if runner != "local":
         raise fail(f"--runner must be 'local' or 'kfp-local', got {runner!r}")
@@ -116,6 +123,20 @@ def run(
 
     detected = " (detected)" if result.problem_type_detected else ""
     console.print(f"problem type: [bold]{result.problem_type}[/]{detected}")
+    train = result.summary.get("train")
+    if train is not None:
+        if train.get("chosen"):
+            scores = ", ".join(
+                f"{k} {v:.4f}" for k, v in (train.get("test") or {}).items() if isinstance(v, float)
+            )
+            console.print(f"chosen model: [bold]{train['chosen']}[/] ({train.get('reason', '')})")
+            if scores:
+                console.print(f"test set: {scores}", highlight=False)
+        else:
+            console.print(
+                f"[bold yellow]no model chosen:[/] {train.get('reason', '')}; nothing to publish",
+                highlight=False,
+            )
     table = Table(title="run folder contents", show_header=True, header_style="bold")
     table.add_column("artifact")
     table.add_column("path")
@@ -126,13 +147,63 @@ def run(
     console.print(f"[bold green]run folder:[/] {result.run_dir}")
 
 
-def _run_kfp_local(config: Path, cfg: ProjectConfig) -> None:
+def _run_kfp_local(cfg: ProjectConfig) -> None:
+    from mainsail.kfp_runner import PipelineError, run_local
+
+    console.print(f"[bold]mainsail run[/] {cfg.name} with kfp.local (SubprocessRunner)")
+    log_file = cfg.runs_dir / "kfp-local.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with console.status("running the training pipeline (step logs in " + str(log_file) + ")"):
+        try:
+            result = run_local(cfg, "training", log_file=log_file)
+        except PipelineError as err:
+            raise fail(str(err)) from None
+        except user_errors() as err:
+            raise fail(str(err)) from None
+    table = Table(title="pipeline steps", header_style="bold")
+    table.add_column("step")
+    table.add_column("ran")
+    for step in result.executed:
+        table.add_row(step, "yes")
+    console.print(table)
+    console.print(f"[bold green]pipeline finished[/] in {result.seconds:.1f} s: {result.run_dir}")
+
+
+@app.command()
+def submit(
+    config: ConfigArg,
+    host: Annotated[
+        str | None, typer.Option(help="KFP API endpoint, e.g. http://localhost:8888.")
+    ] = None,
+    experiment: Annotated[str | None, typer.Option(help="KFP experiment name.")] = None,
+    namespace: Annotated[
+        str | None, typer.Option(help="Kubernetes namespace (multi-user KFP).")
+    ] = None,
+    schedule: Annotated[
+        str | None, typer.Option(help="Cron expression: create a recurring run.")
+    ] = None,
+    pipeline: Annotated[str, typer.Option(help="`training` or `retraining`.")] = "training",
+    set_: SetOpt = None,
+) -> None:
+    """Compile the pipeline for CONFIG and submit it to a Kubeflow Pipelines server."""
+    from mainsail.kfp_runner import KfpUnreachableError, PipelineError
+    from mainsail.kfp_runner import submit as submit_pipeline
+
+    if pipeline not in ("training", "retraining"):
+        raise fail(f"--pipeline must be 'training' or 'retraining', got {pipeline!r}")
+    read_config(config, set_)  # validate before talking to the server
     try:
-        runner = importlib.import_module("mainsail.kfp_runner")
-    except ImportError:
-        raise fail("the kfp-local runner is not available in this environment") from None
-    outcome = runner.run_local(config, cfg)
-    console.print(f"[bold green]pipeline finished:[/] {outcome}")
+        result = submit_pipeline(
+            config,
+            host,
+            experiment,
+            namespace,
+            schedule,
+            pipeline=pipeline,  # type: ignore[arg-type]
+        )
+    except (KfpUnreachableError, PipelineError, ConfigError) as err:
+        raise fail(str(err)) from None
+    console.print(f"[bold green]submitted[/] {result}")
 
 
 @app.command("check-config")
@@ -149,7 +220,9 @@ def check_config(config: ConfigArg, set_: SetOpt = None) -> None:
 def generate(
     out: Annotated[Path, typer.Argument(help="Output file (.parquet or .csv).")],
     rows: Annotated[int, typer.Option(min=1)] = 20_000,
-    drift: Annotated[float, typer.Option(min=0.0, max=1.0, help="0 = training, 1 = strong drift.")] = 0.0,
+    drift: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="0 = training, 1 = strong drift.")
+    ] = 0.0,
     seed: int = 42,
 ) -> None:
     """Write the synthetic churn dataset (optionally drifted) to OUT."""
@@ -166,12 +239,99 @@ def generate(
         frame.to_csv(tmp, index=False)
     tmp.replace(out)
     console.print(
-        f"wrote {len(frame):,} rows to {out} (churn rate {frame['churned'].mean():.1%}, drift {drift})"
+        f"wrote {len(frame):,} rows to {out} "
+        f"(churn rate {frame['churned'].mean():.1%}, drift {drift})"
     )
 
 
+@app.command()
+def promote(
+    config: ConfigArg,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Look every promotion.interval_s until a decision.")
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option(help="With --watch: give up after this many seconds.")
+    ] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Analyse champion vs challenger and ramp, promote or roll back (one look; --watch to loop).
+
+    Without --watch it looks once and exits, which is the scheduled mode (cron, a Kubernetes
+    CronJob): state lives in the feedback store, so consecutive runs continue one experiment.
+    """
+    from mainsail.monitor.ab import Decision
+    from mainsail.monitor.promotion import build_controller
+
+    cfg = read_config(config, set_)
+    try:
+        controller = build_controller(cfg, log=console.print)
+    except (ConfigError, RuntimeError, ValueError) as err:
+        raise fail(str(err)) from None
+
+    def report(decision: Decision | None) -> None:
+        if decision is None:
+            console.print("no challenger deployed: nothing to decide")
+        else:
+            console.print(f"[bold]{decision.action}[/]: {decision.reason}", highlight=False)
+
+    if watch:
+        controller.watch(cfg.promotion.interval_s, timeout_s=timeout, report=report)
+    else:
+        report(controller.step())
+
+
+@demo_app.command("loop")
+def demo_loop(
+    worse: Annotated[
+        bool, typer.Option("--worse", help="Retrain on scrambled labels: must end in a rollback.")
+    ] = False,
+    rows: Annotated[
+        int, typer.Option(min=1000, help="Rows of history and of the fresh window.")
+    ] = 6000,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Folder for the demo's processes and data.")
+    ] = None,
+) -> None:
+    """Train and serve a champion, inject drift, let the alert retrain a challenger, deploy it as
+    a canary, feed back ground truth, and let the A/B analysis promote or roll it back."""
+    from mainsail.monitor.loop_demo import run_loop_demo
+
+    outcome = run_loop_demo(workdir=workdir, worse=worse, rows=rows, echo=console.print)
+    expected = "rollback" if worse else "promote"
+    if outcome.get("final") != expected:
+        raise fail(f"the loop ended in {outcome.get('final')!r}, expected {expected!r}", code=1)
+
+
 # Sub-command groups that live with their stage; each module exposes a Typer `app`.
-SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "models": ("mainsail.registry.cli", "Model registry: list, show, publish, promote, rollback."),
+    "trigger": (
+        "mainsail.monitor.cli",
+        "Retrain trigger: Alertmanager webhook -> retraining runs.",
+    ),
+    "monitoring": ("mainsail.monitor.monitoring_cli", "Monitoring artifacts: render, check."),
+    "features": ("mainsail.features.cli", "Feast feature store: apply, materialize, serve, get."),
+}
+
+
+@demo_app.command("drift")
+def demo_drift(
+    drift: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Strength of the injected drift.")
+    ] = 0.6,
+    rows: Annotated[int, typer.Option(min=100, help="Rows per traffic phase.")] = 800,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Folder for the demo's processes and data.")
+    ] = None,
+) -> None:
+    """Normal traffic, then drifted traffic: watch the drift metric rise, the alert fire and the
+    retraining run start, step by step with timestamps."""
+    from mainsail.monitor.demo import run_drift_demo
+
+    outcome = run_drift_demo(drift=drift, rows=rows, workdir=workdir, echo=console.print)
+    if not outcome.get("run"):
+        raise fail("the demo ended without a retraining run; see the steps above", code=1)
 
 
 def _mount_subcommands() -> None:
@@ -181,7 +341,12 @@ def _mount_subcommands() -> None:
 
 
 def main() -> None:
+    from mainsail.deploy import cli as deploy_cli
+    from mainsail.stack import cli as stack_cli
+
     _mount_subcommands()
+    stack_cli.register(app)  # top-level up / down / status
+    deploy_cli.register(app)  # top-level deploy
     app()
 
 

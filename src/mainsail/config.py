@@ -23,11 +23,24 @@ from mainsail.settings.base import StrictModel
 from mainsail.settings.drift import DriftConfig
 from mainsail.settings.features import FeaturesConfig
 from mainsail.settings.monitor import MonitorConfig
+from mainsail.settings.pipelines import PipelinesConfig
+from mainsail.settings.promotion import PromotionConfig
 from mainsail.settings.registry import RegistryConfig
 from mainsail.settings.serving import ServingConfig
 from mainsail.settings.stack import StackConfig
 
 ProblemType = Literal["classification", "regression"]
+Candidate = Literal["baseline", "linear", "tree", "forest", "mlp"]
+TunedCandidate = Literal["linear", "tree", "forest", "mlp"]
+
+
+def _default_candidates() -> list[Candidate]:
+    return ["baseline", "linear", "tree", "mlp"]
+
+
+def _default_tuned() -> list[TunedCandidate]:
+    return ["tree"]
+
 
 CLASSIFICATION_METRICS = ("roc_auc", "pr_auc", "f1", "log_loss", "accuracy", "balanced_accuracy")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
@@ -46,7 +59,7 @@ class SyntheticData(StrictModel):
     rows: int = Field(20_000, ge=100, le=50_000_000)
     """Number of rows (customer snapshots) to generate."""
     entities: int | None = Field(None, ge=10)
-    """Number of distinct customers; defaults to a quarter of the rows (about four snapshots each)."""
+    """Number of distinct customers; a quarter of the rows (four snapshots each) when null."""
     drift: float = Field(0.0, ge=0.0, le=1.0)
     """Distribution shift to simulate production drift: 0 = training distribution, 1 = strong."""
     seed: int | None = None
@@ -74,9 +87,9 @@ class DataConfig(StrictModel):
     entity_key: str | None = None
     """Column that identifies the entity (customer, account); used for grouped splits and Feast."""
     event_timestamp: str | None = None
-    """Column with the time the features were observed; used for time splits and point-in-time joins."""
+    """Column with the time the features were observed (time splits, point-in-time joins)."""
     label_timestamp: str | None = None
-    """Optional column with the time the label became known; a feature timestamp after it is leakage."""
+    """Optional column with the time the label became known (a later feature time is leakage)."""
     problem_type: ProblemType | None = None
     """`classification` or `regression`; detected from the target column when omitted."""
     positive_class: str | int | None = None
@@ -169,14 +182,15 @@ class MLPConfig(StrictModel):
 class TrainConfig(StrictModel):
     """Which candidates are trained."""
 
-    candidates: list[Literal["baseline", "linear", "tree", "forest", "mlp"]] = Field(
-        default_factory=lambda: ["baseline", "linear", "tree", "mlp"]
-    )
+    candidates: list[Candidate] = Field(default_factory=_default_candidates)
     """Model families to train; `baseline` is always added when missing."""
     ray: RayConfig = Field(default_factory=RayConfig)
     """Ray placement for training and tuning."""
     mlp: MLPConfig = Field(default_factory=MLPConfig)
     """PyTorch MLP defaults."""
+    threads: int = Field(1, ge=1, le=256)
+    """Threads each fit may use (OpenMP, BLAS, torch). Fits run side by side on Ray instead;
+    more threads than free cores slows gradient boosting down badly on shared machines."""
 
 
 class TuneConfig(StrictModel):
@@ -184,9 +198,7 @@ class TuneConfig(StrictModel):
 
     enabled: bool = True
     """Tune the candidates listed in `candidates`."""
-    candidates: list[Literal["linear", "tree", "forest", "mlp"]] = Field(
-        default_factory=lambda: ["tree"]
-    )
+    candidates: list[TunedCandidate] = Field(default_factory=_default_tuned)
     """Candidates to tune (others keep their defaults)."""
     num_trials: int = Field(20, ge=1, le=10_000)
     """Trials per tuned candidate."""
@@ -194,9 +206,11 @@ class TuneConfig(StrictModel):
     """Stop a candidate's search after this many seconds."""
     max_concurrent: int | None = Field(None, ge=1)
     """Trials at once; the CPUs Ray has when null."""
-    backend: Literal["auto", "optuna", "ray"] = "auto"
-    """Where trials run: `optuna` in this process, `ray` on Ray Tune, `auto` probes one trial
-    in-process and moves to Ray Tune only when it takes `short_trial_s` or longer."""
+    backend: Literal["auto", "optuna", "ray", "ray_tune"] = "auto"
+    """Where trials run: `optuna` in this process; `ray` on Ray (independent trials as batches
+    of Ray tasks, iterative MLP trials on Ray Tune with ASHA); `ray_tune` always on Ray Tune;
+    `auto` probes one trial in-process and moves to `ray` only when it took `short_trial_s` or
+    longer."""
     short_trial_s: float = Field(1.0, gt=0)
     """Trials shorter than this stay in-process under `auto` (Ray's per-trial overhead would
     dominate them)."""
@@ -261,6 +275,10 @@ class ProjectConfig(StrictModel):
     """Drift sidecar."""
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     """Monitoring, alerting, retraining and promotion."""
+    pipelines: PipelinesConfig = Field(default_factory=PipelinesConfig)
+    """Kubeflow Pipelines: image, resources, GPU placement, KubeRay, submission."""
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    """Feedback store, A/B analysis and metric-gated promotion."""
 
     @model_validator(mode="after")
     def _check_metric_and_split(self) -> ProjectConfig:
@@ -334,7 +352,9 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def parse_config(raw: dict[str, Any], source: str = "<config>", base_dir: Path | None = None) -> ProjectConfig:
+def parse_config(
+    raw: dict[str, Any], source: str = "<config>", base_dir: Path | None = None
+) -> ProjectConfig:
     """Validate a config mapping; relative paths are resolved against `base_dir`."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of keys at the top level")

@@ -76,7 +76,7 @@ def run(
     with staged_dir(final) as tmp:
         started = time.perf_counter()
         progress("data", 0.0)
-        data = run_data_stage(cfg, tmp)
+        data = run_data_stage(cfg, tmp, progress=lambda _step, frac: progress("data", frac))
         progress("data", 1.0)
         timings["data"] = time.perf_counter() - started
 
@@ -91,7 +91,11 @@ def run(
 
         lineage = build_lineage(cfg, data.data_sha256, config_path)
         lineage["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
-        (tmp / "lineage.json").write_text(json.dumps(lineage, indent=2, sort_keys=True) + "\n")
+        text = json.dumps(lineage, indent=2, sort_keys=True) + "\n"
+        (tmp / "lineage.json").write_text(text)
+        if (tmp / "model").is_dir():
+            # The model folder is what the registry publishes: it carries its own lineage.
+            (tmp / "model" / "lineage.json").write_text(text)
         (tmp / "config.json").write_text(
             json.dumps(cfg.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
         )
@@ -99,6 +103,12 @@ def run(
             if path.is_file():
                 artifacts[str(path.relative_to(tmp))] = final / path.relative_to(tmp)
 
+    # Stages report paths inside the temporary folder; point them at the final one.
+    summary = json.loads(
+        json.dumps(summary, default=str).replace(
+            str(final.parent / f".tmp-{final.name}"), str(final)
+        )
+    )
     return RunResult(
         run_dir=final,
         problem_type=data.problem_type,
@@ -112,10 +122,8 @@ def run(
 def _run_training(
     cfg: ProjectConfig, data: Any, run_dir: Path, progress: ProgressFn
 ) -> dict[str, Any] | None:
-    """The training stage (train, tune, evaluate, card, report); None where it is not installed."""
-    try:
-        from mainsail.train.stage import run_training_stage
-    except ImportError:
-        return None
+    """The training stage: tune, train, cross-validate, compare, select, card and report."""
+    from mainsail.train.stage import run_training_stage
+
     result = run_training_stage(cfg, data, run_dir, progress=progress)
-    return result.summary() if hasattr(result, "summary") else {}
+    return result.summary()

@@ -78,7 +78,11 @@ def test_invalid_values_are_explained(tmp_path: Path, patch: dict, message: str)
 
 
 def test_metric_must_match_problem_type(tmp_path: Path) -> None:
-    raw = {"name": "d", "metric": "rmse", "data": {**MINIMAL["data"], "problem_type": "classification"}}
+    raw = {
+        "name": "d",
+        "metric": "rmse",
+        "data": {**MINIMAL["data"], "problem_type": "classification"},
+    }
     with pytest.raises(ConfigError, match="regression metric"):
         load_config(write(tmp_path, raw))
 
@@ -96,7 +100,9 @@ def test_overrides_are_validated_like_file_keys(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL)
     cfg = load_config(path, {"split.test_size": 0.1, "seed": 7})
     assert (cfg.split.test_size, cfg.seed) == (0.1, 7)
-    with pytest.raises(ConfigError, match="split.tset_size: unknown key; did you mean 'test_size'"):
+    with pytest.raises(
+        ConfigError, match=r"split\.tset_size: unknown key; did you mean 'test_size'"
+    ):
         load_config(path, {"split.tset_size": 0.1})
 
 

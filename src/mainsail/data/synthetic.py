@@ -3,7 +3,8 @@
 Each row is a monthly snapshot of one customer: numeric usage and billing features, a few
 categorical attributes, missing values, outliers and a churn label around 10-20% positive.
 `drift` (0..1) shifts the distributions the way production data drifts: heavier usage, more
-support calls, a different contract mix, a new payment method share, and prices going up.
+support calls, a different contract mix, a new payment method share, and prices going up; and
+it changes the relationship between features and churn (concept drift), so retraining pays off.
 """
 
 from __future__ import annotations
@@ -78,9 +79,7 @@ def generate_churn(
     seconds = rng.integers(0, 86_400, rows)
     base = pd.Timestamp(start, tz="UTC")
     event_ts = (
-        base
-        + pd.to_timedelta(month * 30 + day, unit="D")
-        + pd.to_timedelta(seconds, unit="s")
+        base + pd.to_timedelta(month * 30 + day, unit="D") + pd.to_timedelta(seconds, unit="s")
     )
     tenure = signup_offset[ent] + month + 1
 
@@ -100,7 +99,7 @@ def generate_churn(
     # The churn hazard: what a real churn model learns (short contracts, unhappy customers,
     # support trouble, late payments, inactivity, high prices, short tenure).
     logit = (
-        -3.25
+        -2.65
         + 1.1 * (contract == "month-to-month")
         - 0.8 * (contract == "two-year")
         + 0.35 * support
@@ -111,6 +110,14 @@ def generate_churn(
         - 0.025 * np.minimum(tenure, 48)
         + 0.4 * (payment == "electronic-check")
         + rng.normal(0, 0.35, rows)
+    )
+    # Concept drift: under drift the reasons for churning change too (a competitor in the east,
+    # multi-device households leaving, month-to-month customers staying), so a model trained
+    # before the drift is not just extrapolating but wrong, and retraining pays off.
+    logit = logit + drift * (
+        1.4 * (ent_region[ent] == "east")
+        + 0.5 * (ent_devices[ent] - 3)
+        - 0.9 * (contract == "month-to-month")
     )
     churned = (rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
     label_ts = event_ts + pd.to_timedelta(30, unit="D")

@@ -1,0 +1,233 @@
+"""Benchmark: the data stage on 1,000,000 rows × 50 columns next to plain pandas reading the file.
+
+Writes a wide synthetic churn-like parquet file once (bench/results/tmp/, git-ignored), then runs
+each measurement in a fresh subprocess so that peak memory (ru_maxrss) belongs to that
+measurement alone:
+
+- baseline: ``pandas.read_parquet(path)``, nothing else;
+- data stage: ``run_data_stage(cfg, run_dir)`` (read, validate, stratified-group split, fit the
+  preprocessor on train, write all artifacts).
+
+Runs alternate (baseline, stage, baseline, stage, ...); the medians of ``--repeats`` runs go to
+bench/results/data_stage.json. Exits non-zero when the stage's peak memory exceeds 8 GiB.
+
+    .venv/pipeline/bin/python bench/bench_data_stage.py [--rows 1000000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+BUDGET_BYTES = 8 * 1024**3
+N_FLOAT, N_INT, N_CAT = 36, 6, 5  # + entity, timestamp, target = 50 columns
+
+
+def make_wide_file(path: Path, rows: int, seed: int = 0) -> None:
+    """A churn-like table: entity ids, timestamps, 36 float32, 6 int, 5 text columns, a label.
+
+    Floats carry 2% missing values and a few outliers; the label (~12% positive) depends on a
+    handful of columns so the leakage probe has real (not perfect) signal to score.
+    """
+    rng = np.random.default_rng(seed)
+    entities = rows // 5
+    ent = rng.integers(0, entities, rows)
+    cols: dict[str, Any] = {
+        "customer_id": pd.Categorical.from_codes(
+            ent, pd.Index([f"C{i:08d}" for i in range(entities)])
+        ),
+        "event_timestamp": pd.Timestamp("2023-01-01", tz="UTC")
+        + pd.to_timedelta(rng.integers(0, 730 * 86_400, rows), unit="s"),
+    }
+    logit = np.full(rows, -2.4)
+    for j in range(N_FLOAT):
+        x = rng.normal(0, 1, rows).astype(np.float32)
+        if j < 6:
+            logit += 0.35 * x
+        x[rng.random(rows) < 0.02] = np.nan
+        x[rng.random(rows) < 0.001] *= 50
+        cols[f"f{j:02d}"] = x
+    for j in range(N_INT):
+        cols[f"n{j}"] = rng.poisson(2 + j, rows).astype(np.int32)
+    for j in range(N_CAT):
+        levels = np.array([f"level_{j}_{k}" for k in range(5 + 10 * j)])
+        codes = rng.integers(0, len(levels), rows)
+        if j == 0:
+            logit += 0.4 * (codes == 0)
+        cols[f"c{j}"] = pd.Categorical.from_codes(codes, pd.Index(levels))
+    cols["churned"] = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.int8)
+    frame = pd.DataFrame(cols)
+    # One row per customer and time, like real snapshots.
+    frame = frame.drop_duplicates(["customer_id", "event_timestamp"], ignore_index=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def _peak_rss_bytes() -> int:
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux: KiB
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return float(usage.ru_utime + usage.ru_stime)
+
+
+def child_baseline(path: Path) -> dict[str, Any]:
+    cpu0, start = _cpu_s(), time.perf_counter()
+    frame = pd.read_parquet(path)
+    wall, cpu = time.perf_counter() - start, _cpu_s() - cpu0
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_bytes": _peak_rss_bytes(), "rows": len(frame)}
+
+
+def child_stage(path: Path) -> dict[str, Any]:
+    from mainsail.config import parse_config
+    from mainsail.data.stage import run_data_stage
+
+    cfg = parse_config(
+        {
+            "name": "bench",
+            "seed": 42,
+            "data": {
+                "path": str(path),
+                "target": "churned",
+                "entity_key": "customer_id",
+                "event_timestamp": "event_timestamp",
+            },
+            "split": {"strategy": "stratified"},
+        }
+    )
+    with tempfile.TemporaryDirectory(dir=RESULTS / "tmp") as tmp:
+        cpu0, start = _cpu_s(), time.perf_counter()
+        result = run_data_stage(cfg, Path(tmp) / "run")
+        wall, cpu = time.perf_counter() - start, _cpu_s() - cpu0
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "peak_rss_bytes": _peak_rss_bytes(),
+        "rows": len(result.frame),
+        "features": len(result.features),
+        "steps_s": result.timings,
+        "split_rows": {k: v["rows"] for k, v in result.summary["sides"].items()},
+    }
+
+
+def _run_child(kind: str, path: Path) -> dict[str, Any]:
+    env = dict(os.environ)
+    src = str(HERE.parent / "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, "--path", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--child", choices=["baseline", "stage"])
+    parser.add_argument("--path", type=Path)
+    args = parser.parse_args()
+
+    if args.child:
+        fn = child_baseline if args.child == "baseline" else child_stage
+        print(json.dumps(fn(args.path)))
+        return 0
+
+    path = RESULTS / "tmp" / f"wide_{args.rows}.parquet"
+    if not path.exists():
+        print(f"writing {path} ...", flush=True)
+        make_wide_file(path, args.rows)
+    meta = pq.read_metadata(path)
+    runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "stage": []}
+    for i in range(args.repeats):
+        for kind in ("baseline", "stage"):
+            res = _run_child(kind, path)
+            runs[kind].append(res)
+            print(
+                f"run {i + 1} {kind:8s} {res['wall_s']:7.2f} s wall {res['cpu_s']:7.2f} s cpu  "
+                f"peak {res['peak_rss_bytes'] / 2**30:5.2f} GiB",
+                flush=True,
+            )
+
+    def med(kind: str, key: str) -> float:
+        return float(statistics.median(r[key] for r in runs[kind]))
+
+    stage_peak = med("stage", "peak_rss_bytes")
+    steps = {
+        k: round(statistics.median(r["steps_s"][k] for r in runs["stage"]), 3)
+        for k in runs["stage"][0]["steps_s"]
+    }
+    result = {
+        "benchmark": "data_stage",
+        "file": {
+            "rows": meta.num_rows,
+            "columns": len(pq.read_schema(path).names),
+            "bytes": path.stat().st_size,
+            "format": "parquet",
+        },
+        "repeats": args.repeats,
+        "baseline": {
+            "what": "pandas.read_parquet(file)",
+            "wall_s_median": round(med("baseline", "wall_s"), 3),
+            "peak_rss_gib_median": round(med("baseline", "peak_rss_bytes") / 2**30, 3),
+            "cpu_s_median": round(med("baseline", "cpu_s"), 3),
+            "wall_s_runs": [round(r["wall_s"], 3) for r in runs["baseline"]],
+        },
+        "data_stage": {
+            "what": "run_data_stage: read, validate, stratified-group split, fit preprocessor, "
+            "write artifacts",
+            "wall_s_median": round(med("stage", "wall_s"), 3),
+            "peak_rss_gib_median": round(stage_peak / 2**30, 3),
+            "cpu_s_median": round(med("stage", "cpu_s"), 3),
+            "wall_s_runs": [round(r["wall_s"], 3) for r in runs["stage"]],
+            "steps_s_median": steps,
+            "features": runs["stage"][0]["features"],
+            "split_rows": runs["stage"][0]["split_rows"],
+        },
+        "ratio_wall_stage_over_baseline": round(
+            med("stage", "wall_s") / med("baseline", "wall_s"), 2
+        ),
+        "ratio_peak_stage_over_baseline": round(stage_peak / med("baseline", "peak_rss_bytes"), 2),
+        "budget_gib": BUDGET_BYTES / 2**30,
+        "within_budget": stage_peak <= BUDGET_BYTES,
+        "note": "wall times depend on how busy the machine's cores were; cpu_s (user+sys of the "
+        "measured call) is the steadier figure when other work shares the CPUs",
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "pandas": pd.__version__,
+            "numpy": np.__version__,
+        },
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "data_stage.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0 if result["within_budget"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Benchmark: the same number of Optuna (TPE) trials run four ways, side by side in one script.
+
+- ``ray_defaults``: Ray Tune as documented (``Tuner`` + ``OptunaSearch``, default TuneConfig:
+  a new actor per trial, no concurrency limiter, default loggers);
+- ``ours``: ``mainsail.tune.search.run_search`` with backend ``auto`` (probe one trial
+  in-process; stay in-process for short trials, Ray Tune with a ConcurrencyLimiter sized to
+  Ray's CPUs, reused actors and only the JSON logger otherwise);
+- ``ours_ray``: backend ``ray`` (no probe): independent trials as batches of Ray tasks;
+- ``ours_ray_tune``: backend ``ray_tune``: Ray Tune + OptunaSearch with our settings (what
+  iterative trials use, with ASHA);
+- ``optuna_seq``: ``study.optimize`` in one process (the lower bound for short trials);
+- ``optuna_n_jobs2``: ``study.optimize(n_jobs=2)`` (threads; parallel only for sleeping trials).
+
+Workloads: short trials (``time.sleep(0.1)``), long sleeping trials (``time.sleep(2)``) and long
+CPU-bound trials (2 s of this thread's CPU time, so each trial does the same work whatever the
+load). The objective is ``-(x - 0.3)**2`` with x from the sampler, so the best scores of the
+variants are comparable. Ray starts once before any timing (its start-up is reported apart).
+Each variant runs ``--repeats`` times; medians go to bench/results/tuning.json.
+
+    .venv/pipeline/bin/python bench/bench_tuning.py [--repeats 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+
+from mainsail.config import RayConfig  # noqa: E402
+from mainsail.tune.search import SearchSettings, run_search  # noqa: E402
+
+
+def _work(kind: str, seconds: float) -> None:
+    if kind == "sleep":
+        time.sleep(seconds)
+        return
+    end = time.thread_time() + seconds  # CPU time of this thread: fixed work under any load
+    x = 0
+    while time.thread_time() < end:
+        for i in range(10_000):
+            x += i * i
+
+
+def make_objective(kind: str, seconds: float) -> Callable[[dict[str, Any], Any], float]:
+    def objective(params: dict[str, Any], report: Any = None) -> float:
+        _work(kind, seconds)
+        return -((params["x"] - 0.3) ** 2)
+
+    return objective
+
+
+class Space:
+    """One float in [0, 1]."""
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        return {"x": trial.suggest_float("x", 0.0, 1.0)}
+
+
+def run_ray_defaults(kind: str, seconds: float, n: int, seed: int, storage: str) -> float:
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    objective = make_objective(kind, seconds)
+
+    def trainable(config: dict[str, Any]) -> dict[str, float]:
+        return {"score": objective(config)}
+
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"x": tune.uniform(0.0, 1.0)},
+        tune_config=tune.TuneConfig(
+            search_alg=OptunaSearch(metric="score", mode="max", seed=seed), num_samples=n
+        ),
+        run_config=tune.RunConfig(storage_path=storage, verbose=0),
+    )
+    grid = tuner.fit()
+    return float(grid.get_best_result(metric="score", mode="max").metrics["score"])
+
+
+def run_ours(kind: str, seconds: float, n: int, seed: int, storage: str, backend: str) -> float:
+    settings = SearchSettings(
+        n_trials=n,
+        direction="maximize",
+        seed=seed,
+        backend=backend,
+        short_trial_s=1.0,
+        ray=RayConfig(num_cpus=2),
+        storage_dir=Path(storage),
+    )
+    return run_search(make_objective(kind, seconds), Space(), settings).best_score
+
+
+def run_optuna(kind: str, seconds: float, n: int, seed: int, n_jobs: int) -> float:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    objective = make_objective(kind, seconds)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(lambda t: objective(Space()(t)), n_trials=n, n_jobs=n_jobs)
+    return float(study.best_value)
+
+
+def measure(fn: Callable[[], float]) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    best = fn()
+    return time.perf_counter() - t0, best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="one repeat, fewer trials")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "tuning.json")
+    args = ap.parse_args()
+    repeats = 1 if args.quick else args.repeats
+    workloads = [
+        ("short_sleep_0.1s", "sleep", 0.1, 10 if args.quick else 20),
+        ("long_sleep_2s", "sleep", 2.0, 4 if args.quick else 10),
+        ("long_cpu_2s", "cpu", 2.0, 4 if args.quick else 10),
+    ]
+    import ray
+
+    t0 = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray_init_s = time.perf_counter() - t0
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-tune-") as storage:
+        for name, kind, secs, n in workloads:
+            variants: dict[str, Callable[[int], float]] = {
+                "ray_defaults": lambda s, k=kind, d=secs, n=n: run_ray_defaults(
+                    k, d, n, s, storage
+                ),
+                "ours": lambda s, k=kind, d=secs, n=n: run_ours(k, d, n, s, storage, "auto"),
+                "ours_ray": lambda s, k=kind, d=secs, n=n: run_ours(k, d, n, s, storage, "ray"),
+                "ours_ray_tune": lambda s, k=kind, d=secs, n=n: run_ours(
+                    k, d, n, s, storage, "ray_tune"
+                ),
+                "optuna_seq": lambda s, k=kind, d=secs, n=n: run_optuna(k, d, n, s, 1),
+                "optuna_n_jobs2": lambda s, k=kind, d=secs, n=n: run_optuna(k, d, n, s, 2),
+            }
+            if name.startswith("short"):
+                variants.pop("ours_ray")  # the Ray paths are not what short trials take
+                variants.pop("ours_ray_tune")
+            runs: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+            for rep in range(repeats):
+                for vname, fn in variants.items():  # interleaved: load drifts hit all alike
+                    runs[vname].append(measure(lambda fn=fn, rep=rep: fn(rep)))
+                    print(f"{name} {vname} rep {rep}: {runs[vname][-1][0]:.2f}s", flush=True)
+            med = {v: statistics.median(w for w, _ in r) for v, r in runs.items()}
+            seq = med["optuna_seq"]
+            results[name] = {
+                "trials": n,
+                "trial_seconds": secs,
+                "kind": kind,
+                "wall_s_median": {v: round(w, 3) for v, w in med.items()},
+                "wall_s_runs": {v: [round(w, 3) for w, _ in r] for v, r in runs.items()},
+                "ratio_to_optuna_seq": {v: round(w / seq, 3) for v, w in med.items()},
+                "speedup_over_optuna_seq": {v: round(seq / w, 3) for v, w in med.items()},
+                "best_score_median": {
+                    v: round(statistics.median(b for _, b in r), 5) for v, r in runs.items()
+                },
+            }
+    ray.shutdown()
+    doc = {
+        "benchmark": "tuning",
+        "description": __doc__.split("\n\n")[0],
+        "targets": {
+            "short_ratio_ours_to_optuna_seq_max": 1.3,
+            "long_cpu_speedup_ours_min": 1.7,
+        },
+        "repeats": repeats,
+        "ray_init_s": round(ray_init_s, 3),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_avg_at_end": os.getloadavg(),
+            "python": platform.python_version(),
+        },
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(json.dumps({k: v["ratio_to_optuna_seq"] for k, v in results.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+"""kfp component `split`: leakage-safe train/valid/test split (wraps mainsail.steps.split_step)."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Output
+
+from mainsail import naming
+
+
+@dsl.component(base_image=naming.image("pipeline"), install_kfp_package=False)
+def split(
+    config_json: str, dataset: Input[Dataset], splits: Output[Dataset], metrics: Output[Metrics]
+) -> None:
+    """Split indices, split summary and the class-imbalance plan (`splits`); side sizes."""
+    from mainsail.steps import record_metrics, split_step
+
+    record_metrics(metrics, split_step(config_json, dataset.path, splits.path))

@@ -1,0 +1,144 @@
+{{/*
+Names and labels follow src/mainsail/naming.py: <release>-<component>, the recommended
+app.kubernetes.io labels, part-of "mainsail".
+*/}}
+{{- define "mainsail.fullname" -}}
+{{- $release := .root.Release.Name -}}
+{{- if hasSuffix .component $release -}}
+{{- $release | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" $release .component | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mainsail.selectorLabels" -}}
+app.kubernetes.io/name: mainsail
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "mainsail.labels" -}}
+{{ include "mainsail.selectorLabels" . }}
+app.kubernetes.io/part-of: mainsail
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+{{- end -}}
+
+{{- define "mainsail.metadata" -}}
+name: {{ include "mainsail.fullname" . }}
+namespace: {{ .root.Release.Namespace }}
+labels:
+  {{- include "mainsail.labels" . | nindent 2 }}
+{{- end -}}
+
+{{/* Image of a Mainsail runtime env: registry/name:tag, never latest. */}}
+{{- define "mainsail.image" -}}
+{{- $v := .root.Values -}}
+{{- $tag := $v.global.imageTag | default .root.Chart.AppVersion -}}
+{{- if eq $tag "latest" -}}
+{{- fail "global.imageTag must be an explicit version, not 'latest'" -}}
+{{- end -}}
+{{- printf "%s/%s:%s" $v.global.imageRegistry (index $v.images .env) $tag -}}
+{{- end -}}
+
+{{/* Pod-level security context of the Pod Security "restricted" profile. */}}
+{{- define "mainsail.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Container-level security context: no privilege escalation, no capabilities, read-only root. */}}
+{{- define "mainsail.containerSecurityContext" -}}
+runAsNonRoot: true
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/*
+checkov suppressions shared by every workload, each with its reason:
+- CKV_K8S_43 (image digest): images are pinned by exact version tag; kind loads local builds
+  by tag, and the production overlay pins digests with kustomize `images`.
+- CKV_K8S_15 (pull policy Always): IfNotPresent with immutable version tags; Always would
+  break kind, whose images are loaded into the nodes and not in a registry.
+*/}}
+{{- define "mainsail.checkovSkips" -}}
+checkov.io/skip1: CKV_K8S_43=Images are pinned by exact version tag; the production overlay pins digests with kustomize images
+checkov.io/skip2: CKV_K8S_15=IfNotPresent with immutable version tags; Always breaks images loaded into kind nodes
+{{- end -}}
+
+{{/* S3 endpoint as seen from inside the cluster. */}}
+{{- define "mainsail.s3Endpoint" -}}
+{{- if .Values.s3.existing.enabled -}}
+{{- required "s3.existing.endpoint is required when s3.existing.enabled is true" .Values.s3.existing.endpoint -}}
+{{- else -}}
+{{- printf "http://%s.%s.svc.cluster.local:9000" (include "mainsail.fullname" (dict "root" . "component" "minio")) .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. */}}
+{{- define "mainsail.s3SecretName" -}}
+{{- if .Values.s3.existing.enabled -}}
+{{- required "s3.existing.secretName is required when s3.existing.enabled is true" .Values.s3.existing.secretName -}}
+{{- else if .Values.minio.auth.existingSecret -}}
+{{- .Values.minio.auth.existingSecret -}}
+{{- else -}}
+{{- include "mainsail.fullname" (dict "root" . "component" "s3") -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mainsail.rcloneSecretName" -}}
+{{- if or .Values.s3.existing.enabled .Values.minio.auth.existingSecret -}}
+{{- required "s3.rcloneSecretName is required with an existing S3 or minio.auth.existingSecret" .Values.s3.rcloneSecretName -}}
+{{- else -}}
+{{- include "mainsail.fullname" (dict "root" . "component" "s3-rclone") -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mainsail.redisHost" -}}
+{{- if .Values.redis.enabled -}}
+{{- printf "%s.%s.svc.cluster.local" (include "mainsail.fullname" (dict "root" . "component" "redis")) .Release.Namespace -}}
+{{- else -}}
+{{- required "redis.external.host is required when redis.enabled is false" .Values.redis.external.host -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mainsail.redisPort" -}}
+{{- if .Values.redis.enabled -}}6379{{- else -}}{{ .Values.redis.external.port }}{{- end -}}
+{{- end -}}
+
+{{/* Environment every Mainsail process reads: S3 endpoint and credentials. */}}
+{{- define "mainsail.s3Env" -}}
+- name: MAINSAIL_S3_ENDPOINT
+  value: {{ include "mainsail.s3Endpoint" . | quote }}
+- name: MAINSAIL_S3_BUCKET
+  value: {{ .Values.s3.bucket | quote }}
+{{- with .Values.s3.existing.region }}
+- name: AWS_DEFAULT_REGION
+  value: {{ . | quote }}
+{{- end }}
+{{- /* AWS_* for boto3 (Feast) and the drift sidecar, MAINSAIL_S3_* for the model registry
+(registry.access_key_env / secret_key_env); both from the same Secret. */}}
+{{- range $var, $key := dict "AWS_ACCESS_KEY_ID" "AWS_ACCESS_KEY_ID" "AWS_SECRET_ACCESS_KEY" "AWS_SECRET_ACCESS_KEY" "MAINSAIL_S3_ACCESS_KEY" "AWS_ACCESS_KEY_ID" "MAINSAIL_S3_SECRET_KEY" "AWS_SECRET_ACCESS_KEY" }}
+- name: {{ $var }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mainsail.s3SecretName" $ }}
+      key: {{ $key }}
+{{- end }}
+{{- end -}}
+
+{{- define "mainsail.imagePullSecrets" -}}
+{{- with .Values.global.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}

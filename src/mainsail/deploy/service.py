@@ -1,0 +1,138 @@
+"""`mainsail deploy`: move the challenger alias to a version and set the canary split.
+
+Order: the backend first (the local stack loads the version and sets the split, or the Seldon
+resources are applied), then the registry's `challenger` alias, so the alias never names a
+version that failed to deploy. `dry_run` changes nothing: it prints the plan (local) or the YAML
+(kubernetes).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mainsail.config import ProjectConfig
+from mainsail.deploy import kubernetes as k8s
+from mainsail.deploy.kubernetes import DeployError
+
+if TYPE_CHECKING:
+    from mainsail.registry import ModelRegistry
+
+CARD_FILE = "model_card.yaml"
+
+
+@dataclass
+class DeployResult:
+    """What a deploy did."""
+
+    backend: str
+    champion: int | None
+    challenger: int
+    canary: int
+    dry_run: bool
+    actions: list[str] = field(default_factory=list)
+    yaml: str | None = None
+    card: Path | None = None
+
+
+def local_registry(cfg: ProjectConfig) -> ModelRegistry:
+    """The registry: `registry.endpoint` when set, else the local stack's SeaweedFS (whose keys
+    `mainsail up` generated when the registry's key variables were unset)."""
+    from mainsail.registry import ModelRegistry
+
+    if cfg.registry.endpoint:
+        return ModelRegistry.from_config(cfg.registry, os.environ)
+    from mainsail.stack.providers import StackContext, seaweedfs_credentials
+
+    ctx = StackContext(config=cfg, data_dir=cfg.stack.data_dir.resolve())
+    access, secret = seaweedfs_credentials(ctx)
+    environ = {**os.environ}
+    environ.setdefault(cfg.registry.access_key_env, access)
+    environ.setdefault(cfg.registry.secret_key_env, secret)
+    return ModelRegistry.from_config(
+        cfg.registry, environ, endpoint=f"{cfg.stack.host}:{cfg.stack.s3_port}"
+    )
+
+
+def deploy(
+    cfg: ProjectConfig,
+    ref: str | int = "latest",
+    canary: int = 10,
+    *,
+    backend: str | None = None,
+    dry_run: bool = False,
+    mirror: str | int | None = None,
+    registry: ModelRegistry | None = None,
+    measure_s: float = 0.0,
+    measure_body: dict[str, Any] | None = None,
+    api_client: Any = None,
+    log: Callable[[str], None] = lambda _line: None,
+) -> DeployResult:
+    """Deploy version `ref` of the project's model as challenger at `canary` percent."""
+    backend = backend or cfg.stack.backend
+    if backend not in ("local", "kubernetes"):
+        raise DeployError(f"unknown backend {backend!r}; use local or kubernetes")
+    if not 0 <= canary <= 100:
+        raise DeployError(f"--canary must be a percent between 0 and 100, got {canary}")
+    reg = registry if registry is not None else local_registry(cfg)
+    model = cfg.name
+    version, _ = reg.resolve(model, ref)
+    reg.manifest(model, version)  # only a complete version can be deployed
+    champion = reg.aliases(model).get("champion")
+    mirror_version = reg.resolve(model, mirror)[0] if mirror is not None else None
+    result = DeployResult(backend, champion, version, canary, dry_run)
+
+    if backend == "kubernetes":
+        if champion is None:
+            raise DeployError(
+                f"model {model!r} has no champion yet; promote one first "
+                "(`mainsail models promote`), the Experiment needs a default"
+            )
+        objects = k8s.render(cfg, champion, version, canary, mirror_version)
+        result.yaml = k8s.to_yaml(objects)
+        if dry_run:
+            return result
+        result.actions += k8s.apply(objects, api_client)
+    else:
+        if dry_run:
+            result.actions.append(
+                f"would load {model} v{version} on the challenger MLServer and set the router "
+                f"to champion {100 - canary} / challenger {canary}"
+            )
+            return result
+        from mainsail.deploy.local import LocalDeployer
+
+        local = reg.download(model, version, cfg.registry.cache_dir.resolve())
+        deployer = LocalDeployer(cfg)
+        deployer.deploy(local.path, canary)
+        result.actions.append(f"challenger MLServer serves {model} v{version}")
+        result.actions.append(f"router split champion {100 - canary} / challenger {canary}")
+        if measure_s > 0 and measure_body is not None:
+            result.card = _measure_into_card(cfg, local.path, version, measure_s, measure_body)
+            result.actions.append(f"model card with measured deployment fields: {result.card}")
+    for line in result.actions:
+        log(line)
+    reg.promote(model, version, alias="challenger")
+    result.actions.append(f"alias challenger -> v{version}")
+    log(result.actions[-1])
+    return result
+
+
+def _measure_into_card(
+    cfg: ProjectConfig, folder: Path, version: int, seconds: float, body: dict[str, Any]
+) -> Path | None:
+    from mainsail.deploy.card import fill_deployment, measure
+
+    card = folder / CARD_FILE
+    if not card.exists():
+        raise DeployError(f"{folder} has no {CARD_FILE}; cannot fill its deployment fields")
+    # The challenger's own server is measured (through the router the run would mix in the
+    # champion); the card's endpoint is the public one, the router's.
+    public = f"http://{cfg.stack.host}:{cfg.stack.router.port}/v2/models/{cfg.name}/infer"
+    direct = f"http://{cfg.stack.host}:{cfg.stack.challenger.http}/v2/models/{cfg.name}/infer"
+    figures = measure(direct, body, duration_s=seconds)
+    out = cfg.stack.data_dir.resolve() / "deployments" / f"{cfg.name}-v{version}-{CARD_FILE}"
+    return fill_deployment(card, figures, out, endpoint=public)

@@ -1,0 +1,261 @@
+"""Feeding served rows to the drift sidecar without ever slowing serving down.
+
+Standard library only, so the serving environment imports it as is. :class:`DriftFeed` holds a
+bounded in-memory queue and one daemon thread that posts batches to the sidecar:
+
+* `submit()` never blocks and never raises because of the sidecar: a full queue drops the batch
+  and counts it (`dropped_rows`);
+* a sidecar that is down, slow or answers an error costs one failed POST per batch (counted in
+  `failed_rows`), never an exception in the caller;
+* consecutive queued batches of the same model version are merged into one POST (the thread
+  lingers `linger_s` after the first one), so a busy server sends fewer, larger requests.
+
+Usage::
+
+    feed = DriftFeed("http://127.0.0.1:8010")
+    feed.submit("churn", "3", rows, predictions)   # rows: list of {feature: value}
+    ...
+    feed.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["DriftFeed", "FeedStats", "encode_batch"]
+
+
+@dataclass
+class FeedStats:
+    """Counters of a feed; read them to export as metrics on the serving side."""
+
+    submitted_rows: int = 0
+    """Rows accepted into the queue."""
+    sent_rows: int = 0
+    """Rows the sidecar acknowledged (HTTP 2xx)."""
+    dropped_rows: int = 0
+    """Rows dropped because the queue was full."""
+    failed_rows: int = 0
+    """Rows lost because the POST failed (sidecar down, timeout or an error answer)."""
+    last_error: str = ""
+    """The latest send failure, for logs."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, name: str, n: int) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + n)
+
+    def snapshot(self) -> dict[str, int]:
+        """A consistent copy of the counters."""
+        with self._lock:
+            return {
+                "submitted_rows": self.submitted_rows,
+                "sent_rows": self.sent_rows,
+                "dropped_rows": self.dropped_rows,
+                "failed_rows": self.failed_rows,
+            }
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy scalars and arrays, NaN and other non-JSON values as JSON-safe Python values."""
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    if hasattr(value, "item") and callable(value.item):  # numpy / pandas scalars
+        try:
+            return _jsonable(value.item())
+        except (ValueError, TypeError):
+            pass
+    if hasattr(value, "tolist"):
+        return _jsonable(value.tolist())
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if value.__class__.__name__ in ("NAType", "NaTType"):  # pandas.NA / NaT
+        return None
+    return str(value)
+
+
+def _default(value: Any) -> Any:
+    """json.dumps hook for the common non-JSON values (numpy scalars and arrays)."""
+    if hasattr(value, "item") and callable(value.item):
+        try:
+            return value.item()
+        except (ValueError, TypeError):
+            pass
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def encode_batch(
+    model: str,
+    version: str,
+    rows: Sequence[Mapping[str, Any]],
+    predictions: Sequence[Any] | None = None,
+) -> bytes:
+    """The JSON body the sidecar's `POST /v1/rows` takes (NaN and pandas.NA become null)."""
+    body: dict[str, Any] = {"model": model, "version": str(version), "rows": rows}
+    if predictions is not None:
+        body["predictions"] = predictions
+    try:
+        # Fast path: plain Python values and numpy scalars, no NaN.
+        return json.dumps(body, separators=(",", ":"), default=_default, allow_nan=False).encode()
+    except (TypeError, ValueError):
+        pass
+    body["rows"] = [_jsonable(dict(r)) for r in rows]
+    if predictions is not None:
+        body["predictions"] = _jsonable(list(predictions))
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class DriftFeed:
+    """Fire-and-forget feed of served rows to the drift sidecar (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_queue: int = 1000,
+        timeout_s: float = 2.0,
+        max_merge_rows: int = 5000,
+        linger_s: float = 0.05,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        if max_queue < 1:
+            raise ValueError(f"max_queue must be at least 1, got {max_queue}")
+        self.url = url.rstrip("/") + "/v1/rows"
+        self.timeout_s = timeout_s
+        self.max_merge_rows = max_merge_rows
+        self.linger_s = linger_s
+        self.stats = FeedStats()
+        self._on_error = on_error
+        self._queue: queue.Queue[tuple[str, str, list[Any], list[Any] | None] | None] = queue.Queue(
+            maxsize=max_queue
+        )
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="drift-feed", daemon=True)
+        self._thread.start()
+
+    def submit(
+        self,
+        model: str,
+        version: str,
+        rows: Sequence[Mapping[str, Any]],
+        predictions: Sequence[Any] | None = None,
+    ) -> bool:
+        """Queue one batch; False (and counted as dropped) when the queue is full or closed."""
+        n = len(rows)
+        if n == 0:
+            return True
+        if self._closed.is_set():
+            self.stats.add("dropped_rows", n)
+            return False
+        item = (model, str(version), list(rows), None if predictions is None else list(predictions))
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self.stats.add("dropped_rows", n)
+            return False
+        self.stats.add("submitted_rows", n)
+        return True
+
+    def pending(self) -> int:
+        """Batches waiting in the queue."""
+        return self._queue.qsize()
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every queued batch was sent or failed; True when the queue drained."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._queue.unfinished_tasks == 0:
+                return True
+            time.sleep(0.01)
+        return False
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Send what is queued (up to `timeout_s`), then stop the thread."""
+        if self._closed.is_set():
+            return
+        self.flush(timeout_s)
+        self._closed.set()
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)
+        self._thread.join(timeout_s)
+
+    def __enter__(self) -> DriftFeed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                self._queue.task_done()
+                return
+            model, version, rows, preds = item
+            taken = 1
+            # Let a few more batches arrive: fewer, larger POSTs cost serving less CPU.
+            if self.linger_s > 0 and not self._closed.is_set():
+                time.sleep(self.linger_s)
+            # Merge what else is already queued for the same model version into one POST.
+            while len(rows) < self.max_merge_rows:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                taken += 1
+                if (
+                    nxt is None
+                    or nxt[0] != model
+                    or nxt[1] != version
+                    or ((nxt[3] is None) != (preds is None))
+                ):
+                    self._send(model, version, rows, preds)
+                    if nxt is None:
+                        for _ in range(taken):
+                            self._queue.task_done()
+                        return
+                    model, version, rows, preds = nxt
+                    continue
+                rows = rows + nxt[2]
+                if preds is not None and nxt[3] is not None:
+                    preds = preds + nxt[3]
+            self._send(model, version, rows, preds)
+            for _ in range(taken):
+                self._queue.task_done()
+
+    def _send(self, model: str, version: str, rows: list[Any], preds: list[Any] | None) -> None:
+        try:
+            body = encode_batch(model, version, rows, preds)
+            request = urllib.request.Request(
+                self.url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+            )
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                response.read()
+            self.stats.add("sent_rows", len(rows))
+        except (urllib.error.URLError, OSError, ValueError, TypeError) as err:
+            detail = (
+                err.read().decode(errors="replace")[:200]
+                if isinstance(err, urllib.error.HTTPError)
+                else ""
+            )
+            message = f"drift feed: POST {self.url} failed: {err} {detail}".strip()
+            self.stats.add("failed_rows", len(rows))
+            self.stats.last_error = message
+            if self._on_error is not None:
+                self._on_error(message)

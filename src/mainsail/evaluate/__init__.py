@@ -1,0 +1,1 @@
+"""Cross-validation, metrics, paired tests, selection, importance, plots, model card, report."""

@@ -1,0 +1,101 @@
+"""Traffic backends for the promotion controller, and the model-card decision log.
+
+- `LocalRouterBackend`: the local stack. Reads the split from the router's admin API, ramps by
+  setting weights, promotes by moving the registry's `champion` alias and loading the version on
+  the champion MLServer, rolls back by sending all traffic to the champion.
+
+On a cluster the same controller needs a backend that patches the Seldon Core 2 Experiment's
+candidate weights; `mainsail deploy --backend kubernetes --canary N` renders and applies that
+Experiment today, a controller backend on top of it is not written yet.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from mainsail.config import ProjectConfig
+from mainsail.monitor.ab import Decision
+
+if TYPE_CHECKING:
+    from mainsail.registry import ModelRegistry
+
+
+class LocalRouterBackend:
+    """The local stack's router and MLServers (see `mainsail up`)."""
+
+    def __init__(self, cfg: ProjectConfig, registry: ModelRegistry | None = None) -> None:
+        from mainsail.deploy.local import LocalDeployer
+        from mainsail.deploy.service import local_registry
+
+        self.cfg = cfg
+        self.registry = registry if registry is not None else local_registry(cfg)
+        self.deployer = LocalDeployer(cfg)
+
+    def _state(self) -> dict[str, Any]:
+        return self.deployer._admin("GET", "/admin/state", {})
+
+    def current(self, model: str) -> tuple[str, str | None, int]:
+        variants = self._state()["variants"]
+        champion = variants["champion"]
+        challenger = variants.get("challenger")
+        if (
+            not challenger
+            or challenger["weight"] <= 0
+            or challenger["version"] == champion["version"]
+        ):
+            return str(champion["version"]), None, 0
+        total = champion["weight"] + challenger["weight"]
+        share = round(100 * challenger["weight"] / total) if total else 0
+        return str(champion["version"]), str(challenger["version"]), share
+
+    def set_weight(self, model: str, weight: int) -> None:
+        self.deployer.set_canary(weight)
+
+    def promote(self, model: str) -> None:
+        _, challenger, _ = self.current(model)
+        if challenger is None:
+            return
+        version = int(challenger)
+        local = self.registry.download(model, version, self.cfg.registry.cache_dir.resolve())
+        # The champion's MLServer loads the winner before the split changes: no request is
+        # answered by nobody.
+        self.deployer.load_model("champion", local.path)
+        self.deployer.set_variant("champion", str(version))
+        self.deployer.set_canary(0)
+        self.registry.promote(model, version, alias="champion")
+
+    def rollback(self, model: str) -> None:
+        self.deployer.set_canary(0)
+
+
+def card_path(cfg: ProjectConfig, version: str) -> Path:
+    """Where the deployed copy of a version's model card lives (the registry copy is immutable)."""
+    return cfg.stack.data_dir.resolve() / "deployments" / f"{cfg.name}-v{version}-model_card.yaml"
+
+
+def append_decision_to_card(
+    cfg: ProjectConfig, registry: ModelRegistry, version: str, decision: Decision
+) -> Path:
+    """Append a decision and its evidence to the `promotion_history` of the version's card.
+
+    Registry versions are immutable (their manifest holds every file's sha256), so the card with
+    deployment facts is kept next to the deployment, starting from the registry's card.
+    """
+    path = card_path(cfg, version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        card = yaml.safe_load(path.read_text()) or {}
+    else:
+        local = registry.download(cfg.name, int(version), cfg.registry.cache_dir.resolve())
+        source = local.path / "model_card.yaml"
+        card = yaml.safe_load(source.read_text()) if source.exists() else {}
+    history = card.setdefault("promotion_history", [])
+    history.append(decision.to_dict())
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as fh:
+        yaml.safe_dump(card, fh, sort_keys=False)
+    Path(fh.name).replace(path)
+    return path

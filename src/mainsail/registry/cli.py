@@ -1,0 +1,163 @@
+"""`mainsail models …`: list, show, publish, promote and roll back registry versions.
+
+Pipeline env only (Typer, Rich). The lead mounts `app` as `mainsail models`. The registry comes
+from the project config's `registry` section; the S3 keys from the environment variables it
+names; `--endpoint` (or `MAINSAIL_S3_ENDPOINT`) overrides the config's endpoint, which is how
+the local stack's SeaweedFS address is passed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mainsail.config import ConfigError, load_config
+from mainsail.registry.errors import RegistryError
+from mainsail.registry.store import ModelRegistry
+
+app = typer.Typer(help="Model registry: versions, aliases and integrity.", no_args_is_help=True)
+_console = Console()
+
+ConfigOpt = Annotated[
+    Path, typer.Option("--config", "-c", help="Project config (its `registry` section).")
+]
+EndpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint",
+        envvar="MAINSAIL_S3_ENDPOINT",
+        help="S3 endpoint host:port; overrides registry.endpoint.",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def open_registry(config: Path, endpoint: str | None) -> ModelRegistry:
+    """The registry of a project config (keys from the environment)."""
+    cfg = load_config(config)
+    return ModelRegistry.from_config(cfg.registry, os.environ, endpoint=endpoint)
+
+
+def _fail(err: Exception) -> typer.Exit:
+    _console.print(f"[red]error:[/red] {err}")
+    return typer.Exit(code=1)
+
+
+def _emit(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+@app.command("list")
+def list_cmd(
+    model: Annotated[str | None, typer.Argument(help="Model; all models when omitted.")] = None,
+    config: ConfigOpt = Path("configs/churn.yaml"),
+    endpoint: EndpointOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List models, or the versions of one model with their aliases and metrics."""
+    try:
+        registry = open_registry(config, endpoint)
+        if model is None:
+            names = registry.models()
+            if as_json:
+                _emit(names)
+                return
+            table = Table("model", "versions", "champion", "challenger")
+            for name in names:
+                aliases = registry.aliases(name)
+                table.add_row(
+                    name,
+                    str(len(registry.versions(name))),
+                    str(aliases.get("champion", "-")),
+                    str(aliases.get("challenger", "-")),
+                )
+            _console.print(table)
+            return
+        versions = registry.versions(model)
+    except (RegistryError, ConfigError) as err:
+        raise _fail(err) from None
+    if as_json:
+        _emit([v.__dict__ for v in versions])
+        return
+    table = Table("version", "created", "aliases", "metrics")
+    for v in versions:
+        metrics = ", ".join(
+            f"{k}={val:.4g}" if isinstance(val, float) else f"{k}={val}"
+            for k, val in v.metrics.items()
+        )
+        table.add_row(str(v.version), v.created_at, ", ".join(v.aliases) or "-", metrics or "-")
+    _console.print(table)
+
+
+@app.command()
+def show(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    ref: Annotated[str, typer.Argument(help="Version number, alias or `latest`.")] = "latest",
+    config: ConfigOpt = Path("configs/churn.yaml"),
+    endpoint: EndpointOpt = None,
+) -> None:
+    """Show one version: files with sha256, aliases, metrics, lineage, storage URI (JSON)."""
+    try:
+        _emit(open_registry(config, endpoint).show(model, ref))
+    except (RegistryError, ConfigError) as err:
+        raise _fail(err) from None
+
+
+@app.command()
+def publish(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    folder: Annotated[Path, typer.Argument(help="Artifact folder written by training.")],
+    alias: Annotated[
+        str | None, typer.Option(help="Also point this alias (champion/challenger) at it.")
+    ] = None,
+    config: ConfigOpt = Path("configs/churn.yaml"),
+    endpoint: EndpointOpt = None,
+) -> None:
+    """Publish an artifact folder as the next version (atomic; sha256 manifest)."""
+    try:
+        registry = open_registry(config, endpoint)
+        registry.ensure_bucket()
+        info = registry.publish(model, folder)
+        if alias:
+            registry.promote(model, info.version, alias)
+    except (RegistryError, ConfigError) as err:
+        raise _fail(err) from None
+    suffix = f" as {alias}" if alias else ""
+    _console.print(f"published {model} v{info.version}{suffix}")
+
+
+@app.command()
+def promote(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    ref: Annotated[str, typer.Argument(help="Version number, alias (e.g. challenger) or latest.")],
+    alias: Annotated[str, typer.Option("--alias", "-a", help="Alias to move.")] = "champion",
+    config: ConfigOpt = Path("configs/churn.yaml"),
+    endpoint: EndpointOpt = None,
+) -> None:
+    """Point an alias (champion by default) at a version."""
+    try:
+        version = open_registry(config, endpoint).promote(model, ref, alias)
+    except (RegistryError, ConfigError) as err:
+        raise _fail(err) from None
+    _console.print(f"{model}: {alias} -> v{version}")
+
+
+@app.command()
+def rollback(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Option("--alias", "-a", help="Alias to roll back.")] = "champion",
+    config: ConfigOpt = Path("configs/churn.yaml"),
+    endpoint: EndpointOpt = None,
+) -> None:
+    """Point an alias back at the version it held before its last promotion."""
+    try:
+        version = open_registry(config, endpoint).rollback(model, alias)
+    except (RegistryError, ConfigError) as err:
+        raise _fail(err) from None
+    _console.print(f"{model}: {alias} rolled back to v{version}")

@@ -1,0 +1,57 @@
+"""Run the router: ``python -m mainsail.serving.router --settings FILE [--host H] [--port P]``.
+
+The admin token is read from the environment variable named by ``router.token_env`` in the
+settings file; the admin API stays disabled while it is unset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, build the router and serve it with uvicorn until stopped."""
+    parser = argparse.ArgumentParser(prog="python -m mainsail.serving.router")
+    parser.add_argument("--settings", required=True, type=Path, help="router settings JSON")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--log-level", default="warning")
+    args = parser.parse_args(argv)
+
+    import uvicorn
+
+    from mainsail.serving.router.app import RouterSettings, create_router
+
+    try:
+        settings = RouterSettings.model_validate(json.loads(args.settings.read_text()))
+    except (OSError, ValueError, ValidationError) as err:
+        print(f"router: cannot use settings {args.settings}: {err}", file=sys.stderr)
+        return 2
+    token = os.environ.get(settings.router.token_env) or None
+    router = create_router(settings, token)
+    uvicorn.run(
+        router,
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=args.log_level,
+        lifespan="on",
+        # The router is the local edge: no proxy in front whose headers to trust, and two
+        # fewer headers to write per answer.
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

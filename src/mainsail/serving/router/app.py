@@ -1,0 +1,668 @@
+"""The canary router: an ASGI app that splits V2 inference traffic between model variants.
+
+Routes
+- `POST /v2/models/{name}/infer`: checked (V2 structure), assigned to champion or challenger by
+  weight, forwarded to that variant's `/v2/models/{model}/infer`; the answer carries
+  `x-request-id` (the caller's or a new one), `x-mainsail-variant` and `x-mainsail-model-version`.
+  A caller is pinned to one variant by the sticky header (or the sticky key of the body) through
+  a hash of its value. When a mirror is set, a share of requests is copied to it in the
+  background; its answer is counted in the metrics and dropped.
+- `GET /v2/models/{name}`, `GET /v2/models/{name}/ready`: forwarded to a healthy variant.
+- `GET /v2/health/live`, `/v2/health/ready`, `/health`: the router's own liveness / readiness.
+- `GET /metrics`: Prometheus metrics (see :mod:`mainsail.serving.router.metrics`).
+- Admin API (bearer token, compared in constant time; refused while no token is configured):
+  `GET /admin/state`, `PUT /admin/weights` (`{"champion": 90, "challenger": 10}`),
+  `PUT /admin/variants/{role}` (`{"url", "model", "version", "weight"}`; for the mirror `weight`
+  is the percent of requests copied), `DELETE /admin/variants/mirror`.
+
+Failures: an active health check (`GET /v2/models/{model}/ready`) per variant takes a variant
+out of rotation after `unhealthy_after` failures and puts it back after `healthy_after` passes.
+A request whose variant gives no answer (refused, reset) takes that variant out at once and is
+re-sent once to another variant in rotation: V2 inference has no side effects, so a repeat is
+safe. A timeout is not retried (the caller's deadline is already spent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import random
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mainsail.serving.router.feedback import FeedbackRecorder
+from mainsail.serving.router.metrics import RouterMetrics
+from mainsail.serving.router.upstream import (
+    ConnectError,
+    ResponseError,
+    UpstreamError,
+    UpstreamPool,
+    UpstreamTimeoutError,
+)
+from mainsail.serving.router.v2 import V2RequestError, parse_infer_request, sticky_value
+from mainsail.settings.base import StrictModel
+from mainsail.settings.stack import RouterConfig
+
+log = logging.getLogger("mainsail.router")
+
+Role = Literal["champion", "challenger", "mirror"]
+ROUTED: tuple[Role, ...] = ("champion", "challenger")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_INFER_PATH = re.compile(r"^/v2/models/([^/]+)/infer$")
+_PASS_HEADERS = frozenset({b"content-type"})
+
+
+class VariantSpec(StrictModel):
+    """Where one variant is served."""
+
+    role: Role
+    """champion, challenger or mirror."""
+    url: str = Field(pattern=r"^http://[^/\s]+$")
+    """Base URL of the V2 server, `http://host:port`."""
+    model: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    """Model name on that server."""
+    version: str = "unknown"
+    """Registry version the variant serves (a metric label)."""
+    weight: int = Field(default=0, ge=0, le=1_000_000)
+    """Traffic weight; for the mirror, the percent (0-100) of requests copied to it."""
+
+
+class RouterSettings(StrictModel):
+    """Everything a router process needs: written by the stack, read by `python -m ...router`."""
+
+    model_name: str = Field(min_length=1)
+    """Public model name callers use in `/v2/models/{name}/infer`."""
+    variants: list[VariantSpec]
+    """Champion, optional challenger, optional mirror."""
+    router: RouterConfig = Field(default_factory=lambda: RouterConfig())
+    """Router behaviour (health checks, sticky header, limits, token variable)."""
+    seed: int = 42
+    """Seed of the random split (the project seed unless router.seed is set)."""
+    feedback_url: str | None = None
+    """Feedback store URL (SQLAlchemy); when set, predictions are recorded and `POST /feedback`
+    accepts ground truth (see :mod:`mainsail.serving.router.feedback`)."""
+    problem_type: Literal["classification", "regression"] = "classification"
+    """How to read predictions for the feedback store."""
+    positive_label: str = "1"
+    """Positive class label (binary classification quality)."""
+    state_file: str | None = None
+    """Where admin changes (weights, variants) are kept, so that a restarted router resumes the
+    split it had instead of the one it was started with."""
+
+
+class Variant:
+    """Run-time state of one variant."""
+
+    def __init__(self, spec: VariantSpec) -> None:
+        self.role: Role = spec.role
+        self.url = spec.url
+        self.model = spec.model
+        self.version = spec.version
+        self.weight = spec.weight
+        self.pool = UpstreamPool(spec.url)
+        self.healthy = False
+        self.ok_streak = 0
+        self.fail_streak = 0
+        self.infer_path = f"/v2/models/{spec.model}/infer"
+
+    def labels(self) -> tuple[str, str, str]:
+        return (self.role, self.model, self.version)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "url": self.url,
+            "model": self.model,
+            "version": self.version,
+            "weight": self.weight,
+            "healthy": self.healthy,
+        }
+
+
+def _unit_hash(value: str) -> float:
+    """A stable number in [0, 1) for a sticky key."""
+    digest = hashlib.blake2b(value.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def _json(status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(payload, status_code=status, headers=headers)
+
+
+class Router:
+    """Variants, weights, health and forwarding: the ASGI app is :attr:`app`."""
+
+    def __init__(self, settings: RouterSettings, token: str | None) -> None:
+        self.settings = settings
+        self.cfg = settings.router
+        self.model_name = settings.model_name
+        self._token = token.encode() if token else None
+        self.metrics = RouterMetrics()
+        self.variants: dict[str, Variant] = {}
+        for spec in settings.variants:
+            self._add(spec)
+        self._restore()
+        self._rng = random.Random(settings.seed)
+        self._mirror_tasks: set[asyncio.Task[None]] = set()
+        self._health_task: asyncio.Task[None] | None = None
+        self._sticky_header = self.cfg.sticky_header.lower().encode()
+        self.feedback: FeedbackRecorder | None = None
+        extra: list[Route] = []
+        if settings.feedback_url:
+            self.feedback = FeedbackRecorder(
+                settings.feedback_url,
+                settings.model_name,
+                settings.problem_type,
+                settings.positive_label,
+                self.metrics.registry,
+            )
+            extra.append(Route("/feedback", self.feedback.endpoint, methods=["POST"]))
+        self.app = Starlette(
+            routes=[
+                *extra,
+                Route("/health", self._health_endpoint),
+                Route("/v2/health/live", self._live),
+                Route("/v2/health/ready", self._health_endpoint),
+                Route("/v2/models/{name}", self._model_passthrough),
+                Route("/v2/models/{name}/ready", self._model_passthrough),
+                Route("/metrics", self._metrics_endpoint),
+                Route("/admin/state", self._admin_state),
+                Route("/admin/weights", self._admin_weights, methods=["PUT"]),
+                Route("/admin/variants/{role}", self._admin_variant, methods=["PUT", "DELETE"]),
+            ],
+            lifespan=self._lifespan,
+        )
+
+    # -- ASGI -------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            match = _INFER_PATH.match(scope["path"])
+            if match is not None:
+                if scope["method"] != "POST":
+                    await _send(send, 405, {"error": "use POST for infer"}, [(b"allow", b"POST")])
+                    return
+                await self._infer(scope, receive, send, match.group(1))
+                return
+        await self.app(scope, receive, send)
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        await self.check_all()
+        self._health_task = asyncio.create_task(self._health_loop())
+        if self.feedback is not None:
+            await self.feedback.start()
+        try:
+            yield
+        finally:
+            if self.feedback is not None:
+                await self.feedback.stop()
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+            for task in list(self._mirror_tasks):
+                task.cancel()
+            for variant in self.variants.values():
+                await variant.pool.aclose()
+
+    # -- variants ---------------------------------------------------------------------------
+
+    def _add(self, spec: VariantSpec) -> Variant:
+        if spec.role == "mirror" and spec.weight > 100:
+            raise ValueError(f"mirror weight is a percent (0-100), got {spec.weight}")
+        old = self.variants.get(spec.role)
+        variant = Variant(spec)
+        self.variants[spec.role] = variant
+        if old is not None:
+            self.metrics.forget(*old.labels())
+            self.metrics.weight.remove(*old.labels())
+            self.metrics.healthy.remove(*old.labels())
+        self.metrics.weight.labels(*variant.labels()).set(variant.weight)
+        self.metrics.healthy.labels(*variant.labels()).set(0)
+        return variant
+
+    def choose(self, key: str | None, exclude: frozenset[str] = frozenset()) -> Variant | None:
+        """The variant for a request: by weight among healthy routed variants; sticky by key."""
+        pool = [
+            v
+            for role in ROUTED
+            if (v := self.variants.get(role)) is not None
+            and v.healthy
+            and v.weight > 0
+            and role not in exclude
+        ]
+        if not pool:
+            return None
+        total = sum(v.weight for v in pool)
+        point = (_unit_hash(key) if key is not None else self._rng.random()) * total
+        for variant in pool:
+            point -= variant.weight
+            if point < 0:
+                return variant
+        return pool[-1]
+
+    def _set_health(self, variant: Variant, ok: bool, passive: bool = False) -> None:
+        if ok:
+            variant.ok_streak += 1
+            variant.fail_streak = 0
+            if not variant.healthy and variant.ok_streak >= self.cfg.healthy_after:
+                log.warning("variant %s (%s) back in rotation", variant.role, variant.url)
+                variant.healthy = True
+        else:
+            variant.fail_streak += 1
+            variant.ok_streak = 0
+            if variant.healthy and (passive or variant.fail_streak >= self.cfg.unhealthy_after):
+                log.warning("variant %s (%s) out of rotation", variant.role, variant.url)
+                variant.healthy = False
+        self.metrics.healthy.labels(*variant.labels()).set(1 if variant.healthy else 0)
+
+    async def check(self, variant: Variant, first: bool = False) -> bool:
+        """One health check of `variant`; updates its state."""
+        try:
+            resp = await variant.pool.request(
+                "GET", f"/v2/models/{variant.model}/ready", timeout=self.cfg.health_timeout_s
+            )
+            ok = resp.status == 200
+        except UpstreamError:
+            ok = False
+        if first:
+            # At start-up (or after a variant is replaced) one answer decides: no warm-up wait.
+            variant.healthy = ok
+            variant.ok_streak = int(ok)
+            variant.fail_streak = int(not ok)
+            self.metrics.healthy.labels(*variant.labels()).set(int(ok))
+        else:
+            self._set_health(variant, ok)
+        return ok
+
+    async def check_all(self, first: bool = True) -> None:
+        """Check every variant at once."""
+        await asyncio.gather(*(self.check(v, first) for v in list(self.variants.values())))
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.health_interval_s)
+            try:
+                await self.check_all(first=False)
+            except Exception:  # the loop must outlive any single bad check
+                log.exception("health check round failed")
+
+    # -- inference --------------------------------------------------------------------------
+
+    async def _infer(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
+        headers = dict(scope["headers"])
+        request_id = headers.get(b"x-request-id") or uuid.uuid4().hex.encode()
+        rid = [(b"x-request-id", request_id)]
+        body = await _read_body(receive, headers, self.cfg.max_body_bytes)
+        if body is None:
+            self.metrics.rejected.labels("too_large").inc()
+            await _send(
+                send,
+                413,
+                {"error": f"request body exceeds {self.cfg.max_body_bytes} bytes"},
+                rid,
+            )
+            return
+        if name != self.model_name:
+            self.metrics.rejected.labels("unknown_model").inc()
+            await _send(
+                send,
+                404,
+                {
+                    "error": f"model {name!r} is not served here; this router serves "
+                    f"{self.model_name!r}"
+                },
+                rid,
+            )
+            return
+        try:
+            payload = parse_infer_request(body)
+        except V2RequestError as err:
+            self.metrics.rejected.labels("bad_request").inc()
+            await _send(send, 400, {"error": str(err)}, rid)
+            return
+        key: str | None = None
+        sticky = headers.get(self._sticky_header)
+        if sticky is not None:
+            key = sticky.decode("latin-1")
+        elif self.cfg.sticky_key is not None:
+            key = sticky_value(payload, self.cfg.sticky_key)
+        fwd_headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id)]
+        self._maybe_mirror(body, fwd_headers)
+
+        tried: set[str] = set()
+        while True:
+            variant = self.choose(key, frozenset(tried))
+            if variant is None:
+                reason = "no variant in rotation" if not tried else "every variant failed"
+                self.metrics.rejected.labels("no_variant").inc()
+                await _send(send, 503, {"error": f"no model available: {reason}"}, rid)
+                return
+            tried.add(variant.role)
+            labels = variant.labels()
+            start = time.perf_counter()
+            try:
+                resp = await variant.pool.request(
+                    "POST",
+                    variant.infer_path,
+                    body,
+                    fwd_headers,
+                    timeout=self.cfg.upstream_timeout_s,
+                )
+            except UpstreamTimeoutError as err:
+                self.metrics.errors.labels(*labels, err.reason).inc()
+                await _send(send, 504, {"error": f"{variant.role} timed out: {err}"}, rid)
+                return
+            except (ConnectError, ResponseError) as err:
+                self.metrics.errors.labels(*labels, err.reason).inc()
+                self._set_health(variant, ok=False, passive=True)
+                if len(tried) < len(ROUTED):
+                    self.metrics.retries.labels(variant.role, err.reason).inc()
+                    continue
+                await _send(send, 502, {"error": f"{variant.role} gave no answer: {err}"}, rid)
+                return
+            elapsed = time.perf_counter() - start
+            self.metrics.child(self.metrics.latency, *labels).observe(elapsed)
+            self._count(variant, resp.status, resp.body)
+            if self.feedback is not None:
+                self.feedback.observe(
+                    request_id.decode("latin-1"),
+                    variant.role,
+                    variant.version,
+                    resp.status,
+                    resp.body,
+                    elapsed,
+                )
+            out_headers = [(k, v) for k, v in resp.headers if k in _PASS_HEADERS] + [
+                *rid,
+                (b"x-mainsail-variant", variant.role.encode()),
+                (b"x-mainsail-model-version", variant.version.encode()),
+            ]
+            await _send_raw(send, resp.status, resp.body, out_headers)
+            return
+
+    def _count(self, variant: Variant, status: int, body: bytes) -> None:
+        labels = variant.labels()
+        self.metrics.child(self.metrics.requests, *labels, str(status)).inc()
+        if status >= 400:
+            self.metrics.errors.labels(*labels, f"status_{status // 100}xx").inc()
+        elif status == 200:
+            self.metrics.observe_predictions(*labels, body)
+
+    def _maybe_mirror(self, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        mirror = self.variants.get("mirror")
+        if mirror is None or mirror.weight <= 0 or not mirror.healthy:
+            return
+        if mirror.weight < 100 and self._rng.random() * 100 >= mirror.weight:
+            return
+        if len(self._mirror_tasks) >= self.cfg.mirror_concurrency:
+            self.metrics.mirror_dropped.inc()
+            return
+        task = asyncio.create_task(self._mirror(mirror, body, headers))
+        self._mirror_tasks.add(task)
+        task.add_done_callback(self._mirror_tasks.discard)
+
+    async def _mirror(
+        self, mirror: Variant, body: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        labels = mirror.labels()
+        start = time.perf_counter()
+        try:
+            resp = await mirror.pool.request(
+                "POST", mirror.infer_path, body, headers, timeout=self.cfg.upstream_timeout_s
+            )
+        except UpstreamError as err:
+            self.metrics.errors.labels(*labels, err.reason).inc()
+            return
+        self.metrics.latency.labels(*labels).observe(time.perf_counter() - start)
+        self._count(mirror, resp.status, resp.body)
+
+    async def _model_passthrough(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name != self.model_name:
+            return _json(404, {"error": f"model {name!r} is not served here"})
+        variant = self.choose(None) or next(
+            (v for v in self.variants.values() if v.healthy and v.role != "mirror"), None
+        )
+        if variant is None:
+            return _json(503, {"error": "no model available: no variant in rotation"})
+        suffix = request.url.path.removeprefix(f"/v2/models/{name}")
+        try:
+            resp = await variant.pool.request(
+                "GET", f"/v2/models/{variant.model}{suffix}", timeout=self.cfg.health_timeout_s
+            )
+        except UpstreamError as err:
+            return _json(502, {"error": f"{variant.role} gave no answer: {err}"})
+        ctype = dict(resp.headers).get(b"content-type", b"application/json").decode("latin-1")
+        return Response(resp.body, status_code=resp.status, media_type=ctype)
+
+    # -- health and metrics -----------------------------------------------------------------
+
+    async def _live(self, _request: Request) -> Response:
+        return _json(200, {"live": True})
+
+    async def _health_endpoint(self, _request: Request) -> Response:
+        ready = self.choose(None) is not None
+        return _json(
+            200 if ready else 503,
+            {"ready": ready, "variants": [v.state() for v in self.variants.values()]},
+        )
+
+    async def _metrics_endpoint(self, _request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # -- admin ------------------------------------------------------------------------------
+
+    def _deny(self, request: Request) -> Response | None:
+        if self._token is None:
+            return _json(
+                403,
+                {"error": f"admin API disabled: set {self.cfg.token_env} and restart the router"},
+            )
+        auth = request.headers.get("authorization", "")
+        scheme, _, given = auth.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), self._token
+        ):
+            return _json(
+                401,
+                {"error": "missing or wrong bearer token"},
+                {"www-authenticate": 'Bearer realm="mainsail-router"'},
+            )
+        return None
+
+    async def _admin_state(self, request: Request) -> Response:
+        if (denied := self._deny(request)) is not None:
+            return denied
+        return _json(200, self.snapshot())
+
+    def snapshot(self) -> dict[str, Any]:
+        """Model name and every variant's state."""
+        return {
+            "model_name": self.model_name,
+            "variants": {role: v.state() for role, v in self.variants.items()},
+        }
+
+    def _restore(self) -> None:
+        """Re-apply the variants saved by the last admin change, when a state file exists."""
+        path = Path(self.settings.state_file) if self.settings.state_file else None
+        if path is None or not path.exists():
+            return
+        try:
+            saved = json.loads(path.read_text())["variants"]
+            specs = [VariantSpec.model_validate(v) for v in saved.values()]
+        except (OSError, ValueError, KeyError, TypeError, ValidationError) as err:
+            log.error("ignoring unreadable router state %s: %s", path, err)
+            return
+        for spec in specs:
+            self._add(spec)
+        log.warning("restored variants from %s", path)
+
+    def _persist(self) -> None:
+        """Save the variants (atomically) after an admin change."""
+        if not self.settings.state_file:
+            return
+        path = Path(self.settings.state_file)
+        keep = ("role", "url", "model", "version", "weight")
+        state = {
+            "variants": {
+                role: {k: v for k, v in variant.state().items() if k in keep}
+                for role, variant in self.variants.items()
+            }
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(path)
+
+    async def _admin_weights(self, request: Request) -> Response:
+        if (denied := self._deny(request)) is not None:
+            return denied
+        body = await _json_body(request)
+        if not isinstance(body, dict) or not body:
+            return _json(
+                400, {"error": 'expected a JSON object like {"champion": 90, "challenger": 10}'}
+            )
+        for role, weight in body.items():
+            if role not in ROUTED:
+                return _json(
+                    400, {"error": f"unknown variant {role!r}; use champion or challenger"}
+                )
+            if role not in self.variants:
+                return _json(409, {"error": f"variant {role!r} is not configured"})
+            if (
+                not isinstance(weight, int)
+                or isinstance(weight, bool)
+                or not 0 <= weight <= 1_000_000
+            ):
+                return _json(
+                    400,
+                    {"error": f"weight of {role!r} must be an integer 0-1000000, got {weight!r}"},
+                )
+        merged = {r: body.get(r, v.weight) for r, v in self.variants.items() if r in ROUTED}
+        if sum(merged.values()) <= 0:
+            return _json(400, {"error": "at least one variant needs a weight above 0"})
+        for role, weight in merged.items():
+            variant = self.variants[role]
+            variant.weight = weight
+            self.metrics.weight.labels(*variant.labels()).set(weight)
+        log.warning("weights set to %s", merged)
+        self._persist()
+        return _json(200, self.snapshot())
+
+    async def _admin_variant(self, request: Request) -> Response:
+        if (denied := self._deny(request)) is not None:
+            return denied
+        role = request.path_params["role"]
+        if role not in ("champion", "challenger", "mirror"):
+            return _json(
+                404, {"error": f"unknown variant {role!r}; use champion, challenger or mirror"}
+            )
+        if request.method == "DELETE":
+            if role != "mirror":
+                return _json(400, {"error": "only the mirror can be removed"})
+            old = self.variants.pop("mirror", None)
+            if old is not None:
+                self.metrics.weight.remove(*old.labels())
+                self.metrics.healthy.remove(*old.labels())
+                await old.pool.aclose()
+            self._persist()
+            return _json(200, self.snapshot())
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            return _json(400, {"error": "expected a JSON object with url, model, version, weight"})
+        current = self.variants.get(role)
+        merged = {"weight": current.weight if current else 0, **body, "role": role}
+        try:
+            spec = VariantSpec.model_validate(merged)
+            if spec.role == "mirror" and spec.weight > 100:
+                raise ValueError(f"mirror weight is a percent (0-100), got {spec.weight}")
+        except (ValidationError, ValueError) as err:
+            return _json(400, {"error": _first_error(err)})
+        variant = self._add(spec)
+        if current is not None:
+            await current.pool.aclose()
+        await self.check(variant, first=True)
+        self._persist()
+        return _json(200, self.snapshot())
+
+
+def _first_error(err: Exception) -> str:
+    if isinstance(err, ValidationError):
+        item = err.errors()[0]
+        where = ".".join(str(p) for p in item["loc"]) or "body"
+        return f"{where}: {item['msg']}"
+    return str(err)
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        return None
+
+
+async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes | None:
+    """The whole request body, or None when it is larger than `limit` bytes."""
+    declared = headers.get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _send(
+    send: Send, status: int, payload: dict[str, Any], headers: list[tuple[bytes, bytes]]
+) -> None:
+    body = json.dumps(payload).encode()
+    await _send_raw(send, status, body, [(b"content-type", b"application/json"), *headers])
+
+
+async def _send_raw(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_router(settings: RouterSettings, token: str | None = None) -> Router:
+    """A router for `settings`; `token` enables the admin API (None or empty disables it)."""
+    return Router(settings, token or None)

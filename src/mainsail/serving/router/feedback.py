@@ -1,0 +1,199 @@
+"""Feedback on the router: remember what each variant predicted, accept ground truth later.
+
+Every answered inference is queued (request id, variant, version, predicted label and score,
+latency, error) and written to the feedback store in batches by a background task, so the
+request path never waits on the database. `POST /feedback` takes labels by request id, stores
+them, and refreshes the per-variant quality gauges that Prometheus scrapes:
+
+- `mainsail_variant_quality{model,variant,version,metric}`: accuracy / log_loss / roc_auc
+  (classification) or mae / rmse (regression) over the labelled requests of the variant.
+- `mainsail_variant_labelled{model,variant,version}`: labelled requests behind those numbers.
+- `mainsail_feedback_total{outcome}`: labels `accepted`, `unknown` (no such request) or
+  `duplicate` (already labelled).
+- `mainsail_feedback_dropped_total`: predictions not recorded because the queue was full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any, Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from mainsail.monitor.feedback import FeedbackError, FeedbackStore, PredictionRecord
+
+log = logging.getLogger("mainsail.router.feedback")
+
+MAX_LABELS_PER_POST = 10_000
+
+
+class FeedbackRecorder:
+    """Queues predictions for the store and serves `POST /feedback`."""
+
+    def __init__(
+        self,
+        store_url: str,
+        model: str,
+        problem_type: Literal["classification", "regression"],
+        positive_label: str,
+        registry: CollectorRegistry,
+        max_queue: int = 100_000,
+    ) -> None:
+        self.store = FeedbackStore(store_url)
+        self.model = model
+        self.problem_type = problem_type
+        self.positive_label = positive_label
+        self.max_queue = max_queue
+        self._pending: list[PredictionRecord] = []
+        self._versions: dict[str, str] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.quality = Gauge(
+            "mainsail_variant_quality",
+            "Quality of a variant over its labelled requests.",
+            ["model", "variant", "version", "metric"],
+            registry=registry,
+        )
+        self.labelled = Gauge(
+            "mainsail_variant_labelled",
+            "Labelled requests behind mainsail_variant_quality.",
+            ["model", "variant", "version"],
+            registry=registry,
+        )
+        self.feedback = Counter(
+            "mainsail_feedback",
+            "Ground-truth labels received, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "mainsail_feedback_dropped", "Predictions not recorded: queue full.", registry=registry
+        )
+
+    # -- request path (no I/O) -----------------------------------------------------------
+
+    def observe(
+        self,
+        request_id: str,
+        variant: str,
+        version: str,
+        status: int,
+        body: bytes,
+        latency_s: float,
+    ) -> None:
+        """Queue one answered request; never blocks, drops (and counts) when the queue is full."""
+        if len(self._pending) >= self.max_queue:
+            self.dropped.inc()
+            return
+        self._versions[variant] = version
+        rows = self._predictions(body) if status == 200 else [(None, None)]
+        now = time.time()
+        for i, (label, score) in enumerate(rows):
+            # One record per predicted row: `<request id>` for one row, `<request id>#<i>` for
+            # batches, so ground truth can be given row by row.
+            rid = request_id if len(rows) == 1 else f"{request_id}#{i}"
+            self._pending.append(
+                PredictionRecord(
+                    rid,
+                    self.model,
+                    variant,
+                    version,
+                    label,
+                    score,
+                    latency_s,
+                    error=status >= 500,
+                    ts=now,
+                )
+            )
+
+    def _predictions(self, body: bytes) -> list[tuple[str | None, float | None]]:
+        """Each row's label and positive-class probability (or value) from a V2 answer."""
+        try:
+            outputs = {o["name"]: o["data"] for o in json.loads(body)["outputs"]}
+        except (ValueError, KeyError, TypeError):
+            return [(None, None)]
+        if self.problem_type == "regression":
+            values = outputs.get("value") or next(iter(outputs.values()), None)
+            return [(None, float(v)) for v in values] if values else [(None, None)]
+        labels, probs = outputs.get("label"), outputs.get("probability")
+        if not labels:
+            return [(None, None)]
+        if probs is None or len(probs) != len(labels):
+            return [(str(label), None) for label in labels]
+        # `probability` is that of the predicted label; the store wants P(positive class).
+        return [
+            (str(label), float(p) if str(label) == self.positive_label else 1.0 - float(p))
+            for label, p in zip(labels, probs, strict=True)
+        ]
+
+    # -- background writer ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._flush_loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+        self.store.close()
+
+    async def flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if batch:
+            try:
+                await asyncio.to_thread(self.store.record_predictions, batch)
+            except Exception:  # the store is down: keep serving, keep the batch for a retry
+                log.exception(
+                    "feedback store write failed; %d predictions kept for retry", len(batch)
+                )
+                self._pending = batch + self._pending
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            await self.flush()
+
+    # -- POST /feedback -------------------------------------------------------------------
+
+    async def endpoint(self, request: Request) -> Response:
+        """`{"labels": {"<request id>": <label>, ...}}` -> counts per outcome."""
+        try:
+            payload = json.loads(await request.body())
+            labels = payload["labels"]
+            if not isinstance(labels, dict):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse(
+                {"error": 'expected a JSON object {"labels": {"<request id>": <label>, ...}}'},
+                status_code=400,
+            )
+        if len(labels) > MAX_LABELS_PER_POST:
+            return JSONResponse(
+                {"error": f"at most {MAX_LABELS_PER_POST} labels per request, got {len(labels)}"},
+                status_code=413,
+            )
+        await self.flush()  # the predictions being labelled may still sit in the queue
+        try:
+            counts = await asyncio.to_thread(self.store.record_feedback, labels)
+        except FeedbackError as err:
+            return JSONResponse({"error": str(err)}, status_code=400)
+        for outcome, n in counts.items():
+            self.feedback.labels(outcome).inc(n)
+        await asyncio.to_thread(self.refresh_quality)
+        return JSONResponse(counts)
+
+    def refresh_quality(self) -> None:
+        for variant, version in list(self._versions.items()):
+            stats: dict[str, Any] = self.store.quality(
+                self.model, variant, self.problem_type, self.positive_label
+            )
+            self.labelled.labels(self.model, variant, version).set(stats.pop("labelled", 0.0))
+            for metric, value in stats.items():
+                self.quality.labels(self.model, variant, version, metric).set(value)

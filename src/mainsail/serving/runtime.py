@@ -1,0 +1,412 @@
+"""The mainsail MLServer runtime: a verified registry version behind the V2 protocol.
+
+Serving env only (imports mlserver). Point a model-settings.json at it::
+
+    {"name": "churn", "implementation": "mainsail.serving.runtime.MainsailRuntime",
+     "parameters": {"uri": "./", "version": "3", "extra": {...RuntimeOptions...}}}
+
+`load()` gets the artifact — downloaded from the registry when `extra.registry` is set
+(credentials from the environment variables it names), else the folder `uri` points at — and
+verifies the sha256 of every file against the manifest before unpickling anything. `predict()`
+validates the request against the feature schema (see `mainsail.serving.validation` for the
+layout) and answers a bad request with MLServer's `InferenceError`, which MLServer sends as
+HTTP 400 / gRPC INVALID_ARGUMENT with our message; it never lets a request error become a 500.
+
+Outputs: classification -> `label` (BYTES [n]) and `probability` (FP64 [n], of that label),
+plus `probabilities` (FP64 [n, k], columns in the order of the response parameter `classes`)
+when the request's V2 `outputs` asks for it (naming outputs also selects among the others);
+regression -> `value` (FP64 [n]).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlserver import MLModel
+from mlserver.errors import InferenceError, MLServerError
+from mlserver.types import InferenceRequest, InferenceResponse, Parameters, ResponseOutput
+from mlserver.utils import get_model_uri
+from pydantic import Field
+
+from mainsail.registry.errors import RegistryError
+from mainsail.registry.manifest import MODEL_FILE, SCHEMA_FILE, verify_folder
+from mainsail.schema import FeatureSchema
+from mainsail.serving.validation import (
+    EntityRequest,
+    RequestError,
+    TensorIn,
+    decode,
+    frame_from_records,
+)
+from mainsail.settings.base import StrictModel
+
+#: Requests up to this many rows are scored on the event loop (cheaper than a thread hop);
+#: larger ones in a worker thread so the server keeps answering.
+_INLINE_ROWS = 64
+LOOKUP_SPEC_FILE = "feature_lookup.json"
+#: Classification outputs; `probabilities` (all classes) only when the request asks for it.
+ALL_OUTPUTS = frozenset({"label", "probability", "probabilities"})
+DEFAULT_OUTPUTS = frozenset({"label", "probability"})
+
+
+class RegistrySource(StrictModel):
+    """Where `load()` downloads the version from."""
+
+    endpoint: str
+    """S3 endpoint `host:port`."""
+    bucket: str
+    """Registry bucket."""
+    prefix: str = ""
+    """Registry key prefix."""
+    secure: bool = False
+    """HTTPS to the endpoint."""
+    model: str | None = None
+    """Registry model name; the MLServer model name when null."""
+    ref: str = "champion"
+    """Version number, `latest`, or alias to serve."""
+    access_key_env: str = "MAINSAIL_S3_ACCESS_KEY"
+    """Environment variable with the access key."""
+    secret_key_env: str = "MAINSAIL_S3_SECRET_KEY"
+    """Environment variable with the secret key."""
+    cache_dir: str = ".cache/models"
+    """Download folder (relative to MLServer's working directory)."""
+
+
+class RuntimeOptions(StrictModel):
+    """`parameters.extra` of a model-settings.json served by :class:`MainsailRuntime`."""
+
+    model: str | None = None
+    """Registry model name (informational; set by the registry)."""
+    registry_version: int | None = None
+    """Registry version number (informational; set by the registry)."""
+    registry: RegistrySource | None = None
+    """Download from the registry; null = load the local folder `parameters.uri`."""
+    max_rows: int = Field(10_000, ge=1)
+    """Largest request, in rows."""
+    feature_server_url: str | None = None
+    """Feast feature server for entity-key requests; null = those get a 400."""
+    feature_timeout_s: float = Field(2.0, gt=0)
+    """Timeout of one feature lookup."""
+    lookup_spec: dict[str, Any] | None = None
+    """Feast lookup spec (`mainsail.features.freshness.LookupSpec` JSON); default: the
+    artifact's feature_lookup.json."""
+    drift_url: str | None = None
+    """Drift sidecar URL fed with served rows; null = no feed."""
+    drift_queue_size: int = Field(1000, ge=1)
+    """Bounded feed queue; overflow is dropped and counted."""
+    drift_timeout_s: float = Field(1.0, gt=0)
+    """Timeout of one POST to the sidecar."""
+
+
+class MainsailRuntime(MLModel):
+    """MLServer runtime for mainsail models (see the module docstring)."""
+
+    async def load(self) -> bool:
+        extra = {}
+        if self.settings.parameters is not None and self.settings.parameters.extra:
+            extra = dict(self.settings.parameters.extra)
+        try:
+            self.options = RuntimeOptions.model_validate(extra)
+        except ValueError as err:
+            raise MLServerError(f"model {self.name}: invalid parameters.extra: {err}") from err
+        if self.options.registry is not None:
+            try:
+                folder = await asyncio.to_thread(self._download, self.options.registry)
+            except RegistryError as err:
+                message = f"model {self.name}: registry download failed: {err}"
+                raise MLServerError(message, 422) from None
+        else:
+            folder = Path(await get_model_uri(self.settings))
+            if folder.is_file():
+                folder = folder.parent
+        # Verify before unpickling: joblib.load runs code from the file.
+        try:
+            self.manifest = await asyncio.to_thread(verify_folder, folder)
+        except RegistryError as err:
+            raise MLServerError(f"model {self.name}: refusing to load: {err}", 422) from None
+        self.folder = folder
+        self.schema = FeatureSchema.load(folder / SCHEMA_FILE)
+        self.model = await asyncio.to_thread(_load_model, folder / MODEL_FILE)
+        self._classification = self.schema.problem_type == "classification"
+        if self._classification:
+            if not hasattr(self.model, "predict_proba"):
+                raise MLServerError(f"model {self.name}: a classifier needs predict_proba")
+            classes = getattr(self.model, "classes_", None)
+            if classes is None:
+                classes = self.schema.classes or []
+            self._classes = np.asarray([str(c) for c in classes], dtype=object)
+            if len(self._classes) == 0:
+                raise MLServerError(f"model {self.name}: no class labels (classes_ or schema)")
+        self._numpy_fast = _accepts_numpy(self.model, self.schema, self._classification)
+        self._lookup: Any = None
+        self._feed: Any = None
+        if self.options.drift_url:
+            from mainsail.drift.client import DriftFeed
+
+            self._feed = DriftFeed(
+                self.options.drift_url,
+                max_queue=self.options.drift_queue_size,
+                timeout_s=self.options.drift_timeout_s,
+            )
+            _FEEDS.add(self.name, self)
+        self._registry_name = self.options.model or self.manifest.model
+        self._registry_version = str(self.manifest.version)
+        return True
+
+    async def unload(self) -> bool:
+        if getattr(self, "_feed", None) is not None:
+            _FEEDS.remove(self.name)
+            await asyncio.to_thread(self._feed.close, 2.0)
+        if getattr(self, "_lookup", None) is not None:
+            self._lookup.close()
+        return True
+
+    def _download(self, source: RegistrySource) -> Path:
+        from minio import Minio
+
+        from mainsail.registry.store import ModelRegistry
+
+        access = os.environ.get(source.access_key_env)
+        secret = os.environ.get(source.secret_key_env)
+        if not access or not secret:
+            raise MLServerError(
+                f"model {self.name}: S3 credentials missing; set {source.access_key_env} "
+                f"and {source.secret_key_env}"
+            )
+        client = Minio(source.endpoint, access_key=access, secret_key=secret, secure=source.secure)
+        registry = ModelRegistry(client, source.bucket, source.prefix)
+        local = registry.download(source.model or self.name, source.ref, Path(source.cache_dir))
+        return local.path
+
+    # -- inference ------------------------------------------------------------------------
+
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        tensors = [
+            TensorIn(
+                i.name,
+                i.shape,
+                _datatype(i.datatype),
+                i.data.root,
+                i.parameters.model_dump() if i.parameters is not None else None,
+            )
+            for i in payload.inputs
+        ]
+        try:
+            decoded = decode(
+                tensors, self.schema, max_rows=self.options.max_rows, as_matrix=self._numpy_fast
+            )
+            if isinstance(decoded, EntityRequest):
+                fetched = await self._features_for(decoded)
+                frame: pd.DataFrame | np.ndarray = (
+                    fetched.to_numpy(dtype=np.float64) if self._numpy_fast else fetched
+                )
+            else:
+                frame = decoded
+        except RequestError as err:
+            raise InferenceError(f"model {self.name}: {err}") from None
+        wanted = self._wanted(payload)
+        try:
+            if len(frame) <= _INLINE_ROWS:
+                outputs, parameters = self._score(frame, wanted)
+            else:
+                outputs, parameters = await asyncio.to_thread(self._score, frame, wanted)
+        except (ValueError, TypeError) as err:
+            # Input passed the schema but the model still refused it: the client's data, 400.
+            raise InferenceError(f"model {self.name} could not score the input: {err}") from None
+        if self._feed is not None:
+            records = (
+                pd.DataFrame(frame, columns=self.schema.names)
+                if isinstance(frame, np.ndarray)
+                else frame
+            ).to_dict("records")
+            self._feed.submit(
+                self._registry_name, self._registry_version, records, outputs[0].data.root
+            )
+        return InferenceResponse(
+            model_name=self.name,
+            model_version=self.version or self._registry_version,
+            id=payload.id,
+            parameters=parameters,
+            outputs=outputs,
+        )
+
+    def _score(
+        self, frame: pd.DataFrame | np.ndarray, wanted: frozenset[str] | None = None
+    ) -> tuple[list[ResponseOutput], Parameters | None]:
+        n = len(frame)
+        if not self._classification:
+            values = np.asarray(self.model.predict(frame), dtype=np.float64).reshape(n)
+            out = ResponseOutput(name="value", shape=[n], datatype="FP64", data=values.tolist())
+            return [out], None
+        proba = np.asarray(self.model.predict_proba(frame), dtype=np.float64)
+        best = proba.argmax(axis=1)
+        wanted = wanted or DEFAULT_OUTPUTS
+        outputs = []
+        if "label" in wanted:
+            labels = self._classes[best].tolist()
+            outputs.append(ResponseOutput(name="label", shape=[n], datatype="BYTES", data=labels))
+        if "probability" in wanted:
+            top = proba[np.arange(n), best].tolist()
+            outputs.append(ResponseOutput(name="probability", shape=[n], datatype="FP64", data=top))
+        if "probabilities" in wanted:
+            outputs.append(
+                ResponseOutput(
+                    name="probabilities",
+                    shape=[n, proba.shape[1]],
+                    datatype="FP64",
+                    data=proba.ravel().tolist(),
+                )
+            )
+        return outputs, Parameters(classes=self._classes.tolist())
+
+    def _wanted(self, payload: InferenceRequest) -> frozenset[str] | None:
+        """Outputs the request asks for (V2 `outputs`); None = the defaults."""
+        if not payload.outputs:
+            return None
+        names = frozenset(o.name for o in payload.outputs)
+        known = ALL_OUTPUTS if self._classification else frozenset({"value"})
+        unknown = sorted(names - known)
+        if unknown:
+            raise InferenceError(
+                f"model {self.name}: requested output {unknown[0]!r} does not exist; "
+                f"outputs are {', '.join(sorted(known))}"
+            )
+        return names
+
+    async def _features_for(self, request: EntityRequest) -> pd.DataFrame:
+        if not self.options.feature_server_url:
+            raise RequestError(
+                f"the request carries entity keys ({request.key!r}) but the feature server is "
+                "not configured for this model; send the features instead",
+                request.key,
+            )
+        lookup = self._lookup or self._make_lookup()
+        try:
+            vectors = await asyncio.to_thread(lookup.get, request.ids)
+        except ValueError as err:
+            raise RequestError(f"input {request.key!r}: {err}", request.key) from None
+        except Exception as err:
+            # Feature store down: the client cannot fix it, but it is not our crash either.
+            raise MLServerError(f"feature lookup failed: {err}", status_code=503) from None
+        if vectors.unknown:
+            raise RequestError(
+                f"input {request.key!r}: unknown entity id(s) {vectors.unknown[:5]!r}",
+                request.key,
+            )
+        return frame_from_records(vectors.rows, self.schema)
+
+    def _make_lookup(self) -> Any:
+        try:
+            from mainsail.features.freshness import LookupSpec
+            from mainsail.features.http import HttpLookup
+        except ImportError as err:
+            raise RequestError(f"feature lookup client not available: {err}") from None
+        if self.options.lookup_spec is not None:
+            spec_json = json.dumps(self.options.lookup_spec)
+        elif (self.folder / LOOKUP_SPEC_FILE).is_file():
+            spec_json = (self.folder / LOOKUP_SPEC_FILE).read_text()
+        else:
+            raise RequestError(
+                "the feature server is configured but this model has no feature lookup spec "
+                f"({LOOKUP_SPEC_FILE} or parameters.extra.lookup_spec)"
+            )
+        self._lookup = HttpLookup(
+            self.options.feature_server_url or "",
+            LookupSpec.from_json(spec_json),
+            timeout_s=self.options.feature_timeout_s,
+        )
+        return self._lookup
+
+
+class _FeedCollector:
+    """Prometheus collector of every loaded model's drift-feed counters, read at scrape time.
+
+    Registered in prometheus_client's default registry, which MLServer's /metrics serves when
+    parallel_workers is 0 (with workers, MLServer exports only multiprocess metrics).
+    """
+
+    def __init__(self) -> None:
+        self._models: dict[str, MainsailRuntime] = {}
+        self._registered = False
+
+    def add(self, name: str, model: MainsailRuntime) -> None:
+        if not self._registered:
+            from prometheus_client import REGISTRY
+
+            REGISTRY.register(self)
+            self._registered = True
+        self._models[name] = model
+
+    def remove(self, name: str) -> None:
+        self._models.pop(name, None)
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily
+
+        family = CounterMetricFamily(
+            "mainsail_drift_feed_rows",
+            "Served rows offered to the drift sidecar, by outcome "
+            "(submitted, sent, dropped: queue full, failed: POST failed).",
+            labels=["model", "version", "outcome"],
+        )
+        for name, model in list(self._models.items()):
+            for key, value in model._feed.stats.snapshot().items():
+                outcome = key.removesuffix("_rows")
+                family.add_metric([name, model._registry_version, outcome], value)
+        yield family
+
+    def describe(self) -> list[Any]:
+        return []  # no samples at registration time; collect() is called per scrape
+
+
+_FEEDS = _FeedCollector()
+
+
+# The numpy fast path hands a fitted-on-DataFrame estimator a plain array whose columns are in
+# the schema order (checked at load); sklearn's feature-name warning is then noise.
+warnings.filterwarnings("ignore", message="X does not have valid feature names")
+
+
+def _accepts_numpy(model: Any, schema: FeatureSchema, classification: bool) -> bool:
+    """Whether the model scores a float64 matrix exactly as the DataFrame (all-numeric schemas).
+
+    Building per-request pandas frames costs more than the prediction of a small model; a
+    probe row proves the array path gives identical outputs before it is used.
+    """
+    if any(spec.kind != "numeric" for spec in schema.features):
+        return False
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None and [str(n) for n in names] != schema.names:
+        return False
+    probe = np.array([[_mid(spec.min, spec.max) for spec in schema.features]] * 2, dtype=np.float64)
+    frame = pd.DataFrame(probe, columns=schema.names)
+    method = model.predict_proba if classification else model.predict
+    try:
+        return bool(np.array_equal(np.asarray(method(frame)), np.asarray(method(probe))))
+    except Exception:  # any refusal of the array means: keep the DataFrame path
+        return False
+
+
+def _mid(low: float | None, high: float | None) -> float:
+    if low is not None and high is not None:
+        return (low + high) / 2
+    if low is not None:
+        return low
+    return high if high is not None else 0.0
+
+
+def _datatype(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def _load_model(path: Path) -> Any:
+    import joblib
+
+    return joblib.load(path)

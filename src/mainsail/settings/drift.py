@@ -1,0 +1,66 @@
+"""Config section: Drift sidecar: window, detectors, thresholds."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from mainsail.settings.base import StrictModel
+
+
+class DriftConfig(StrictModel):
+    """Drift sidecar: window, detectors, thresholds."""
+
+    host: str = "127.0.0.1"
+    """Address the sidecar's HTTP server binds to."""
+    port: int = Field(default=8010, ge=0, le=65535)
+    """TCP port of the sidecar (rows in, `/metrics` out); 0 picks a free port."""
+    reference: str = "s3://mainsail-models/{model}/versions/{version}"
+    """Folder of each model version's reference sample and feature schema: a local path or
+    `s3://bucket/prefix`, with `{model}` and `{version}` filled in per batch (the registry's
+    version folder; a path without placeholders serves every model version from one folder)."""
+    reference_file: str = "reference.parquet"
+    """File name of the reference sample inside the version folder."""
+    schema_file: str = "feature_schema.json"
+    """File name of the feature schema (mainsail.schema.FeatureSchema) inside the version folder."""
+    prediction_column: str = "prediction"
+    """Column of the reference sample holding the model's predictions (the same kind of value the
+    serving runtime posts: labels or scores); when the sample lacks it, the first full window of
+    served predictions becomes the prediction baseline."""
+    reference_rows: int = Field(default=5000, ge=50, le=1_000_000)
+    """Most reference rows used by the detectors (a seeded subsample of a larger sample)."""
+    window_rows: int = Field(default=1000, ge=20, le=1_000_000)
+    """Rows in the sliding window compared with the reference (the newest served rows)."""
+    min_rows: int = Field(default=200, ge=10)
+    """No check runs before the window holds this many rows."""
+    check_every_rows: int = Field(default=1000, ge=1)
+    """A check runs after this many new rows have arrived ..."""
+    check_interval_s: float = Field(default=30.0, gt=0)
+    """... or this many seconds after the previous check when any new row arrived."""
+    p_value: float = Field(default=0.05, gt=0.0, lt=0.5)
+    """Significance level of every test (before the correction for many features)."""
+    correction: Literal["bonferroni", "fdr"] = "bonferroni"
+    """Multiple-testing correction across features, used for per-feature and whole-row verdicts."""
+    row_test: Literal["derived", "tabular"] = "derived"
+    """Whole-row verdict: `derived` applies TabularDrift's correction to the per-feature p-values
+    already computed (same answer, one pass); `tabular` runs alibi-detect's TabularDrift again."""
+    mmd_permutations: int = Field(default=100, ge=10, le=10_000)
+    """Permutations of the on-demand MMD test (`POST /v1/check?mmd=1`)."""
+    mmd_max_rows: int = Field(default=500, ge=20, le=20_000)
+    """Rows of reference and window (each) used by the MMD test; its cost grows quadratically."""
+    queue_batches: int = Field(default=256, ge=1, le=1_000_000)
+    """Batches waiting for the check worker; a POST beyond it gets 503 and is counted as dropped."""
+    max_batch_rows: int = Field(default=10_000, ge=1)
+    """Largest batch one POST may carry (larger ones get 413)."""
+    seed: int = 42
+    """Seed of the reference subsample and the MMD permutations."""
+
+    @model_validator(mode="after")
+    def _window_fits(self) -> DriftConfig:
+        if self.min_rows > self.window_rows:
+            raise ValueError(
+                f"drift.min_rows ({self.min_rows}) must not exceed drift.window_rows "
+                f"({self.window_rows})"
+            )
+        return self

@@ -1,0 +1,28 @@
+"""Config section: MLServer runtime: model loading, request validation."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from mainsail.settings.base import StrictModel
+
+
+class ServingConfig(StrictModel):
+    """MLServer runtime: model loading, request validation."""
+
+    parallel_workers: int = Field(0, ge=0, le=64)
+    """MLServer inference worker processes. 0 runs inference in the server process (fastest
+    for small tabular models); >0 needs uvloop<0.22 (see docs of mainsail.serving.settings)."""
+    max_rows: int = Field(10_000, ge=1, le=1_000_000)
+    """Largest number of rows one request may carry; larger requests get a 400."""
+    feature_server_url: str | None = None
+    """Feast feature server URL for requests that carry entity keys; null = such requests get a
+    400 'feature server not configured'."""
+    feature_timeout_s: float = Field(2.0, gt=0, le=60)
+    """Timeout of one feature-server lookup."""
+    drift_url: str | None = None
+    """Drift sidecar URL that receives served rows (fire-and-forget); null = no feed."""
+    drift_queue_size: int = Field(1000, ge=1, le=1_000_000)
+    """Requests waiting for the drift feed; when full, new rows are dropped and counted."""
+    drift_timeout_s: float = Field(1.0, gt=0, le=60)
+    """Timeout of one POST to the drift sidecar."""

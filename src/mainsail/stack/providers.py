@@ -1,0 +1,447 @@
+"""Which processes the local stack runs: a registry of providers, each giving ProcessSpecs.
+
+A provider is a function `(StackContext) -> list[ProcessSpec]` registered under a name with an
+order (lower starts first, stops last). The built-in ones are SeaweedFS (10), the Feast feature
+server (20), MLServer champion and challenger (30) and the router (40). Other parts of Mainsail
+add theirs (Prometheus, Alertmanager, drift sidecar, retrain trigger) by calling
+:func:`register_provider` in a module listed in :data:`PROVIDER_MODULES`, which the stack
+imports before it starts anything.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mainsail.config import ProjectConfig
+from mainsail.stack.process import ProcessSpec, StackError
+
+PROVIDER_MODULES: list[str] = [
+    "mainsail.drift.stack",
+    "mainsail.monitor.stack",
+]
+"""Modules imported before `up`; each may call :func:`register_provider` (absent: skipped)."""
+
+
+@dataclass(frozen=True)
+class StackContext:
+    """What a provider needs: the project config and the stack's data dir (absolute)."""
+
+    config: ProjectConfig
+    data_dir: Path
+
+    @property
+    def host(self) -> str:
+        """Address the stack's processes bind to."""
+        return self.config.stack.host
+
+
+Provider = Callable[[StackContext], list[ProcessSpec]]
+ModelResolver = Callable[[StackContext, str], Path]
+
+_PROVIDERS: dict[str, tuple[int, Provider]] = {}
+_RESOLVERS: list[ModelResolver] = []
+
+
+def register_provider(name: str, provider: Provider, order: int = 50) -> None:
+    """Add (or replace) a provider of stack processes; lower `order` starts first."""
+    _PROVIDERS[name] = (order, provider)
+
+
+def unregister_provider(name: str) -> None:
+    """Remove a provider (tests use this to run part of the stack)."""
+    _PROVIDERS.pop(name, None)
+
+
+def register_model_resolver(resolver: ModelResolver) -> None:
+    """Add a function `(ctx, variant) -> model folder` used when `stack.<variant>.model_dir` is
+    null (the registry registers one that downloads the version behind the alias)."""
+    _RESOLVERS.append(resolver)
+
+
+def load_provider_modules() -> None:
+    """Import :data:`PROVIDER_MODULES` so they can register; a module that is absent is skipped."""
+    for module in PROVIDER_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name is None or not module.startswith(err.name):
+                raise
+
+
+def selected_providers(ctx: StackContext) -> list[tuple[str, Provider]]:
+    """The providers `up` runs, in start order (filtered by `stack.providers` when set)."""
+    wanted = ctx.config.stack.providers
+    if wanted is not None:
+        unknown = sorted(set(wanted) - set(_PROVIDERS))
+        if unknown:
+            raise StackError(
+                f"stack.providers names unknown part(s) {unknown}; "
+                f"registered: {', '.join(sorted(_PROVIDERS))}"
+            )
+    ordered = sorted(_PROVIDERS.items(), key=lambda item: item[1][0])
+    return [(name, fn) for name, (_order, fn) in ordered if wanted is None or name in wanted]
+
+
+def process_specs(ctx: StackContext) -> list[ProcessSpec]:
+    """Every process of the stack in start order; names must be unique.
+
+    `up` asks each provider only when the earlier ones run (a provider may need them, e.g. the
+    model servers download from SeaweedFS); this all-at-once form is for inspection.
+    """
+    specs: list[ProcessSpec] = []
+    for _name, provider in selected_providers(ctx):
+        specs.extend(provider(ctx))
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise StackError(f"two stack processes share the name(s) {dupes}")
+    return specs
+
+
+# -- built-in providers -----------------------------------------------------------------------
+
+
+def seaweedfs_credentials(ctx: StackContext) -> tuple[str, str]:
+    """S3 keys of the local SeaweedFS: from the registry's env vars, else generated once and kept
+    (mode 0600) in `<data_dir>/seaweedfs/credentials.json`."""
+    reg = ctx.config.registry
+    access, secret = os.environ.get(reg.access_key_env), os.environ.get(reg.secret_key_env)
+    if access and secret:
+        return access, secret
+    path = ctx.data_dir / "seaweedfs" / "credentials.json"
+    if path.exists():
+        raw = json.loads(path.read_text())
+        return str(raw["access_key"]), str(raw["secret_key"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    access, secret = f"mainsail-{secrets.token_hex(4)}", secrets.token_hex(20)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"access_key": access, "secret_key": secret}, handle)
+    return access, secret
+
+
+def _seaweedfs(ctx: StackContext) -> list[ProcessSpec]:
+    if not ctx.config.stack.seaweedfs:
+        return []
+    from mainsail.s3local import find_weed, free_port
+
+    host, port = ctx.host, ctx.config.stack.s3_port
+    root = ctx.data_dir / "seaweedfs"
+    (root / "weed").mkdir(parents=True, exist_ok=True)
+    access, secret = seaweedfs_credentials(ctx)
+    identities = root / "s3-identities.json"
+    fd = os.open(identities, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(
+            {
+                "identities": [
+                    {
+                        "name": "mainsail",
+                        "credentials": [{"accessKey": access, "secretKey": secret}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            },
+            handle,
+        )
+    # Internal ports are picked free now, never one the config assigns to another process.
+    st = ctx.config.stack
+    taken = {port, st.router.port}
+    taken |= {st.champion.http, st.champion.grpc, st.champion.metrics}
+    taken |= {st.challenger.http, st.challenger.grpc, st.challenger.metrics}
+    taken.add(ctx.config.features.server_port)
+    internal: dict[str, int] = {}
+    for flag in (
+        "master.port",
+        "master.port.grpc",
+        "volume.port",
+        "volume.port.grpc",
+        "filer.port",
+        "filer.port.grpc",
+        "s3.port.grpc",
+    ):
+        candidate = free_port(host)
+        while candidate in taken:
+            candidate = free_port(host)
+        taken.add(candidate)
+        internal[flag] = candidate
+    argv = [
+        str(find_weed()),
+        "server",
+        f"-dir={root / 'weed'}",
+        f"-ip={host}",
+        f"-ip.bind={host}",
+        "-filer",
+        "-s3",
+        f"-s3.port={port}",
+        f"-s3.config={identities}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-master.telemetry=false",
+        # Short raft timings: a single local master; with the defaults weed takes ~15 s to stop.
+        "-master.electionTimeout=1s",
+        "-master.heartbeatInterval=100ms",
+        "-master.volumeSizeLimitMB=64",
+        "-volume.max=0",
+        "-volume.preStopSeconds=0",  # no 10 s grace on stop: nothing drains locally
+        # Unix sockets in the data dir, not /tmp (with default paths weed lingers on SIGTERM).
+        f"-filer.localSocket={root / 'filer.sock'}",
+        f"-s3.localSocket={root / 's3.sock'}",
+        *(f"-{flag}={p}" for flag, p in internal.items()),
+    ]
+    return [
+        ProcessSpec(
+            name="seaweedfs",
+            argv=argv,
+            port=port,
+            health_url=f"http://{host}:{port}/healthz",
+            cwd=str(root),
+        )
+    ]
+
+
+def _feature_server(ctx: StackContext) -> list[ProcessSpec]:
+    if not ctx.config.stack.feature_server:
+        return []
+    feats = ctx.config.features
+    feast = Path(sys.executable).parent / "feast"
+    repo = feats.repo_dir if feats.repo_dir.is_absolute() else Path.cwd() / feats.repo_dir
+    if not (repo / "feature_store.yaml").exists():
+        raise StackError(
+            f"stack.feature_server is on but {repo / 'feature_store.yaml'} does not exist; "
+            "apply the feature repository first"
+        )
+    return [
+        ProcessSpec(
+            name="feast",
+            argv=[
+                str(feast) if feast.exists() else "feast",
+                "-c",
+                str(repo),
+                "serve",
+                "-h",
+                feats.server_host,
+                "-p",
+                str(feats.server_port),
+                "--no-access-log",
+            ],
+            port=feats.server_port,
+            health_url=f"http://{feats.server_host}:{feats.server_port}/health",
+            cwd=str(repo),
+        )
+    ]
+
+
+def mlserver_command(ctx: StackContext) -> list[str]:
+    """How to run MLServer: config, else the serving venv beside this one or in cwd, else PATH."""
+    if ctx.config.stack.mlserver_command:
+        return list(ctx.config.stack.mlserver_command)
+    venv = Path(sys.prefix)
+    for candidate in (
+        venv.parent / "serving" / "bin" / "mlserver",
+        Path.cwd() / ".venv" / "serving" / "bin" / "mlserver",
+    ):
+        if candidate.exists():
+            return [str(candidate)]
+    found = shutil.which("mlserver")
+    if found:
+        return [found]
+    raise StackError(
+        "mlserver not found: build the serving env (.venv/serving) or set stack.mlserver_command"
+    )
+
+
+def model_dir(ctx: StackContext, variant: str) -> Path:
+    """The model folder a variant serves: `stack.<variant>.model_dir` or a registered resolver."""
+    server = getattr(ctx.config.stack, variant)
+    if server.model_dir is not None:
+        path = Path(server.model_dir)
+        if not (path / "model-settings.json").exists():
+            raise StackError(
+                f"stack.{variant}.model_dir {path} has no model-settings.json; expected an "
+                "MLServer model folder (e.g. a downloaded registry version)"
+            )
+        return path
+    for resolver in _RESOLVERS:
+        return resolver(ctx, variant)
+    return registry_model_dir(ctx, variant)
+
+
+def registry_model_dir(ctx: StackContext, variant: str) -> Path:
+    """Download the version behind the registry alias `variant` (verified) into the registry's
+    cache; a missing challenger alias falls back to the champion (its weight is 0 until a
+    deploy), a missing champion is an error."""
+    from mainsail.deploy.service import local_registry
+    from mainsail.registry import RegistryError, VersionNotFoundError
+
+    cfg = ctx.config
+    cache = cfg.registry.cache_dir
+    cache = cache if cache.is_absolute() else Path.cwd() / cache
+    try:
+        registry = local_registry(cfg)
+        aliases = registry.aliases(cfg.name)
+        ref = variant if variant in aliases or variant != "challenger" else "champion"
+        return registry.download(cfg.name, ref, cache).path
+    except VersionNotFoundError as err:
+        raise StackError(
+            f"stack.{variant}.model_dir is not set and the registry has no {variant!r} version "
+            f"of {cfg.name!r} ({err}); publish and promote one, or set stack.{variant}.model_dir"
+        ) from None
+    except RegistryError as err:
+        raise StackError(f"{variant}: cannot fetch the model from the registry: {err}") from None
+
+
+def write_mlserver_repository(ctx: StackContext, variant: str) -> Path:
+    """`<data_dir>/mlserver/<variant>/`: settings.json plus the model folder, named after the
+    project so every variant answers `/v2/models/<project>/infer`."""
+    cfg = ctx.config
+    ports = getattr(cfg.stack, variant)
+    root = ctx.data_dir / "mlserver" / variant
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    settings = {
+        "host": ctx.host,
+        "http_port": ports.http,
+        "grpc_port": ports.grpc,
+        "metrics_port": ports.metrics,
+        # MLServer 1.7.1's inference workers die on start with uvloop>=0.22 ("There is no current
+        # event loop"); in-process inference is also the fastest for small tabular models.
+        "parallel_workers": cfg.serving.parallel_workers,
+        "load_models_at_startup": True,
+    }
+    (root / "settings.json").write_text(json.dumps(settings, indent=2))
+    write_model_settings(ctx, variant, model_dir(ctx, variant))
+    return root
+
+
+def write_model_settings(ctx: StackContext, variant: str, source: Path) -> dict[str, Any]:
+    """Write the model-settings of `source` (an MLServer model folder) into the variant's model
+    repository, renamed to the project and with its `uri` made absolute; returns them."""
+    source = Path(source).resolve()
+    try:
+        model_settings = json.loads((source / "model-settings.json").read_text())
+    except (OSError, ValueError) as err:
+        raise StackError(f"{source}/model-settings.json is unusable: {err}") from None
+    if not isinstance(model_settings, dict):
+        raise StackError(f"{source}/model-settings.json must hold a JSON object")
+    model_settings["name"] = ctx.config.name
+    params = model_settings.setdefault("parameters", {})
+    # The project's serving options (drift feed, feature server, limits) apply to every version.
+    from mainsail.serving.mlserver import serving_options
+
+    params.setdefault("extra", {}).update(serving_options(ctx.config.serving))
+    uri = params.get("uri")
+    params["uri"] = str((source / uri).resolve()) if isinstance(uri, str) else str(source)
+    target = ctx.data_dir / "mlserver" / variant / ctx.config.name
+    target.mkdir(parents=True, exist_ok=True)
+    tmp = target / ".model-settings.json.tmp"
+    tmp.write_text(json.dumps(model_settings, indent=2))
+    tmp.replace(target / "model-settings.json")
+    return model_settings
+
+
+def _mlservers(ctx: StackContext) -> list[ProcessSpec]:
+    specs = []
+    command = mlserver_command(ctx)
+    for variant in ("champion", "challenger"):
+        ports = getattr(ctx.config.stack, variant)
+        root = write_mlserver_repository(ctx, variant)
+        specs.append(
+            ProcessSpec(
+                name=f"mlserver-{variant}",
+                argv=[*command, "start", str(root)],
+                port=ports.http,
+                extra_ports=(ports.grpc, ports.metrics),
+                health_url=f"http://{ctx.host}:{ports.http}/v2/models/{ctx.config.name}/ready",
+                cwd=str(root),
+            )
+        )
+    return specs
+
+
+def router_settings(ctx: StackContext) -> dict[str, object]:
+    """The router's settings mapping: champion and challenger on the stack's MLServers."""
+    cfg = ctx.config
+    weights = cfg.stack.router.weights
+    return {
+        "model_name": cfg.name,
+        "seed": cfg.stack.router.seed if cfg.stack.router.seed is not None else cfg.seed,
+        "router": cfg.stack.router.model_dump(mode="json"),
+        # Predictions and ground truth go to the feedback store the promotion controller reads.
+        "feedback_url": feedback_store_url(ctx),
+        "state_file": str(router_state_file(ctx)),
+        "problem_type": cfg.data.problem_type or "classification",
+        "positive_label": cfg.promotion.positive_label,
+        "variants": [
+            {
+                "role": variant,
+                "url": f"http://{ctx.host}:{getattr(cfg.stack, variant).http}",
+                "model": cfg.name,
+                "version": _served_version(ctx, variant),
+                "weight": weights.get(variant, 0),
+            }
+            for variant in ("champion", "challenger")
+        ],
+    }
+
+
+def router_state_file(ctx: StackContext) -> Path:
+    """Where the router keeps admin changes across restarts (cleared by each `mainsail up`)."""
+    return ctx.data_dir / "router-state.json"
+
+
+def feedback_store_url(ctx: StackContext) -> str:
+    """The configured feedback store, else a SQLite file in the stack's data dir."""
+    return ctx.config.promotion.store_url or f"sqlite:///{ctx.data_dir / 'feedback.db'}"
+
+
+def _served_version(ctx: StackContext, variant: str) -> str:
+    """`parameters.version` of the model-settings a variant's MLServer serves, else the variant."""
+    path = ctx.data_dir / "mlserver" / variant / ctx.config.name / "model-settings.json"
+    try:
+        version = json.loads(path.read_text()).get("parameters", {}).get("version")
+    except (OSError, ValueError):
+        version = None
+    return str(version) if version else variant
+
+
+def _router(ctx: StackContext) -> list[ProcessSpec]:
+    cfg = ctx.config.stack
+    path = ctx.data_dir / "router.json"
+    path.write_text(json.dumps(router_settings(ctx), indent=2))
+    # A new `up` starts from the config's split; only a restart resumes the saved one.
+    router_state_file(ctx).unlink(missing_ok=True)
+    return [
+        ProcessSpec(
+            name="router",
+            argv=[
+                sys.executable,
+                "-m",
+                "mainsail.serving.router",
+                "--settings",
+                str(path),
+                "--host",
+                ctx.host,
+                "--port",
+                str(cfg.router.port),
+            ],
+            port=cfg.router.port,
+            health_url=f"http://{ctx.host}:{cfg.router.port}/v2/health/ready",
+        )
+    ]
+
+
+register_provider("seaweedfs", _seaweedfs, order=10)
+register_provider("feast", _feature_server, order=20)
+register_provider("mlserver", _mlservers, order=30)
+register_provider("router", _router, order=40)

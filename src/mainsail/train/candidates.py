@@ -1,0 +1,219 @@
+"""Candidate model families: defaults, search spaces, and fitting on preprocessed arrays.
+
+Families: `baseline` (constant predictor), `linear` (logistic / ridge regression), `tree`
+(histogram gradient boosting), `forest` (random forest) and `mlp` (PyTorch). Tuning, cross-
+validation and the final fit all go through :func:`fit_arrays`, so a trial logged by the tuner
+is re-run by calling it again with the logged parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from mainsail.config import ProjectConfig
+
+FAMILIES = ("baseline", "linear", "tree", "forest", "mlp")
+
+#: Family → define-by-run Optuna search space; `trial` is an `optuna.Trial`.
+SearchSpace = Callable[[Any], dict[str, Any]]
+
+
+def default_params(family: str, cfg: ProjectConfig) -> dict[str, Any]:
+    """Untuned hyperparameters of a family."""
+    if family == "baseline":
+        return {}
+    if family == "linear":
+        return {"C": 1.0} if _is_clf(cfg) else {"alpha": 1.0}
+    if family == "tree":
+        return {
+            "learning_rate": 0.1,
+            "max_iter": 200,
+            "max_leaf_nodes": 31,
+            "min_samples_leaf": 20,
+            "l2_regularization": 0.0,
+        }
+    if family == "forest":
+        return {"n_estimators": 200, "max_depth": None, "min_samples_leaf": 2, "max_features": 0.5}
+    if family == "mlp":
+        mlp = cfg.train.mlp
+        return {
+            "hidden": list(mlp.hidden),
+            "epochs": mlp.epochs,
+            "batch_size": mlp.batch_size,
+            "lr": mlp.lr,
+            "dropout": mlp.dropout,
+            "weight_decay": 0.0,
+        }
+    raise ValueError(f"unknown candidate family {family!r}; expected one of {', '.join(FAMILIES)}")
+
+
+def _is_clf(cfg: ProjectConfig) -> bool:
+    return cfg.data.problem_type != "regression"
+
+
+def search_space(family: str, problem_type: str, cfg: ProjectConfig) -> SearchSpace:
+    """The define-by-run search space of a tunable family (used by Optuna and OptunaSearch)."""
+
+    def linear(trial: Any) -> dict[str, Any]:
+        if problem_type == "classification":
+            return {"C": trial.suggest_float("C", 1e-3, 1e2, log=True)}
+        return {"alpha": trial.suggest_float("alpha", 1e-3, 1e3, log=True)}
+
+    def tree(trial: Any) -> dict[str, Any]:
+        return {
+            "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
+            "max_iter": trial.suggest_int("max_iter", 50, 400, log=True),
+            "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 8, 64, log=True),
+            "min_samples_leaf": trial.suggest_int("min_samples_leaf", 5, 100, log=True),
+            "l2_regularization": trial.suggest_float("l2_regularization", 1e-4, 10.0, log=True),
+        }
+
+    def forest(trial: Any) -> dict[str, Any]:
+        return {
+            "n_estimators": trial.suggest_int("n_estimators", 50, 300, log=True),
+            "max_depth": trial.suggest_int("max_depth", 3, 20),
+            "min_samples_leaf": trial.suggest_int("min_samples_leaf", 1, 20, log=True),
+            "max_features": trial.suggest_float("max_features", 0.2, 1.0),
+        }
+
+    def mlp(trial: Any) -> dict[str, Any]:
+        width = trial.suggest_categorical("width", [16, 32, 64, 128])
+        depth = trial.suggest_int("depth", 1, 3)
+        return {
+            "hidden": [int(width)] * int(depth),
+            "epochs": cfg.train.mlp.epochs,
+            "batch_size": cfg.train.mlp.batch_size,
+            "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+            "dropout": trial.suggest_float("dropout", 0.0, 0.4),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+        }
+
+    spaces: dict[str, SearchSpace] = {"linear": linear, "tree": tree, "forest": forest, "mlp": mlp}
+    if family not in spaces:
+        raise ValueError(
+            f"candidate family {family!r} cannot be tuned; tunable: {', '.join(spaces)}"
+        )
+    return spaces[family]
+
+
+def make_estimator(family: str, params: dict[str, Any], problem_type: str, seed: int) -> Any:
+    """An unfitted scikit-learn estimator of a family (every family but `mlp`)."""
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+    from sklearn.ensemble import (
+        HistGradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    clf = problem_type == "classification"
+    if family == "baseline":
+        return DummyClassifier(strategy="prior") if clf else DummyRegressor(strategy="mean")
+    if family == "linear":
+        if clf:
+            return LogisticRegression(C=params["C"], max_iter=2000, random_state=seed)
+        return Ridge(alpha=params["alpha"], random_state=seed)
+    if family == "tree":
+        cls = HistGradientBoostingClassifier if clf else HistGradientBoostingRegressor
+        # Fixed iterations (no internal early stopping) so a trial is a pure function of params.
+        return cls(**params, early_stopping=False, random_state=seed)
+    if family == "forest":
+        cls = RandomForestClassifier if clf else RandomForestRegressor
+        return cls(**params, n_jobs=1, random_state=seed)
+    raise ValueError(f"no scikit-learn estimator for family {family!r}")
+
+
+def sample_weights(y: np.ndarray, class_weight: dict[Any, float] | None) -> np.ndarray | None:
+    """Per-row weights from per-class weights (None when no class weighting)."""
+    if not class_weight:
+        return None
+    lookup = {str(k): float(v) for k, v in class_weight.items()}
+    missing = sorted({str(v) for v in np.unique(y)} - set(lookup))
+    if missing:
+        raise ValueError(f"class_weight has no weight for classes {missing}")
+    return np.array([lookup[str(v)] for v in y.tolist()], dtype=np.float64)
+
+
+def oversample_indices(y: np.ndarray, seed: int) -> np.ndarray:
+    """Row positions that repeat random minority rows until every class has the majority's count."""
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(y, return_counts=True)
+    target = counts.max()
+    parts = []
+    for cls, count in zip(classes, counts, strict=True):
+        idx = np.flatnonzero(y == cls)
+        parts.append(idx)
+        if count < target:
+            parts.append(rng.choice(idx, target - count, replace=True))
+    return np.sort(np.concatenate(parts), kind="stable")
+
+
+def fit_arrays(
+    family: str,
+    params: dict[str, Any],
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    problem_type: str,
+    seed: int,
+    sample_weight: np.ndarray | None = None,
+    X_valid: np.ndarray | None = None,
+    y_valid: np.ndarray | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> Any:
+    """Fit one family on preprocessed arrays; returns an object with predict (and predict_proba).
+
+    The MLP uses `X_valid`/`y_valid` for early stopping (it holds out 10% of `X` when they are
+    not given) and trains in this process; the final fit trains on Ray instead
+    (:func:`mainsail.train.mlp_ray.fit_mlp_on_ray`).
+    """
+    if family == "mlp":
+        from mainsail.train.torch_model import MLPParams, TargetCoding, TorchMLPModel, train_mlp
+
+        if X_valid is None or y_valid is None:
+            X, y, sample_weight, X_valid, y_valid = _holdout(X, y, sample_weight, seed)
+        mlp_params = MLPParams.from_dict(params)
+        coding = TargetCoding.fit(y, problem_type)
+        fit = train_mlp(
+            X,
+            y,
+            X_valid,
+            y_valid,
+            coding,
+            mlp_params,
+            seed=seed,
+            sample_weight=sample_weight,
+            on_epoch=on_epoch,
+        )
+        model = TorchMLPModel(fit.state, X.shape[1], mlp_params, coding)
+        model.history = fit.history
+        return model
+    est = make_estimator(family, params, problem_type, seed)
+    if sample_weight is not None and family != "baseline":
+        est.fit(X, y, sample_weight=sample_weight)
+    else:
+        est.fit(X, y)
+    return est
+
+
+def _holdout(
+    X: np.ndarray, y: np.ndarray, w: np.ndarray | None, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    mask = rng.random(len(X)) < 0.1
+    w_fit = None if w is None else w[~mask]
+    return X[~mask], y[~mask], w_fit, X[mask], y[mask]
+
+
+def mlp_params_dict(params: dict[str, Any]) -> dict[str, Any]:
+    """Full MLP parameter set (defaults filled in) as plain JSON-safe values."""
+    from mainsail.train.torch_model import MLPParams
+
+    values = asdict(MLPParams.from_dict(params))
+    values["hidden"] = list(values["hidden"])
+    return values

@@ -1,0 +1,108 @@
+"""Fit the PyTorch MLP data-parallel with Ray Train's TorchTrainer (pipeline env only).
+
+Each worker trains on its rank's shard of the (already preprocessed) training rows; Ray's
+`prepare_model` wraps the network in DDP when there is more than one worker, and moves it to
+the worker's GPU when `use_gpu` is set. Rank 0 hands the best weights back as a checkpoint.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mainsail.config import RayConfig
+from mainsail.train.torch_model import MLPFit, MLPParams, TargetCoding
+
+_STATE_FILE = "mlp_state.npz"
+_HISTORY_KEY = "history"
+
+
+def _train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Runs inside every Ray Train worker."""
+    import json
+
+    import ray
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    from mainsail.train.torch_model import train_mlp
+
+    torch.set_num_threads(1)  # one CPU per worker: avoid oversubscribing the node
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    X, y, Xv, yv, w = ray.get(config["data"])
+    shard = slice(rank, None, world)  # rows interleaved across workers, disjoint and covering
+    fit = train_mlp(
+        X[shard],
+        y[shard],
+        Xv,
+        yv,
+        TargetCoding(**config["coding"]),
+        MLPParams.from_dict(config["params"]),
+        seed=int(config["seed"]),
+        sample_weight=None if w is None else w[shard],
+        wrap_model=ray.train.torch.prepare_model,
+    )
+    metrics = {"best_epoch": fit.best_epoch, "epochs_run": len(fit.history)}
+    if rank == 0:
+        with tempfile.TemporaryDirectory() as tmp:
+            np.savez(Path(tmp) / _STATE_FILE, **fit.state)  # type: ignore[arg-type]
+            (Path(tmp) / "history.json").write_text(json.dumps(fit.history))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+    else:
+        ray.train.report(metrics)
+
+
+def fit_mlp_on_ray(
+    X: np.ndarray,
+    y: np.ndarray,
+    X_valid: np.ndarray,
+    y_valid: np.ndarray,
+    coding: TargetCoding,
+    params: MLPParams,
+    *,
+    seed: int,
+    ray_cfg: RayConfig,
+    storage_dir: Path,
+    sample_weight: np.ndarray | None = None,
+) -> MLPFit:
+    """Train on Ray with `ray_cfg.num_workers` workers (GPUs when `ray_cfg.use_gpu`)."""
+    import json
+
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from mainsail.train.ray_runtime import ensure_ray
+
+    ensure_ray(ray_cfg)
+    data_ref = ray.put((X, y, X_valid, y_valid, sample_weight))
+    storage_dir.mkdir(parents=True, exist_ok=True)
+    trainer = TorchTrainer(
+        _train_loop_per_worker,
+        train_loop_config={
+            "data": data_ref,
+            "coding": asdict(coding),
+            "params": asdict(params),
+            "seed": seed,
+        },
+        scaling_config=ScalingConfig(
+            num_workers=ray_cfg.num_workers,
+            use_gpu=ray_cfg.use_gpu,
+            resources_per_worker={"CPU": 1, **({"GPU": 1} if ray_cfg.use_gpu else {})},
+        ),
+        run_config=RunConfig(name="mlp", storage_path=str(storage_dir.resolve())),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"Ray Train finished without a checkpoint: {result.error!r}")
+    with result.checkpoint.as_directory() as ckpt:
+        with np.load(Path(ckpt) / _STATE_FILE) as npz:
+            state = {k: npz[k].copy() for k in npz.files}
+        history = json.loads((Path(ckpt) / "history.json").read_text())
+    return MLPFit(state, int((result.metrics or {})["best_epoch"]), history)

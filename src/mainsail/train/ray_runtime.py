@@ -1,0 +1,27 @@
+"""Start (or join) Ray once per process, the way the config says (pipeline env only)."""
+
+from __future__ import annotations
+
+import os
+
+from mainsail.config import RayConfig
+
+
+def ensure_ray(ray_cfg: RayConfig) -> int:
+    """Initialise Ray unless it already runs; return the CPUs it has."""
+    import ray
+
+    if not ray.is_initialized():
+        # The dashboard and log forwarding cost seconds and CPU on small machines; nothing
+        # here reads them.
+        os.environ.setdefault("RAY_TRAIN_ENABLE_STATE_ACTOR_RECONCILIATION", "0")
+        kwargs: dict[str, object] = {
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "configure_logging": False,
+        }
+        if ray_cfg.address:
+            ray.init(address=ray_cfg.address, **kwargs)  # type: ignore[arg-type]
+        else:
+            ray.init(num_cpus=ray_cfg.num_cpus, **kwargs)  # type: ignore[arg-type]
+    return int(ray.cluster_resources().get("CPU", 1))

@@ -1,0 +1,1 @@
+"""Hyperparameter search (Optuna in-process or Ray Tune); see `mainsail.tune.search`."""

@@ -1,0 +1,187 @@
+"""Validation: problem type detection, leakage suspects, profiles and both report forms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from datastage_helpers import make_config
+
+from mainsail.data.errors import MixedTypesError
+from mainsail.data.stage import run_data_stage
+from mainsail.data.validate import ValidationReport, validate_frame
+
+
+def _write(tmp_path: Path, frame: pd.DataFrame, name: str = "d.parquet") -> Path:
+    path = tmp_path / name
+    if name.endswith(".csv"):
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    return path
+
+
+def _plain_cfg(path: Path, **data: object) -> object:
+    return make_config(
+        path,
+        data={"target": "y", "entity_key": None, "event_timestamp": None, **data},
+        split={"strategy": "random"},
+    )
+
+
+def _base(n: int = 600, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {"x1": rng.normal(size=n), "x2": rng.choice(["a", "b", "c"], n), "z": rng.normal(size=n)}
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "expected", "reason"),
+    [
+        (lambda r, n: r.choice(["yes", "no"], n), "classification", "labels"),
+        (lambda r, n: r.integers(0, 3, n), "classification", "3 distinct integer values"),
+        (lambda r, n: r.normal(50, 10, n), "regression", "non-integer numbers"),
+        (lambda r, n: r.integers(0, 1000, n), "regression", "distinct integer values"),
+    ],
+    ids=["text-labels", "few-integers", "floats", "many-integers"],
+)
+def test_problem_type_is_detected_and_reported(
+    tmp_path: Path, target: object, expected: str, reason: str
+) -> None:
+    frame = _base()
+    frame["y"] = target(np.random.default_rng(1), len(frame))  # type: ignore[operator]
+    result = run_data_stage(_plain_cfg(_write(tmp_path, frame)), tmp_path / "run")  # type: ignore[arg-type]
+    assert result.problem_type == expected and result.problem_type_detected
+    assert result.report.problem_type_detected and reason in result.report.problem_type_reason
+    saved = json.loads((tmp_path / "run" / "validation_report.json").read_text())
+    assert saved["problem_type"] == expected and saved["problem_type_detected"] is True
+    assert (
+        json.loads((tmp_path / "run" / "split_summary.json").read_text())["problem_type"]
+        == expected
+    )
+
+
+def test_configured_problem_type_wins_and_is_not_marked_detected(tmp_path: Path) -> None:
+    frame = _base()
+    frame["y"] = np.random.default_rng(1).integers(0, 3, len(frame))
+    cfg = _plain_cfg(_write(tmp_path, frame), problem_type="regression")
+    result = run_data_stage(cfg, None)  # type: ignore[arg-type]
+    assert result.problem_type == "regression" and not result.problem_type_detected
+    assert "set in the config" in result.report.problem_type_reason
+
+
+def test_a_feature_that_gives_the_label_away_is_a_leakage_suspect(tmp_path: Path) -> None:
+    frame = _base(2_000)
+    rng = np.random.default_rng(3)
+    frame["y"] = (frame["x1"] + rng.normal(0, 1, len(frame)) > 1).astype(int)
+    frame["refund_issued"] = frame["y"] * 10.0 + rng.normal(0, 0.5, len(frame))  # after the fact
+    frame["status"] = np.where(frame["y"] == 1, "closed", "open")  # categorical copy of it
+    result = run_data_stage(_plain_cfg(_write(tmp_path, frame)), None)  # type: ignore[arg-type]
+    suspects = {s.column: s for s in result.report.leakage}
+    assert set(suspects) == {"refund_issued", "status"}
+    assert suspects["refund_issued"].metric == "roc_auc" and suspects["refund_issued"].score > 0.99
+    codes = {(i.code, i.column) for i in result.report.warnings()}
+    assert ("leakage_suspect", "refund_issued") in codes and ("leakage_suspect", "status") in codes
+
+
+def test_regression_leak_is_caught_by_r2(tmp_path: Path) -> None:
+    frame = _base(1_000)
+    frame["y"] = 3 * frame["x1"] + np.random.default_rng(4).normal(0, 1, len(frame))
+    frame["y_copy_in_cents"] = frame["y"] * 100
+    result = run_data_stage(_plain_cfg(_write(tmp_path, frame)), None)  # type: ignore[arg-type]
+    assert [s.column for s in result.report.leakage] == ["y_copy_in_cents"]
+    assert result.report.leakage[0].metric == "r2"
+
+
+def test_ordinary_churn_features_are_not_leakage_suspects(churn_file: Path) -> None:
+    result = run_data_stage(make_config(churn_file), None)
+    assert result.report.leakage == []
+
+
+def test_event_time_after_label_time_is_reported(tmp_path: Path) -> None:
+    frame = _base(300)
+    frame["y"] = np.random.default_rng(5).integers(0, 2, len(frame))
+    frame["event_timestamp"] = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(
+        np.arange(len(frame)), unit="D"
+    )
+    frame["label_timestamp"] = frame["event_timestamp"] + pd.Timedelta("30D")
+    frame.loc[:6, "label_timestamp"] = frame.loc[:6, "event_timestamp"] - pd.Timedelta("1D")
+    cfg = _plain_cfg(
+        _write(tmp_path, frame, "d.csv"),
+        event_timestamp="event_timestamp",
+        label_timestamp="label_timestamp",
+    )
+    result = run_data_stage(cfg, None)  # type: ignore[arg-type]
+    assert result.report.timestamp_after_label_rows == 7
+    warning = [i for i in result.report.warnings() if i.code == "timestamp_after_label"]
+    assert warning and "7 row(s)" in warning[0].message
+    assert "label_timestamp" not in result.features and "event_timestamp" not in result.features
+
+
+def test_constant_id_like_and_duplicate_rows_are_handled(tmp_path: Path) -> None:
+    frame = _base(400)
+    frame["y"] = np.random.default_rng(6).integers(0, 2, len(frame))
+    frame["country"] = "NZ"
+    frame["row_id"] = np.arange(1000, 1000 + len(frame))
+    frame["order_ref"] = [f"ORD-{i:05d}" for i in range(len(frame))]
+    frame = pd.concat([frame, frame.iloc[:5]], ignore_index=True)  # 5 exact duplicates
+    frame.loc[len(frame)] = {**frame.iloc[0].to_dict(), "y": np.nan, "row_id": 99}
+    result = run_data_stage(_plain_cfg(_write(tmp_path, frame, "d.csv")), None)  # type: ignore[arg-type]
+    report = result.report
+    assert set(report.excluded) == {"country", "row_id", "order_ref"}
+    assert "constant" in report.excluded["country"]
+    assert (
+        "identifier" in report.excluded["row_id"] and "identifier" in report.excluded["order_ref"]
+    )
+    assert report.duplicate_rows_dropped == 5 and report.missing_target_rows_dropped == 1
+    assert report.rows == 400 and len(result.frame) == 400
+    assert result.features == ["x1", "x2", "z"]
+    by_name = {c.name: c for c in report.columns}
+    assert by_name["country"].constant and by_name["row_id"].id_like
+    assert by_name["x1"].role == "feature" and by_name["y"].role == "target"
+
+
+def test_outliers_and_class_balance_are_in_the_report(tmp_path: Path) -> None:
+    frame = _base(1_000)
+    frame.loc[:9, "x1"] = 1e6
+    frame["y"] = (np.random.default_rng(7).random(len(frame)) < 0.1).astype(int)
+    result = run_data_stage(_plain_cfg(_write(tmp_path, frame)), None)  # type: ignore[arg-type]
+    report = result.report
+    assert {c.name: c for c in report.columns}["x1"].outliers == 10
+    assert report.class_balance == {
+        "0": int((frame["y"] == 0).sum()),
+        "1": int((frame["y"] == 1).sum()),
+    }
+    assert report.positive_class == "1"
+    assert report.minority_share == pytest.approx(frame["y"].mean())
+    assert any(i.code == "class_imbalance" for i in report.warnings())
+
+
+def test_python_objects_of_several_types_in_one_column_are_rejected() -> None:
+    frame = pd.DataFrame({"x": [1, "one", 2.5, 3], "y": [0, 1, 0, 1]})
+    cfg = _plain_cfg(Path("unused.csv"))
+    with pytest.raises(
+        MixedTypesError, match=r"column 'x' holds values of several types \(float, int, str\)"
+    ):
+        validate_frame(frame, cfg)  # type: ignore[arg-type]
+
+
+def test_reports_are_machine_readable_and_self_contained_html(tmp_path: Path) -> None:
+    frame = _base(300)
+    frame["<b>odd name</b>"] = np.random.default_rng(8).normal(size=len(frame))
+    frame["y"] = np.random.default_rng(9).integers(0, 2, len(frame))
+    run_dir = tmp_path / "run"
+    result = run_data_stage(_plain_cfg(_write(tmp_path, frame)), run_dir)  # type: ignore[arg-type]
+    loaded = ValidationReport.model_validate_json((run_dir / "validation_report.json").read_text())
+    assert loaded == result.report and loaded.passed
+    assert loaded.data_sha256 == result.data_sha256 and len(loaded.data_sha256) == 64
+    html = (run_dir / "validation_report.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "</html>" in html
+    assert "<script" not in html and "http://" not in html and "https://" not in html
+    assert "<b>odd name</b>" not in html and "&lt;b&gt;odd name&lt;/b&gt;" in html
+    for column in frame.columns[:3]:
+        assert f"<td>{column}</td>" in html

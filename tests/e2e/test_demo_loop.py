@@ -1,0 +1,56 @@
+"""The whole loop on the real local stack: champion → drift → alert → retrain → canary →
+feedback → always-valid A/B analysis → promote, or roll back a deliberately worse challenger.
+
+Real processes throughout: SeaweedFS, two MLServers with the mainsail runtime, the router with
+its feedback store, the drift sidecar (drift env), Prometheus, Alertmanager, the retrain
+trigger running `mainsail run`, and the promotion controller.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mainsail.monitor.loop_demo import run_loop_demo
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]
+
+
+def check_common(outcome: dict, workdir: Path) -> None:
+    decisions = outcome["decisions"]
+    assert decisions, "the controller made no decision"
+    # Every acted-on decision carries its evidence and is in the deployed model card.
+    card = yaml.safe_load(
+        (
+            workdir / "stack" / "deployments" / f"churn-v{outcome['challenger']}-model_card.yaml"
+        ).read_text()
+    )
+    acted = [d for d in decisions if d["action"] != "keep_testing"]
+    assert [h["action"] for h in card["promotion_history"]] == [d["action"] for d in acted]
+    for entry in card["promotion_history"]:
+        assert entry["quality"]["p_value"] is not None
+
+
+def test_better_challenger_is_promoted(tmp_path: Path) -> None:
+    outcome = run_loop_demo(workdir=tmp_path, rows=4000, timeout_s=600)
+    assert outcome["final"] == "promote"
+    assert outcome["aliases"]["champion"] == outcome["challenger"]
+    last = outcome["decisions"][-1]
+    assert last["quality"]["ci_high"] < 0  # challenger's loss is lower, with confidence
+    assert any(d["action"] == "ramp" for d in outcome["decisions"])
+    # The router and the controller were restarted after the first ramp: the split, the
+    # experiment and every labelled outcome survived.
+    restart = outcome["restart"]
+    assert restart["weight_after"] == restart["expected_weight"]
+    assert restart["challenger_after"] == str(outcome["challenger"])
+    assert restart["labelled_after"] == restart["labelled_before"] > 0
+    check_common(outcome, tmp_path)
+
+
+def test_worse_challenger_is_rolled_back(tmp_path: Path) -> None:
+    outcome = run_loop_demo(workdir=tmp_path, rows=4000, worse=True, timeout_s=600)
+    assert outcome["final"] == "rollback"
+    assert outcome["aliases"]["champion"] == 1  # the champion stays
+    check_common(outcome, tmp_path)

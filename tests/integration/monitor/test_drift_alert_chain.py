@@ -1,0 +1,290 @@
+"""The whole monitoring chain, for real: served rows -> drift sidecar -> Prometheus scrape ->
+drift rule fires -> Alertmanager webhook -> retrain trigger starts the retraining action once.
+
+Real processes: the sidecar (drift env, alibi-detect), Prometheus and Alertmanager (Debian
+packages), the trigger's HTTP server; rows are sent with DriftFeed, the client the serving
+runtime uses. The router's and the feature server's series come from their real metric classes
+(`RouterMetrics`, `FeatureMetrics`) exposed by prometheus_client in this test, because those
+services are not started here; the dashboards test evaluates every panel against all of it.
+
+Intervals and `for` durations are shortened (1 s scrapes, 2 s `for`; see
+mainsail.monitor.chain) to keep this under a minute.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from prometheus_client import start_http_server
+
+from mainsail.drift.client import DriftFeed
+from mainsail.drift.demo import churn_rows, write_churn_reference
+from mainsail.drift.process import SidecarProcess
+from mainsail.features.metrics import FeatureMetrics
+from mainsail.monitor.chain import ChainSettings, MonitoringChain
+from mainsail.monitor.dashboards import dashboards, substitute
+from mainsail.monitor.local import LocalPrometheus
+from mainsail.monitor.prometheus import ScrapeTarget
+from mainsail.monitor.trigger import RetrainTrigger
+from mainsail.s3local import free_port
+from mainsail.serving.router.metrics import RouterMetrics
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+HOST = "127.0.0.1"
+RECORDER = (
+    "import json, os, sys; from pathlib import Path; "
+    "out = Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True); "
+    "(out / (os.environ['MAINSAIL_RETRAIN_RUN_ID'] + '.json')).write_text(json.dumps("
+    "{'model': sys.argv[2], 'version': sys.argv[3], 'window': sys.argv[4]}))"
+)
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60.0, every: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class _Traffic:
+    """Router and feature-server series, from their real metric classes, changing over time."""
+
+    def __init__(self) -> None:
+        self.router = RouterMetrics()
+        self.features = FeatureMetrics()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        i = 0
+        while not self.stop.is_set():
+            for variant, version, weight in (("champion", "1", 90), ("challenger", "2", 10)):
+                self.router.requests.labels(variant, "churn", version, "200").inc(weight)
+                self.router.latency.labels(variant, "churn", version).observe(
+                    0.004 + 0.001 * (i % 5)
+                )
+                self.router.weight.labels(variant, "churn", version).set(weight)
+                self.router.healthy.labels(variant, "churn", version).set(1)
+            if i % 3 == 0:
+                self.router.errors.labels("challenger", "churn", "2", "status_5xx").inc()
+            self.features.observe_ages("customer_usage", [120.0, 900.0, 4000.0])
+            self.features.count_stale("customer_usage", 1)
+            self.features.count_missing("customer_usage", 2)
+            i += 1
+            self.stop.wait(0.2)
+
+
+@dataclass
+class Stack:
+    chain: MonitoringChain
+    traffic: _Traffic
+    ran: Path
+
+    @property
+    def sidecar(self) -> SidecarProcess:
+        return self.chain.sidecar
+
+    @property
+    def prometheus(self) -> LocalPrometheus:
+        return self.chain.prometheus
+
+    @property
+    def trigger(self) -> RetrainTrigger:
+        return self.chain.trigger
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("chain")
+    for version in ("1", "2"):
+        write_churn_reference(root / "refs" / "churn" / version, rows=3000, seed=42)
+    ports = {k: free_port(HOST) for k in ("router", "features")}
+    traffic = _Traffic()
+    servers = [
+        start_http_server(ports["router"], HOST, registry=traffic.router.registry)[0],
+        start_http_server(ports["features"], HOST, registry=traffic.features.registry)[0],
+    ]
+    traffic.thread.start()
+    ran = root / "ran"
+    settings = ChainSettings(
+        reference=str(root / "refs" / "{model}" / "{version}"),
+        retrain_command=[
+            sys.executable,
+            "-c",
+            RECORDER,
+            str(ran),
+            "{model}",
+            "{version}",
+            "{window}",
+        ],
+        extra_targets=[
+            ScrapeTarget("mainsail-router", [f"{HOST}:{ports['router']}"]),
+            ScrapeTarget("mainsail-features", [f"{HOST}:{ports['features']}"]),
+        ],
+    )
+    try:
+        with MonitoringChain(root / "work", settings) as chain:
+            yield Stack(chain, traffic, ran)
+    finally:
+        traffic.stop.set()
+        for srv in servers:
+            srv.shutdown()
+            srv.server_close()
+
+
+def _series(prom: LocalPrometheus, expr: str) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = prom.query(expr)["result"]
+    return result
+
+
+def test_drifted_rows_start_exactly_one_retraining_run_and_clean_rows_none(stack: Stack) -> None:
+    feed = DriftFeed(stack.sidecar.url, max_queue=100)
+    clean, clean_preds = churn_rows(1400, drift=0.0, seed=301)
+    drifted, drifted_preds = churn_rows(1400, drift=0.6, seed=302)
+    for i in range(0, 1400, 100):
+        feed.submit("churn", "1", clean[i : i + 100], clean_preds[i : i + 100])
+        feed.submit("churn", "2", drifted[i : i + 100], drifted_preds[i : i + 100])
+        assert feed.flush(30)
+        time.sleep(0.4)  # a few checks per scrape, like steady traffic
+    feed.close()
+    assert feed.stats.snapshot()["sent_rows"] == 2800
+
+    # The rule fires, Alertmanager calls the trigger, the trigger runs the action.
+    wait_for("a retraining run", lambda: list(stack.ran.glob("*.json")), timeout=90)
+    runs = stack.trigger.runs()
+    assert len(runs) == 1
+    (run,) = runs.values()
+    assert (run["model"], run["version"], run["alertname"]) == (
+        "churn",
+        "2",
+        "MainsailDriftSustained",
+    )
+    record = json.loads(next(stack.ran.glob("*.json")).read_text())
+    assert record["version"] == "2"
+    # The run got the drifted window that the sidecar held.
+    window = pd.read_parquet(io.BytesIO(Path(record["window"]).read_bytes()))
+    assert len(window) == 400 and "support_calls" in window.columns and "prediction" in window
+
+    # Alertmanager keeps re-sending the firing group (repeat_interval 3s): duplicates only.
+    wait_for(
+        "a repeated notification",
+        lambda: (
+            'mainsail_retrain_decisions_total{decision="duplicate"}' in _metrics_text(stack.trigger)
+        ),
+        timeout=30,
+    )
+    assert len(stack.trigger.runs()) == 1
+    assert len(list(stack.ran.glob("*.json"))) == 1
+
+    # The negative case: clean traffic on version 1 was checked as often, and never alerted.
+    checks_v1 = _series(stack.prometheus, 'mainsail_drift_checks_total{version="1"}')
+    assert checks_v1 and float(checks_v1[0]["value"][1]) >= 5
+    assert (
+        _series(stack.prometheus, 'ALERTS{alertname="MainsailDriftSustained", version="1"}') == []
+    )
+    assert (
+        _series(stack.prometheus, 'max_over_time(mainsail_drift_row_is_drift{version="1"}[5m]) > 0')
+        == []
+    )
+    firing = _series(
+        stack.prometheus, 'ALERTS{alertname="MainsailDriftSustained", alertstate="firing"}'
+    )
+    assert [s["metric"]["version"] for s in firing] == ["2"]
+
+
+def _metrics_text(trigger: RetrainTrigger) -> str:
+    from prometheus_client import generate_latest
+
+    return generate_latest(trigger.metrics.registry).decode()
+
+
+def test_every_dashboard_query_evaluates_against_live_prometheus(stack: Stack) -> None:
+    # Prometheus must have scraped the run's end and enough samples for the rate() windows.
+    wait_for(
+        "the finished run in Prometheus",
+        lambda: _series(stack.prometheus, "mainsail_retrain_runs_finished_total"),
+        timeout=30,
+    )
+    problems = []
+    checked = 0
+    for dashboard in dashboards():
+        for panel in dashboard.panels:
+            for query in panel.queries:
+                expr = substitute(query.expr)
+                checked += 1
+                try:
+                    result = wait_for(
+                        f"data for {expr}",
+                        lambda e=expr: _series(stack.prometheus, e) or None,
+                        timeout=15 if query.expect_data else 0.1,
+                    )
+                except ValueError as err:  # a query error
+                    problems.append(f"{dashboard.uid} / {panel.title}: {err}")
+                    continue
+                except AssertionError:
+                    if query.expect_data:
+                        problems.append(f"{dashboard.uid} / {panel.title}: no data for {expr}")
+                    continue
+                assert result
+    assert checked >= 30
+    assert not problems, "\n".join(problems)
+
+
+def test_stopping_the_sidecar_under_load_never_blocks_the_feed_and_fires_sidecar_down(
+    stack: Stack,
+) -> None:
+    feed = DriftFeed(stack.sidecar.url, max_queue=50, timeout_s=0.5)
+    rows, preds = churn_rows(50, seed=303)
+    errors: list[BaseException] = []
+    worst = [0.0]
+    stop = threading.Event()
+
+    def serve_loop() -> None:
+        # What the serving runtime does per request: hand the row to the feed and move on.
+        while not stop.is_set():
+            for k in range(50):
+                t0 = time.perf_counter()
+                try:
+                    feed.submit("churn", "2", rows[k : k + 1], preds[k : k + 1])
+                except BaseException as err:
+                    errors.append(err)
+                worst[0] = max(worst[0], time.perf_counter() - t0)
+            time.sleep(0.01)
+
+    loop = threading.Thread(target=serve_loop, daemon=True)
+    loop.start()
+    time.sleep(1.0)
+    stack.sidecar.stop()
+    try:
+        wait_for(
+            "the sidecar-down alert",
+            lambda: _series(
+                stack.prometheus,
+                'ALERTS{alertname="MainsailDriftSidecarDown", alertstate="firing"}',
+            ),
+            timeout=30,
+        )
+    finally:
+        stop.set()
+        loop.join(10)
+        feed.close(timeout_s=2)
+    assert errors == []
+    assert worst[0] < 0.05, f"a submit took {worst[0] * 1000:.1f} ms"
+    snap = feed.stats.snapshot()
+    assert snap["sent_rows"] > 0
+    assert snap["failed_rows"] + snap["dropped_rows"] > 0

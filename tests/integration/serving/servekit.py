@@ -1,0 +1,152 @@
+"""Reusable test helpers for the registry and serving tests (and anyone who needs a model).
+
+`build_churn_artifact(folder)` writes a complete model artifact, as training writes one: a
+scikit-learn Pipeline (ColumnTransformer + LogisticRegression) on the synthetic churn data,
+its feature schema, card, metrics, report, drift reference, lineage and a plot. Only
+scikit-learn objects are pickled, so the serving env unpickles it without our test code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from mainsail.data.synthetic import COLUMNS, generate_churn
+from mainsail.schema import FeatureSchema, FeatureSpec
+from mainsail.serving.v2client import v2_inputs  # noqa: F401  (re-exported for the tests)
+
+CATEGORICAL = ["contract", "payment_method", "plan", "region"]
+BOOLEAN = ["paperless_billing"]
+NON_FEATURES = {"customer_id", "event_timestamp", "label_timestamp", "churned"}
+FEATURES = [c for c in COLUMNS if c not in NON_FEATURES]
+NUMERIC = [c for c in FEATURES if c not in CATEGORICAL and c not in BOOLEAN]
+
+
+def churn_frame(rows: int = 1500, seed: int = 7) -> pd.DataFrame:
+    """The synthetic churn table used by these tests (deterministic)."""
+    return generate_churn(rows, seed=seed)
+
+
+def _schema(train: pd.DataFrame) -> FeatureSchema:
+    specs = []
+    for name in FEATURES:
+        col = train[name]
+        share = float(col.isna().mean())
+        if name in NUMERIC:
+            specs.append(
+                FeatureSpec(
+                    name=name,
+                    kind="numeric",
+                    dtype=str(col.dtype),
+                    nullable=share > 0,
+                    min=float(col.min()),
+                    max=float(col.max()),
+                    missing_share=share,
+                )
+            )
+        elif name in CATEGORICAL:
+            cats = sorted(str(v) for v in col.dropna().unique())
+            specs.append(
+                FeatureSpec(
+                    name=name,
+                    kind="categorical",
+                    dtype=str(col.dtype),
+                    nullable=share > 0,
+                    categories=cats,
+                    missing_share=share,
+                )
+            )
+        else:
+            specs.append(
+                FeatureSpec(
+                    name=name,
+                    kind="boolean",
+                    dtype=str(col.dtype),
+                    nullable=True,
+                    missing_share=share,
+                )
+            )
+    return FeatureSchema(
+        features=specs,
+        target="churned",
+        problem_type="classification",
+        classes=["0", "1"],
+        entity_key="customer_id",
+        event_timestamp="event_timestamp",
+    )
+
+
+def build_churn_pipeline() -> Pipeline:
+    """Raw churn features -> churn probability (only scikit-learn objects)."""
+    pre = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), NUMERIC),
+            (
+                "cat",
+                make_pipeline(
+                    SimpleImputer(
+                        missing_values=pd.NA, strategy="constant", fill_value="__missing__"
+                    ),
+                    OneHotEncoder(handle_unknown="ignore"),
+                ),
+                CATEGORICAL,
+            ),
+            (
+                "bool",
+                make_pipeline(
+                    SimpleImputer(missing_values=pd.NA, strategy="most_frequent"),
+                    OneHotEncoder(handle_unknown="ignore"),
+                ),
+                BOOLEAN,
+            ),
+        ]
+    )
+    return Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=500, random_state=0))])
+
+
+def build_churn_artifact(folder: Path, *, rows: int = 1500, seed: int = 7) -> Path:
+    """Write a complete churn model artifact into `folder` and return it."""
+    import joblib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = churn_frame(rows, seed)
+    cut = int(len(frame) * 0.8)
+    train, test = frame.iloc[:cut], frame.iloc[cut:]
+    model = build_churn_pipeline().fit(train[FEATURES], train["churned"])
+    auc = float(roc_auc_score(test["churned"], model.predict_proba(test[FEATURES])[:, 1]))
+    joblib.dump(model, folder / "model.joblib")
+    _schema(train).save(folder / "feature_schema.json")
+    (folder / "metrics.json").write_text(
+        json.dumps({"test": {"roc_auc": auc, "rows": len(test)}}, indent=2)
+    )
+    (folder / "model_card.yaml").write_text(
+        yaml.safe_dump(
+            {"name": "churn", "problem_type": "classification", "metrics": {"roc_auc": auc}}
+        )
+    )
+    (folder / "lineage.json").write_text(
+        json.dumps({"data_sha256": "0" * 64, "seed": seed, "code_version": "test"})
+    )
+    (folder / "report.html").write_text(f"<html><body><p>roc_auc {auc:.3f}</p></body></html>\n")
+    train[FEATURES].head(200).to_parquet(folder / "reference.parquet")
+    (folder / "plots").mkdir(exist_ok=True)
+    (folder / "plots" / "roc.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>\n")
+    return folder
+
+
+def expected_proba(folder: Path, frame: pd.DataFrame) -> np.ndarray:
+    """Positive-class probabilities computed in-process from the artifact's pickle."""
+    import joblib
+
+    model = joblib.load(folder / "model.joblib")
+    return np.asarray(model.predict_proba(frame[FEATURES])[:, 1])

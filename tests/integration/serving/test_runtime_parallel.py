@@ -1,0 +1,77 @@
+"""MLServer parallel inference workers with our runtime.
+
+MLServer 1.7.1's worker process calls `asyncio.get_event_loop()` right after installing
+uvloop's policy and before any loop exists; uvloop >= 0.22's policy raises "There is no current
+event loop" there (older ones create a loop), so every worker died. requirements/serving.in pins
+uvloop<0.22; these tests fail if that pin is lost.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from servekit import churn_frame, v2_inputs
+
+from mainsail.schema import FeatureSchema
+from mainsail.serving.mlserver import (
+    MLServerProcess,
+    ServedModel,
+    find_mlserver,
+    free_port,
+    server_settings,
+    write_repository,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def test_worker_start_sequence_has_an_event_loop() -> None:
+    """The exact calls MLServer's Worker.run makes, in a fresh serving-env process."""
+    python = find_mlserver().parent / "python"
+    code = (
+        "import asyncio\n"
+        "from mlserver.utils import install_uvloop_event_loop\n"
+        "install_uvloop_event_loop()\n"
+        "loop = asyncio.get_event_loop()\n"
+        "print(type(loop).__module__)\n"
+    )
+    result = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-800:]
+    assert result.stdout.strip().startswith("uvloop")
+
+
+@pytest.fixture(scope="module")
+def parallel_server(sealed_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    repo = tmp_path_factory.mktemp("mlserver-parallel")
+    settings = server_settings(
+        repo,
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        parallel_workers=2,
+    )
+    write_repository(repo, [ServedModel("churn", uri=str(sealed_artifact), version="1")], settings)
+    with MLServerProcess(repo).start(["churn"]) as server:
+        yield server
+
+
+def test_parallel_workers_serve_valid_and_reject_bad_requests(
+    parallel_server: MLServerProcess, sealed_artifact: Path
+) -> None:
+    schema = FeatureSchema.load(sealed_artifact / "feature_schema.json")
+    good = {"inputs": v2_inputs(churn_frame(300, seed=11).head(4), schema)}
+    with httpx.Client(base_url=parallel_server.url, timeout=15) as client:
+        codes = [client.post("/v2/models/churn/infer", json=good).status_code for _ in range(20)]
+        bad = dict(good)
+        bad["inputs"] = [dict(i) for i in good["inputs"]]
+        bad["inputs"][0]["name"] = "tenure"
+        response = client.post("/v2/models/churn/infer", json=bad)
+    assert codes == [200] * 20
+    assert response.status_code == 400
+    assert "'tenure'" in response.json()["error"]
+    log = parallel_server.log_tail(400)
+    assert "There is no current event loop" not in log

@@ -1,0 +1,160 @@
+"""Real HTTP servers for the router tests: uvicorn on a free loopback port in a thread.
+
+`V2Upstream` is a tiny V2 model server (a real HTTP server, not a mock of one) whose readiness,
+answer, delay and status the test controls, and which records what it received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerThread:
+    """Serve an ASGI app with uvicorn in a background thread."""
+
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.port = port or free_port()
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            loop="asyncio",
+            log_level="error",
+            access_log=False,
+            lifespan="auto",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError(f"server on port {self.port} did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@dataclass
+class V2Upstream:
+    """A minimal V2 server for one model whose behaviour the test sets."""
+
+    model: str = "churn"
+    label: int = 0
+    ready: bool = True
+    status: int = 200
+    delay_s: float = 0.0
+    received: list[dict[str, Any]] = field(default_factory=list)
+    request_ids: list[str] = field(default_factory=list)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        path = scope["path"]
+        if path == f"/v2/models/{self.model}/ready":
+            await _answer(send, 200 if self.ready else 503, {"ready": self.ready})
+        elif path == f"/v2/models/{self.model}/infer" and scope["method"] == "POST":
+            headers = dict(scope["headers"])
+            self.request_ids.append(headers.get(b"x-request-id", b"").decode())
+            self.received.append(json.loads(body))
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            payload = {
+                "model_name": self.model,
+                "outputs": [
+                    {"name": "predict", "datatype": "INT64", "shape": [1], "data": [self.label]},
+                    {"name": "proba", "datatype": "FP64", "shape": [1], "data": [0.25]},
+                ],
+            }
+            await _answer(send, self.status, payload if self.status == 200 else {"error": "boom"})
+        else:
+            await _answer(send, 404, {"error": f"no route {path}"})
+
+
+async def _answer(send: Any, status: int, payload: dict[str, Any]) -> None:
+    body = json.dumps(payload).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def infer_body(value: float = 1.0, customer: str | None = None) -> dict[str, Any]:
+    """A valid V2 infer request with one FP64 row of four features."""
+    body: dict[str, Any] = {
+        "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [value] * 4}]
+    }
+    if customer is not None:
+        body["inputs"].append(
+            {"name": "customer_id", "shape": [1], "datatype": "BYTES", "data": [customer]}
+        )
+    return body
+
+
+def start_router(
+    upstreams: dict[str, ServerThread],
+    weights: dict[str, int],
+    token: str | None = "s3cret",
+    **router_cfg: Any,
+) -> tuple[ServerThread, Any]:
+    """A router in front of `upstreams` (role -> server); returns (server, Router)."""
+    from mainsail.serving.router.app import RouterSettings, create_router
+
+    settings = RouterSettings.model_validate(
+        {
+            "model_name": "churn",
+            "seed": 7,
+            "router": {"health_interval_s": 0.1, "health_timeout_s": 0.5, **router_cfg},
+            "variants": [
+                {
+                    "role": role,
+                    "url": server.url,
+                    "model": "churn",
+                    "version": f"v-{role}",
+                    "weight": weights.get(role, 0),
+                }
+                for role, server in upstreams.items()
+            ],
+        }
+    )
+    router = create_router(settings, token)
+    return ServerThread(router).start(), router

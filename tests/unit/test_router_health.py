@@ -1,0 +1,98 @@
+"""Health checks take a failing variant out of rotation and put it back when healthy.
+
+Real HTTP: router and V2 servers run under uvicorn on loopback; "down" is either a server that
+answers not-ready or a server that was stopped (connection refused).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+from router_testkit import ServerThread, V2Upstream, infer_body, start_router
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def test_not_ready_variant_leaves_rotation_and_rejoins() -> None:
+    chall_app = V2Upstream(label=1)
+    champ, chall = ServerThread(V2Upstream()).start(), ServerThread(chall_app).start()
+    router, state = start_router(
+        {"champion": champ, "challenger": chall}, {"champion": 50, "challenger": 50}
+    )
+    try:
+        assert state.variants["challenger"].healthy
+        chall_app.ready = False
+        _wait(lambda: not state.variants["challenger"].healthy)
+        with httpx.Client(base_url=router.url) as client:
+            variants = {
+                client.post("/v2/models/churn/infer", json=infer_body()).headers[
+                    "x-mainsail-variant"
+                ]
+                for _ in range(40)
+            }
+            assert variants == {"champion"}
+            metrics = client.get("/metrics").text
+            assert (
+                'mainsail_router_variant_healthy{model="churn",variant="challenger",'
+                'version="v-challenger"} 0.0' in metrics
+            )
+        chall_app.ready = True
+        _wait(lambda: state.variants["challenger"].healthy)
+        with httpx.Client(base_url=router.url) as client:
+            variants = {
+                client.post("/v2/models/churn/infer", json=infer_body()).headers[
+                    "x-mainsail-variant"
+                ]
+                for _ in range(40)
+            }
+        assert variants == {"champion", "challenger"}
+    finally:
+        router.stop()
+        champ.stop()
+
+
+def test_stopped_server_costs_no_failed_request_and_readiness_reflects_it() -> None:
+    champ, chall = ServerThread(V2Upstream()).start(), ServerThread(V2Upstream(label=1)).start()
+    router, state = start_router(
+        {"champion": champ, "challenger": chall},
+        {"champion": 50, "challenger": 50},
+        health_interval_s=30,  # only the passive check can notice in time
+    )
+    try:
+        with httpx.Client(base_url=router.url) as client:
+            chall.stop()
+            codes = [
+                client.post("/v2/models/churn/infer", json=infer_body()).status_code
+                for _ in range(60)
+            ]
+            # Refused connections are retried on the champion and take the challenger out.
+            assert codes == [200] * 60
+            assert not state.variants["challenger"].healthy
+            metrics = client.get("/metrics").text
+            assert 'mainsail_router_retries_total{reason="connect",variant="challenger"}' in metrics
+            champ.stop()
+            r = client.post("/v2/models/churn/infer", json=infer_body())
+            assert r.status_code in (502, 503), r.text
+            assert "error" in r.json()
+            _wait(lambda: not state.variants["champion"].healthy, timeout=40)
+            assert client.get("/v2/health/ready").status_code == 503
+    finally:
+        router.stop()
+
+
+def test_upstream_timeout_gives_504_with_a_message() -> None:
+    champ = ServerThread(V2Upstream(delay_s=1.0)).start()
+    router, _ = start_router({"champion": champ}, {"champion": 1}, upstream_timeout_s=0.2)
+    try:
+        r = httpx.post(f"{router.url}/v2/models/churn/infer", json=infer_body(), timeout=5)
+        assert r.status_code == 504 and "timed out" in r.json()["error"]
+    finally:
+        router.stop()
+        champ.stop()

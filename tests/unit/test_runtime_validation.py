@@ -1,0 +1,193 @@
+"""Request validation of the serving runtime: every bad input names the field at fault."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from mainsail.schema import FeatureSchema, FeatureSpec
+from mainsail.serving.validation import EntityRequest, RequestError, TensorIn, decode
+
+SCHEMA = FeatureSchema(
+    features=[
+        FeatureSpec(name="tenure", kind="numeric", dtype="int64", nullable=False),
+        FeatureSpec(name="charges", kind="numeric", dtype="float64", nullable=True),
+        FeatureSpec(
+            name="contract",
+            kind="categorical",
+            dtype="string",
+            nullable=False,
+            categories=["month-to-month", "one-year", "two-year"],
+        ),
+        FeatureSpec(name="paperless", kind="boolean", dtype="boolean", nullable=True),
+    ],
+    target="churned",
+    problem_type="classification",
+    classes=["0", "1"],
+    entity_key="customer_id",
+)
+
+
+def _valid(n: int = 2) -> dict[str, TensorIn]:
+    return {
+        "tenure": TensorIn("tenure", [n], "INT64", list(range(1, n + 1))),
+        "charges": TensorIn("charges", [n, 1], "FP64", [[10.5]] + [[None]] * (n - 1)),
+        "contract": TensorIn("contract", [n], "BYTES", ["one-year"] + [b"two-year"] * (n - 1)),
+        "paperless": TensorIn("paperless", [n], "BOOL", [True] + [None] * (n - 1)),
+    }
+
+
+def _with(**changes: Any) -> list[TensorIn]:
+    inputs = _valid()
+    for name, value in changes.items():
+        if value is None:
+            del inputs[name]
+        else:
+            inputs[name] = value
+    return list(inputs.values())
+
+
+def test_valid_request_gives_typed_frame_in_schema_order() -> None:
+    frame = decode(list(reversed(_valid().values())), SCHEMA)
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame.columns) == SCHEMA.names
+    assert frame["tenure"].dtype == "int64"
+    assert frame["charges"].tolist()[0] == 10.5 and math.isnan(frame["charges"].tolist()[1])
+    assert frame["contract"].dtype == "string"
+    assert frame["contract"].tolist() == ["one-year", "two-year"]
+    assert frame["paperless"].dtype == "boolean"
+    assert frame["paperless"].isna().tolist() == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "field", "pattern"),
+    [
+        (_with(tenure=TensorIn("tenur", [2], "INT64", [1, 2])), "tenur", "did you mean 'tenure'"),
+        (_with(paperless=None), "paperless", r"missing feature input\(s\) 'paperless'"),
+        (_with(tenure=TensorIn("tenure", [2, 3], "INT64", [1] * 6)), "tenure", r"shape \[2, 3\]"),
+        (
+            _with(paperless=TensorIn("paperless", [3], "BOOL", [True] * 3)),
+            "paperless",
+            "has 3 rows but 'tenure' has 2",
+        ),
+        (_with(tenure=TensorIn("tenure", [2], "INT64", [1])), "tenure", "needs 2 values, got 1"),
+        (_with(tenure=TensorIn("tenure", [2], "BYTES", ["1", "2"])), "tenure", "datatype BYTES"),
+        (_with(tenure=TensorIn("tenure", [2], "INT64", [1, None])), "tenure", "row 1 is missing"),
+        (
+            _with(charges=TensorIn("charges", [2], "FP64", [1.0, "x"])),
+            "charges",
+            "row 1 holds 'x'",
+        ),
+        (
+            _with(charges=TensorIn("charges", [2], "FP64", [1.0, float("inf")])),
+            "charges",
+            "not a finite number",
+        ),
+        (
+            _with(contract=TensorIn("contract", [2], "BYTES", ["one-year", "weekly"])),
+            "contract",
+            r"value 'weekly' is not a known category.*'month-to-month'",
+        ),
+        (
+            _with(contract=TensorIn("contract", [2], "BYTES", ["one-year", 3])),
+            "contract",
+            "row 1 holds 3",
+        ),
+        (
+            _with(contract=TensorIn("contract", [2], "BYTES", ["one-year", None])),
+            "contract",
+            "row 1 is missing",
+        ),
+        (
+            _with(contract=TensorIn("contract", [2], "BYTES", ["one-year", b"\xff"])),
+            "contract",
+            "not valid UTF-8",
+        ),
+        (
+            _with(paperless=TensorIn("paperless", [2], "BOOL", [True, "yes"])),
+            "paperless",
+            "is boolean",
+        ),
+        (_with(tenure=TensorIn("tenure", [0], "INT64", [])), "tenure", "at least 1"),
+        (
+            [*_valid().values(), TensorIn("tenure", [2], "INT64", [1, 2])],
+            "tenure",
+            "more than once",
+        ),
+    ],
+)
+def test_bad_input_names_the_field(inputs: list[TensorIn], field: str, pattern: str) -> None:
+    with pytest.raises(RequestError, match=pattern) as info:
+        decode(inputs, SCHEMA)
+    assert info.value.field == field
+    assert repr(field) in str(info.value)
+
+
+def test_empty_request_lists_the_expected_inputs() -> None:
+    with pytest.raises(RequestError, match=r"no inputs.*'tenure'.*entity key 'customer_id'"):
+        decode([], SCHEMA)
+
+
+def test_row_limit_is_enforced() -> None:
+    inputs = list(_valid(11).values())
+    assert isinstance(decode(inputs, SCHEMA, max_rows=11), pd.DataFrame)
+    with pytest.raises(RequestError, match=r"'tenure' has 11 rows; .* at most 10 per request"):
+        decode(inputs, SCHEMA, max_rows=10)
+
+
+def test_entity_key_request_is_recognised() -> None:
+    got = decode([TensorIn("customer_id", [2], "BYTES", [b"C1", "C2"])], SCHEMA)
+    assert got == EntityRequest("customer_id", ["C1", "C2"])
+
+
+def test_entity_key_with_wrong_type_is_rejected() -> None:
+    with pytest.raises(RequestError, match="entity key"):
+        decode([TensorIn("customer_id", [1], "FP64", [1.5])], SCHEMA)
+
+
+def test_integral_floats_keep_the_training_integer_dtype() -> None:
+    inputs = _with(tenure=TensorIn("tenure", [2], "FP64", [3.0, 4.0]))
+    frame = decode(inputs, SCHEMA)
+    assert isinstance(frame, pd.DataFrame)
+    assert frame["tenure"].dtype == "int64"
+
+
+NUMERIC = FeatureSchema(
+    features=[
+        FeatureSpec(name="a", kind="numeric", dtype="float64", nullable=False),
+        FeatureSpec(name="b", kind="numeric", dtype="int64", nullable=True),
+    ],
+    target="y",
+    problem_type="regression",
+)
+
+
+def test_matrix_layout_for_numeric_models() -> None:
+    t = TensorIn("features", [2, 2], "FP64", [[1.5, 2.0], [3.0, None]], {"columns": ["a", "b"]})
+    matrix = decode([t], NUMERIC, as_matrix=True)
+    assert matrix.tolist()[0] == [1.5, 2.0]  # type: ignore[union-attr]
+    frame = decode([t], NUMERIC)
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame.columns) == ["a", "b"] and math.isnan(frame["b"].iloc[1])
+
+
+@pytest.mark.parametrize(
+    ("tensor", "schema", "pattern"),
+    [
+        (TensorIn("features", [1, 3], "FP64", [1, 2, 3]), NUMERIC, r"expected \[rows, 2\]"),
+        (
+            TensorIn("features", [1, 2], "FP64", [1, 2], {"columns": ["b", "a"]}),
+            NUMERIC,
+            "must be",
+        ),
+        (TensorIn("features", [1, 2], "FP64", [None, 2]), NUMERIC, "'a': row 0 is missing"),
+        (TensorIn("features", [1, 2], "BYTES", ["x", "y"]), NUMERIC, "datatype BYTES"),
+        (TensorIn("features", [1, 4], "FP64", [1, 2, 3, 4]), SCHEMA, "all-numeric models"),
+    ],
+)
+def test_matrix_layout_errors(tensor: TensorIn, schema: FeatureSchema, pattern: str) -> None:
+    with pytest.raises(RequestError, match=pattern):
+        decode([tensor], schema)
