@@ -161,14 +161,10 @@ def validate(objects: list[dict[str, Any]], crd_dir: Path) -> None:
             ) from None
 
 
-def apply(objects: list[dict[str, Any]], api_client: Any = None) -> list[str]:
-    """Create or replace each object through the kubernetes client; returns what was done.
-
-    `api_client` defaults to the kube config of the environment (in-cluster service account,
-    else ~/.kube/config).
-    """
+def custom_objects_api(api_client: Any = None) -> Any:
+    """A CustomObjectsApi on `api_client`, else on the environment's kube config (in-cluster
+    service account, else ~/.kube/config)."""
     from kubernetes import client, config
-    from kubernetes.client.exceptions import ApiException
 
     if api_client is None:
         try:
@@ -179,7 +175,38 @@ def apply(objects: list[dict[str, Any]], api_client: Any = None) -> list[str]:
             except (config.ConfigException, OSError) as err:
                 raise DeployError(f"no Kubernetes credentials found: {err}") from None
         api_client = client.ApiClient()
-    api = client.CustomObjectsApi(api_client)
+    return client.CustomObjectsApi(api_client)
+
+
+def read_experiment(cfg: ProjectConfig, api_client: Any = None) -> dict[str, Any] | None:
+    """The project's Seldon Experiment as stored in the cluster; None when there is none."""
+    from kubernetes.client.exceptions import ApiException
+
+    api = custom_objects_api(api_client)
+    try:
+        found: dict[str, Any] = api.get_namespaced_custom_object(
+            GROUP,
+            API_VERSION,
+            namespace(cfg),
+            PLURALS["Experiment"],
+            naming.experiment_name(cfg.name),
+        )
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise DeployError(f"reading the Experiment failed: {err.status} {err.reason}") from None
+    return found
+
+
+def apply(objects: list[dict[str, Any]], api_client: Any = None) -> list[str]:
+    """Create or replace each object through the kubernetes client; returns what was done.
+
+    `api_client` defaults to the kube config of the environment (in-cluster service account,
+    else ~/.kube/config).
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    api = custom_objects_api(api_client)
     done = []
     for obj in objects:
         plural, meta = PLURALS[obj["kind"]], obj["metadata"]

@@ -3,10 +3,10 @@
 - `LocalRouterBackend`: the local stack. Reads the split from the router's admin API, ramps by
   setting weights, promotes by moving the registry's `champion` alias and loading the version on
   the champion MLServer, rolls back by sending all traffic to the champion.
-
-On a cluster the same controller needs a backend that patches the Seldon Core 2 Experiment's
-candidate weights; `mainsail deploy --backend kubernetes --canary N` renders and applies that
-Experiment today, a controller backend on top of it is not written yet.
+- `SeldonBackend`: a cluster. Reads the challenger's share from the Seldon Core 2 Experiment,
+  ramps, promotes (all traffic to the challenger, `champion` alias moved) and rolls back (all
+  traffic to the champion) by re-applying the Experiment rendered by the same code as
+  `mainsail deploy --backend kubernetes`.
 """
 
 from __future__ import annotations
@@ -99,3 +99,57 @@ def append_decision_to_card(
         yaml.safe_dump(card, fh, sort_keys=False)
     Path(fh.name).replace(path)
     return path
+
+
+class SeldonBackend:
+    """Seldon Core 2 on a cluster: the Experiment's candidate weights and the registry aliases."""
+
+    def __init__(
+        self, cfg: ProjectConfig, registry: ModelRegistry | None = None, api_client: Any = None
+    ) -> None:
+        from mainsail.deploy.service import local_registry
+
+        self.cfg = cfg
+        self.registry = registry if registry is not None else local_registry(cfg)
+        self.api_client = api_client
+
+    def _versions(self, model: str) -> tuple[int, int | None]:
+        from mainsail.deploy.kubernetes import DeployError
+
+        aliases = self.registry.aliases(model)
+        if "champion" not in aliases:
+            raise DeployError(f"model {model!r} has no champion; promote one first")
+        return aliases["champion"], aliases.get("challenger")
+
+    def current(self, model: str) -> tuple[str, str | None, int]:
+        from mainsail import naming
+        from mainsail.deploy.kubernetes import read_experiment
+
+        champion, challenger = self._versions(model)
+        experiment = read_experiment(self.cfg, self.api_client)
+        if challenger is None or challenger == champion or experiment is None:
+            return str(champion), None, 0
+        weights = {c["name"]: int(c.get("weight", 0)) for c in experiment["spec"]["candidates"]}
+        mine = weights.get(naming.model_resource_name(model, challenger), 0)
+        total = sum(weights.values())
+        share = round(100 * mine / total) if total else 0
+        return (str(champion), str(challenger), share) if share > 0 else (str(champion), None, 0)
+
+    def _apply(self, model: str, weight: int) -> None:
+        from mainsail.deploy import kubernetes as k8s
+
+        champion, challenger = self._versions(model)
+        if challenger is None:
+            raise k8s.DeployError(f"model {model!r} has no challenger to route traffic to")
+        k8s.apply(k8s.render(self.cfg, champion, challenger, weight), self.api_client)
+
+    def set_weight(self, model: str, weight: int) -> None:
+        self._apply(model, weight)
+
+    def promote(self, model: str) -> None:
+        _, challenger = self._versions(model)
+        self._apply(model, 100)
+        self.registry.promote(model, int(challenger or 0), alias="champion")
+
+    def rollback(self, model: str) -> None:
+        self._apply(model, 0)

@@ -138,15 +138,24 @@ def policy_from_config(cfg: ProjectConfig, champion_loss: float | None = None) -
 
 
 def build_controller(
-    cfg: ProjectConfig, log: Callable[[str], None] | None = None
+    cfg: ProjectConfig, log: Callable[[str], None] | None = None, api_client: Any = None
 ) -> PromotionController:
-    """The controller of the local stack: its router, registry and feedback store."""
-    from mainsail.monitor.backends import LocalRouterBackend, append_decision_to_card
+    """The controller for `stack.backend`: the local router, or Seldon Core 2 on a cluster
+    (`api_client`: a kubernetes ApiClient, else the environment's kube config)."""
+    from mainsail.monitor.backends import (
+        LocalRouterBackend,
+        SeldonBackend,
+        append_decision_to_card,
+    )
     from mainsail.stack.providers import StackContext, feedback_store_url
 
     ctx = StackContext(config=cfg, data_dir=cfg.stack.data_dir.resolve())
     store = FeedbackStore(feedback_store_url(ctx))
-    backend = LocalRouterBackend(cfg)
+    backend: LocalRouterBackend | SeldonBackend
+    if cfg.stack.backend == "kubernetes":
+        backend = SeldonBackend(cfg, api_client=api_client)
+    else:
+        backend = LocalRouterBackend(cfg)
 
     def on_decision(model: str, challenger: str, decision: Decision) -> None:
         card = append_decision_to_card(cfg, backend.registry, challenger, decision)
