@@ -245,6 +245,55 @@ def generate(
 
 
 @app.command()
+def feedback(
+    config: ConfigArg,
+    labels: Annotated[
+        Path,
+        typer.Argument(help="CSV with columns request_id,label, or a JSON object id -> label."),
+    ],
+    router: Annotated[
+        str | None, typer.Option(help="Router base URL; the local stack's router when omitted.")
+    ] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Send ground truth for earlier predictions (by request id) to the router's feedback API."""
+    import csv
+    import json
+
+    import httpx
+
+    cfg = read_config(config, set_)
+    if not labels.exists():
+        raise fail(f"{labels}: no such file")
+    try:
+        if labels.suffix == ".json":
+            mapping = json.loads(labels.read_text())
+            if not isinstance(mapping, dict):
+                raise ValueError("expected a JSON object of request id -> label")
+        else:
+            with labels.open(newline="") as fh:
+                reader = csv.DictReader(fh)
+                missing = {"request_id", "label"} - set(reader.fieldnames or [])
+                if missing:
+                    raise ValueError(f"missing column(s) {sorted(missing)}; need request_id,label")
+                mapping = {row["request_id"]: row["label"] for row in reader}
+    except (ValueError, OSError) as err:
+        raise fail(f"{labels}: {err}") from None
+    url = router or f"http://{cfg.stack.host}:{cfg.stack.router.port}"
+    try:
+        resp = httpx.post(f"{url}/feedback", json={"labels": mapping}, timeout=60)
+    except httpx.HTTPError as err:
+        raise fail(f"router at {url} unreachable ({err}); is the stack up?") from None
+    if resp.status_code != 200:
+        raise fail(f"router refused the feedback: {resp.status_code} {resp.text}")
+    counts = resp.json()
+    console.print(
+        f"feedback: {counts['accepted']} accepted, {counts['unknown']} unknown request ids, "
+        f"{counts['duplicate']} already labelled"
+    )
+
+
+@app.command()
 def promote(
     config: ConfigArg,
     watch: Annotated[

@@ -19,6 +19,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]
 
 
 def check_common(outcome: dict, workdir: Path) -> None:
+    # Failure isolation: with the sidecar stopped, every request was still answered (the demo
+    # raises on any non-200) and the sidecar-down alert fired.
+    assert outcome["sidecar_outage"]["alert_fired"]
+    assert sum(outcome["sidecar_outage"]["served"].values()) == 400
     decisions = outcome["decisions"]
     assert decisions, "the controller made no decision"
     # Every acted-on decision carries its evidence and is in the deployed model card.

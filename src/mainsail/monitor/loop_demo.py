@@ -268,6 +268,24 @@ class LoopDemo:
         )
         return controller
 
+    def sidecar_outage(self, cfg: ProjectConfig, chain: Any, rows: pd.DataFrame) -> None:
+        """Stop the drift sidecar under load: serving must not notice, Prometheus must."""
+        self.say("failure isolation: stopping the drift sidecar under load")
+        chain.sidecar.stop()
+        served = self.traffic(cfg, rows, feedback=False)  # raises on any non-200 answer
+        self.say(f"  served {served} with the sidecar down, no errors")
+        deadline = time.monotonic() + 60
+        firing = False
+        while time.monotonic() < deadline and not firing:
+            alerts = chain.prometheus.alerts()
+            firing = any(
+                a["labels"]["alertname"] == "MainsailDriftSidecarDown" and a["state"] == "firing"
+                for a in alerts
+            )
+            time.sleep(0.5)
+        self.say(f"  alert MainsailDriftSidecarDown {'firing' if firing else 'did not fire'}")
+        self.outcome["sidecar_outage"] = {"served": served, "alert_fired": firing}
+
     # -- the whole demo -----------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
@@ -357,6 +375,7 @@ class LoopDemo:
             aliases = local_registry(cfg).aliases(cfg.name)
             self.say(f"final: {final}; registry aliases {aliases}")
             self.outcome.update({"final": final, "aliases": aliases, "challenger": version})
+            self.sidecar_outage(cfg, chain, drifted.iloc[:400])
             return self.outcome
         finally:
             for stop in reversed(self._cleanup):
