@@ -58,7 +58,7 @@ for env in "${envs[@]}"; do
     echo "env $env: up to date"
     continue
   fi
-  echo "env $env: installing $(grep -c '==' "$lock") pinned packages (first time takes minutes)"
+  echo "env $env: installing $(grep -c "==" "$lock") pinned packages"
   rm -rf "$venv"
   # --seed gives the runtime envs pip (handy for debugging); the tools env stays exactly its lock.
   seed=(--seed); [ "$env" = tools ] && seed=()
