@@ -8,8 +8,8 @@
 set -euo pipefail
 
 need=()
-command -v prometheus >/dev/null || need+=(prometheus)
-command -v promtool >/dev/null || need+=(prometheus)
+# promtool ships in the prometheus package: ask for it once.
+{ command -v prometheus >/dev/null && command -v promtool >/dev/null; } || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null || need+=(prometheus-alertmanager)
 command -v wrk >/dev/null || need+=(wrk)
 command -v redis-server >/dev/null || need+=(redis-server)

@@ -11,7 +11,7 @@ Only the standard library is imported: this module loads in every runtime enviro
 from __future__ import annotations
 
 import re
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 PROJECT: Final = "mainsail"
 """Value of the `app.kubernetes.io/part-of` label on every object of the platform."""
@@ -74,27 +74,12 @@ Component = Literal[
     "dashboards",
     "network",
 ]
-COMPONENTS: Final[tuple[Component, ...]] = (
-    "pipeline",
-    "minio",
-    "s3",
-    "s3-rclone",
-    "redis",
-    "feast",
-    "ray",
-    "serving",
-    "drift",
-    "retrain-trigger",
-    "deployer",
-    "alerts",
-    "dashboards",
-    "network",
-)
+COMPONENTS: Final[tuple[Component, ...]] = get_args(Component)
 """Values of `app.kubernetes.io/component` used by the chart and the KFP runs (pipeline;
 s3: credentials, network: NetworkPolicies, alerts: the PrometheusRule)."""
 
 Variant = Literal["champion", "challenger"]
-VARIANTS: Final[tuple[Variant, ...]] = ("champion", "challenger")
+VARIANTS: Final[tuple[Variant, ...]] = get_args(Variant)
 
 # Images: one per runtime environment (images/<env>/Dockerfile).
 ImageEnv = Literal["pipeline", "serving", "drift"]
