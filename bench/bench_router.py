@@ -8,13 +8,21 @@ Both sides serve a one-row iris LogisticRegression with MLServer 1.7.1's stock s
   second server would add capacity and flatter the router), so the difference between the two
   sides is the router's own cost.
 
-The load tool is wrk (Debian package `wrk`), `-t1 -c16 -d<duration>s --latency`, with a Lua
-script for the POST body. Runs alternate (baseline, router, baseline, router, ...); the medians
-of `--runs` runs are compared with the targets: the router adds at most 1 ms at p50 and keeps at
-least 0.8x of the direct throughput. Then a `--soak` second run through the router must have
-zero errors (non-2xx answers and socket errors). Results: bench/results/router.json.
+The load tool is wrk (Debian package `wrk`), `-t1 --latency`, with a Lua script for the POST
+body. Runs alternate (baseline, router, baseline -c1, router -c1, ...). The targets are checked
+on the `-c16` medians: the router adds at most 1 ms at p50 and keeps at least 0.8x of the direct
+throughput. At -c16 the machine is saturated (a closed loop: p50 ~ 16 / throughput), so the
+added p50 follows the router's share of the CPU. The `-c1` runs (one request in flight, nothing
+queues) are reported as the unsaturated added latency, for information. Then a `--soak` second
+run through the router must have zero errors (non-2xx answers and socket errors).
+
+Before that, a micro-benchmark measures the router's own CPU per request against a trivial
+upstream that answers a canned body (no model competing for the CPU); `--compare-ref REF`
+measures the router of a git ref alongside (alternating runs, same load), e.g. the commit
+before a change, for a before/after figure. Results: bench/results/router.json.
 
     .venv/pipeline/bin/python bench/bench_router.py [--duration 10] [--runs 3] [--soak 60]
+        [--micro-duration 5 | 0] [--compare-ref f847e26] [--micro-only]
 
 Exits non-zero when a target is missed or the soak run had errors.
 """
@@ -89,6 +97,15 @@ def wrk(url: str, duration: int, script: Path, connections: int = 16) -> dict[st
     }
 
 
+def _lua() -> str:
+    """wrk script: POST the one-row iris request."""
+    return (
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(json.dumps(BODY))}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far."""
     import psutil
@@ -97,15 +114,217 @@ def cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
+# -- micro-benchmark: the router's own CPU per request --------------------------------------
+
+# The canned answer of the trivial upstream: an iris-like V2 response (one class, 3 probabilities).
+_CANNED = json.dumps(
+    {
+        "model_name": "iris",
+        "outputs": [
+            {"name": "predict", "shape": [1, 1], "datatype": "INT64", "data": [0]},
+            {
+                "name": "predict_proba",
+                "shape": [1, 3],
+                "datatype": "FP64",
+                "data": [0.9, 0.07, 0.03],
+            },
+        ],
+    }
+).encode()
+
+
+def serve_trivial_upstream(port: int) -> None:
+    """A V2 'server' that answers every request with a canned body (keep-alive, no model), so
+    that the micro-benchmark measures the router and not a model."""
+    import asyncio
+
+    import httptools
+    import uvloop
+
+    ok = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+        % len(_CANNED)
+    ) + _CANNED
+
+    class Conn(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            self.parser = httptools.HttpRequestParser(self)
+
+        def data_received(self, data: bytes) -> None:
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError:
+                self.transport.close()
+
+        def on_message_complete(self) -> None:
+            self.transport.write(ok)
+
+    async def run() -> None:
+        server = await asyncio.get_running_loop().create_server(Conn, "127.0.0.1", port)
+        async with server:
+            await server.serve_forever()
+
+    uvloop.run(run())
+
+
+def _wait_port(port: int, timeout: float = 20.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout}s")
+
+
+def micro(
+    duration: int, runs: int, connections: tuple[int, ...], compare_ref: str | None = None
+) -> dict[str, Any]:
+    """Router CPU per request against a trivial upstream (no model, so nothing else competes
+    for the CPU but wrk): wrk -t1 -c<c> for each `connections`, `runs` rounds; per run, the
+    router's user+system CPU time / requests answered. With `compare_ref`, a second router
+    runs the `src/` of that git ref (say, the commit before a change) and the two are measured
+    alternately, run by run, so both see the same machine load."""
+    import socket
+
+    def port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-router-micro-"))
+    sources: dict[str, Path | None] = {"current": None}
+    if compare_ref:
+        ref_dir = workdir / "ref"
+        ref_dir.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", compare_ref, "src"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(ref_dir)], input=archive, check=True)
+        sources[f"ref {compare_ref}"] = ref_dir / "src"
+    up_port = port()
+    settings = {
+        "model_name": "iris",
+        "variants": [
+            {
+                "role": role,
+                "url": f"http://127.0.0.1:{up_port}",
+                "model": "iris",
+                "version": version,
+                "weight": weight,
+            }
+            for role, version, weight in (("champion", "1", 90), ("challenger", "2", 10))
+        ],
+    }
+    (workdir / "router.json").write_text(json.dumps(settings))
+    script = workdir / "post.lua"
+    script.write_text(_lua())
+    procs = [subprocess.Popen([sys.executable, __file__, "--serve-upstream", str(up_port)])]
+    routers: dict[str, tuple[int, str]] = {}
+    out: dict[str, Any] = {}
+    try:
+        for side, src in sources.items():
+            router_port = port()
+            env = dict(os.environ)
+            if src is not None:
+                env["PYTHONPATH"] = f"{src}{os.pathsep}{env.get('PYTHONPATH', '')}"
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "mainsail.serving.router",
+                    "--settings",
+                    str(workdir / "router.json"),
+                    "--port",
+                    str(router_port),
+                ],
+                cwd=workdir,
+                env=env,
+            )
+            procs.append(proc)
+            routers[side] = (proc.pid, f"http://127.0.0.1:{router_port}/v2/models/iris/infer")
+        _wait_port(up_port)
+        for _pid, url in routers.values():
+            _wait_port(int(url.split(":")[2].split("/")[0]))
+        time.sleep(2.5)  # two health-check rounds put the variants into rotation
+        for _pid, url in routers.values():
+            wrk(url, 2, script)  # warm-up
+        rows: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for c in connections:
+            for _ in range(runs):
+                for side, (pid, url) in routers.items():
+                    before = cpu_seconds(pid)
+                    result = wrk(url, duration, script, connections=c)
+                    used = cpu_seconds(pid) - before
+                    if result["non_2xx"] or result["socket_errors"]:
+                        raise RuntimeError(f"micro-benchmark run had errors: {result}")
+                    result["router_cpu_us_per_req"] = round(1e6 * used / result["requests"], 1)
+                    rows.setdefault((side, c), []).append(result)
+                    print(f"micro {side} -c{c}: {result}", flush=True)
+        for (side, c), rs in rows.items():
+            out.setdefault(side, {})[f"c{c}"] = {
+                "median_router_cpu_us_per_req": statistics.median(
+                    r["router_cpu_us_per_req"] for r in rs
+                ),
+                "median_rps": statistics.median(r["rps"] for r in rs),
+                "median_p50_ms": statistics.median(r["p50_ms"] for r in rs),
+                "raw": rs,
+            }
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
     parser.add_argument("--runs", type=int, default=3, help="runs per side (medians are kept)")
     parser.add_argument("--soak", type=int, default=60, help="seconds of the zero-error run")
+    parser.add_argument(
+        "--micro-only",
+        action="store_true",
+        help="only the micro-benchmark (router CPU per request against a trivial upstream)",
+    )
+    parser.add_argument(
+        "--micro-duration",
+        type=int,
+        default=5,
+        help="seconds per micro run (0 skips the micro-benchmark)",
+    )
+    parser.add_argument(
+        "--compare-ref",
+        help="also measure the router of this git ref (e.g. a commit before a change) in the "
+        "micro-benchmark, alternating runs with the working tree's",
+    )
+    parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_upstream:
+        serve_trivial_upstream(args.serve_upstream)
+        return 0
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
+    load_at_start = os.getloadavg()
+    micro_result = (
+        micro(args.micro_duration, args.runs, (16, 1), args.compare_ref)
+        if args.micro_duration > 0
+        else None
+    )
+    if micro_result is not None:
+        summary = {
+            side: {c: {k: v for k, v in row.items() if k != "raw"} for c, row in by_c.items()}
+            for side, by_c in micro_result.items()
+        }
+        print(json.dumps({"load_average": os.getloadavg(), "micro": summary}, indent=1))
+    if args.micro_only:
+        return 0
 
     from stack_testkit import stack_config
 
@@ -117,14 +336,19 @@ def main() -> int:
     cfg = stack_config(workdir, seaweedfs=False, providers=["mlserver", "router"])
     cfg.stack.challenger.model_dir = cfg.stack.champion.model_dir
     script = workdir / "post.lua"
-    script.write_text(
-        'wrk.method = "POST"\n'
-        f"wrk.body = {json.dumps(json.dumps(BODY))}\n"
-        'wrk.headers["Content-Type"] = "application/json"\n'
-    )
+    script.write_text(_lua())
     direct = f"http://127.0.0.1:{cfg.stack.champion.http}/v2/models/iris/infer"
     routed = f"http://127.0.0.1:{cfg.stack.router.port}/v2/models/iris/infer"
-    runs: dict[str, list[dict[str, Any]]] = {"direct": [], "router": []}
+    # (name, url, wrk connections): -c16 saturates the machine (the target figures); -c1
+    # sends one request at a time, so nothing queues and the difference is the router's own
+    # latency (two loopback hops and its CPU time on the path).
+    sides = (
+        ("direct", direct, 16),
+        ("router", routed, 16),
+        ("direct_c1", direct, 1),
+        ("router_c1", routed, 1),
+    )
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _url, _c in sides}
     try:
         up(cfg)
         # Both variants on the champion's server: the backend's capacity is the same with and
@@ -143,9 +367,9 @@ def main() -> int:
         for url in (direct, routed):  # warm-up, not recorded
             wrk(url, 3, script)
         for i in range(args.runs):
-            for name, url in (("direct", direct), ("router", routed)):
+            for name, url, connections in sides:
                 before = {n: cpu_seconds(pid) for n, pid in pids.items()}
-                result = wrk(url, args.duration, script)
+                result = wrk(url, args.duration, script, connections=connections)
                 # CPU per request is robust to other load on the machine, unlike req/s.
                 for proc, pid in pids.items():
                     used = cpu_seconds(pid) - before[proc]
@@ -169,6 +393,7 @@ def main() -> int:
     }
     added_p50 = med["router"]["p50_ms"] - med["direct"]["p50_ms"]
     ratio = med["router"]["rps"] / med["direct"]["rps"]
+    added_p50_c1 = med["router_c1"]["p50_ms"] - med["direct_c1"]["p50_ms"]
     soak_errors = (soak["non_2xx"] + soak["socket_errors"]) if soak else None
     checks = {
         "router_adds_at_most_1ms_p50": added_p50 <= 1.0,
@@ -177,7 +402,11 @@ def main() -> int:
     }
     report = {
         "benchmark": "router",
-        "tool": "wrk 4.1.0 (Debian package wrk), -t1 -c16 --latency, POST one iris row",
+        "tool": (
+            "wrk 4.1.0 (Debian package wrk), -t1 -c16 --latency (targets) and -t1 -c1 "
+            "(unsaturated, for information), POST one iris row; runs alternate "
+            "direct, router, direct_c1, router_c1"
+        ),
         "model": (
             "iris LogisticRegression; MLServer 1.7.1 stock sklearn runtime, parallel_workers 0"
         ),
@@ -187,6 +416,8 @@ def main() -> int:
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
+            # Other work on the machine moves every figure but CPU per request: keep both.
+            "load_average_at_start": load_at_start,
             "load_average_at_end": os.getloadavg(),
         },
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -194,12 +425,44 @@ def main() -> int:
         "median": med,
         "router_added_p50_ms": round(added_p50, 3),
         "router_throughput_ratio": round(ratio, 3),
+        "unsaturated": {
+            "what": (
+                "wrk -c1: one request in flight, no queueing anywhere; the added p50 is the "
+                "router's own latency per request. Not the target (the target is -c16 above)."
+            ),
+            "router_added_p50_ms": round(added_p50_c1, 3),
+            "direct_p50_ms": med["direct_c1"]["p50_ms"],
+            "router_p50_ms": med["router_c1"]["p50_ms"],
+        },
+        "micro": (
+            {
+                "what": (
+                    "router CPU per request (user+system, from psutil) against a trivial "
+                    "upstream that answers a canned V2 body, wrk -t1 -c16 and -c1, "
+                    f"{args.micro_duration}s runs; 'ref ...' is the router of that git ref, "
+                    "measured alternately with the working tree's"
+                ),
+                **micro_result,
+            }
+            if micro_result is not None
+            else None
+        ),
         "soak": {"duration_s": args.soak, **soak} if soak else None,
         "checks": checks,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "router.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({"median": med, "added_p50_ms": added_p50, "ratio": ratio, **checks}))
+    print(
+        json.dumps(
+            {
+                "median": med,
+                "added_p50_ms": added_p50,
+                "ratio": ratio,
+                "added_p50_ms_c1_unsaturated": added_p50_c1,
+                **checks,
+            }
+        )
+    )
     return 0 if all(v is not False for v in checks.values()) else 1
 
 

@@ -1,7 +1,9 @@
-"""Real HTTP servers for the router tests: uvicorn on a free loopback port in a thread.
+"""Real HTTP servers for the router tests, each on a free loopback port in a thread.
 
-`V2Upstream` is a tiny V2 model server (a real HTTP server, not a mock of one) whose readiness,
-answer, delay and status the test controls, and which records what it received.
+`ServerThread` serves any ASGI app with uvicorn; `LeanServerThread` serves a router with its own
+lean HTTP server (`mainsail.serving.router.server`, what `python -m mainsail.serving.router`
+runs). `V2Upstream` is a tiny V2 model server (a real HTTP server, not a mock of one) whose
+readiness, answer, delay and status the test controls, and which records what it received.
 """
 
 from __future__ import annotations
@@ -56,6 +58,55 @@ class ServerThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+
+class LeanServerThread:
+    """Serve a router with its lean HTTP server on a uvloop loop in a background thread."""
+
+    def __init__(self, router: Any, port: int | None = None) -> None:
+        import uvloop
+
+        self.router = router
+        self.port = port or free_port()
+        self.loop = uvloop.new_event_loop()
+        self.server: Any = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from mainsail.serving.router.server import RouterServer
+
+        asyncio.set_event_loop(self.loop)
+        self.server = RouterServer(self.router, "127.0.0.1", self.port)
+        try:
+            self.loop.run_until_complete(self.server.serve(install_signal_handlers=False))
+        except BaseException as err:  # surfaced by start() / stop()
+            self.error = err
+        finally:
+            self.loop.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LeanServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while self.server is None or not self.server.started.is_set():
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError(
+                    f"lean router server on port {self.port} did not start: {self.error!r}"
+                )
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.server.stop)
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "lean router server did not stop within 10 s"
+        if self.error is not None:
+            raise self.error
 
 
 @dataclass
@@ -134,9 +185,13 @@ def start_router(
     upstreams: dict[str, ServerThread],
     weights: dict[str, int],
     token: str | None = "s3cret",
+    server: str = "lean",
     **router_cfg: Any,
-) -> tuple[ServerThread, Any]:
-    """A router in front of `upstreams` (role -> server); returns (server, Router)."""
+) -> tuple[ServerThread | LeanServerThread, Any]:
+    """A router in front of `upstreams` (role -> server); returns (server, Router).
+
+    `server`: "lean" (the router's own HTTP server, as shipped) or "uvicorn" (the router as a
+    plain ASGI app)."""
     from mainsail.serving.router.app import RouterSettings, create_router
 
     settings = RouterSettings.model_validate(
@@ -157,4 +212,8 @@ def start_router(
         }
     )
     router = create_router(settings, token)
-    return ServerThread(router).start(), router
+    if server == "lean":
+        return LeanServerThread(router).start(), router
+    if server == "uvicorn":
+        return ServerThread(router).start(), router
+    raise ValueError(f"unknown server {server!r}; use lean or uvicorn")

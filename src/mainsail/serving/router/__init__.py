@@ -2,8 +2,9 @@
 
 Weighted champion/challenger split with sticky assignment, optional mirroring, per-variant
 Prometheus metrics (names in :mod:`mainsail.serving.router.metrics`), a token-protected admin
-API and health checks; see :mod:`mainsail.serving.router.app`. Runs in the pipeline env with
-uvicorn: ``python -m mainsail.serving.router --settings router.json --port 8080``.
+API and health checks; see :mod:`mainsail.serving.router.app`. Runs in the pipeline env on its
+own lean HTTP/1.1 server (:mod:`mainsail.serving.router.server`; ``--server uvicorn`` serves the
+same ASGI app with uvicorn): ``python -m mainsail.serving.router --settings router.json``.
 
 Importing this package loads nothing heavy; :func:`create_router` imports Starlette.
 """

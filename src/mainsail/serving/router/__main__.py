@@ -1,5 +1,8 @@
 """Run the router: ``python -m mainsail.serving.router --settings FILE [--host H] [--port P]``.
 
+By default on the router's lean HTTP/1.1 server (:mod:`mainsail.serving.router.server`);
+``--server uvicorn`` serves the same ASGI app with uvicorn (httptools + uvloop) instead.
+
 The admin token is read from the environment variable named by ``router.token_env`` in the
 settings file; the admin API stays disabled while it is unset.
 """
@@ -22,9 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument(
+        "--server",
+        choices=["lean", "uvicorn"],
+        default="lean",
+        help="lean: the router's own HTTP/1.1 server (less CPU per request); uvicorn: the "
+        "router as a plain ASGI app under uvicorn (httptools + uvloop)",
+    )
     args = parser.parse_args(argv)
-
-    import uvicorn
 
     from mainsail.serving.router.app import RouterSettings, create_router
 
@@ -35,6 +43,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     token = os.environ.get(settings.router.token_env) or None
     router = create_router(settings, token)
+    if args.server == "lean":
+        import logging
+
+        from mainsail.serving.router.server import run
+
+        logging.basicConfig(
+            level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
+        )
+        run(router, args.host, args.port)
+        return 0
+
+    import uvicorn
+
     uvicorn.run(
         router,
         host=args.host,

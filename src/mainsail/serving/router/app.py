@@ -1,5 +1,9 @@
 """The canary router: an ASGI app that splits V2 inference traffic between model variants.
 
+Served by the lean server of :mod:`mainsail.serving.router.server`, which calls
+:meth:`Router.answer_infer` directly for inference and the ASGI app for every other route; any
+ASGI server (uvicorn) can serve the app as well.
+
 Routes
 - `POST /v2/models/{name}/infer`: checked (V2 structure), assigned to champion or challenger by
   weight, forwarded to that variant's `/v2/models/{model}/infer`; the answer carries
@@ -32,8 +36,8 @@ import json
 import logging
 import random
 import re
+import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any, Literal
@@ -69,6 +73,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 _INFER_PATH = re.compile(r"^/v2/models/([^/]+)/infer$")
 _PASS_HEADERS = frozenset({b"content-type"})
+_NONE: frozenset[str] = frozenset()
 
 
 class VariantSpec(StrictModel):
@@ -123,6 +128,17 @@ class Variant:
         self.ok_streak = 0
         self.fail_streak = 0
         self.infer_path = f"/v2/models/{spec.model}/infer"
+        # Answer headers and metric children built once, not per request.
+        self.tags = [
+            (b"x-mainsail-variant", self.role.encode()),
+            (b"x-mainsail-model-version", self.version.encode()),
+        ]
+        self.latency: Any = None
+        self.by_status: dict[int, Any] = {}
+
+    def bind(self, metrics: RouterMetrics) -> None:
+        """Pre-bind this variant's latency histogram child (its labels never change)."""
+        self.latency = metrics.child(metrics.latency, *self.labels())
 
     def labels(self) -> tuple[str, str, str]:
         return (self.role, self.model, self.version)
@@ -165,6 +181,8 @@ class Router:
         self._mirror_tasks: set[asyncio.Task[None]] = set()
         self._health_task: asyncio.Task[None] | None = None
         self._sticky_header = self.cfg.sticky_header.lower().encode()
+        self._rid_random = b""
+        self._rid_at = 0
         self.feedback: FeedbackRecorder | None = None
         extra: list[Route] = []
         if settings.feedback_url:
@@ -189,7 +207,7 @@ class Router:
                 Route("/admin/weights", self._admin_weights, methods=["PUT"]),
                 Route("/admin/variants/{role}", self._admin_variant, methods=["PUT", "DELETE"]),
             ],
-            lifespan=self._lifespan,
+            lifespan=self.lifespan,
         )
 
     # -- ASGI -------------------------------------------------------------------------------
@@ -198,15 +216,14 @@ class Router:
         if scope["type"] == "http":
             match = _INFER_PATH.match(scope["path"])
             if match is not None:
-                if scope["method"] != "POST":
-                    await _send(send, 405, {"error": "use POST for infer"}, [(b"allow", b"POST")])
-                    return
                 await self._infer(scope, receive, send, match.group(1))
                 return
         await self.app(scope, receive, send)
 
     @contextlib.asynccontextmanager
-    async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        """Start-up (first health checks, health loop, feedback writer) and shut-down; the ASGI
+        app runs it as its lifespan, the lean server around its serving."""
         await self.check_all()
         self._health_task = asyncio.create_task(self._health_loop())
         if self.feedback is not None:
@@ -236,6 +253,7 @@ class Router:
             self.metrics.forget(*old.labels())
             self.metrics.weight.remove(*old.labels())
             self.metrics.healthy.remove(*old.labels())
+        variant.bind(self.metrics)
         self.metrics.weight.labels(*variant.labels()).set(variant.weight)
         self.metrics.healthy.labels(*variant.labels()).set(0)
         return variant
@@ -309,37 +327,39 @@ class Router:
     # -- inference --------------------------------------------------------------------------
 
     async def _infer(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
+        """The infer route under an ASGI server (uvicorn); the lean server calls
+        :meth:`answer_infer` directly."""
         headers = dict(scope["headers"])
-        request_id = headers.get(b"x-request-id") or uuid.uuid4().hex.encode()
-        rid = [(b"x-request-id", request_id)]
         body = await _read_body(receive, headers, self.cfg.max_body_bytes)
+        status, out_headers, out = await self.answer_infer(scope["method"], name, headers, body)
+        await _send_raw(send, status, out, out_headers)
+
+    async def answer_infer(
+        self, method: str, name: str, headers: dict[bytes, bytes], body: bytes | None
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Answer `METHOD /v2/models/{name}/infer`: (status, headers, body).
+
+        `headers` are the request's (lower-case names); `body` is None when it was larger than
+        `max_body_bytes`. The answer's headers carry no content-length (the server adds it)."""
+        request_id = headers.get(b"x-request-id") or self._new_request_id()
+        rid = [(b"x-request-id", request_id)]
+        if method != "POST":
+            return _error(405, "use POST for infer", [(b"allow", b"POST"), *rid])
         if body is None:
             self.metrics.rejected.labels("too_large").inc()
-            await _send(
-                send,
-                413,
-                {"error": f"request body exceeds {self.cfg.max_body_bytes} bytes"},
-                rid,
-            )
-            return
+            return _error(413, f"request body exceeds {self.cfg.max_body_bytes} bytes", rid)
         if name != self.model_name:
             self.metrics.rejected.labels("unknown_model").inc()
-            await _send(
-                send,
+            return _error(
                 404,
-                {
-                    "error": f"model {name!r} is not served here; this router serves "
-                    f"{self.model_name!r}"
-                },
+                f"model {name!r} is not served here; this router serves {self.model_name!r}",
                 rid,
             )
-            return
         try:
             payload = parse_infer_request(body)
         except V2RequestError as err:
             self.metrics.rejected.labels("bad_request").inc()
-            await _send(send, 400, {"error": str(err)}, rid)
-            return
+            return _error(400, str(err), rid)
         key: str | None = None
         sticky = headers.get(self._sticky_header)
         if sticky is not None:
@@ -351,14 +371,12 @@ class Router:
 
         tried: set[str] = set()
         while True:
-            variant = self.choose(key, frozenset(tried))
+            variant = self.choose(key, frozenset(tried) if tried else _NONE)
             if variant is None:
                 reason = "no variant in rotation" if not tried else "every variant failed"
                 self.metrics.rejected.labels("no_variant").inc()
-                await _send(send, 503, {"error": f"no model available: {reason}"}, rid)
-                return
+                return _error(503, f"no model available: {reason}", rid)
             tried.add(variant.role)
-            labels = variant.labels()
             start = time.perf_counter()
             try:
                 resp = await variant.pool.request(
@@ -369,19 +387,17 @@ class Router:
                     timeout=self.cfg.upstream_timeout_s,
                 )
             except UpstreamTimeoutError as err:
-                self.metrics.errors.labels(*labels, err.reason).inc()
-                await _send(send, 504, {"error": f"{variant.role} timed out: {err}"}, rid)
-                return
+                self.metrics.errors.labels(*variant.labels(), err.reason).inc()
+                return _error(504, f"{variant.role} timed out: {err}", rid)
             except (ConnectError, ResponseError) as err:
-                self.metrics.errors.labels(*labels, err.reason).inc()
+                self.metrics.errors.labels(*variant.labels(), err.reason).inc()
                 self._set_health(variant, ok=False, passive=True)
                 if len(tried) < len(ROUTED):
                     self.metrics.retries.labels(variant.role, err.reason).inc()
                     continue
-                await _send(send, 502, {"error": f"{variant.role} gave no answer: {err}"}, rid)
-                return
+                return _error(502, f"{variant.role} gave no answer: {err}", rid)
             elapsed = time.perf_counter() - start
-            self.metrics.child(self.metrics.latency, *labels).observe(elapsed)
+            variant.latency.observe(elapsed)
             self._count(variant, resp.status, resp.body)
             if self.feedback is not None:
                 self.feedback.observe(
@@ -392,17 +408,27 @@ class Router:
                     resp.body,
                     elapsed,
                 )
-            out_headers = [(k, v) for k, v in resp.headers if k in _PASS_HEADERS] + [
-                *rid,
-                (b"x-mainsail-variant", variant.role.encode()),
-                (b"x-mainsail-model-version", variant.version.encode()),
-            ]
-            await _send_raw(send, resp.status, resp.body, out_headers)
-            return
+            out_headers = [(k, v) for k, v in resp.headers if k in _PASS_HEADERS]
+            out_headers += rid
+            out_headers += variant.tags
+            return resp.status, out_headers, resp.body
+
+    def _new_request_id(self) -> bytes:
+        """32 random hex digits, like a uuid4's: unguessable, since feedback joins on them.
+        Random bytes are drawn 256 ids at a time (one system call each, not one per request)."""
+        if self._rid_at >= len(self._rid_random):
+            self._rid_random, self._rid_at = secrets.token_bytes(16 * 256), 0
+        start, self._rid_at = self._rid_at, self._rid_at + 16
+        return self._rid_random[start : self._rid_at].hex().encode()
 
     def _count(self, variant: Variant, status: int, body: bytes) -> None:
         labels = variant.labels()
-        self.metrics.child(self.metrics.requests, *labels, str(status)).inc()
+        counter = variant.by_status.get(status)
+        if counter is None:
+            counter = variant.by_status[status] = self.metrics.child(
+                self.metrics.requests, *labels, str(status)
+            )
+        counter.inc()
         if status >= 400:
             self.metrics.errors.labels(*labels, f"status_{status // 100}xx").inc()
         elif status == 200:
@@ -433,7 +459,7 @@ class Router:
         except UpstreamError as err:
             self.metrics.errors.labels(*labels, err.reason).inc()
             return
-        self.metrics.latency.labels(*labels).observe(time.perf_counter() - start)
+        mirror.latency.observe(time.perf_counter() - start)
         self._count(mirror, resp.status, resp.body)
 
     async def _model_passthrough(self, request: Request) -> Response:
@@ -643,11 +669,11 @@ async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) 
     return b"".join(chunks)
 
 
-async def _send(
-    send: Send, status: int, payload: dict[str, Any], headers: list[tuple[bytes, bytes]]
-) -> None:
-    body = json.dumps(payload).encode()
-    await _send_raw(send, status, body, [(b"content-type", b"application/json"), *headers])
+def _error(
+    status: int, message: str, headers: list[tuple[bytes, bytes]]
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    body = json.dumps({"error": message}).encode()
+    return status, [(b"content-type", b"application/json"), *headers], body
 
 
 async def _send_raw(

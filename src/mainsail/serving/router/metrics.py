@@ -110,7 +110,8 @@ class RouterMetrics:
             "Mirror copies dropped because too many were in flight.",
             registry=self.registry,
         )
-        self._classes: dict[tuple[str, str, str, str], set[str]] = {}
+        self._classes: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        self._value_children: dict[tuple[str, str, str, str], Any] = {}
         # Label lookups cost a lock and a tuple per call; the hot path reuses the children.
         self._children: dict[tuple[str, ...], Any] = {}
 
@@ -126,6 +127,8 @@ class RouterMetrics:
         """Drop cached children of a variant whose version changed (its series stay)."""
         for key in [k for k in self._children if k[1:4] == (variant, model, version)]:
             del self._children[key]
+        for key4 in [k for k in self._value_children if k[:3] == (variant, model, version)]:
+            del self._value_children[key4]
 
     def observe_predictions(self, variant: str, model: str, version: str, body: bytes) -> None:
         """Count the classes / values of a V2 response body; ignores bodies it cannot read."""
@@ -137,32 +140,53 @@ class RouterMetrics:
         if not isinstance(outputs, list):
             return
         for out in outputs:
-            if not isinstance(out, dict) or not isinstance(out.get("name"), str):
+            if not isinstance(out, dict):
                 continue
-            data = out.get("data")
-            if not isinstance(data, list):
+            name, data = out.get("name"), out.get("data")
+            if not isinstance(name, str) or not isinstance(data, list):
                 continue
-            flat = _flat(data)
-            name = out["name"][:MAX_LABEL_LEN]
             datatype = out.get("datatype")
             if datatype in _CLASS_TYPES:
-                seen = self._classes.setdefault((variant, model, version, name), set())
-                for value in flat:
-                    label = str(value)[:MAX_LABEL_LEN]
-                    if label not in seen:
-                        if len(seen) >= MAX_CLASSES_PER_OUTPUT:
-                            label = "__other__"
-                        else:
-                            seen.add(label)
-                    self.child(self.predictions, variant, model, version, name, label).inc()
+                self._count_classes(variant, model, version, name[:MAX_LABEL_LEN], _flat(data))
             elif datatype in _FLOAT_TYPES:
-                hist = self.child(self.values, variant, model, version, name)
-                for value in flat:
-                    if isinstance(value, int | float) and not isinstance(value, bool):
+                key = (variant, model, version, name[:MAX_LABEL_LEN])
+                hist = self._value_children.get(key)
+                if hist is None:
+                    hist = self._value_children[key] = self.values.labels(*key)
+                for value in _flat(data):
+                    if type(value) is float or (
+                        isinstance(value, int | float) and not isinstance(value, bool)
+                    ):
                         hist.observe(float(value))
+
+    def _count_classes(
+        self, variant: str, model: str, version: str, name: str, flat: list[Any]
+    ) -> None:
+        key = (variant, model, version, name)
+        # label -> counter child of the classes seen so far (at most MAX_CLASSES_PER_OUTPUT).
+        seen = self._classes.get(key)
+        if seen is None:
+            seen = self._classes[key] = {}
+        for value in flat:
+            label = str(value)[:MAX_LABEL_LEN]
+            counter = seen.get(label)
+            if counter is None:
+                if len(seen) >= MAX_CLASSES_PER_OUTPUT:
+                    label = "__other__"  # not cached: free text must not grow this dict
+                    counter = self.predictions.labels(*key, label)
+                else:
+                    counter = seen[label] = self.predictions.labels(*key, label)
+            counter.inc()
 
 
 def _flat(data: list[Any]) -> list[Any]:
+    """The first MAX_ELEMENTS_COUNTED scalars of a (nested) data list, in order."""
+    head = data[:MAX_ELEMENTS_COUNTED]
+    for item in head:
+        if isinstance(item, list):
+            break
+    else:
+        return head  # already flat: the common case, no copy element by element
     out: list[Any] = []
     stack = [data]
     while stack and len(out) < MAX_ELEMENTS_COUNTED:

@@ -1,18 +1,20 @@
-"""A small keep-alive HTTP/1.1 client for the router's upstreams (asyncio streams + httptools).
+"""A small keep-alive HTTP/1.1 client for the router's upstreams (asyncio protocol + httptools).
 
 Why not httpx: the router sits on the hot path of every prediction, and httpx's per-request
-overhead was most of the router's CPU in the benchmark. This client does only what the router
-needs: one upstream host per pool, keep-alive connections, Content-Length and chunked responses
-(httptools decodes them), and errors that say whether the request could have reached the
-server (:class:`ConnectError`: it did not, so a retry elsewhere is always safe).
+overhead was most of the router's CPU in the benchmark. Why not asyncio streams: a stream
+reader/writer pair, a fresh parser and an `asyncio.timeout` per request cost more than the
+exchange itself. This client does only what the router needs: one upstream host per pool,
+keep-alive connections (each keeps one parser for all its responses), Content-Length and
+chunked responses (httptools decodes them), and errors that say whether the request could have
+reached the server (:class:`ConnectError`: it did not, so a retry elsewhere is always safe).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -51,29 +53,91 @@ class Response:
     body: bytes
 
 
-@dataclass
-class _Parse:
-    """httptools callback target collecting one response."""
+class _StaleConnectionError(Exception):
+    """A reused keep-alive connection failed before any response byte arrived."""
 
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    chunks: list[bytes] = field(default_factory=list)
-    done: bool = False
-    keep_alive: bool = False
-    parser: Any = None
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; at most one request in flight (no pipelining)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.reused = False
+        self._waiter: asyncio.Future[Response] | None = None
+        self._got_bytes = False
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._chunks: list[bytes] = []
+        self.keep_alive = False
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiter is None or self._waiter.done():
+            self.close()  # bytes nobody asked for: the connection's state is unknown
+            return
+        self._got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as err:
+            self._fail(ResponseError(f"invalid HTTP response: {err}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.reused and not self._got_bytes:
+            self._fail(_StaleConnectionError())
+        else:
+            reason = f"{type(exc).__name__}: {exc}" if exc else "connection closed by the upstream"
+            self._fail(ResponseError(reason))
+
+    # -- httptools callbacks -----------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        self._headers.append((name.lower(), value))
 
     def on_body(self, body: bytes) -> None:
-        self.chunks.append(body)
+        self._chunks.append(body)
 
     def on_message_complete(self) -> None:
         # llhttp resets its flags once the message is done: read keep-alive here, not after.
         self.keep_alive = bool(self.parser.should_keep_alive())
-        self.done = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(
+                Response(self.parser.get_status_code(), self._headers, b"".join(self._chunks))
+            )
 
+    # -- client side -------------------------------------------------------------------------
 
-_Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+    def send(self, raw: bytes, waiter: asyncio.Future[Response]) -> None:
+        self._waiter = waiter
+        self._got_bytes = False
+        self._headers = []
+        self._chunks = []
+        assert self.transport is not None
+        self.transport.write(raw)
+
+    def done(self) -> None:
+        """The exchange is over (answered, failed or abandoned)."""
+        self._waiter = None
+        self.reused = True
+
+    def _fail(self, err: Exception) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(err)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            with contextlib.suppress(Exception):
+                self.transport.close()
 
 
 class UpstreamPool:
@@ -89,7 +153,7 @@ class UpstreamPool:
         self.max_idle = max_idle
         self.connect_timeout = connect_timeout
         self._host_header = f"{self.host}:{self.port}".encode()
-        self._idle: list[_Conn] = []
+        self._idle: list[_Connection] = []
 
     async def request(
         self,
@@ -105,73 +169,84 @@ class UpstreamPool:
             head += [name, b": ", value, b"\r\n"]
         head.append(b"content-length: %d\r\n\r\n" % len(body))
         raw = b"".join(head) + body
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # A pooled connection may have been closed by the server while idle; such a failure
+        # before any response byte is retried once on a fresh connection.
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.closed:
+                continue
+            try:
+                return await self._exchange(loop, conn, raw, deadline, path, timeout)
+            except _StaleConnectionError:
+                continue
+        conn = await self._connect(loop, deadline, path, timeout)
         try:
-            async with asyncio.timeout(timeout):
-                # A pooled connection may have been closed by the server while idle; such a
-                # failure before any response byte is retried once on a fresh connection.
-                while self._idle:
-                    conn = self._idle.pop()
-                    try:
-                        return await self._exchange(conn, raw, reused=True)
-                    except _StaleConnectionError:
-                        continue
-                conn = await self._connect()
-                return await self._exchange(conn, raw, reused=False)
+            return await self._exchange(loop, conn, raw, deadline, path, timeout)
+        except _StaleConnectionError:  # cannot happen on a fresh connection; keep mypy honest
+            raise ResponseError(f"{self.base_url}: connection closed before any answer") from None
+
+    async def _connect(
+        self, loop: asyncio.AbstractEventLoop, deadline: float, path: str, timeout: float
+    ) -> _Connection:
+        limit = min(self.connect_timeout, max(deadline - loop.time(), 0.0))
+        try:
+            async with asyncio.timeout(limit):
+                _transport, conn = await loop.create_connection(_Connection, self.host, self.port)
         except TimeoutError:
+            if loop.time() >= deadline:
+                raise UpstreamTimeoutError(
+                    f"{self.base_url}{path}: no response within {timeout}s"
+                ) from None
+            raise ConnectError(f"cannot connect to {self.base_url}: timed out") from None
+        except OSError as err:
+            raise ConnectError(f"cannot connect to {self.base_url}: {err}") from None
+        return conn
+
+    async def _exchange(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        conn: _Connection,
+        raw: bytes,
+        deadline: float,
+        path: str,
+        timeout: float,
+    ) -> Response:
+        waiter: asyncio.Future[Response] = loop.create_future()
+        # One timer handle per request, cheaper than an asyncio.timeout context.
+        timer = loop.call_at(deadline, _expire, waiter)
+        try:
+            conn.send(raw, waiter)
+            resp = await waiter
+        except TimeoutError:
+            conn.close()
             raise UpstreamTimeoutError(
                 f"{self.base_url}{path}: no response within {timeout}s"
             ) from None
-
-    async def _connect(self) -> _Conn:
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                return await asyncio.open_connection(self.host, self.port)
-        except (OSError, TimeoutError) as err:
-            raise ConnectError(f"cannot connect to {self.base_url}: {err}") from None
-
-    async def _exchange(self, conn: _Conn, raw: bytes, reused: bool) -> Response:
-        reader, writer = conn
-        state = _Parse()
-        parser = httptools.HttpResponseParser(state)
-        state.parser = parser
-        got_bytes = False
-        try:
-            writer.write(raw)
-            await writer.drain()
-            while not state.done:
-                data = await reader.read(65536)
-                if not data:
-                    raise ConnectionResetError("connection closed by the upstream")
-                got_bytes = True
-                parser.feed_data(data)
-        except (OSError, httptools.HttpParserError) as err:
-            _close(writer)
-            if reused and not got_bytes:
-                raise _StaleConnectionError from None
-            if not got_bytes and isinstance(err, ConnectionRefusedError):
-                raise ConnectError(f"{self.base_url}: {err}") from None
-            raise ResponseError(f"{self.base_url}: {type(err).__name__}: {err}") from None
+        except ResponseError as err:
+            conn.close()
+            raise ResponseError(f"{self.base_url}: {err}") from None
         except BaseException:
-            # Cancelled or timed out half-way: the connection's state is unknown.
-            _close(writer)
+            # Stale, cancelled or failed half-way: the connection's state is unknown.
+            conn.close()
             raise
-        if state.keep_alive and len(self._idle) < self.max_idle:
+        finally:
+            timer.cancel()
+            conn.done()
+        if conn.keep_alive and not conn.closed and len(self._idle) < self.max_idle:
             self._idle.append(conn)
         else:
-            _close(writer)
-        return Response(parser.get_status_code(), state.headers, b"".join(state.chunks))
+            conn.close()
+        return resp
 
     async def aclose(self) -> None:
         """Close every idle connection."""
         idle, self._idle = self._idle, []
-        for _reader, writer in idle:
-            _close(writer)
+        for conn in idle:
+            conn.close()
 
 
-class _StaleConnectionError(Exception):
-    """A reused keep-alive connection failed before any response byte arrived."""
-
-
-def _close(writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(Exception):
-        writer.close()
+def _expire(waiter: asyncio.Future[Response]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())

@@ -98,8 +98,12 @@ def _check_tensor(tensor: Any, where: str) -> None:
         raise V2RequestError(f"{where}.data: required")
     if "parameters" in tensor and not isinstance(tensor["parameters"], dict):
         raise V2RequestError(f"{where}.parameters: expected a JSON object")
-    flat: list[Any] = []
-    _flatten(tensor["data"], flat, expected, where)
+    data = tensor["data"]
+    if isinstance(data, list) and len(data) <= expected and not any(type(x) is list for x in data):
+        flat = data  # already flat (the usual V2 JSON): no element-by-element copy
+    else:
+        flat = []
+        _flatten(data, flat, expected, where)
     if len(flat) != expected:
         raise V2RequestError(
             f"{where}.data: shape {shape} needs {expected} elements, got {len(flat)}"
@@ -120,6 +124,8 @@ def _flatten(data: Any, out: list[Any], limit: int, where: str) -> None:
 def _check_elements(flat: list[Any], datatype: str, where: str) -> None:
     # `null` marks a missing value (the mainsail runtime imputes it, or answers 400 for a feature
     # that may not be missing): the router lets it through for the model server to judge.
+    if datatype in _FLOAT_TYPES and all(type(x) is float for x in flat):
+        return  # the common case, in one pass
     flat = [x for x in flat if x is not None]
     if datatype == "BOOL":
         bad = next((x for x in flat if not isinstance(x, bool)), _OK)
