@@ -367,6 +367,11 @@ def parse_config(
             cfg.data.path = (base_dir / cfg.data.path).resolve()
         if not cfg.runs_dir.is_absolute():
             cfg.runs_dir = (base_dir / cfg.runs_dir).resolve()
+        if not cfg.features.repo_dir.is_absolute():
+            cfg.features.repo_dir = (base_dir / cfg.features.repo_dir).resolve()
+    if cfg.features.training_set is None:
+        # A features section means the features come from Feast (see FeaturesConfig).
+        cfg.features.training_set = isinstance(raw.get("features"), dict)
     return cfg
 
 

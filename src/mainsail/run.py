@@ -90,6 +90,8 @@ def run(
                 timings["train"] = time.perf_counter() - started
 
         lineage = build_lineage(cfg, data.data_sha256, config_path)
+        if data.feast is not None:
+            lineage["features"] = data.feast  # feature service and registry behind the rows
         lineage["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
         text = json.dumps(lineage, indent=2, sort_keys=True) + "\n"
         (tmp / "lineage.json").write_text(text)

@@ -111,13 +111,13 @@ CANDIDATES = "candidates.json"
 def validate_step(
     config_json: str, data_uri: str, dataset_dir: str, report_html: str
 ) -> dict[str, Any]:
-    """Ingest (generating the synthetic file on first use) and validate the data.
+    """Ingest (generating the synthetic file on first use) and validate the data; with a
+    `features` section, the rows are Feast's point-in-time join of the label rows.
 
     Writes `dataset_dir/` (the validated frame, the decisions about it, the report as JSON) and
     the HTML report. Bad data raises `DataError` naming the column, before anything is written.
     """
-    from mainsail.data.ingest import ensure_data_file, file_sha256, read_table
-    from mainsail.data.validate import validate_frame
+    from mainsail.data.stage import load_validated
 
     cfg = config_from_json(config_json)
     if "://" in data_uri:
@@ -126,10 +126,8 @@ def validate_step(
             "step, e.g. a PVC or the pipeline root); object-store URIs are not read directly"
         )
     cfg.data.path = Path(data_uri)
-    ensure_data_file(cfg.data, cfg.seed)
-    raw = read_table(cfg.data.path, cfg.data.format)
-    sha = file_sha256(cfg.data.path)
-    checked = validate_frame(raw, cfg, source=str(cfg.data.path), data_sha256=sha)
+    loaded = load_validated(cfg)
+    checked, sha = loaded.checked, loaded.data_sha256
     out = _fresh_dir(dataset_dir)
     checked.frame.to_parquet(out / FRAME)
     checked.report.save_json(out / REPORT_JSON)
@@ -145,6 +143,7 @@ def validate_step(
             "positive_class": checked.positive_class,
             "data_sha256": sha,
             "source": str(cfg.data.path),
+            "feast": loaded.feast,
         },
     )
     Path(report_html).parent.mkdir(parents=True, exist_ok=True)
@@ -191,6 +190,10 @@ def split_step(config_json: str, dataset_dir: str, splits_dir: str) -> dict[str,
     plan = plan_imbalance(
         frame[data.target], split.train, cfg.imbalance, meta["problem_type"], cfg.seed
     )
+    if meta.get("feast"):
+        from mainsail.data.feast_training import split_summary
+
+        summary["feast"] = split_summary(meta["feast"])
     out = _fresh_dir(splits_dir)
     save_split_indices(split, out / SPLIT_NPZ)
     if plan.oversampled_train is not None:
@@ -309,6 +312,7 @@ def load_prepared(prepared_dir: str | Path) -> Any:
         oversampled_train=oversampled,
         imbalance=info["imbalance"],
         source=Path(meta["source"]),
+        feast=meta.get("feast"),
     )
 
 
@@ -498,7 +502,10 @@ def evaluate_step(
     out = _fresh_dir(model_dir)
     doc = evaluate_and_document(cfg, data, models, params, cv, tuned, out, version=out.name)
     shutil.copy2(Path(tuned_dir) / TUNE_LOG, out / TUNE_LOG)
-    _write_json(out / "lineage.json", build_lineage(cfg, data.data_sha256, None))
+    lineage = build_lineage(cfg, data.data_sha256, None)
+    if data.feast is not None:
+        lineage["features"] = data.feast
+    _write_json(out / "lineage.json", lineage)
     card = yaml.safe_load(doc.card_path.read_text())
     chosen, subject = doc.chosen, doc.subject
     selection = doc.selection

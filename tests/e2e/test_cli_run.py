@@ -20,6 +20,7 @@ def small_config(tmp_path: Path, **data_overrides: object) -> Path:
     raw["data"]["synthetic"]["rows"] = 4000
     raw["data"].update(data_overrides)
     raw["runs_dir"] = str(tmp_path / "runs")
+    raw["features"]["repo_dir"] = str(tmp_path / "feature_repo")
     raw["tune"]["num_trials"] = 3
     # The MLP on Ray Train has its own tests (tests/model); here the CLI path is what counts.
     raw["train"]["candidates"] = ["baseline", "linear", "tree"]
@@ -60,6 +61,13 @@ def test_mainsail_run_writes_a_complete_run_folder(tmp_path: Path) -> None:
     assert lineage["seed"] == 42
     assert len(lineage["data_sha256"]) == 64
     assert lineage["config"]["name"] == "churn"
+    # The rows came from Feast, and the model folder says how to fetch them when serving.
+    assert lineage["features"]["feature_service"] == "churn_v1"
+    lookup = json.loads((run_dir / "model" / "feature_lookup.json").read_text())
+    assert lookup["service"] == "churn_v1" and lookup["entity_key"] == "customer_id"
+    served = {name for _, name in lookup["features"]}
+    schema = json.loads((run_dir / "model" / "feature_schema.json").read_text())
+    assert {f["name"] for f in schema["features"]} <= served
 
 
 @pytest.mark.e2e

@@ -1,4 +1,5 @@
-"""The data stage as one call: ingest → validate → split → fit the preprocessor on train.
+"""The data stage as one call: ingest → validate → (Feast point-in-time training rows, when
+the config has a `features` section) → split → fit the preprocessor on train.
 
 `run_data_stage` is what `mainsail run`, the kfp components and tests call. Its result is the
 contract that the training stage builds on.
@@ -26,7 +27,7 @@ from mainsail.schema import FeatureSchema
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
-    from mainsail.data.validate import ValidationReport
+    from mainsail.data.validate import ValidatedData, ValidationReport
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,10 @@ class DataStageResult:
     artifacts: dict[str, Path] = field(default_factory=dict)
     """Files written into the run folder, by name (empty when no run folder was given)."""
     timings: dict[str, float] = field(default_factory=dict)
-    """Seconds spent in each step (ingest, validate, split, preprocess, write)."""
+    """Seconds spent in each step (ingest, validate, features, split, preprocess, write)."""
+    feast: dict[str, Any] | None = None
+    """Where Feast built the rows from (feature service, registry path and sha256, views,
+    rows with missing features), when the config has a `features` section; else None."""
 
     def X(self, side: str) -> pd.DataFrame:  # noqa: N802 - the usual ML name for features
         """Feature frame of one side (`train`, `valid`, `test`), raw (not preprocessed)."""
@@ -116,15 +120,15 @@ def run_data_stage(
     """Run the data stage; write its artifacts into `run_dir` when given.
 
     Steps: ingest (generate or materialise the file on first use, then read it) → validate →
-    split → fit the preprocessor on the train rows → imbalance plan → feature schema → write.
-    Raises `mainsail.data.errors.DataError` (a ValueError naming the column) on bad input,
-    before anything is written. `progress(step, fraction)` is called before each step.
+    features (see `load_validated`) → split → fit the preprocessor on the train rows →
+    imbalance plan → feature schema → write. Raises `mainsail.data.errors.DataError` (a
+    ValueError naming the column) on bad input, and `mainsail.features.errors` subclasses on
+    Feast problems, before anything is written. `progress(step, fraction)` is called before
+    each step.
     """
     from mainsail.data.imbalance import plan_imbalance
-    from mainsail.data.ingest import ensure_data_file, file_sha256, read_table
     from mainsail.data.preprocess import fit_preprocessor
     from mainsail.data.split import make_split
-    from mainsail.data.validate import validate_frame
 
     def step(name: str, fraction: float) -> None:
         now = time.perf_counter()
@@ -137,23 +141,8 @@ def run_data_stage(
     timings: dict[str, float] = {}
     current: list[Any] = []
     data = cfg.data
-    path = Path(data.path)
-
-    step("ingest", 0.0)
-    created = ensure_data_file(data, cfg.seed)
-    raw = read_table(path, data.format)
-    sha = file_sha256(path)
-    maker = "data.synthetic" if data.synthetic else "data.packaged" if data.packaged else None
-    if created:
-        origin = f"{path} was created by this run from {maker}"
-    elif maker:
-        origin = f"{path} already existed and was used as is ({maker} only creates a missing file)"
-    else:
-        origin = f"{path} read as given"
-
-    step("validate", 0.2)
-    checked = validate_frame(raw, cfg, source=str(path), data_sha256=sha, origin=origin)
-    del raw
+    loaded = load_validated(cfg, step)
+    checked, sha, path = loaded.checked, loaded.data_sha256, loaded.path
     frame = checked.frame
 
     step("split", 0.5)
@@ -178,6 +167,10 @@ def run_data_stage(
     summary["problem_type"] = checked.problem_type
     summary["problem_type_detected"] = checked.problem_type_detected
     summary["data_sha256"] = sha
+    if loaded.feast is not None:
+        from mainsail.data.feast_training import split_summary
+
+        summary["feast"] = split_summary(loaded.feast)
 
     step("preprocess", 0.65)
     X_train = frame.iloc[split.train][checked.features]
@@ -215,6 +208,7 @@ def run_data_stage(
         oversampled_train=plan.oversampled_train,
         imbalance=plan.summary(),
         source=path,
+        feast=loaded.feast,
     )
     if run_dir is not None:
         step("write", 0.9)
@@ -222,6 +216,54 @@ def run_data_stage(
     step("done", 1.0)
     result.timings = timings
     return result
+
+
+@dataclass
+class LoadedData:
+    """The validated rows that the split starts from, and where they came from."""
+
+    checked: ValidatedData
+    data_sha256: str
+    path: Path
+    feast: dict[str, Any] | None = None
+    """`DataStageResult.feast`."""
+
+
+def load_validated(
+    cfg: ProjectConfig, step: Callable[[str, float], None] | None = None
+) -> LoadedData:
+    """Ingest and validate the data file; with Feast on (a `features` section), the rows are
+    then the point-in-time join of its label rows, validated in turn.
+
+    What `run_data_stage` and the pipeline's validate step both call. `step(name, fraction)`
+    marks the start of each part (ingest, validate, features).
+    """
+    from mainsail.data.feast_training import feast_enabled, training_rows
+    from mainsail.data.ingest import ensure_data_file, file_sha256, read_table
+    from mainsail.data.validate import validate_frame
+
+    mark = step or (lambda _name, _fraction: None)
+    data = cfg.data
+    path = Path(data.path)
+    mark("ingest", 0.0)
+    created = ensure_data_file(data, cfg.seed)
+    raw = read_table(path, data.format)
+    sha = file_sha256(path)
+    maker = "data.synthetic" if data.synthetic else "data.packaged" if data.packaged else None
+    if created:
+        origin = f"{path} was created by this run from {maker}"
+    elif maker:
+        origin = f"{path} already existed and was used as is ({maker} only creates a missing file)"
+    else:
+        origin = f"{path} read as given"
+
+    mark("validate", 0.15)
+    checked = validate_frame(raw, cfg, source=str(path), data_sha256=sha, origin=origin)
+    if not feast_enabled(cfg):
+        return LoadedData(checked=checked, data_sha256=sha, path=path)
+    mark("features", 0.25)
+    feast = training_rows(cfg, raw, checked, source=str(path), data_sha256=sha, origin=origin)
+    return LoadedData(checked=feast.checked, data_sha256=sha, path=path, feast=feast.lineage)
 
 
 def _note_split_losses(report: ValidationReport, summary: dict[str, Any], rows: int) -> None:

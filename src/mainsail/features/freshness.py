@@ -150,6 +150,15 @@ class Assembler:
         self.timestamp_features = frozenset(
             next(f for v, f in spec.features if v == view) for view in self._views
         )
+        # Per-call lookups precomputed: each view's features and TTL, each derived one's view.
+        self._plan = [
+            (view, [f for v, f in spec.features if v == view], spec.ttl_s[view])
+            for view in self._views
+        ]
+        self._derived = [
+            (name, next(v for v, f in spec.features if f == name), inputs)
+            for name, inputs in spec.derived_inputs.items()
+        ]
 
     def fallback(self, entity_ids: list[Any], reason: str) -> FeatureVectors:
         """Every value imputed: the store is unreachable and the policy says serve anyway."""
@@ -185,24 +194,18 @@ class Assembler:
         stale_views: dict[str, list[bool]] = {}
         stale_total = 0
         metrics = self.metrics
-        for view in self._views:
-            feats = [f for v, f in self.spec.features if v == view]
+        enforce = self.enforce
+        for view, feats, ttl in self._plan:
             ts_col = timestamps[feats[0]]
-            ttl = self.spec.ttl_s[view]
             stale_row = [False] * n
             ages: list[float] = []
-            has_any = [False] * n
-            for f in feats:
-                pcol = present[f]
-                for i in range(n):
-                    if pcol[i]:
-                        has_any[i] = True
+            has_any = [any(col) for col in zip(*(present[f] for f in feats), strict=True)]
             for i in range(n):
                 if has_any[i]:
                     known[i] = True
                     age = now - ts_col[i]
                     ages.append(age)
-                    if self.enforce and age > ttl:
+                    if enforce and age > ttl:
                         stale_row[i] = True
             stale_views[view] = stale_row
             n_stale = 0
@@ -230,8 +233,7 @@ class Assembler:
                     metrics.count_stale(view, n_stale)
                 if n_missing:
                     metrics.count_missing(view, n_missing)
-        for name, inputs in self.spec.derived_inputs.items():
-            view = next(v for v, f in self.spec.features if f == name)
+        for name, view, inputs in self._derived:
             vcol = values[name]
             pcol = present[name]
             fill = imputation.get(name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import threading
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import HistogramMetricFamily
@@ -102,6 +103,8 @@ class FeatureMetrics:
             "Entity keys the online store knows nothing about",
             registry=self.registry,
         )
+        self._stale: dict[str, Any] = {}
+        self._missing: dict[str, Any] = {}
         self.fallback = Counter(
             "mainsail_feature_fallback",
             "Entities served imputed values because the store was unreachable",
@@ -113,10 +116,16 @@ class FeatureMetrics:
         self.ages.observe_many(view, ages)
 
     def count_stale(self, view: str, n: int) -> None:
-        self.stale.labels(view).inc(n)
+        child = self._stale.get(view)
+        if child is None:  # `labels()` builds a key and takes a lock: once per view
+            child = self._stale[view] = self.stale.labels(view)
+        child.inc(n)
 
     def count_missing(self, view: str, n: int) -> None:
-        self.missing.labels(view).inc(n)
+        child = self._missing.get(view)
+        if child is None:
+            child = self._missing[view] = self.missing.labels(view)
+        child.inc(n)
 
     def count_unknown_entities(self, n: int) -> None:
         self.unknown.inc(n)

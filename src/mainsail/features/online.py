@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +72,7 @@ class SdkLookup:
             **kwargs,
         )
         self._service = store.get_feature_service(spec.service)
+        self._direct = _direct_reads(store, spec)
         _fail_fast_redis(store)
         self._unavailable: tuple[type[BaseException], ...] = (
             redis.exceptions.ConnectionError,
@@ -113,6 +115,8 @@ class SdkLookup:
             parts = [self.get(ids[i : i + MAX_BATCH]) for i in range(0, len(ids), MAX_BATCH)]
             return _concat(parts)
         try:
+            if self._direct is not None:
+                return self._read_direct(ids, self._direct)
             response = self.store.get_online_features(
                 features=self._service,
                 entity_rows={self.spec.entity_key: ids},
@@ -123,6 +127,34 @@ class SdkLookup:
                 return self.assembler.fallback(ids, "online_store_unreachable")
             raise OnlineStoreUnavailableError(f"online store unreachable: {err}") from err
         return self._assemble(ids, response.proto)
+
+    def _read_direct(self, ids: list[Any], direct: _DirectReads) -> FeatureVectors:
+        """One `online_read` per view on the store: what `get_online_features` does for a
+        service without on-demand views, minus its per-call planning and response building."""
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        field = "string_val" if self.spec.entity_type == "string" else "int64_val"
+        join_keys = [self.spec.entity_key]
+        keys = [EntityKey(join_keys=join_keys, entity_values=[Value(**{field: i})]) for i in ids]
+        values: dict[str, list[Any]] = {}
+        present: dict[str, list[bool]] = {}
+        stamps: dict[str, list[float]] = {}
+        ts_names = self.assembler.timestamp_features
+        for view, names in direct.views:
+            # A copy: Feast's Redis store appends its timestamp field to the list it is given.
+            rows = direct.online.online_read(direct.config, view, keys, list(names))
+            for name in names:
+                col: list[Any] = []
+                for _, row in rows:
+                    v = row.get(name) if row else None
+                    kind = v.WhichOneof("val") if v is not None else None
+                    col.append(None if kind is None else _python(v, kind))
+                values[name] = col
+                present[name] = [c is not None for c in col]
+                if name in ts_names:
+                    stamps[name] = [ts.timestamp() if ts is not None else 0.0 for ts, _ in rows]
+        return self.assembler.assemble(ids, values, present, stamps)
 
     def _assemble(self, ids: list[Any], proto: Any) -> FeatureVectors:
         from feast.type_map import feast_value_type_to_python_type
@@ -147,6 +179,44 @@ class SdkLookup:
             if name in ts_names:
                 stamps[name] = [t.seconds + t.nanos * 1e-9 for t in vector.event_timestamps]
         return self.assembler.assemble(ids, values, present, stamps)
+
+
+def _python(value: Any, kind: str) -> Any:
+    if kind in _SCALARS:
+        return getattr(value, kind)
+    from feast.type_map import feast_value_type_to_python_type
+
+    return feast_value_type_to_python_type(value)
+
+
+@dataclass(frozen=True)
+class _DirectReads:
+    """What `SdkLookup` reads the store with directly: provider's online store, repo config,
+    and each stored view of the service with its feature names."""
+
+    online: Any
+    config: Any
+    views: tuple[tuple[Any, list[str]], ...]
+
+
+def _direct_reads(store: FeatureStore, spec: LookupSpec) -> _DirectReads | None:
+    """The direct read plan, or None when the service has on-demand views (their
+    transformations run inside `get_online_features`) or Feast's layout is not the expected."""
+    if spec.derived_inputs:
+        return None
+    online = getattr(store._get_provider(), "online_store", None)
+    if online is None or not hasattr(online, "online_read"):
+        return None
+    names: dict[str, list[str]] = {}
+    for view, feature in spec.features:
+        names.setdefault(view, []).append(feature)
+    views = []
+    for view, features in names.items():
+        fv = store.get_feature_view(view)
+        if not set(features) <= {f.name for f in fv.features}:
+            return None
+        views.append((fv, features))
+    return _DirectReads(online=online, config=store.config, views=tuple(views))
 
 
 def _fail_fast_redis(store: FeatureStore) -> None:

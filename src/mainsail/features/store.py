@@ -10,6 +10,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -135,13 +136,32 @@ def check_registry(cfg: ProjectConfig, repo_dir: Path, *, must_exist: bool) -> N
         )
 
 
+#: Lock files this thread holds: a holder may take the lock again (e.g. the data stage holds it
+#: around writing the sources, `apply` and the training join; `apply` takes it itself).
+_held = threading.local()
+
+
 @contextlib.contextmanager
 def registry_lock(cfg: ProjectConfig, repo_dir: Path, timeout_s: float = 5.0) -> Iterator[None]:
     """Exclusive lock for registry writers: Feast's file registry has none of its own, and two
-    concurrent writers would each overwrite the other's changes."""
+    concurrent writers would each overwrite the other's changes. Re-entrant within a thread."""
+    path = registry_file(cfg, repo_dir).with_suffix(".lock").resolve()
+    held: set[Path] = _held.__dict__.setdefault("paths", set())
+    if path in held:
+        yield
+        return
+    held.add(path)
+    try:
+        with _flock(cfg, repo_dir, path, timeout_s):
+            yield
+    finally:
+        held.discard(path)
+
+
+@contextlib.contextmanager
+def _flock(cfg: ProjectConfig, repo_dir: Path, path: Path, timeout_s: float) -> Iterator[None]:
     import time
 
-    path = registry_file(cfg, repo_dir).with_suffix(".lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as handle:
         deadline = time.monotonic() + timeout_s
@@ -303,7 +323,8 @@ def training_set(
     at or before its event timestamp (and within each view's TTL), never later ones.
 
     `labels` holds the entity key, the event timestamp, and any other columns to carry
-    (target, label timestamp); rows come back in the order given.
+    (target, label timestamp); every row comes back, in the order given, with the label
+    columns as given and missing features where no observation lies within the TTL.
     """
     plan = repo_plan(cfg, repo_dir)
     _check_labels(plan, labels, cfg.data.label_timestamp)
@@ -322,14 +343,23 @@ def training_set(
         entity_df = entity_df.rename(columns={plan.timestamp: "event_timestamp"})
     if getattr(entity_df["event_timestamp"].dtype, "tz", None) is None:
         entity_df["event_timestamp"] = entity_df["event_timestamp"].dt.tz_localize("UTC")
-    with _quiet_odfv_warning():
+    with _quiet_odfv_warning(), warnings.catch_warnings():
+        # dask warns when the key's categories differ between labels and sources; the merge
+        # compares values, so that is harmless.
+        warnings.filterwarnings("ignore", message="Merging dataframes with merge column data")
         job = store.get_historical_features(entity_df=entity_df, features=service)
         out = job.to_df()
-    out = out.sort_values(order, kind="stable").drop(columns=[order]).reset_index(drop=True)
-    if plan.timestamp != "event_timestamp":
-        out = out.rename(columns={"event_timestamp": plan.timestamp})
-    carried = [c for c in labels.columns if c in out.columns]
-    return out[carried + [f for f in plan.feature_names if f not in carried]]
+    # Feast's file offline store drops a label row whose entity has observations but none
+    # within the TTL before the row's time; put it back, with its features missing.
+    features = [f for f in plan.feature_names if f in out.columns]
+    found = out.set_index(order)[features]
+    if found.index.has_duplicates:
+        raise FeatureDefinitionError(
+            "labels: Feast returned several rows for one label row; the sources repeat an "
+            f"({plan.entity_key}, {plan.timestamp}) pair"
+        )
+    found = found.reindex(pd.RangeIndex(len(entity_df)))
+    return pd.concat([labels.reset_index(drop=True), found], axis=1)
 
 
 def training_labels(cfg: ProjectConfig, frame: pd.DataFrame) -> pd.DataFrame:

@@ -78,6 +78,11 @@ class FeaturesConfig(StrictModel):
     """Feast project name; the Mainsail project name with dashes as underscores when null."""
     entity_name: str | None = Field(None, pattern=_NAME)
     """Name of the Feast entity; the entity key column without a trailing `_id` when null."""
+    training_set: bool | None = None
+    """Build the training rows with Feast: the data stage writes the feature sources from the
+    data file, applies the repository and joins the labels point-in-time with
+    `get_historical_features` on the feature service. When left out, true if the config file
+    has a `features` section and false otherwise (decided when the config is loaded)."""
     service_version: int = Field(1, ge=1)
     """Version of the FeatureService that a model is trained and served with (`<project>_v<N>`)."""
     views: list[FeatureViewSpec] = Field(default_factory=list)

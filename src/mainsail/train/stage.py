@@ -13,6 +13,7 @@ Everything lands in `run_dir/model/`:
     experiment_log.jsonl   one JSON line per tuning trial (enough to re-run it)
     reference.parquet      <= evaluate.reference_rows raw train rows with predictions (drift)
     feature_schema.json    the data stage's feature schema
+    feature_lookup.json    how serving fetches the features by entity key (Feast-trained only)
 
     timings.json           wall seconds per step (kept out of metrics.json: they vary per run)
 
@@ -445,6 +446,12 @@ def evaluate_and_document(
     }
     (model_dir / "importance.json").write_text(json.dumps(importance, indent=2) + "\n")
     data.schema.save(model_dir / "feature_schema.json")
+    if data.feast is not None and data.feast.get("lookup_spec"):
+        # Trained on Feast's feature service: serving can then look the features up by entity
+        # key (the runtime reads this file from the registry version).
+        (model_dir / "feature_lookup.json").write_text(
+            json.dumps(data.feast["lookup_spec"], indent=2) + "\n"
+        )
 
     model_path: Path | None = None
     reference_path: Path | None = None

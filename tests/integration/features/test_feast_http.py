@@ -72,7 +72,16 @@ def test_feature_server_answers_a_malformed_request_with_4xx_and_the_client_says
     response = httpx.post(f"{server.url}/get-online-features", json={"entities": "nope"})
     assert 400 <= response.status_code < 500
     spec = spec_for(cfg, repo)
-    wrong = type(spec)(**{**spec.__dict__, "service": "no_such_service"})
+    # The client names the service's features (`view:feature`); a view the server's registry
+    # does not hold is refused.
+    wrong = type(spec)(
+        **{
+            **spec.__dict__,
+            "features": (("no_such_view", "tenure_months"),),
+            "ttl_s": {"no_such_view": 60.0},
+            "derived_inputs": {},
+        }
+    )
     with (
         HttpLookup(server.url, wrong) as http,
         pytest.raises((FeatureStoreError, OnlineStoreUnavailableError)),

@@ -6,6 +6,7 @@ Real Feast (local provider, file offline store, SQLite registry and online store
 from __future__ import annotations
 
 import shutil
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -185,11 +186,23 @@ def test_locked_registry_gives_a_clear_error(
     cfg, repo = sqlite_repo
     copy = tmp_path / "repo"
     shutil.copytree(repo, copy)
-    with (
-        store.registry_lock(cfg, copy),
-        pytest.raises(RegistryError, match="is locked by another writer"),
-        store.registry_lock(cfg, copy, timeout_s=0.2),
-    ):
+    errors: list[BaseException] = []
+
+    def second_writer() -> None:
+        try:
+            with store.registry_lock(cfg, copy, timeout_s=0.2):
+                pass
+        except RegistryError as err:
+            errors.append(err)
+
+    with store.registry_lock(cfg, copy):
+        with store.registry_lock(cfg, copy, timeout_s=0.2):  # the holder may take it again
+            pass
+        other = threading.Thread(target=second_writer)
+        other.start()
+        other.join()
+    assert len(errors) == 1 and "is locked by another writer" in str(errors[0])
+    with store.registry_lock(cfg, copy, timeout_s=0.2):  # released: free for the next writer
         pass
 
 

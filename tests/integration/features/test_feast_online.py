@@ -4,6 +4,7 @@ freshness (TTL) enforcement, unknown keys, metrics, and the fallback policy.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -208,3 +209,43 @@ def test_redis_down_at_serving_time_follows_the_fallback_policy(
         "mainsail_feature_fallback_total", {"reason": "online_store_unreachable"}
     )
     assert fallback == 2
+
+
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def plain_repo(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, frame: pd.DataFrame
+) -> Iterator[tuple[ProjectConfig, Path]]:
+    """A service without on-demand views: `SdkLookup` reads the store directly."""
+    cfg = make_config(request.param, derived=[])
+    repo = tmp_path_factory.mktemp(f"plain_{request.param}")
+    store.apply(cfg, repo, frame)
+    store.materialize(cfg, repo, start=T0 - timedelta(days=800), end=T0)
+    yield cfg, repo
+    if request.param == "redis":
+        store.open_store(cfg, repo).teardown()
+
+
+def test_direct_store_reads_equal_feasts_get_online_features(
+    plain_repo: tuple[ProjectConfig, Path], frame: pd.DataFrame
+) -> None:
+    cfg, repo = plain_repo
+    imputation = {"satisfaction_score": 7.0}
+    direct, direct_metrics = _lookup(cfg, repo, imputation=imputation)
+    via_feast, feast_metrics = _lookup(cfg, repo, imputation=imputation)
+    via_feast._direct = None  # the general path: FeatureStore.get_online_features
+    assert direct._direct is not None
+    customers = ["FRESH", "OLD", "NOBODY", *frame["customer_id"].drop_duplicates().iloc[:30]]
+    a, b = direct.get(customers), via_feast.get(customers)
+    assert a.rows == b.rows and a.missing == b.missing
+    assert (a.stale, a.unknown) == (b.stale, b.unknown) and a.stale > 0 and a.unknown == ["NOBODY"]
+    assert a.rows[1]["satisfaction_score"] == 7.0  # OLD's activity is stale: imputed
+    assert a.rows[0]["monthly_charges"] == 50.0
+    for name, labels in (
+        ("mainsail_feature_stale_values_total", {"view": "activity"}),
+        ("mainsail_feature_missing_values_total", {"view": "profile"}),
+        ("mainsail_feature_unknown_entities_total", {}),
+        ("mainsail_feature_age_seconds_sum", {"view": "activity"}),
+    ):
+        assert _value(direct_metrics, name, labels) == _value(feast_metrics, name, labels), name
+    # A second batch on the same lookup: the plan it reads with must not change between calls.
+    assert direct.get(customers).rows == a.rows
