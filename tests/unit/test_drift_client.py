@@ -171,3 +171,39 @@ def test_encode_batch_turns_numpy_nan_and_na_into_json() -> None:
 def test_max_queue_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_queue"):
         DriftFeed("http://127.0.0.1:1", max_queue=0)
+
+
+def test_posts_reuse_one_keep_alive_connection_and_survive_its_close() -> None:
+    peers: list[tuple[str, int]] = []
+    bodies: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, like the sidecar
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            peers.append(self.client_address)
+            bodies.append(len(json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            if len(bodies) == 3:
+                self.send_header("Connection", "close")  # the server ends this connection
+            self.end_headers()
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with DriftFeed(f"http://127.0.0.1:{httpd.server_address[1]}", linger_s=0) as feed:
+            for i in range(6):
+                assert feed.submit("churn", "3", _rows(1, i))
+                assert feed.flush(10)
+        assert feed.stats.snapshot()["sent_rows"] == 6
+        assert len(peers) == 6
+        # One connection for the first three POSTs, a fresh one after the server closed it.
+        assert len(set(peers[:3])) == 1 and len(set(peers[3:])) == 1
+        assert peers[0] != peers[3]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 from mainsail.registry.mlserver import RUNTIME_IMPLEMENTATION, model_settings
@@ -56,3 +57,28 @@ def test_version_model_settings_point_at_the_runtime() -> None:
         "version": "3",
         "extra": {"model": "churn", "registry_version": 3},
     }
+
+
+def test_serving_options_carry_the_online_feature_policy() -> None:
+    from mainsail.serving.mlserver import serving_options
+    from mainsail.settings.features import FeaturesConfig
+
+    features = FeaturesConfig(fallback="impute", enforce_freshness=False)
+    stack_url = "http://127.0.0.1:6566"
+    options = serving_options(ServingConfig(), features, stack_url)
+    # What the stack writes must pass the runtime's strict options model, which lives in the
+    # serving env (MLServer is not installed in this one).
+    python = Path(__file__).resolve().parents[2] / ".venv" / "serving" / "bin" / "python"
+    check = (
+        "import json, sys; from mainsail.serving.runtime import RuntimeOptions as R; "
+        "o = R.model_validate(json.loads(sys.argv[1])); "
+        "print(o.feature_fallback, o.enforce_freshness, o.feature_server_url)"
+    )
+    out = subprocess.run(
+        [str(python), "-c", check, json.dumps(options)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["impute", "False", stack_url]
+    # A feature server named in the serving section wins over the stack's own.
+    named = serving_options(ServingConfig(feature_server_url="http://fs:80"), features, stack_url)
+    assert named["feature_server_url"] == "http://fs:80"
+    assert "feature_server_url" not in serving_options(ServingConfig())

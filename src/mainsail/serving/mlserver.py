@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from mainsail.settings.features import FeaturesConfig
     from mainsail.settings.registry import RegistryConfig
     from mainsail.settings.serving import ServingConfig
 
@@ -95,6 +96,7 @@ def registry_model(
     ref: str = "champion",
     model: str | None = None,
     secure: bool | None = None,
+    features: FeaturesConfig | None = None,
 ) -> ServedModel:
     """A model served from the registry (`ref`: alias, version or `latest`) with the runtime
     options of the project's `serving` section. Credentials stay in the environment variables
@@ -111,21 +113,34 @@ def registry_model(
             "secret_key_env": registry.secret_key_env,
             "cache_dir": str(registry.cache_dir),
         },
-        **serving_options(serving),
+        **serving_options(serving, features),
     }
     return ServedModel(name, extra=extra)
 
 
-def serving_options(serving: ServingConfig) -> dict[str, Any]:
-    """The runtime options of the project's `serving` section, as model-settings `extra`."""
+def serving_options(
+    serving: ServingConfig,
+    features: FeaturesConfig | None = None,
+    feature_server_url: str | None = None,
+) -> dict[str, Any]:
+    """The runtime options of the project's `serving` section, as model-settings `extra`.
+
+    With the `features` section, requests by entity key follow its online policy (`fallback`,
+    `enforce_freshness`). `feature_server_url` is the default feature server (the local stack's
+    `feast serve`) when `serving.feature_server_url` is not set.
+    """
     options: dict[str, Any] = {
         "max_rows": serving.max_rows,
         "feature_timeout_s": serving.feature_timeout_s,
         "drift_queue_size": serving.drift_queue_size,
         "drift_timeout_s": serving.drift_timeout_s,
     }
-    if serving.feature_server_url:
-        options["feature_server_url"] = serving.feature_server_url
+    url = serving.feature_server_url or feature_server_url
+    if url:
+        options["feature_server_url"] = url
+    if features is not None:
+        options["feature_fallback"] = features.fallback
+        options["enforce_freshness"] = features.enforce_freshness
     if serving.drift_url:
         options["drift_url"] = serving.drift_url
     return options

@@ -25,7 +25,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -94,6 +94,15 @@ class RuntimeOptions(StrictModel):
     """Feast feature server for entity-key requests; null = those get a 400."""
     feature_timeout_s: float = Field(2.0, gt=0)
     """Timeout of one feature lookup."""
+    feature_fallback: Literal["fail", "impute"] = "fail"
+    """Feature server unreachable or failing: `fail` the request (HTTP 503 with the reason) or
+    serve imputed values (`feature_imputation`, else missing for the model's own imputers),
+    counted in `mainsail_feature_fallback_total`."""
+    feature_imputation: dict[str, Any] = Field(default_factory=dict)
+    """Value per feature for fetched values that are absent, stale or unreachable; a feature
+    not listed stays missing (the model's imputers fill it)."""
+    enforce_freshness: bool = True
+    """Treat an online value older than its view's TTL as missing."""
     lookup_spec: dict[str, Any] | None = None
     """Feast lookup spec (`mainsail.features.freshness.LookupSpec` JSON); default: the
     artifact's feature_lookup.json."""
@@ -103,6 +112,9 @@ class RuntimeOptions(StrictModel):
     """Bounded feed queue; overflow is dropped and counted."""
     drift_timeout_s: float = Field(1.0, gt=0)
     """Timeout of one POST to the sidecar."""
+    drift_linger_s: float = Field(0.25, ge=0, le=5)
+    """How long the feed gathers served rows into one POST (less when its queue is half
+    full): each POST costs the server about as much CPU as a small prediction."""
 
 
 class MainsailRuntime(MLModel):
@@ -154,6 +166,7 @@ class MainsailRuntime(MLModel):
                 self.options.drift_url,
                 max_queue=self.options.drift_queue_size,
                 timeout_s=self.options.drift_timeout_s,
+                linger_s=self.options.drift_linger_s,
             )
             _FEEDS.add(self.name, self)
         self._registry_name = self.options.model or self.manifest.model
@@ -218,16 +231,21 @@ class MainsailRuntime(MLModel):
             else:
                 outputs, parameters = await asyncio.to_thread(self._score, frame, wanted)
         except (ValueError, TypeError) as err:
+            if isinstance(decoded, EntityRequest):
+                # Features came from the store (gaps included): not the client's data.
+                raise MLServerError(
+                    f"model {self.name} could not score the features fetched for "
+                    f"{decoded.key!r}: {err}",
+                    status_code=503,
+                ) from None
             # Input passed the schema but the model still refused it: the client's data, 400.
             raise InferenceError(f"model {self.name} could not score the input: {err}") from None
         if self._feed is not None:
-            records = (
-                pd.DataFrame(frame, columns=self.schema.names)
-                if isinstance(frame, np.ndarray)
-                else frame
-            ).to_dict("records")
             self._feed.submit(
-                self._registry_name, self._registry_version, records, outputs[0].data.root
+                self._registry_name,
+                self._registry_version,
+                _records(frame, self.schema.names),
+                outputs[0].data.root,
             )
         return InferenceResponse(
             model_name=self.name,
@@ -293,14 +311,23 @@ class MainsailRuntime(MLModel):
         except ValueError as err:
             raise RequestError(f"input {request.key!r}: {err}", request.key) from None
         except Exception as err:
-            # Feature store down: the client cannot fix it, but it is not our crash either.
-            raise MLServerError(f"feature lookup failed: {err}", status_code=503) from None
+            # Feature store down (fallback "fail") or refusing the lookup: the client cannot
+            # fix it, but it is not our crash either.
+            _lookup_errors().labels(self.name, type(err).__name__).inc()
+            raise MLServerError(
+                f"model {self.name}: feature lookup at {self.options.feature_server_url} "
+                f"failed: {err}",
+                status_code=503,
+            ) from None
         if vectors.unknown:
             raise RequestError(
-                f"input {request.key!r}: unknown entity id(s) {vectors.unknown[:5]!r}",
+                f"input {request.key!r}: unknown entity id(s) {vectors.unknown[:5]!r}; the "
+                "feature store has no features for them",
                 request.key,
             )
-        return frame_from_records(vectors.rows, self.schema)
+        # Absent, stale or fallback values are the store's gaps, not the client's: they pass
+        # as missing whatever the schema's nullability, and the model's imputers fill them.
+        return frame_from_records(vectors.rows, self.schema, allow_missing=True)
 
     def _make_lookup(self) -> Any:
         try:
@@ -321,6 +348,10 @@ class MainsailRuntime(MLModel):
             self.options.feature_server_url or "",
             LookupSpec.from_json(spec_json),
             timeout_s=self.options.feature_timeout_s,
+            fallback=self.options.feature_fallback,
+            enforce_freshness=self.options.enforce_freshness,
+            imputation=self.options.feature_imputation,
+            metrics=_feature_metrics(),
         )
         return self._lookup
 
@@ -367,6 +398,34 @@ class _FeedCollector:
 
 
 _FEEDS = _FeedCollector()
+_FEATURE_METRICS: Any = None
+_LOOKUP_ERRORS: Any = None
+
+
+def _feature_metrics() -> Any:
+    """One `FeatureMetrics` in the default registry (MLServer's /metrics) for all models."""
+    global _FEATURE_METRICS
+    if _FEATURE_METRICS is None:
+        from prometheus_client import REGISTRY
+
+        from mainsail.features.metrics import FeatureMetrics
+
+        _FEATURE_METRICS = FeatureMetrics(REGISTRY)
+    return _FEATURE_METRICS
+
+
+def _lookup_errors() -> Any:
+    """`mainsail_feature_lookup_errors_total{model, error}`: entity requests answered 503."""
+    global _LOOKUP_ERRORS
+    if _LOOKUP_ERRORS is None:
+        from prometheus_client import Counter
+
+        _LOOKUP_ERRORS = Counter(
+            "mainsail_feature_lookup_errors",
+            "Entity-key requests refused because the feature lookup failed (HTTP 503)",
+            ["model", "error"],
+        )
+    return _LOOKUP_ERRORS
 
 
 # The numpy fast path hands a fitted-on-DataFrame estimator a plain array whose columns are in
@@ -392,6 +451,15 @@ def _accepts_numpy(model: Any, schema: FeatureSchema, classification: bool) -> b
         return bool(np.array_equal(np.asarray(method(frame)), np.asarray(method(probe))))
     except Exception:  # any refusal of the array means: keep the DataFrame path
         return False
+
+
+def _records(frame: pd.DataFrame | np.ndarray, names: list[str]) -> list[dict[str, Any]]:
+    """Rows as {feature: value} for the drift feed, on the request path: column lists zipped
+    (DataFrame.to_dict("records") costs ~15x more, more than scoring a small model)."""
+    if isinstance(frame, np.ndarray):
+        return [dict(zip(names, row, strict=True)) for row in frame.tolist()]
+    columns = [series.tolist() for _, series in frame.items()]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 def _mid(low: float | None, high: float | None) -> float:

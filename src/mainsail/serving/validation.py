@@ -393,10 +393,18 @@ def _column_from(spec: FeatureSpec, arr: np.ndarray) -> pd.Series:
     return pd.Series(arr, name=spec.name)
 
 
-def frame_from_records(records: Sequence[dict[str, Any]], schema: FeatureSchema) -> pd.DataFrame:
-    """Validate feature rows fetched from the feature server the same way as request inputs."""
+def frame_from_records(
+    records: Sequence[dict[str, Any]], schema: FeatureSchema, *, allow_missing: bool = False
+) -> pd.DataFrame:
+    """Validate feature rows fetched from the feature server the same way as request inputs.
+
+    `allow_missing` lets a missing value through for every feature, nullable or not: the
+    online store's gaps (absent, stale, unreachable) are left to the model's imputers.
+    """
     columns = {}
     for spec in schema.features:
+        if allow_missing and not spec.nullable:
+            spec = spec.model_copy(update={"nullable": True})
         values = [r.get(spec.name) for r in records]
         columns[spec.name] = _column(spec, values)
     return pd.DataFrame(columns)

@@ -339,7 +339,17 @@ def write_model_settings(ctx: StackContext, variant: str, source: Path) -> dict[
     # The project's serving options (drift feed, feature server, limits) apply to every version.
     from mainsail.serving.mlserver import serving_options
 
-    params.setdefault("extra", {}).update(serving_options(ctx.config.serving))
+    feats = ctx.config.features
+    # With the stack's own `feast serve`, requests by entity key go to it unless the serving
+    # section names another feature server.
+    stack_features = (
+        f"http://{feats.server_host}:{feats.server_port}"
+        if ctx.config.stack.feature_server
+        else None
+    )
+    params.setdefault("extra", {}).update(
+        serving_options(ctx.config.serving, feats, stack_features)
+    )
     uri = params.get("uri")
     params["uri"] = str((source / uri).resolve()) if isinstance(uri, str) else str(source)
     target = ctx.data_dir / "mlserver" / variant / ctx.config.name

@@ -2,13 +2,15 @@
 drift rule fires -> Alertmanager webhook -> retrain trigger starts the retraining action once.
 
 Real processes: the sidecar (drift env, alibi-detect), Prometheus and Alertmanager (Debian
-packages), the trigger's HTTP server; rows are sent with DriftFeed, the client the serving
-runtime uses. The router's and the feature server's series come from their real metric classes
-(`RouterMetrics`, `FeatureMetrics`) exposed by prometheus_client in this test, because those
-services are not started here; the dashboards test evaluates every panel against all of it.
+packages), the trigger's HTTP server, and MLServer with our runtime feeding the sidecar; rows
+are sent with DriftFeed, the client the serving runtime uses, and (the negative case, clean
+traffic must raise no alert) as V2 requests through the live MLServer runtime. The router's
+and the feature server's series come from their real metric classes (`RouterMetrics`,
+`FeatureMetrics`) exposed by prometheus_client in this test, because those services are not
+started here; the dashboards test evaluates every panel against all of it.
 
 Intervals and `for` durations are shortened (1 s scrapes, 2 s `for`; see
-mainsail.monitor.chain) to keep this under a minute.
+mainsail.monitor.chain) to keep this module around two minutes.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas as pd
 import pytest
 from prometheus_client import start_http_server
@@ -36,8 +39,20 @@ from mainsail.monitor.dashboards import dashboards, substitute
 from mainsail.monitor.local import LocalPrometheus
 from mainsail.monitor.prometheus import ScrapeTarget
 from mainsail.monitor.trigger import RetrainTrigger
+from mainsail.registry.manifest import seal_folder
 from mainsail.s3local import free_port
+from mainsail.schema import FeatureSchema
+from mainsail.serving.mlserver import (
+    MLServerProcess,
+    ServedModel,
+    server_settings,
+    write_repository,
+)
 from mainsail.serving.router.metrics import RouterMetrics
+from mainsail.serving.v2client import v2_request
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
+from servekit import build_churn_artifact  # the serving tests' churn model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -89,11 +104,22 @@ class _Traffic:
             self.stop.wait(0.2)
 
 
+#: Registry name of the model served by MLServer in this module (its sidecar reference folder).
+SERVED = "churn-live"
+#: Longest the drift alert may take after the first drifted row, when the positive test has
+#: not measured it in this run (it takes ~10-20 s here).
+ALERT_WAIT_FLOOR_S = 30.0
+
+
 @dataclass
 class Stack:
     chain: MonitoringChain
     traffic: _Traffic
     ran: Path
+    mlserver: MLServerProcess
+    schema: FeatureSchema
+    alert_after_s: float | None = None
+    """How long the positive test waited from its first row to the retraining run."""
 
     @property
     def sidecar(self) -> SidecarProcess:
@@ -137,9 +163,33 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             ScrapeTarget("mainsail-features", [f"{HOST}:{ports['features']}"]),
         ],
     )
+    # The served model: the serving tests' churn artifact, sealed as churn-live v1; the
+    # sidecar's reference for it is the generator's clean sample (no `prediction` column: the
+    # runtime sends labels, and the sidecar takes the first served window as their baseline).
+    artifact = build_churn_artifact(root / "artifact")
+    seal_folder(artifact, SERVED, 1)
+    served_ref = write_churn_reference(root / "refs" / SERVED / "1", rows=3000, seed=42)
+    ref = pd.read_parquet(served_ref / "reference.parquet").drop(columns=["prediction"])
+    ref.to_parquet(served_ref / "reference.parquet", index=False)
+    chain = MonitoringChain(root / "work", settings)
+    repo = root / "mlserver"
+    write_repository(
+        repo,
+        [ServedModel(SERVED, uri=str(artifact), extra={"drift_url": chain.sidecar.url})],
+        server_settings(
+            repo,
+            http_port=free_port(HOST),
+            grpc_port=free_port(HOST),
+            metrics_port=free_port(HOST),
+        ),
+    )
+    server = MLServerProcess(repo)
     try:
-        with MonitoringChain(root / "work", settings) as chain:
-            yield Stack(chain, traffic, ran)
+        # One after the other: on a busy machine the sidecar alone needs most of its start-up
+        # timeout (alibi-detect's imports), so MLServer must not compete with it for the CPU.
+        with chain, server.start([SERVED]):
+            schema = FeatureSchema.load(artifact / "feature_schema.json")
+            yield Stack(chain, traffic, ran, server, schema)
     finally:
         traffic.stop.set()
         for srv in servers:
@@ -153,6 +203,7 @@ def _series(prom: LocalPrometheus, expr: str) -> list[dict[str, Any]]:
 
 
 def test_drifted_rows_start_exactly_one_retraining_run_and_clean_rows_none(stack: Stack) -> None:
+    started = time.monotonic()
     feed = DriftFeed(stack.sidecar.url, max_queue=100)
     clean, clean_preds = churn_rows(1400, drift=0.0, seed=301)
     drifted, drifted_preds = churn_rows(1400, drift=0.6, seed=302)
@@ -166,6 +217,7 @@ def test_drifted_rows_start_exactly_one_retraining_run_and_clean_rows_none(stack
 
     # The rule fires, Alertmanager calls the trigger, the trigger runs the action.
     wait_for("a retraining run", lambda: list(stack.ran.glob("*.json")), timeout=90)
+    stack.alert_after_s = time.monotonic() - started
     runs = stack.trigger.runs()
     assert len(runs) == 1
     (run,) = runs.values()
@@ -205,6 +257,60 @@ def test_drifted_rows_start_exactly_one_retraining_run_and_clean_rows_none(stack
         stack.prometheus, 'ALERTS{alertname="MainsailDriftSustained", alertstate="firing"}'
     )
     assert [s["metric"]["version"] for s in firing] == ["2"]
+
+
+def test_clean_traffic_through_the_live_runtime_raises_no_drift_alert(stack: Stack) -> None:
+    """The negative case on the serving path: undrifted rows sent as V2 requests to MLServer,
+    fed by our runtime to the sidecar, checked, scraped and evaluated by the rules: no alert,
+    for at least as long as the positive case needed to fire."""
+    rows, _ = churn_rows(1400, drift=0.0, seed=301)
+    frame = pd.DataFrame(rows)
+    started = time.monotonic()
+    url = f"{stack.mlserver.url}/v2/models/{SERVED}/infer"
+    with httpx.Client(timeout=30) as client:
+        for i in range(0, len(frame), 50):
+            response = client.post(url, json=v2_request(frame.iloc[i : i + 50], stack.schema))
+            assert response.status_code == 200, response.text
+            time.sleep(0.2)  # steady traffic: several checks per scrape, as in the positive case
+    # The sidecar got every served row and checked them more than the rule needs to fire.
+    received = f'mainsail_drift_rows_received_total{{model="{SERVED}", version="1"}}'
+    wait_for(
+        "every served row at the sidecar",
+        lambda: _value(stack.prometheus, received) == len(frame),
+        timeout=30,
+    )
+    checks = f'mainsail_drift_checks_total{{model="{SERVED}", version="1"}}'
+    wait_for("drift checks", lambda: _value(stack.prometheus, checks) >= 5, timeout=30)
+    feed = _feed_rows(stack.mlserver)
+    assert feed["sent"] == len(frame) and feed["dropped"] == 0 and feed["failed"] == 0, feed
+
+    # Hold on as long as a drifted run took to fire (measured by the positive test), watching.
+    wait_s = max(stack.alert_after_s or ALERT_WAIT_FLOOR_S, 10.0)
+    alerts = f'ALERTS{{alertname="MainsailDriftSustained", model="{SERVED}"}}'
+    while time.monotonic() - started < wait_s:
+        assert _series(stack.prometheus, alerts) == [], "drift alert on clean traffic"
+        time.sleep(1.0)
+    assert _series(stack.prometheus, alerts) == []
+    drifted = f'max_over_time(mainsail_drift_consecutive_drifted_checks{{model="{SERVED}"}}[5m])'
+    assert _value(stack.prometheus, drifted) < 2  # the rule's threshold (drift_windows)
+    assert _value(stack.prometheus, checks) >= 5
+    assert not [p for p in stack.ran.glob("*.json") if SERVED in p.read_text()]
+
+
+def _value(prom: LocalPrometheus, expr: str) -> float:
+    series = _series(prom, expr)
+    return float(series[0]["value"][1]) if series else 0.0
+
+
+def _feed_rows(server: MLServerProcess) -> dict[str, float]:
+    """The runtime's `mainsail_drift_feed_rows_total{model=SERVED}` by outcome."""
+    text = httpx.get(f"http://{HOST}:{server.metrics_port}/metrics", timeout=10).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("mainsail_drift_feed_rows_total{") and f'model="{SERVED}"' in line:
+            outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
+            out[outcome] = float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def _metrics_text(trigger: RetrainTrigger) -> str:
