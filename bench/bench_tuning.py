@@ -1,23 +1,27 @@
-"""Benchmark: the same number of Optuna (TPE) trials run four ways, side by side in one script.
+"""Benchmark: the same number of Optuna (TPE) trials run several ways, side by side in one script.
 
 - ``ray_defaults``: Ray Tune as documented (``Tuner`` + ``OptunaSearch``, default TuneConfig:
   a new actor per trial, no concurrency limiter, default loggers);
-- ``ours``: ``mainsail.tune.search.run_search`` with backend ``auto`` (probe one trial
-  in-process; stay in-process for short trials, Ray Tune with a ConcurrencyLimiter sized to
-  Ray's CPUs, reused actors and only the JSON logger otherwise);
-- ``ours_ray``: backend ``ray`` (no probe): independent trials as batches of Ray tasks;
+- ``ours``: ``mainsail.tune.search.run_search`` with backend ``auto``, Ray already running (as
+  here, where Ray starts once before any timing): trial 0, the probe, runs in-process while
+  the rest of the first batch runs as Ray tasks; short trials then stay in-process, long ones
+  go on in batches of Ray tasks;
+- ``ours_ray``: backend ``ray``: independent trials as batches of Ray tasks from the start;
 - ``ours_ray_tune``: backend ``ray_tune``: Ray Tune + OptunaSearch with our settings (what
   iterative trials use, with ASHA);
-- ``optuna_seq``: ``study.optimize`` in one process (the lower bound for short trials);
+- ``optuna_seq``: ``study.optimize`` in one process (the baseline of the ratios);
 - ``optuna_n_jobs2``: ``study.optimize(n_jobs=2)`` (threads; parallel only for sleeping trials).
 
 Workloads: short trials (``time.sleep(0.1)``), long sleeping trials (``time.sleep(2)``) and long
 CPU-bound trials (2 s of this thread's CPU time, so each trial does the same work whatever the
 load). The objective is ``-(x - 0.3)**2`` with x from the sampler, so the best scores of the
-variants are comparable. Ray starts once before any timing (its start-up is reported apart).
-Each variant runs ``--repeats`` times; medians go to bench/results/tuning.json.
+variants are comparable. Ray starts once before any timing (its start-up is reported apart),
+and optuna is imported before any timing, so the first variant measured pays for neither.
+Each variant runs ``--repeats`` times, interleaved; medians go to bench/results/tuning.json
+with the load average before and after (the machine may be shared).
 
     .venv/pipeline/bin/python bench/bench_tuning.py [--repeats 3] [--quick]
+        [--workloads long_cpu_2s,short_sleep_0.1s] [--out PATH]
 """
 
 from __future__ import annotations
@@ -122,6 +126,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="one repeat, fewer trials")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "tuning.json")
+    ap.add_argument("--workloads", default="", help="comma list of workload names; all if empty")
+    ap.add_argument(
+        "--variants",
+        default="",
+        help="comma list of variants (optuna_seq always runs: it is the baseline); all if empty",
+    )
     args = ap.parse_args()
     repeats = 1 if args.quick else args.repeats
     workloads = [
@@ -129,11 +139,27 @@ def main() -> None:
         ("long_sleep_2s", "sleep", 2.0, 4 if args.quick else 10),
         ("long_cpu_2s", "cpu", 2.0, 4 if args.quick else 10),
     ]
+    if args.workloads:
+        chosen = args.workloads.split(",")
+        unknown = set(chosen) - {w[0] for w in workloads}
+        if unknown:
+            ap.error(f"unknown workloads {sorted(unknown)}; known: {[w[0] for w in workloads]}")
+        workloads = [w for w in workloads if w[0] in chosen]
+    known = {"ray_defaults", "ours", "ours_ray", "ours_ray_tune", "optuna_seq", "optuna_n_jobs2"}
+    unknown_variants = set(filter(None, args.variants.split(","))) - known
+    if unknown_variants:
+        ap.error(f"unknown variants {sorted(unknown_variants)}; known: {sorted(known)}")
+    load_at_start = os.getloadavg()
     import ray
 
     t0 = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.get(ray.put(0))  # the first put of a process sets up its object store client (~0.4 s)
+    # Ray's workers come up after init returns: wait until both run a task at the same time.
+    ready = ray.remote(num_cpus=1)(lambda: time.sleep(0.2))
+    ray.get([ready.remote() for _ in range(2)])
     ray_init_s = time.perf_counter() - t0
+    run_optuna("sleep", 0.0, 3, 0, 1)  # import optuna and its TPE sampler before any timing
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-tune-") as storage:
         for name, kind, secs, n in workloads:
@@ -152,6 +178,9 @@ def main() -> None:
             if name.startswith("short"):
                 variants.pop("ours_ray")  # the Ray paths are not what short trials take
                 variants.pop("ours_ray_tune")
+            if args.variants:
+                keep = set(args.variants.split(",")) | {"optuna_seq"}
+                variants = {v: fn for v, fn in variants.items() if v in keep}
             runs: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
             for rep in range(repeats):
                 for vname, fn in variants.items():  # interleaved: load drifts hit all alike
@@ -180,9 +209,12 @@ def main() -> None:
             "long_cpu_speedup_ours_min": 1.7,
         },
         "repeats": repeats,
+        "quick": args.quick,
+        "variants_run": args.variants or "all",
         "ray_init_s": round(ray_init_s, 3),
         "machine": {
             "cpus": os.cpu_count(),
+            "load_avg_at_start": load_at_start,
             "load_avg_at_end": os.getloadavg(),
             "python": platform.python_version(),
         },

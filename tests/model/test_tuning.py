@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mainsail.config import ProjectConfig
+from mainsail.config import ProjectConfig, RayConfig
 from mainsail.data.stage import DataStageResult
 from mainsail.train.model import to_dense
 from mainsail.train.stage import class_labels, train_arrays
@@ -140,3 +144,138 @@ def _curve_objective(params: dict, report) -> float:
         report(step, value)
         time.sleep(0.05)
     return float(value)
+
+
+class _StampedSleep:
+    """Sleep objective that appends `x pid start end` to a file, to see when trials ran."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, params: dict, report) -> float:
+        start = time.time()
+        time.sleep(params["d"])
+        with self.path.open("a") as fh:
+            fh.write(f"{params['x']!r} {os.getpid()} {start} {time.time()}\n")
+        return -((params["x"] - 0.3) ** 2)
+
+
+def _auto(n: int, backend: str = "auto") -> SearchSettings:
+    return SearchSettings(n_trials=n, direction="maximize", seed=5, backend=backend,
+                          short_trial_s=0.3, ray=RayConfig(num_cpus=2))  # fmt: skip
+
+
+@pytest.mark.slow
+def test_auto_with_ray_running_overlaps_the_probe_with_ray_trials(ray_session, tmp_path) -> None:
+    """Ray already up: trial 0 (the probe) runs here while trial 1 runs as a Ray task, so a
+    long search spends no round on the probe; a short one stays in-process. The asked
+    parameters are those of the `ray` backend whichever way `auto` goes."""
+    _by_value()
+    stamps = tmp_path / "stamps.txt"
+    # First the `ray` backend: the reference sequence, and it leaves Ray's workers warm (a cold
+    # worker spends about a second importing the trial code before the trial starts).
+    on_ray = run_search(_StampedSleep(stamps), _Space(0.6), _auto(4, "ray"))
+    long = run_search(_StampedSleep(stamps), _Space(0.6), _auto(4))
+    assert long.backend == "ray"
+    assert [t.backend for t in long.trials] == ["optuna", "ray", "ray", "ray"]
+    when = {}
+    for line in stamps.read_text().splitlines():  # the long search's lines come last
+        x, pid, start, end = line.split()
+        when[float(x)] = (int(pid), float(start), float(end))
+    pid0, start0, end0 = when[long.trials[0].raw_params["x"]]
+    pid1, start1, end1 = when[long.trials[1].raw_params["x"]]
+    assert pid0 == os.getpid() and pid1 != os.getpid()
+    assert start1 < end0 and start0 < end1, "the probe and the Ray trial did not overlap"
+
+    short = run_search(_StampedSleep(stamps), _Space(0.01), _auto(6))
+    assert short.backend == "optuna"
+    assert short.trials[0].backend == "optuna"
+    assert {t.backend for t in short.trials[2:]} == {"optuna"}
+    xs = [t.raw_params for t in long.trials]
+    assert [t.raw_params for t in short.trials[:4]] == xs
+    assert [t.raw_params for t in on_ray.trials] == xs
+
+
+def _hold_all_cpus(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+@pytest.mark.slow
+def test_auto_short_probe_does_not_wait_for_a_busy_ray(ray_session) -> None:
+    """A Ray trial of the first batch that cannot start (here every Ray CPU is taken) is
+    cancelled after a short probe and run in-process instead of being waited for."""
+    import ray
+
+    _by_value()
+    blocker = ray.remote(num_cpus=2)(_hold_all_cpus).remote(30.0)
+    deadline = time.monotonic() + 30.0
+    while ray.available_resources().get("CPU", 0.0) > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the blocker holds Ray's CPUs
+    try:
+        t0 = time.perf_counter()
+        res = run_search(_sleep_objective, _Space(0.02), _auto(6))
+        wall = time.perf_counter() - t0
+    finally:
+        ray.cancel(blocker)
+    assert res.backend == "optuna"
+    assert [t.backend for t in res.trials] == ["optuna"] * 6
+    assert all(t.state == "COMPLETE" for t in res.trials)
+    assert wall < 10.0, f"the short search waited for Ray ({wall:.1f} s)"
+
+
+def test_auto_without_ray_never_imports_it_for_short_trials(tmp_path) -> None:
+    """Ray is never started (not even imported) just for a probe: a fresh process, no Ray."""
+    script = tmp_path / "short.py"
+    script.write_text(
+        "import json, sys, time\n"
+        "from mainsail.tune.search import SearchSettings, run_search\n"
+        "def objective(params, report):\n"
+        "    time.sleep(0.01)\n"
+        "    return -(params['x'] - 0.3) ** 2\n"
+        "def space(trial):\n"
+        "    return {'x': trial.suggest_float('x', 0.0, 1.0)}\n"
+        "settings = SearchSettings(n_trials=4, direction='maximize', seed=5, backend='auto')\n"
+        "res = run_search(objective, space, settings)\n"
+        "print(json.dumps([res.backend, [t.backend for t in res.trials], 'ray' in sys.modules]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=120
+    )
+    backend, per_trial, ray_imported = json.loads(out.stdout.strip().splitlines()[-1])
+    assert backend == "optuna" and per_trial == ["optuna"] * 4
+    assert ray_imported is False
+
+
+@pytest.mark.slow
+def test_a_search_that_moves_to_ray_starts_it_the_configs_way(tmp_path) -> None:
+    """Ray not running and a long probe: Ray is started by `ensure_ray` (our CPUs, no worker
+    logs on the console) before the objective is put in the object store; a `ray.put` first
+    would auto-start Ray with its defaults (every CPU, Ray Train's controller warnings printed
+    on the user's console)."""
+    cpus = (os.cpu_count() or 1) + 1  # differs from what an auto-started Ray would take
+    script = tmp_path / "long.py"
+    script.write_text(
+        "import json, time\n"
+        "import ray\n"
+        "from mainsail.config import RayConfig\n"
+        "from mainsail.tune.search import SearchSettings, run_search\n"
+        "def objective(params, report):\n"
+        "    time.sleep(0.3)\n"
+        "    return -(params['x'] - 0.3) ** 2\n"
+        "def shipped():\n"
+        "    ray.put(b'data')  # what tune_family's objective does with the arrays\n"
+        "    return objective\n"
+        "def space(trial):\n"
+        "    return {'x': trial.suggest_float('x', 0.0, 1.0)}\n"
+        "settings = SearchSettings(n_trials=3, direction='maximize', seed=5, backend='auto',\n"
+        f"                          short_trial_s=0.1, ray=RayConfig(num_cpus={cpus}))\n"
+        "res = run_search(objective, space, settings, ray_objective=shipped)\n"
+        "print(json.dumps([[t.backend for t in res.trials], ray.cluster_resources()['CPU']]))\n"
+        "ray.shutdown()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=300
+    )
+    per_trial, ray_cpus = json.loads(out.stdout.strip().splitlines()[-1])
+    assert per_trial == ["optuna", "ray", "ray"]
+    assert ray_cpus == cpus

@@ -230,6 +230,12 @@ def run_training_stage(
     t0 = time.perf_counter()
     tuned: dict[str, TuneResult] = {}
     to_tune = [f for f in cfg.tune.candidates if f in families] if cfg.tune.enabled else []
+    if to_tune and "mlp" in families:
+        # The MLP trains on Ray anyway: with Ray up before tuning, `auto` runs its probe trial
+        # alongside the first Ray batch instead of alone (no serial round lost).
+        from mainsail.train.ray_runtime import ensure_ray
+
+        ensure_ray(cfg.train.ray)
     if to_tune:
         tdata = TuneData(
             arrays[0],

@@ -12,8 +12,15 @@ Why Ray Tune's defaults are slow here (read from Ray 2.60's source):
 
 What this module does instead:
 
-* short trials (the probe trial ran in under `tune.short_trial_s`) stay in-process: an Optuna
-  study with the same seeded TPE sampler, no scheduling overhead at all;
+* `auto` picks the way from a probe: trial 0 runs in-process, and if it took less than
+  `tune.short_trial_s` the search stays in-process (an Optuna study with the same seeded TPE
+  sampler, no scheduling overhead at all), otherwise the rest goes to Ray. When Ray already
+  runs in this process (started by the caller, an earlier Ray search or a Ray Train fit), the
+  probe shares the first batch: trials 1..k-1 run as Ray tasks while it runs, so it costs no
+  round of its own. A long probe keeps their results; after a short one, Ray results that are in
+  within half the probe's time are kept and the other tasks are cancelled and run in-process,
+  so a cold Ray worker cannot hold a short search up. When Ray is not running, trial 0 runs
+  alone: Ray is never started just for a probe;
 * long independent trials (`ray` backend) run as batches of Ray tasks: Optuna asks for as many
   trials as Ray has CPUs, Ray runs them on its already-started worker processes (no actor per
   trial, no Tune controller, the data placed once in the object store), and the results are
@@ -25,9 +32,16 @@ What this module does instead:
   decisions depend on timing, so an MLP search on Ray is not bit-reproducible (the final model
   is: it is refitted from the chosen parameters with a fixed seed).
 
+Reproducibility: trials are asked in whole batches and told in trial order, and where a trial
+ran never changes its parameters, so for one seed the asked parameters are the same whichever
+way `auto` goes (until an iterative search hands over to Ray Tune): with Ray running, batches
+of k from the start, exactly as the `ray` backend; without, trial 0 alone then batches of k,
+as the `optuna` backend. A timing decision only changes where trials run.
+
 Every trial is appended to the experiment log (JSON lines): family, trial number, the sampler's
-raw parameters, the full parameter set, score, objective, duration and backend. The record is
-enough to re-run the trial with :func:`rerun_trial`.
+raw parameters, the full parameter set, score, objective, duration and the backend that ran it
+(`optuna`: in-process, or `ray`). The record is enough to re-run the trial with
+:func:`rerun_trial`.
 """
 
 from __future__ import annotations
@@ -42,7 +56,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -258,7 +272,7 @@ def tune_family(
     settings.storage_dir = storage_dir
     objective = FamilyObjective(family, data, metric, cfg.seed, settings.threads)
 
-    def ray_objective() -> Any:
+    def ray_objective() -> Any:  # run_search starts Ray (its way) before calling this
         import ray
 
         return FamilyObjective(family, ray.put(data), metric, cfg.seed, settings.threads)
@@ -303,13 +317,14 @@ def run_search(
     """Run `settings.n_trials` trials of `objective` over `space` (see the module docstring).
 
     `backend`: `optuna` (in-process), `ray` (Ray tasks; Ray Tune + ASHA for iterative
-    objectives), `ray_tune` (always Ray Tune) or `auto` (run trial 0 in-process, stay there when
-    it took less than `short_trial_s`). `ray_objective` builds the objective shipped to Ray
-    (e.g. with its data in the object store); `objective` otherwise.
+    objectives), `ray_tune` (always Ray Tune) or `auto` (probe with trial 0 in-process, stay
+    there when it took less than `short_trial_s`). `ray_objective` builds the objective shipped
+    to Ray (e.g. with its data in the object store); `objective` otherwise.
 
-    Trials are asked for in batches of :func:`batch_size` and told in trial order. `auto` and
-    `optuna` run trial 0 alone first (the probe), so `auto` tries the same parameters for the
-    same seed whichever way it goes; `ray` starts with a full batch.
+    Trials are asked for in batches of :func:`batch_size` and told in trial order. `optuna`, and
+    `auto` while Ray is not running, run trial 0 alone first; `ray`, and `auto` while Ray runs
+    (its probe shares the first batch with Ray tasks), start with a full batch. Either way the
+    asked parameters do not depend on which way `auto` went.
     """
     import optuna
 
@@ -337,48 +352,55 @@ def run_search(
         )
         pruner = optuna.pruners.SuccessiveHalvingPruner() if settings.iterative else None
         k = batch_size(settings)
-        solo_first = backend in ("auto", "optuna")
-        if backend == "auto":
-            _prewarm_ray_workers(k)
-        runner: Callable[[list[dict[str, Any]]], list[tuple[float, float, str]]] | None = None
+        # Ray is never started for a probe; when it already runs, the probe overlaps Ray work.
+        overlap = backend == "auto" and k > 1 and _ray_running()
+        solo_first = backend == "optuna" or (backend == "auto" and not overlap)
+        tasks: list[_RayTrials] = []  # created on first use: ships the objective once
+
+        def on_ray() -> _RayTrials:
+            if not tasks:
+                _start_ray(settings)
+                shipped = ray_objective() if ray_objective is not None else objective
+                tasks.append(_RayTrials(shipped, settings))
+            return tasks[0]
+
         budget = settings.time_budget_s
         number = 0
         while number < settings.n_trials:
             if budget is not None and number > 0 and time.perf_counter() - start > budget:
                 break
-            size = 1 if number == 0 and solo_first else min(k, settings.n_trials - number)
+            first = number == 0
+            size = 1 if first and solo_first else min(k, settings.n_trials - number)
             batch = [study.ask() for _ in range(size)]
             params = [space(t) for t in batch]
-            if where == "optuna":
+            if first and overlap and size > 1:
+                results = _probe_beside_ray(
+                    objective, study, batch, params, pruner, on_ray(), settings.short_trial_s
+                )
+            elif where == "optuna":
                 results = [
                     _run_inprocess(objective, study, t, p, pruner)
                     for t, p in zip(batch, params, strict=True)
                 ]
             else:
-                if runner is None:
-                    runner = _ray_task_runner(
-                        ray_objective() if ray_objective is not None else objective, settings
-                    )
-                results = runner(params)
-            for trial, p, (score, dur, state) in zip(batch, params, results, strict=True):
-                if state == "COMPLETE":
-                    study.tell(trial, score)
-                elif state == "PRUNED":
+                results = on_ray().run(params)
+            for trial, p, out in zip(batch, params, results, strict=True):
+                if out.state == "COMPLETE":
+                    study.tell(trial, out.score)
+                elif out.state == "PRUNED":
                     study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 else:
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                value = score if state != "FAIL" else None
-                keep(_record(number, where, dict(trial.params), p, settings, value, state, dur))
+                value = out.score if out.state != "FAIL" else None
+                raw = dict(trial.params)
+                keep(_record(number, out.backend, raw, p, settings, value, out.state, out.seconds))
                 number += 1
-            if (
-                backend == "auto"
-                and number == 1
-                and records[0].duration_s >= settings.short_trial_s
-            ):
+            if backend == "auto" and first and records[0].duration_s >= settings.short_trial_s:
                 where = "ray_tune" if settings.iterative else "ray"
                 if where == "ray_tune":
                     break
     if where == "ray_tune" and len(records) < settings.n_trials:
+        _start_ray(settings)
         shipped = ray_objective() if ray_objective is not None else objective
         _ray_search(shipped, space, settings, records, keep, name)
     done = [r for r in records if r.state == "COMPLETE" and r.score is not None]
@@ -396,6 +418,77 @@ def run_search(
         time.perf_counter() - start,
         records,
     )
+
+
+class _Outcome(NamedTuple):
+    """What running one trial gave, and where it ran."""
+
+    score: float
+    seconds: float
+    state: str
+    backend: str
+
+
+def _start_ray(settings: SearchSettings) -> None:
+    """Start Ray the config's way before anything is shipped: a `ray.put` before `ray.init`
+    starts Ray with Ray's defaults (all CPUs, the dashboard, every worker's log on the
+    console, Ray Train's controller warnings included)."""
+    from mainsail.train.ray_runtime import ensure_ray
+
+    ensure_ray(settings.ray)
+
+
+def _ray_running() -> bool:
+    """Whether Ray is initialised in this process (never imports or starts it)."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    return ray is not None and bool(ray.is_initialized())
+
+
+def _probe_beside_ray(
+    objective: Objective,
+    study: Any,
+    batch: list[Any],
+    params: list[dict[str, Any]],
+    pruner: Any,
+    ray_trials: _RayTrials,
+    short_trial_s: float,
+) -> list[_Outcome]:
+    """The first batch of `auto` while Ray runs: trial 0 (the probe) in-process while trials
+    1..k-1 run as Ray tasks, so the probe costs no round of its own.
+
+    A long probe keeps the Ray results (Ray batches follow). After a short one, a Ray trial is
+    kept only when its result is in within half the probe's time; the others are cancelled and
+    run here, so a cold Ray worker (importing the trial code takes about a second) never holds
+    up a short search. Each trial keeps the parameters it was asked with, so the search does not
+    depend on which of them ran where. An iterative search re-runs them all here after a short
+    probe: in-process trials can be pruned and Ray tasks cannot, which would make the sampler's
+    history depend on timing.
+    """
+    import ray
+
+    refs = ray_trials.submit(params[1:])
+    try:
+        probe = _run_inprocess(objective, study, batch[0], params[0], pruner)
+    except BaseException:
+        for ref in refs:
+            ray.cancel(ref)
+        raise
+    if probe.seconds >= short_trial_s:
+        return [probe, *(ray_trials.result(ref) for ref in refs)]
+    deadline = time.perf_counter() + 0.5 * probe.seconds
+    out = [probe]
+    for i, ref in enumerate(refs, start=1):
+        ready: list[Any] = []
+        if pruner is None:
+            ready, _ = ray.wait([ref], timeout=max(0.0, deadline - time.perf_counter()))
+        if ready:
+            out.append(ray_trials.result(ref))
+        else:
+            ray.cancel(ref)
+            out.append(_run_inprocess(objective, study, batch[i], params[i], pruner))
+    return out
 
 
 def _record(
@@ -417,8 +510,8 @@ def _record(
 
 def _run_inprocess(
     objective: Objective, study: Any, trial: Any, params: dict[str, Any], pruner: Any
-) -> tuple[float, float, str]:
-    """One trial in this process: (score, seconds, state)."""
+) -> _Outcome:
+    """One trial in this process."""
     t0 = time.perf_counter()
     last = [math.nan]
 
@@ -433,30 +526,9 @@ def _run_inprocess(
     try:
         score = float(objective(params, report))
     except _PrunedError:
-        return last[0], time.perf_counter() - t0, "PRUNED"
+        return _Outcome(last[0], time.perf_counter() - t0, "PRUNED", "optuna")
     state = "COMPLETE" if math.isfinite(score) else "FAIL"
-    return score, time.perf_counter() - t0, state
-
-
-def _warm() -> None:
-    """Import what a trial task needs, so the first real batch does not pay for it."""
-    import mainsail.tune.search  # noqa: F401
-
-
-def _prewarm_ray_workers(k: int) -> None:
-    """When Ray already runs, let its idle workers import the trial code during the probe.
-
-    Costs nothing when the probe stays in-process (the workers were idle); Ray is never started
-    here, since short trials must not pay for that.
-    """
-    import sys
-
-    ray = sys.modules.get("ray")
-    if ray is None or not ray.is_initialized():
-        return
-    remote = ray.remote(num_cpus=1)(_warm)
-    for _ in range(k):
-        remote.remote()
+    return _Outcome(score, time.perf_counter() - t0, state, "optuna")
 
 
 def _remote_trial(objective: Objective, params: dict[str, Any]) -> tuple[float, float]:
@@ -466,32 +538,38 @@ def _remote_trial(objective: Objective, params: dict[str, Any]) -> tuple[float, 
     return score, time.perf_counter() - t0
 
 
-def _ray_task_runner(
-    objective: Objective, settings: SearchSettings
-) -> Callable[[list[dict[str, Any]]], list[tuple[float, float, str]]]:
-    """Runs a batch of independent trials as Ray tasks on Ray's already-started workers (no
-    actor per trial, no Tune controller); the objective goes to the object store once."""
-    import ray
+class _RayTrials:
+    """Independent trials as Ray tasks on Ray's already-started workers (no actor per trial, no
+    Tune controller); the objective goes to the object store once."""
 
-    from mainsail.train.ray_runtime import ensure_ray
+    def __init__(self, objective: Objective, settings: SearchSettings) -> None:
+        import ray
 
-    ensure_ray(settings.ray)
-    remote = ray.remote(num_cpus=max(1, settings.threads))(_remote_trial)
-    objective_ref = ray.put(objective)
+        from mainsail.train.ray_runtime import ensure_ray
 
-    def run(batch: list[dict[str, Any]]) -> list[tuple[float, float, str]]:
-        refs = [remote.remote(objective_ref, p) for p in batch]
-        out: list[tuple[float, float, str]] = []
-        for ref in refs:
-            try:
-                score, dur = ray.get(ref)
-                out.append((score, dur, "COMPLETE" if math.isfinite(score) else "FAIL"))
-            except ray.exceptions.RayTaskError as err:
-                logging.getLogger(__name__).warning("trial failed: %s", err)
-                out.append((math.nan, 0.0, "FAIL"))
-        return out
+        ensure_ray(settings.ray)
+        self._remote = ray.remote(num_cpus=max(1, settings.threads))(_remote_trial)
+        self._objective = ray.put(objective)
 
-    return run
+    def submit(self, batch: list[dict[str, Any]]) -> list[Any]:
+        """Start one task per parameter set; returns their object refs."""
+        return [self._remote.remote(self._objective, p) for p in batch]
+
+    @staticmethod
+    def result(ref: Any) -> _Outcome:
+        """Wait for one task's trial."""
+        import ray
+
+        try:
+            score, seconds = ray.get(ref)
+        except ray.exceptions.RayTaskError as err:
+            logging.getLogger(__name__).warning("trial failed: %s", err)
+            return _Outcome(math.nan, 0.0, "FAIL", "ray")
+        return _Outcome(score, seconds, "COMPLETE" if math.isfinite(score) else "FAIL", "ray")
+
+    def run(self, batch: list[dict[str, Any]]) -> list[_Outcome]:
+        """Run a batch at once; results in batch order."""
+        return [self.result(ref) for ref in self.submit(batch)]
 
 
 def _ray_trainable(config: dict[str, Any], objective: Objective, space: Space) -> None:
