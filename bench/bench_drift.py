@@ -18,13 +18,20 @@
    Load: wrk -t1 -c16 (`apt-get install -y wrk`), one row per request, rows rotating through
    real samples (so the sidecar checks varied windows); `--rounds` interleaved rounds of
    `--seconds` each, order reversed every other round; figures are medians over rounds. Any
-   non-2xx answer fails the run. Target: feed on >= 0.95x feed off (req/s), per model.
-   The sidecar runs on the same machine: its checks compete for the CPU, as in a pod.
+   non-2xx answer fails the run. Target: feed on >= 0.95x feed off (req/s), per model, on
+   the worse of the ratio of medians and the median of paired rounds. Two CPU layouts
+   (`--layouts`, see bench/pinning.py) alternate within each round: `shared` (the sidecar
+   and wrk compete with MLServer for the 2 cores) and `pinned` (MLServer alone on CPU 0, as
+   a serving container with its own CPU next to a sidecar container with its own).
+3. The feed's own cost in the serving process, without HTTP and load tool: our runtime
+   in-process (serving env), feed on (live sidecar) vs off, alternating blocks; process CPU
+   per request, median over pairs of blocks (`--blocks`).
 
 Writes bench/results/drift.json (`--part check|serving` re-runs one part and keeps the other's
 last figures). Run on a quiet machine; the load average at the end is recorded.
 
-    .venv/pipeline/bin/python bench/bench_drift.py [--repeats 15] [--seconds 10] [--rounds 3]
+    .venv/pipeline/bin/python bench/bench_drift.py [--repeats 15] [--seconds 6] [--rounds 8]
+        [--layouts shared,pinned] [--blocks 20] [--part all|check|serving]
 """
 
 from __future__ import annotations
@@ -48,6 +55,8 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))  # bench_serving: the iris artifact and wrk's latency parser
+from pinning import parse_layouts  # noqa: E402
+
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
@@ -284,9 +293,13 @@ def _feed_counters(metrics_url: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def bench_serving(seconds: int, rounds: int, connections: int) -> dict[str, Any]:
-    """Part 2 (pipeline env): MLServer + our runtime, drift feed on vs off, under wrk."""
+def bench_serving(
+    seconds: int, rounds: int, connections: int, layouts: list[str], blocks: int
+) -> dict[str, Any]:
+    """Part 2 (pipeline env): MLServer + our runtime, drift feed on vs off, under wrk; then
+    part 3 (the feed's in-process cost) in a serving-env child while the sidecar runs."""
     from bench_serving import build_iris
+    from pinning import LAYOUTS, apply_layout
 
     from mainsail.drift.process import SidecarProcess
     from mainsail.serving.mlserver import (
@@ -325,6 +338,7 @@ def bench_serving(seconds: int, rounds: int, connections: int) -> dict[str, Any]
         write_repository(repo, models, settings)
         bodies = {"iris": _iris_bodies(150), "churn": _churn_bodies(300)}
         with sidecar, MLServerProcess(repo).start([m.name for m in models]) as server:
+            assert server.proc is not None and sidecar.proc is not None
             targets = {
                 f"{model}_{side}": (f"{server.url}/v2/models/{model}-{side}/infer", bodies[model])
                 for model in ("iris", "churn")
@@ -340,14 +354,16 @@ def bench_serving(seconds: int, rounds: int, connections: int) -> dict[str, Any]
             names = list(targets)
             for name in names:  # warm-up; the sidecar loads each reference on first rows
                 wrk_bodies(*targets[name], 2, connections, work)
-            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+            runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+                layout: {name: [] for name in names} for layout in layouts
+            }
             for r in range(rounds):
                 # Alternate the order so neither side always runs on a warmer machine.
                 order = names if r % 2 == 0 else names[::-1]
-                for name in order:
+                for layout, name in ((lay, name) for lay in layouts for name in order):
+                    apply_layout(layout, [server.proc.pid], [sidecar.proc.pid])
                     # CPU per request of the server and the sidecar: less sensitive to a noisy
                     # machine than req/s, and it shows where the feed's cost goes.
-                    assert server.proc is not None and sidecar.proc is not None
                     pids = {"mlserver": server.proc.pid, "sidecar": sidecar.proc.pid}
                     cpu0 = {k: _cpu_s(pid) for k, pid in pids.items()}
                     result = wrk_bodies(*targets[name], seconds, connections, work)
@@ -356,16 +372,42 @@ def bench_serving(seconds: int, rounds: int, connections: int) -> dict[str, Any]
                         result[f"{key}_cpu_ms_per_request"] = round(
                             1000 * spent / max(result["requests"], 1), 4
                         )
-                    runs[name].append(result)
-                    print(f"round {r + 1} {name}: {result}", flush=True)
+                    runs[layout][name].append(result)
+                    print(f"round {r + 1} {layout} {name}: {result}", flush=True)
                     if result["non_2xx"]:
                         raise RuntimeError(f"{name}: {result['non_2xx']} non-2xx answers")
+            apply_layout("shared", [server.proc.pid], [sidecar.proc.pid])
             time.sleep(2)  # let the feeds drain before reading their counters
             counters = _feed_counters(f"http://127.0.0.1:{server.metrics_port}/metrics")
             with urllib.request.urlopen(sidecar.url + "/v1/status", timeout=10) as resp:
                 status = json.loads(resp.read())
+            feed_cost = _run_feed_cost(
+                {"iris": str(iris), "churn": str(churn)}, sidecar.url, blocks
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return {
+        "server": "MLServer 1.7.1 (parallel_workers 0) + mainsail runtime; one model per side",
+        "models": {
+            "iris": "LogisticRegression, [1, 4] `features` request (numpy fast path)",
+            "churn": "ColumnTransformer + LogisticRegression, 14 per-feature inputs (pandas)",
+        },
+        "load": (
+            f"wrk -t1 -c{connections} -d{seconds}s, {rounds} interleaved rounds, median; "
+            "layouts alternate within each round"
+        ),
+        "rows_per_request": 1,
+        "layouts": {layout: LAYOUTS[layout] for layout in layouts},
+        "target_on_over_off_min": 0.95,
+        **{layout: _serving_summary(by_name) for layout, by_name in runs.items()},
+        "feed_rows": {k: v for k, v in counters.items() if k.endswith("-on")},
+        "sidecar_checks": {v: s["checks"] for v, s in status["versions"].items()},
+        "feed_cost_in_process": feed_cost,
+    }
+
+
+def _serving_summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Medians and on/off ratios of one layout's wrk runs."""
     summary = {
         name: {
             key: statistics.median(run[key] for run in rs)
@@ -393,21 +435,96 @@ def bench_serving(seconds: int, rounds: int, connections: int) -> dict[str, Any]
         for model in ("iris", "churn")
     }
     return {
-        "server": "MLServer 1.7.1 (parallel_workers 0) + mainsail runtime; one model per side",
-        "models": {
-            "iris": "LogisticRegression, [1, 4] `features` request (numpy fast path)",
-            "churn": "ColumnTransformer + LogisticRegression, 14 per-feature inputs (pandas)",
-        },
-        "load": f"wrk -t1 -c{connections} -d{seconds}s, {rounds} interleaved rounds, median",
-        "rows_per_request": 1,
         "summary": summary,
         "on_over_off": ratios,
         "on_over_off_paired_median": paired,
-        "target_on_over_off_min": 0.95,
-        "feed_rows": {k: v for k, v in counters.items() if k.endswith("-on")},
-        "sidecar_checks": {v: s["checks"] for v, s in status["versions"].items()},
         "runs": runs,
     }
+
+
+def bench_feed_cost(
+    models: dict[str, str], sidecar_url: str, blocks: int, block_s: float = 0.5
+) -> dict[str, Any]:
+    """Part 3 (serving env): the feed's own cost in the serving process, without HTTP or load
+    tool. Two MainsailRuntime instances per model in this process, one with the feed to the
+    live sidecar and one without; blocks of predict() calls (about `block_s` each) alternate
+    between them, order reversed every other pair, and each block's process CPU time (every
+    thread: the feed thread's JSON and POSTs count) is divided by its requests. The ratio is
+    the median over pairs: a neighbour's load inflates both blocks of one pair alike. Without
+    MLServer's HTTP layer the denominator is smaller than in real serving, so the relative
+    cost comes out higher than there (conservative)."""
+    import asyncio
+
+    from mlserver.settings import ModelParameters, ModelSettings
+    from mlserver.types import InferenceRequest
+
+    from mainsail.serving.runtime import MainsailRuntime
+
+    async def run() -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for model, uri in models.items():
+            bodies = [
+                InferenceRequest.model_validate(b)
+                for b in (_iris_bodies(150) if model == "iris" else _churn_bodies(300))
+            ]
+            sides = {}
+            for side, extra in (("off", {}), ("on", {"drift_url": sidecar_url})):
+                settings = ModelSettings(
+                    name=f"{model}-{side}",
+                    implementation=MainsailRuntime,
+                    parameters=ModelParameters(uri=uri, extra=extra),
+                )
+                runtime = MainsailRuntime(settings)
+                await runtime.load()
+                sides[side] = runtime
+            for runtime in sides.values():  # warm-up
+                start = time.perf_counter()
+                for body in bodies:
+                    await runtime.predict(body)
+            per_block = max(50, int(block_s * len(bodies) / (time.perf_counter() - start)))
+            cpu: dict[str, list[float]] = {"off": [], "on": []}
+            for b in range(blocks):
+                for side in ("off", "on") if b % 2 == 0 else ("on", "off"):
+                    runtime = sides[side]
+                    start = time.process_time()
+                    for i in range(per_block):
+                        await runtime.predict(bodies[i % len(bodies)])
+                    cpu[side].append(1e6 * (time.process_time() - start) / per_block)
+            feeds = {}
+            for side, runtime in sides.items():
+                if side == "on":
+                    feeds = runtime._feed.stats.snapshot()
+                await runtime.unload()  # the on side flushes its queue first
+            pairs = [on / off for on, off in zip(cpu["on"], cpu["off"], strict=True)]
+            result[model] = {
+                "cpu_us_per_request": {s: statistics.median(v) for s, v in cpu.items()},
+                "on_over_off_cpu_paired_median": statistics.median(pairs),
+                "implied_throughput_on_over_off": 1 / statistics.median(pairs),
+                "feed_rows": feeds,
+                "blocks": blocks,
+                "per_block": per_block,
+            }
+        return result
+
+    return asyncio.run(run())
+
+
+def _run_feed_cost(models: dict[str, str], sidecar_url: str, blocks: int) -> dict[str, Any]:
+    """Part 3 in the serving env's python (MLServer and our runtime live there)."""
+    from mainsail.serving.mlserver import find_mlserver
+
+    python = find_mlserver().parent / "python"
+    spec = json.dumps({"models": models, "sidecar_url": sidecar_url, "blocks": blocks})
+    proc = subprocess.run(
+        [str(python), __file__, "--feed-child", spec],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"feed-cost child failed:\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
 
 
 def _post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -424,12 +541,27 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--seconds", type=int, default=10, help="wrk seconds per serving run")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved serving rounds")
+    parser.add_argument("--seconds", type=int, default=6, help="wrk seconds per serving run")
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved serving rounds")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--part", choices=["all", "check", "serving"], default="all")
+    parser.add_argument(
+        "--layouts",
+        default="shared,pinned",
+        help="CPU layouts, alternating within each round: shared (every process on every "
+        "CPU) and/or pinned (MLServer alone on CPU 0, wrk and the sidecar on the others)",
+    )
+    parser.add_argument(
+        "--blocks", type=int, default=20, help="alternating blocks of the in-process feed cost"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--feed-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.feed_child:  # the serving-env child of _run_feed_cost
+        spec = json.loads(args.feed_child)
+        cost = bench_feed_cost(spec["models"], spec["sidecar_url"], spec["blocks"])
+        json.dump(cost, sys.stdout)
+        return 0
 
     if args.child:  # the drift-env child of _run_check: print part 1 as JSON
         json.dump(bench_check(args.repeats), sys.stdout)
@@ -442,7 +574,11 @@ def main() -> int:
     if args.part in ("all", "check"):
         check = _run_check(args.repeats)
     if args.part in ("all", "serving"):
-        serving = bench_serving(args.seconds, args.rounds, args.connections)
+        try:
+            layouts = parse_layouts(args.layouts)
+        except ValueError as err:
+            parser.error(str(err))
+        serving = bench_serving(args.seconds, args.rounds, args.connections, layouts, args.blocks)
     result = {
         "benchmark": "drift",
         "machine": {
@@ -466,20 +602,31 @@ def main() -> int:
             f"{check['ours_over_ksdrift']:.2f} (target <= 1.2)"
         )
         ok = ok and check["ours_over_ksdrift"] <= 1.2
-    if serving is not None and "summary" in serving:
-        for model, ratio in serving["on_over_off"].items():
-            off = serving["summary"][f"{model}_off"]
-            on = serving["summary"][f"{model}_on"]
+    if serving is not None:
+        for layout in serving.get("layouts", {}):
+            result = serving[layout]
+            for model, ratio in result["on_over_off"].items():
+                off = result["summary"][f"{model}_off"]
+                on = result["summary"][f"{model}_on"]
+                paired = result["on_over_off_paired_median"][model]
+                print(
+                    f"serving {model} ({layout}): feed off {off['rps']:.0f} req/s "
+                    f"(p50 {off['p50_ms']:.1f} ms), feed on {on['rps']:.0f} req/s "
+                    f"(p50 {on['p50_ms']:.1f} ms); on/off = {ratio:.3f} (target >= 0.95), "
+                    f"paired rounds {paired:.3f}; server CPU per request "
+                    f"{off['mlserver_cpu_ms_per_request']:.3f} -> "
+                    f"{on['mlserver_cpu_ms_per_request']:.3f} ms, sidecar "
+                    f"{on['sidecar_cpu_ms_per_request']:.3f} ms"
+                )
+                # The worse of the two wrk estimates, as in bench_router.
+                ok = ok and min(ratio, paired) >= 0.95
+        for model, cost in (serving.get("feed_cost_in_process") or {}).items():
+            cpu = cost["cpu_us_per_request"]
             print(
-                f"serving {model}: feed off {off['rps']:.0f} req/s (p50 {off['p50_ms']:.1f} ms), "
-                f"feed on {on['rps']:.0f} req/s (p50 {on['p50_ms']:.1f} ms); "
-                f"on/off = {ratio:.3f} (target >= 0.95), paired rounds "
-                f"{serving['on_over_off_paired_median'][model]:.3f}; server CPU per request "
-                f"{off['mlserver_cpu_ms_per_request']:.3f} -> "
-                f"{on['mlserver_cpu_ms_per_request']:.3f} ms, sidecar "
-                f"{on['sidecar_cpu_ms_per_request']:.3f} ms"
+                f"{model} in process: {cpu['off']:.0f} -> {cpu['on']:.0f} us CPU per request "
+                f"with the feed; implied throughput on/off "
+                f"{cost['implied_throughput_on_over_off']:.3f}"
             )
-            ok = ok and ratio >= 0.95
     print(f"load average at end: {os.getloadavg()}")
     return 0 if ok else 1
 

@@ -16,12 +16,19 @@ added p50 follows the router's share of the CPU. The `-c1` runs (one request in 
 queues) are reported as the unsaturated added latency, for information. Then a `--soak` second
 run through the router must have zero errors (non-2xx answers and socket errors).
 
+Two CPU layouts (`--layouts`, bench/pinning.py) alternate round by round: `shared` (MLServer,
+the router and wrk all compete for the cores; at saturation every microsecond of router CPU
+is taken from MLServer) and `pinned` (MLServer alone on CPU 0, the router and wrk on the
+others, as on a cluster where the router and the model server are separate pods). Each
+layout gets its own figures and checks.
+
 Before that, a micro-benchmark measures the router's own CPU per request against a trivial
 upstream that answers a canned body (no model competing for the CPU); `--compare-ref REF`
 measures the router of a git ref alongside (alternating runs, same load), e.g. the commit
 before a change, for a before/after figure. Results: bench/results/router.json.
 
     .venv/pipeline/bin/python bench/bench_router.py [--duration 10] [--runs 3] [--soak 60]
+        [--layouts shared,pinned]
         [--micro-duration 5 | 0] [--compare-ref f847e26] [--micro-only]
 
 Exits non-zero when a target is missed or the soak run had errors.
@@ -42,6 +49,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from pinning import LAYOUTS, apply_layout, parse_layouts
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -104,6 +113,54 @@ def _lua() -> str:
         f"wrk.body = {json.dumps(json.dumps(BODY))}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
     )
+
+
+_HEADLINE = ("router_added_p50_ms", "router_throughput_ratio", "paired", "unsaturated")
+
+
+def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Medians, the added p50 and the throughput ratio of one layout's runs."""
+    med = {
+        name: {
+            key: statistics.median(r[key] for r in rs)
+            for key in rs[0]
+            if key in ("rps", "p50_ms", "p99_ms") or key.startswith("cpu_us")
+        }
+        for name, rs in runs.items()
+    }
+    # MLServer's own speed drifts between rounds on a shared machine; pairing each router run
+    # with the direct run just before it cancels that drift. The check takes the worse of the
+    # two estimates.
+    pairs = list(zip(runs["direct"], runs["router"], strict=True))
+    paired_p50 = statistics.median(r["p50_ms"] - d["p50_ms"] for d, r in pairs)
+    paired_ratio = statistics.median(r["rps"] / d["rps"] for d, r in pairs)
+    added_p50 = max(med["router"]["p50_ms"] - med["direct"]["p50_ms"], paired_p50)
+    ratio = min(med["router"]["rps"] / med["direct"]["rps"], paired_ratio)
+    return {
+        "raw": runs,
+        "median": med,
+        "router_added_p50_ms": round(added_p50, 3),
+        "router_throughput_ratio": round(ratio, 3),
+        "paired": {
+            "what": "median over rounds of (router run - the direct run before it)",
+            "router_added_p50_ms": round(paired_p50, 3),
+            "router_throughput_ratio": round(paired_ratio, 3),
+            "router_added_p50_ms_per_round": [
+                round(r["p50_ms"] - d["p50_ms"], 2) for d, r in pairs
+            ],
+        },
+        "unsaturated": {
+            "what": (
+                "wrk -c1: one request in flight, no queueing anywhere; the added p50 is the "
+                "router's own latency per request. Not the target (the target is -c16 above)."
+            ),
+            "router_added_p50_ms": round(
+                med["router_c1"]["p50_ms"] - med["direct_c1"]["p50_ms"], 3
+            ),
+            "direct_p50_ms": med["direct_c1"]["p50_ms"],
+            "router_p50_ms": med["router_c1"]["p50_ms"],
+        },
+    }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -303,6 +360,12 @@ def main() -> int:
         help="also measure the router of this git ref (e.g. a commit before a change) in the "
         "micro-benchmark, alternating runs with the working tree's",
     )
+    parser.add_argument(
+        "--layouts",
+        default="shared,pinned",
+        help="CPU layouts to measure, alternating round by round: shared (every process on "
+        "every CPU) and/or pinned (MLServer alone on CPU 0, the rest on the other CPUs)",
+    )
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
@@ -331,6 +394,10 @@ def main() -> int:
     from mainsail.stack.manager import down, up
     from mainsail.stack.process import read_state
 
+    try:
+        layouts = parse_layouts(args.layouts)
+    except ValueError as err:
+        parser.error(str(err))
     workdir = Path(tempfile.mkdtemp(prefix="bench-router-"))
     os.environ["MAINSAIL_ROUTER_TOKEN"] = "bench"
     cfg = stack_config(workdir, seaweedfs=False, providers=["mlserver", "router"])
@@ -348,7 +415,9 @@ def main() -> int:
         ("direct_c1", direct, 1),
         ("router_c1", routed, 1),
     )
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _url, _c in sides}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        layout: {name: [] for name, _url, _c in sides} for layout in layouts
+    }
     try:
         up(cfg)
         # Both variants on the champion's server: the backend's capacity is the same with and
@@ -364,18 +433,25 @@ def main() -> int:
         )
         r.raise_for_status()
         pids = {p.name: p.pid for p in read_state(cfg.stack.data_dir)}
+        server = [pid for name, pid in pids.items() if name == "mlserver-champion"]
+        others = [pid for name, pid in pids.items() if name != "mlserver-champion"]
+
         for url in (direct, routed):  # warm-up, not recorded
             wrk(url, 3, script)
+        # Layouts alternate round by round, so both see the same drift of the machine.
         for i in range(args.runs):
-            for name, url, connections in sides:
-                before = {n: cpu_seconds(pid) for n, pid in pids.items()}
-                result = wrk(url, args.duration, script, connections=connections)
-                # CPU per request is robust to other load on the machine, unlike req/s.
-                for proc, pid in pids.items():
-                    used = cpu_seconds(pid) - before[proc]
-                    result[f"cpu_us_per_req_{proc}"] = round(1e6 * used / result["requests"], 1)
-                runs[name].append(result)
-                print(f"run {i + 1} {name}: {result}", flush=True)
+            for layout in layouts:
+                apply_layout(layout, server, others)
+                for name, url, connections in sides:
+                    before = {n: cpu_seconds(pid) for n, pid in pids.items()}
+                    result = wrk(url, args.duration, script, connections=connections)
+                    # CPU per request is robust to other load on the machine, unlike req/s.
+                    for proc, pid in pids.items():
+                        used = cpu_seconds(pid) - before[proc]
+                        result[f"cpu_us_per_req_{proc}"] = round(1e6 * used / result["requests"], 1)
+                    runs[layout][name].append(result)
+                    print(f"run {i + 1} {layout} {name}: {result}", flush=True)
+        apply_layout("shared", server, others)
         soak = wrk(routed, args.soak, script) if args.soak > 0 else None
         if soak is not None:
             print(f"soak {args.soak}s through the router: {soak}", flush=True)
@@ -383,40 +459,25 @@ def main() -> int:
         down(cfg)
         shutil.rmtree(workdir, ignore_errors=True)
 
-    med = {
-        name: {
-            key: statistics.median(r[key] for r in rs)
-            for key in rs[0]
-            if key in ("rps", "p50_ms", "p99_ms") or key.startswith("cpu_us")
-        }
-        for name, rs in runs.items()
-    }
-    # MLServer's own speed drifts between rounds on a shared machine; pairing each router run
-    # with the direct run just before it cancels that drift. The check takes the worse of the
-    # two estimates.
-    pairs = list(zip(runs["direct"], runs["router"], strict=True))
-    paired_p50 = statistics.median(r["p50_ms"] - d["p50_ms"] for d, r in pairs)
-    paired_ratio = statistics.median(r["rps"] / d["rps"] for d, r in pairs)
-    added_p50 = max(med["router"]["p50_ms"] - med["direct"]["p50_ms"], paired_p50)
-    ratio = min(med["router"]["rps"] / med["direct"]["rps"], paired_ratio)
-    added_p50_c1 = med["router_c1"]["p50_ms"] - med["direct_c1"]["p50_ms"]
+    results = {layout: summarize(by_side) for layout, by_side in runs.items()}
     soak_errors = (soak["non_2xx"] + soak["socket_errors"]) if soak else None
-    checks = {
-        "router_adds_at_most_1ms_p50": added_p50 <= 1.0,
-        "router_keeps_0.8x_throughput": ratio >= 0.8,
-        "soak_zero_errors": soak_errors == 0 if soak else None,
-    }
+    checks: dict[str, bool | None] = {}
+    for layout, res in results.items():
+        checks[f"{layout}: router_adds_at_most_1ms_p50"] = res["router_added_p50_ms"] <= 1.0
+        checks[f"{layout}: router_keeps_0.8x_throughput"] = res["router_throughput_ratio"] >= 0.8
+    checks["soak_zero_errors"] = soak_errors == 0 if soak else None
     report = {
         "benchmark": "router",
         "tool": (
             "wrk 4.1.0 (Debian package wrk), -t1 -c16 --latency (targets) and -t1 -c1 "
             "(unsaturated, for information), POST one iris row; runs alternate "
-            "direct, router, direct_c1, router_c1"
+            "direct, router, direct_c1, router_c1, and layouts alternate round by round"
         ),
         "model": (
             "iris LogisticRegression; MLServer 1.7.1 stock sklearn runtime, parallel_workers 0"
         ),
         "split": "router 90/10, both variants on the baseline's MLServer process",
+        "layouts": {layout: LAYOUTS[layout] for layout in layouts},
         "duration_s": args.duration,
         "runs": args.runs,
         "machine": {
@@ -427,27 +488,7 @@ def main() -> int:
             "load_average_at_end": os.getloadavg(),
         },
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "raw": runs,
-        "median": med,
-        "router_added_p50_ms": round(added_p50, 3),
-        "router_throughput_ratio": round(ratio, 3),
-        "paired": {
-            "what": "median over rounds of (router run - the direct run before it)",
-            "router_added_p50_ms": round(paired_p50, 3),
-            "router_throughput_ratio": round(paired_ratio, 3),
-            "router_added_p50_ms_per_round": [
-                round(r["p50_ms"] - d["p50_ms"], 2) for d, r in pairs
-            ],
-        },
-        "unsaturated": {
-            "what": (
-                "wrk -c1: one request in flight, no queueing anywhere; the added p50 is the "
-                "router's own latency per request. Not the target (the target is -c16 above)."
-            ),
-            "router_added_p50_ms": round(added_p50_c1, 3),
-            "direct_p50_ms": med["direct_c1"]["p50_ms"],
-            "router_p50_ms": med["router_c1"]["p50_ms"],
-        },
+        **results,
         "micro": (
             {
                 "what": (
@@ -469,12 +510,10 @@ def main() -> int:
     print(
         json.dumps(
             {
-                "median": med,
-                "added_p50_ms": added_p50,
-                "ratio": ratio,
-                "added_p50_ms_c1_unsaturated": added_p50_c1,
-                **checks,
+                layout: {k: v for k, v in res.items() if k in _HEADLINE}
+                for layout, res in results.items()
             }
+            | {"checks": checks}
         )
     )
     return 0 if all(v is not False for v in checks.values()) else 1

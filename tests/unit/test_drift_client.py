@@ -146,6 +146,23 @@ def test_queued_batches_of_one_version_are_merged_but_versions_are_not_mixed() -
         slow.close()
 
 
+def test_linger_merges_a_burst_and_a_half_full_queue_cuts_it_short(receiver: _Receiver) -> None:
+    # A 30 s linger: the test would time out if the half-full wake-up did not end it early.
+    feed = DriftFeed(receiver.url, max_queue=20, linger_s=30.0)
+    try:
+        started = time.monotonic()
+        for i in range(11):  # the first is taken by the thread; then 10 queued = half of 20
+            feed.submit("churn", "1", _rows(1, start=i))
+            time.sleep(0.01)
+        assert feed.flush(10)
+        assert time.monotonic() - started < 10
+        assert receiver.rows() == 11
+        assert len(receiver.bodies) < 11  # merged into fewer POSTs than batches
+        assert [r["x"] for b in receiver.bodies for r in b["rows"]] == [float(i) for i in range(11)]
+    finally:
+        feed.close()
+
+
 def test_submit_after_close_is_dropped(receiver: _Receiver) -> None:
     feed = DriftFeed(receiver.url)
     feed.close()
@@ -166,6 +183,19 @@ def test_encode_batch_turns_numpy_nan_and_na_into_json() -> None:
         "rows": [{"x": 1.5, "n": 3, "b": True, "m": None, "p": None}],
         "predictions": [0.25],
     }
+
+
+def test_merged_pre_encoded_batches_post_the_same_json_as_encode_batch(receiver: _Receiver) -> None:
+    first = [{"x": 1.5, "c": "a", "n": np.float32(2.0)}]
+    second = [{"x": float("nan"), "c": None, "n": np.int64(3)}, {"x": 0.0, "c": "b", "n": 1}]
+    feed = DriftFeed(receiver.url, linger_s=0.5)
+    feed.submit("churn", "1", first, [np.int64(0)])
+    feed.submit("churn", "1", second, ["1", 0])
+    assert feed.flush(10)
+    feed.close()
+    expected = json.loads(encode_batch("churn", "1", first + second, [0, "1", 0]))
+    assert receiver.bodies == [expected]
+    assert expected["rows"][1] == {"x": None, "c": None, "n": 3}
 
 
 def test_max_queue_must_be_positive() -> None:

@@ -57,22 +57,12 @@ def split_summary(lineage: dict[str, Any]) -> dict[str, Any]:
 def observations(raw: pd.DataFrame, cfg: ProjectConfig) -> pd.DataFrame:
     """The data file's rows as feature observations: timestamps parsed, exact duplicates
     dropped, rows without a target kept (their features were observed all the same)."""
-    from mainsail.data.validate import (
-        ValidationReport,
-        _Checker,
-        _exact_duplicates,
-        _parse_timestamps,
-    )
+    from mainsail.data.validate import observations_without_duplicates
 
     data = cfg.data
-    frame = raw.copy(deep=False)
     # The first validation already checked these columns; its notes are not repeated here.
-    check = _Checker(ValidationReport(source="", rows_loaded=len(raw), n_columns=0, target=""))
-    for name in (data.event_timestamp, data.label_timestamp):
-        if name:
-            frame[name] = _parse_timestamps(frame[name], name, check)
-    frame = frame.loc[~_exact_duplicates(frame)]
-    return frame.reset_index(drop=True)
+    stamps = [name for name in (data.event_timestamp, data.label_timestamp) if name]
+    return observations_without_duplicates(raw, stamps)
 
 
 def missing_by_view(frame: pd.DataFrame, views: dict[str, list[str]]) -> dict[str, int]:

@@ -238,6 +238,21 @@ def _suggest(name: str, columns: list[str]) -> str:
     return f"; did you mean {match[0]!r}?" if match else ""
 
 
+def observations_without_duplicates(
+    raw: pd.DataFrame, timestamp_columns: list[str]
+) -> pd.DataFrame:
+    """`raw` with `timestamp_columns` parsed to UTC as validation parses them (a value that
+    does not parse raises the same DataError) and exact duplicate rows dropped; the rows are
+    otherwise untouched (rows without a target stay). The Feast data stage writes these as
+    feature observations after the data file passed validation."""
+    frame = raw.copy(deep=False)
+    check = _Checker(ValidationReport(source="", rows_loaded=len(raw), n_columns=0, target=""))
+    for name in timestamp_columns:
+        frame[name] = _parse_timestamps(frame[name], name, check)
+    frame = frame.loc[~_exact_duplicates(frame)]
+    return frame.reset_index(drop=True)
+
+
 def _exact_duplicates(frame: pd.DataFrame) -> np.ndarray:
     """Rows equal to an earlier row in every column (the first copy is not marked).
 

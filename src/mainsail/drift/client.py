@@ -9,6 +9,10 @@ bounded in-memory queue and one daemon thread that posts batches to the sidecar:
   `failed_rows`), never an exception in the caller;
 * consecutive queued batches of the same model version are merged into one POST (the thread
   lingers `linger_s` after the first one), so a busy server sends fewer, larger requests;
+* `submit()` encodes its rows to JSON bytes at once: the queue then holds no Python containers
+  that outlive the request (which made the garbage collector run on a serving path that
+  otherwise allocates none for long), and the thread only joins bytes and sends them, so it
+  seldom needs the GIL the serving thread runs on;
 * POSTs reuse one keep-alive connection: a new TCP connection (and, at the sidecar, a new
   handler thread) per POST cost both processes more CPU than the rows themselves.
 
@@ -102,6 +106,16 @@ def _default(value: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
+def _encode_items(values: Sequence[Any]) -> bytes:
+    """A JSON array's items without the brackets: `[a, b]` -> `a,b` (a fragment that joins
+    with others by commas). NaN, numpy and pandas values as in `encode_batch`."""
+    try:
+        text = json.dumps(values, separators=(",", ":"), default=_default, allow_nan=False)
+    except (TypeError, ValueError):
+        text = json.dumps(_jsonable(list(values)), separators=(",", ":"))
+    return text[1:-1].encode()
+
+
 def encode_batch(
     model: str,
     version: str,
@@ -149,10 +163,11 @@ class DriftFeed:
         self.linger_s = linger_s
         self.stats = FeedStats()
         self._on_error = on_error
-        self._queue: queue.Queue[tuple[str, str, list[Any], list[Any] | None] | None] = queue.Queue(
-            maxsize=max_queue
-        )
+        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=max_queue)
         self._closed = threading.Event()
+        # Ends a linger early: set by submit() when the queue reaches half full, and by close().
+        self._wake = threading.Event()
+        self._half = max(1, max_queue // 2)
         self._thread = threading.Thread(target=self._run, name="drift-feed", daemon=True)
         self._thread.start()
 
@@ -170,13 +185,26 @@ class DriftFeed:
         if self._closed.is_set():
             self.stats.add("dropped_rows", n)
             return False
-        item = (model, str(version), list(rows), None if predictions is None else list(predictions))
+        try:
+            item = _Item(
+                model,
+                str(version),
+                n,
+                _encode_items(rows),
+                None if predictions is None else _encode_items(predictions),
+            )
+        except (TypeError, ValueError) as err:  # never the caller's problem
+            self.stats.add("dropped_rows", n)
+            self.stats.last_error = f"drift feed: rows could not be encoded: {err}"
+            return False
         try:
             self._queue.put_nowait(item)
         except queue.Full:
             self.stats.add("dropped_rows", n)
             return False
         self.stats.add("submitted_rows", n)
+        if self._queue.qsize() >= self._half:
+            self._wake.set()
         return True
 
     def pending(self) -> int:
@@ -198,6 +226,7 @@ class DriftFeed:
             return
         self.flush(timeout_s)
         self._closed.set()
+        self._wake.set()
         with contextlib.suppress(queue.Full):
             self._queue.put_nowait(None)
         self._thread.join(timeout_s)
@@ -220,60 +249,51 @@ class DriftFeed:
             if item is None:
                 self._queue.task_done()
                 return
-            model, version, rows, preds = item
+            batch = [item]
             taken = 1
             # Let a few more batches arrive: fewer, larger POSTs cost serving less CPU.
             if self.linger_s > 0 and not self._closed.is_set():
                 self._linger()
             # Merge what else is already queued for the same model version into one POST.
-            while len(rows) < self.max_merge_rows:
+            rows = item.rows
+            while rows < self.max_merge_rows:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 taken += 1
-                if (
-                    nxt is None
-                    or nxt[0] != model
-                    or nxt[1] != version
-                    or ((nxt[3] is None) != (preds is None))
-                ):
-                    self._send(model, version, rows, preds)
+                if nxt is None or not nxt.joins(batch[0]):
+                    self._send(batch)
                     if nxt is None:
                         for _ in range(taken):
                             self._queue.task_done()
                         return
-                    model, version, rows, preds = nxt
+                    batch, rows = [nxt], nxt.rows
                     continue
-                rows.extend(nxt[2])  # lists copied by submit(): ours to grow
-                if preds is not None and nxt[3] is not None:
-                    preds.extend(nxt[3])
-            self._send(model, version, rows, preds)
+                batch.append(nxt)
+                rows += nxt.rows
+            self._send(batch)
             for _ in range(taken):
                 self._queue.task_done()
 
     def _linger(self) -> None:
         """Wait up to `linger_s` for more batches, less when the queue is half full (a long
-        linger on a busy server must not fill the queue and drop rows)."""
-        deadline = time.monotonic() + self.linger_s
-        step = min(self.linger_s, 0.02)
-        half = max(1, self._queue.maxsize // 2)
-        while not self._closed.is_set() and self._queue.qsize() < half:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            time.sleep(min(step, left))
+        linger on a busy server must not fill the queue and drop rows). One timed wait, not a
+        polling loop: each wake-up of this thread takes the GIL from the serving thread."""
+        self._wake.clear()
+        if self._queue.qsize() < self._half:
+            self._wake.wait(self.linger_s)
 
-    def _send(self, model: str, version: str, rows: list[Any], preds: list[Any] | None) -> None:
+    def _send(self, batch: list[_Item]) -> None:
+        n = sum(item.rows for item in batch)
         try:
-            body = encode_batch(model, version, rows, preds)
-            status, answer = self._post(body)
+            status, answer = self._post(_Item.body(batch))
             if status >= 300:
                 raise _RefusedError(f"HTTP {status}: {answer[:200].decode(errors='replace')}")
-            self.stats.add("sent_rows", len(rows))
+            self.stats.add("sent_rows", n)
         except (OSError, http.client.HTTPException, _RefusedError, ValueError, TypeError) as err:
             message = f"drift feed: POST {self.url} failed: {err}".strip()
-            self.stats.add("failed_rows", len(rows))
+            self.stats.add("failed_rows", n)
             self.stats.last_error = message
             if self._on_error is not None:
                 self._on_error(message)
@@ -319,6 +339,38 @@ class DriftFeed:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One submitted batch, already encoded: `encoded_rows` and `encoded_predictions` are JSON
+    array items without brackets (see `_encode_items`)."""
+
+    model: str
+    version: str
+    rows: int
+    encoded_rows: bytes
+    encoded_predictions: bytes | None
+
+    def joins(self, first: _Item) -> bool:
+        """Whether this batch can go in the same POST as `first`."""
+        return (
+            self.model == first.model
+            and self.version == first.version
+            and (self.encoded_predictions is None) == (first.encoded_predictions is None)
+        )
+
+    @staticmethod
+    def body(batch: Sequence[_Item]) -> bytes:
+        """The POST body of batches that join (the same JSON as `encode_batch`)."""
+        first = batch[0]
+        head = json.dumps({"model": first.model, "version": first.version}, separators=(",", ":"))
+        parts = [head[:-1].encode(), b',"rows":[', b",".join(i.encoded_rows for i in batch), b"]"]
+        if first.encoded_predictions is not None:
+            preds = b",".join(i.encoded_predictions or b"" for i in batch)
+            parts += [b',"predictions":[', preds, b"]"]
+        parts.append(b"}")
+        return b"".join(parts)
 
 
 class _RefusedError(Exception):

@@ -6,14 +6,11 @@ start it as `<drift python> -m mainsail.drift serve …`. Standard library only.
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
+
+from mainsail.childproc import HttpChild
 
 __all__ = ["SidecarError", "SidecarProcess", "drift_python", "sidecar_argv"]
 
@@ -56,8 +53,11 @@ def sidecar_argv(
     return argv
 
 
-class SidecarProcess:
-    """A sidecar subprocess; `start()` waits for `/healthz`."""
+class SidecarProcess(HttpChild):
+    """A sidecar subprocess; `start()` waits for `/healthz` (see `mainsail.childproc`)."""
+
+    what = "the drift sidecar"
+    error = SidecarError
 
     def __init__(
         self,
@@ -71,51 +71,10 @@ class SidecarProcess:
         env: Mapping[str, str] | None = None,
         extra_args: list[str] | None = None,
     ) -> None:
-        self.url = f"http://{host}:{port}"
-        self.argv = sidecar_argv(
+        argv = sidecar_argv(
             drift_python(python), host=host, port=port, reference=reference, settings=settings
         ) + list(extra_args or [])
-        self.log = log
-        self.env = dict(env) if env is not None else None
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(argv, log, f"http://{host}:{port}", env)
 
     def start(self, timeout_s: float = 90.0) -> SidecarProcess:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as handle:
-            self.proc = subprocess.Popen(
-                self.argv, stdout=handle, stderr=subprocess.STDOUT, env=self.env
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as resp:
-                    if resp.status == 200:
-                        return self
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        self.stop()
-        tail = self.log.read_text(errors="replace")[-3000:]
-        raise SidecarError(
-            f"the drift sidecar did not start at {self.url}; log {self.log}:\n{tail}"
-        )
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-    def __enter__(self) -> SidecarProcess:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        return super().start(timeout_s)

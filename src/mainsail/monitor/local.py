@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Any
+
+from mainsail.childproc import HttpChild
 
 __all__ = [
     "LocalAlertmanager",
@@ -66,41 +65,13 @@ def alertmanager_argv(config: Path, data_dir: Path, host: str, port: int) -> lis
     ]
 
 
-class _Process:
+class _Process(HttpChild):
+    ready_path = "/-/ready"
+    error = MonitorProcessError
+
     def __init__(self, argv: list[str], log: Path, url: str) -> None:
-        self.argv = argv
-        self.log = log
-        self.url = url
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout_s: float = 30.0) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as handle:
-            self.proc = subprocess.Popen(self.argv, stdout=handle, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        self.stop()
-        tail = self.log.read_text(errors="replace")[-2000:]
-        raise MonitorProcessError(f"{self.argv[0]} did not become ready at {self.url}:\n{tail}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
+        super().__init__(argv, log, url)
+        self.what = Path(argv[0]).name
 
     def get_json(self, path: str, **params: str) -> Any:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
@@ -134,15 +105,6 @@ class LocalPrometheus(_Process):
         alerts: list[dict[str, Any]] = self.get_json("/api/v1/alerts")["data"]["alerts"]
         return alerts
 
-    def __enter__(self) -> LocalPrometheus:
-        self.start()
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
 
 class LocalAlertmanager(_Process):
     """`alertmanager` with `config` on `host:port`, data under `workdir`."""
@@ -158,12 +120,3 @@ class LocalAlertmanager(_Process):
     def alerts(self) -> list[dict[str, Any]]:
         alerts: list[dict[str, Any]] = self.get_json("/api/v2/alerts")
         return alerts
-
-    def __enter__(self) -> LocalAlertmanager:
-        self.start()
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
