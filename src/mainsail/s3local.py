@@ -23,7 +23,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+from mainsail.ports import free_port
 
 if TYPE_CHECKING:
     from minio import Minio
@@ -80,13 +81,6 @@ class S3Endpoint:
             secret_key=self.secret_key,
             secure=self.secure,
         )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def find_weed(explicit: str | Path | None = None) -> Path:

@@ -25,7 +25,7 @@ from mainsail.monitor.prometheus import (
 )
 from mainsail.monitor.rules import render_rules
 from mainsail.monitor.trigger import RetrainAction, RetrainTrigger, TriggerServer
-from mainsail.s3local import free_port
+from mainsail.ports import free_port
 from mainsail.settings.monitor import AlertRulesConfig, MonitorConfig, RetrainTriggerConfig
 
 __all__ = ["ChainSettings", "MonitoringChain"]

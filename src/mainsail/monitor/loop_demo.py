@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -36,16 +35,11 @@ import pandas as pd
 import yaml
 
 from mainsail.config import ProjectConfig, load_config
+from mainsail.ports import free_port
 
 REPO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "churn.yaml"
 DRIFT = 0.8
 BATCH_ROWS = 50
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _demo_overrides(workdir: Path, rows: int) -> dict[str, Any]:

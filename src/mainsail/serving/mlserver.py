@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from mainsail.ports import free_port
+
 if TYPE_CHECKING:
     from mainsail.settings.features import FeaturesConfig
     from mainsail.settings.registry import RegistryConfig
@@ -43,6 +44,7 @@ __all__ = [
     "MLServerError",
     "MLServerProcess",
     "ServedModel",
+    "free_port",
     "registry_model",
     "server_settings",
     "write_repository",
@@ -144,13 +146,6 @@ def serving_options(
     if serving.drift_url:
         options["drift_url"] = serving.drift_url
     return options
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def server_settings(

@@ -132,7 +132,8 @@ def seaweedfs_credentials(ctx: StackContext) -> tuple[str, str]:
 def _seaweedfs(ctx: StackContext) -> list[ProcessSpec]:
     if not ctx.config.stack.seaweedfs:
         return []
-    from mainsail.s3local import find_weed, free_port
+    from mainsail.ports import free_port
+    from mainsail.s3local import find_weed
 
     host, port = ctx.host, ctx.config.stack.s3_port
     root = ctx.data_dir / "seaweedfs"

@@ -19,9 +19,21 @@ def ensure_ray(ray_cfg: RayConfig) -> int:
             "include_dashboard": False,
             "log_to_driver": False,
             "configure_logging": False,
+            "runtime_env": {
+                "worker_process_setup_hook": "mainsail.train.ray_runtime.preload_worker_modules"
+            },
         }
         if ray_cfg.address:
             ray.init(address=ray_cfg.address, **kwargs)  # type: ignore[arg-type]
         else:
             ray.init(num_cpus=ray_cfg.num_cpus, **kwargs)  # type: ignore[arg-type]
     return int(ray.cluster_resources().get("CPU", 1))
+
+
+def preload_worker_modules() -> None:
+    """Ray worker set-up hook: import pandas and scikit-learn once, in the worker's main
+    thread, before it runs a task. A worker importing them from two threads at once (a task
+    and Ray's own threads) can see a half-initialised pandas ("partially initialized module
+    'pandas' has no attribute '_pandas_datetime_CAPI'"), which failed a tuning trial in CI."""
+    import pandas  # noqa: F401
+    import sklearn.base  # noqa: F401

@@ -8,7 +8,6 @@ Everything runs against real Feast (local provider, file offline store) and the 
 
 from __future__ import annotations
 
-import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,12 +23,6 @@ REDIS_URL = "redis://127.0.0.1:6379/13"
 
 PROFILE = ["contract", "plan", "region", "paperless_billing", "num_devices"]
 ACTIVITY = ["tenure_months", "monthly_charges", "total_charges", "satisfaction_score"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def make_config(

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from feast_testkit import ACTIVITY, PROFILE, T0, free_port, make_config
+from feast_testkit import ACTIVITY, PROFILE, T0, make_config
 
 from mainsail.config import ProjectConfig
 from mainsail.features import store
@@ -23,6 +23,7 @@ from mainsail.features.errors import (
     OnlineStoreUnavailableError,
     RegistryError,
 )
+from mainsail.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

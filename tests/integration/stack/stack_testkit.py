@@ -4,30 +4,16 @@ champion and challenger, and the real router, all started by `mainsail.stack.man
 from __future__ import annotations
 
 import json
-import socket
 import sys
 from pathlib import Path
 
 from mainsail.config import ProjectConfig, parse_config
+from mainsail.ports import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 # The real-HTTP helpers of the router unit tests (ServerThread, the fake Kubernetes API).
 sys.path.insert(0, str(REPO / "tests" / "unit"))
 TOKEN = "stack-test-token"
-
-
-_GIVEN: set[int] = set()
-
-
-def free_port() -> int:
-    """A free loopback port not handed out before in this test session."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in _GIVEN:
-            _GIVEN.add(port)
-            return port
 
 
 def write_iris_model(folder: Path, version: str, c: float) -> Path:
