@@ -31,6 +31,8 @@ LAYOUTS = {
 SERVER_CPUS = frozenset({0})
 """Where the pinned layout runs the model server."""
 
+_ALL_CPUS = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else frozenset()
+
 
 def parse_layouts(text: str) -> list[str]:
     """`shared`, `pinned` or both, comma-separated; ValueError with the reason otherwise."""
@@ -47,16 +49,13 @@ def apply_layout(layout: str, servers: Iterable[int], others: Iterable[int]) -> 
     """Lay out the process trees of `servers` and `others`, and this process (whose children,
     the load tool among them, inherit it). Call it before each measured run."""
     everything = _ALL_CPUS
-    rest = set(everything) - SERVER_CPUS
+    rest = everything - SERVER_CPUS
     pinned = layout == "pinned"
     for pid in servers:
         _pin_tree(pid, SERVER_CPUS if pinned else everything)
     for pid in others:
         _pin_tree(pid, rest if pinned else everything)
     os.sched_setaffinity(0, rest if pinned else everything)
-
-
-_ALL_CPUS = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else frozenset()
 
 
 def _pin_tree(pid: int, cpus: Iterable[int]) -> None:

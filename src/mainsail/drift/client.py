@@ -109,10 +109,12 @@ def _default(value: Any) -> Any:
 def _encode_items(values: Sequence[Any]) -> bytes:
     """A JSON array's items without the brackets: `[a, b]` -> `a,b` (a fragment that joins
     with others by commas). NaN, numpy and pandas values as in `encode_batch`."""
+    # A list at the top, always: `_default` would turn a one-element numpy array into a scalar.
+    items = values if isinstance(values, list) else list(values)
     try:
-        text = json.dumps(values, separators=(",", ":"), default=_default, allow_nan=False)
+        text = json.dumps(items, separators=(",", ":"), default=_default, allow_nan=False)
     except (TypeError, ValueError):
-        text = json.dumps(_jsonable(list(values)), separators=(",", ":"))
+        text = json.dumps(_jsonable(items), separators=(",", ":"))
     return text[1:-1].encode()
 
 
@@ -122,19 +124,9 @@ def encode_batch(
     rows: Sequence[Mapping[str, Any]],
     predictions: Sequence[Any] | None = None,
 ) -> bytes:
-    """The JSON body the sidecar's `POST /v1/rows` takes (NaN and pandas.NA become null)."""
-    body: dict[str, Any] = {"model": model, "version": str(version), "rows": rows}
-    if predictions is not None:
-        body["predictions"] = predictions
-    try:
-        # Fast path: plain Python values and numpy scalars, no NaN.
-        return json.dumps(body, separators=(",", ":"), default=_default, allow_nan=False).encode()
-    except (TypeError, ValueError):
-        pass
-    body["rows"] = [_jsonable(dict(r)) for r in rows]
-    if predictions is not None:
-        body["predictions"] = _jsonable(list(predictions))
-    return json.dumps(body, separators=(",", ":")).encode()
+    """The JSON body the sidecar's `POST /v1/rows` takes (NaN and pandas.NA become null).
+    The same encoding as a feed's POST of merged batches: one definition of the body."""
+    return _Item.body([_Item.encode(model, version, rows, predictions)])
 
 
 class DriftFeed:
@@ -186,13 +178,7 @@ class DriftFeed:
             self.stats.add("dropped_rows", n)
             return False
         try:
-            item = _Item(
-                model,
-                str(version),
-                n,
-                _encode_items(rows),
-                None if predictions is None else _encode_items(predictions),
-            )
+            item = _Item.encode(model, version, rows, predictions)
         except (TypeError, ValueError) as err:  # never the caller's problem
             self.stats.add("dropped_rows", n)
             self.stats.last_error = f"drift feed: rows could not be encoded: {err}"
@@ -351,6 +337,18 @@ class _Item:
     rows: int
     encoded_rows: bytes
     encoded_predictions: bytes | None
+
+    @classmethod
+    def encode(
+        cls,
+        model: str,
+        version: str,
+        rows: Sequence[Mapping[str, Any]],
+        predictions: Sequence[Any] | None,
+    ) -> _Item:
+        """One batch, encoded (TypeError or ValueError if a value cannot be)."""
+        preds = None if predictions is None else _encode_items(predictions)
+        return cls(model, str(version), len(rows), _encode_items(rows), preds)
 
     def joins(self, first: _Item) -> bool:
         """Whether this batch can go in the same POST as `first`."""
