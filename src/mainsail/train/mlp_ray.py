@@ -2,7 +2,9 @@
 
 Each worker trains on its rank's shard of the (already preprocessed) training rows; Ray's
 `prepare_model` wraps the network in DDP when there is more than one worker, and moves it to
-the worker's GPU when `use_gpu` is set. Rank 0 hands the best weights back as a checkpoint.
+the worker's GPU when `use_gpu` is set. Rank 0 hands the best weights back as a checkpoint,
+and reports the device its weights trained on (`MLPFit.device`), so a caller can tell that
+`use_gpu` really put the work on a GPU.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
         sample_weight=None if w is None else w[shard],
         wrap_model=ray.train.torch.prepare_model,
     )
-    metrics = {"best_epoch": fit.best_epoch, "epochs_run": len(fit.history)}
+    metrics = {"best_epoch": fit.best_epoch, "epochs_run": len(fit.history), "device": fit.device}
     if rank == 0:
         with tempfile.TemporaryDirectory() as tmp:
             np.savez(Path(tmp) / _STATE_FILE, **fit.state)  # type: ignore[arg-type]
@@ -105,4 +107,5 @@ def fit_mlp_on_ray(
         with np.load(Path(ckpt) / _STATE_FILE) as npz:
             state = {k: npz[k].copy() for k in npz.files}
         history = json.loads((Path(ckpt) / "history.json").read_text())
-    return MLPFit(state, int((result.metrics or {})["best_epoch"]), history)
+    metrics = result.metrics or {}
+    return MLPFit(state, int(metrics["best_epoch"]), history, str(metrics["device"]))

@@ -101,6 +101,8 @@ class MLPFit:
     state: dict[str, np.ndarray]
     best_epoch: int
     history: list[dict[str, float]]
+    device: str = "cpu"
+    """Where the weights were trained (`cpu`, `cuda:0`, ...): the device of the parameters."""
 
 
 def train_mlp(
@@ -167,7 +169,7 @@ def train_mlp(
             if stale >= params.patience:
                 break
     state = {k: v.detach().cpu().numpy().copy() for k, v in best_state.items()}
-    return MLPFit(state, best_epoch, history)
+    return MLPFit(state, best_epoch, history, str(dev))
 
 
 class TorchMLPModel:
