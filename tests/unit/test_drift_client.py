@@ -1,4 +1,5 @@
-"""DriftFeed, the serving side of the drift feed: never blocks, counts drops, survives outages.
+"""DriftFeed and LoopDriftFeed, the serving side of the drift feed: never blocks, counts drops,
+survives outages.
 
 The receiving end is a real HTTP server in the test (stdlib) whose speed and answers the test
 controls; the real sidecar is exercised in test_drift_sidecar.py and the integration tests.
@@ -6,6 +7,7 @@ controls; the real sidecar is exercised in test_drift_sidecar.py and the integra
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import threading
@@ -17,19 +19,25 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mainsail.drift.client import DriftFeed, encode_batch
+from mainsail.drift.client import DriftFeed, LoopDriftFeed, encode_batch
 from mainsail.s3local import free_port
 
 
 class _Receiver:
-    def __init__(self, delay_s: float = 0.0, status: int = 202) -> None:
+    def __init__(self, delay_s: float = 0.0, status: int = 202, keep_alive: bool = False) -> None:
         self.bodies: list[dict[str, Any]] = []
+        self.peers: list[int] = []
+        """The client port of each POST: one port for many POSTs = a kept-alive connection."""
         self.delay_s = delay_s
         self.status = status
+        self.close_after_next = False
+        """Close the connection after the next answer without saying so (an idle timeout)."""
         self.release = threading.Event()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
             def log_message(self, *args: Any) -> None:
                 pass
 
@@ -38,10 +46,14 @@ class _Receiver:
                 if receiver.delay_s:
                     receiver.release.wait(receiver.delay_s)
                 receiver.bodies.append(body)
+                receiver.peers.append(self.client_address[1])
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"{}")
+                if receiver.close_after_next:
+                    receiver.close_after_next = False
+                    self.close_connection = True
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -147,18 +159,30 @@ def test_queued_batches_of_one_version_are_merged_but_versions_are_not_mixed() -
 
 
 def test_linger_merges_a_burst_and_a_half_full_queue_cuts_it_short(receiver: _Receiver) -> None:
-    # A 30 s linger: the test would time out if the half-full wake-up did not end it early.
+    # A 30 s linger: the rows could only arrive in time if the half-full wake-up ended it.
     feed = DriftFeed(receiver.url, max_queue=20, linger_s=30.0)
     try:
-        started = time.monotonic()
-        for i in range(11):  # the first is taken by the thread; then 10 queued = half of 20
+        for i in range(10):  # the 10th queued batch is half of 20
             feed.submit("churn", "1", _rows(1, start=i))
             time.sleep(0.01)
+        deadline = time.monotonic() + 10
+        while receiver.rows() < 10 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert receiver.rows() == 10
+        assert len(receiver.bodies) < 10  # merged into fewer POSTs than batches
+        assert [r["x"] for b in receiver.bodies for r in b["rows"]] == [float(i) for i in range(10)]
+    finally:
+        feed.close()
+
+
+def test_flush_sends_at_once_instead_of_lingering(receiver: _Receiver) -> None:
+    feed = DriftFeed(receiver.url, linger_s=30.0)
+    try:
+        feed.submit("churn", "1", _rows(3))
+        started = time.monotonic()
         assert feed.flush(10)
         assert time.monotonic() - started < 10
-        assert receiver.rows() == 11
-        assert len(receiver.bodies) < 11  # merged into fewer POSTs than batches
-        assert [r["x"] for b in receiver.bodies for r in b["rows"]] == [float(i) for i in range(11)]
+        assert receiver.rows() == 3
     finally:
         feed.close()
 
@@ -196,6 +220,39 @@ def test_merged_pre_encoded_batches_post_the_same_json_as_encode_batch(receiver:
     expected = json.loads(encode_batch("churn", "1", first + second, [0, "1", 0]))
     assert receiver.bodies == [expected]
     assert expected["rows"][1] == {"x": None, "c": None, "n": 3}
+
+
+def test_rows_with_columns_post_names_once_and_merge_only_with_the_same_columns(
+    receiver: _Receiver,
+) -> None:
+    names = ("x", "c")
+    feed = DriftFeed(receiver.url, linger_s=0.5)
+    assert feed.submit("churn", "1", [(1.5, "a")], [0], columns=names)
+    assert feed.submit("churn", "1", [[np.float64(2.0), None]], ["1"], columns=names)
+    assert feed.submit("churn", "1", [(3.0, "b", True)], [1], columns=("x", "c", "flag"))
+    assert feed.submit("churn", "1", [{"x": 4.0, "c": "d"}], [0])  # objects: a POST of its own
+    assert feed.flush(10)
+    feed.close()
+    assert receiver.bodies == [
+        json.loads(encode_batch("churn", "1", [(1.5, "a"), (2.0, None)], [0, "1"], columns=names)),
+        json.loads(encode_batch("churn", "1", [(3.0, "b", True)], [1], columns=["x", "c", "flag"])),
+        json.loads(encode_batch("churn", "1", [{"x": 4.0, "c": "d"}], [0])),
+    ]
+    assert receiver.bodies[0]["columns"] == ["x", "c"]
+    assert receiver.bodies[0]["rows"] == [[1.5, "a"], [2.0, None]]
+    assert "columns" not in receiver.bodies[2]
+
+
+def test_bad_columns_are_refused_by_encode_batch_and_dropped_by_submit() -> None:
+    with pytest.raises(ValueError, match="columns must be non-empty feature names"):
+        encode_batch("churn", "1", [(1,)], columns=[""])
+    feed = DriftFeed("http://127.0.0.1:1", linger_s=0)
+    try:
+        assert feed.submit("churn", "1", [(1,)], columns=()) is False
+        assert feed.stats.dropped_rows == 1
+        assert "columns must be non-empty" in feed.stats.last_error
+    finally:
+        feed.close(0.1)
 
 
 def test_max_queue_must_be_positive() -> None:
@@ -237,3 +294,155 @@ def test_posts_reuse_one_keep_alive_connection_and_survive_its_close() -> None:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+# -- LoopDriftFeed: the same feed on an asyncio loop (the model server's), without a thread ----
+
+
+def _names() -> set[str]:
+    return {t.name for t in threading.enumerate()}
+
+
+def test_loop_feed_sends_from_the_loop_in_order_and_merges_a_linger(receiver: _Receiver) -> None:
+    names = ("x", "c")
+
+    async def scenario() -> LoopDriftFeed:
+        feed = LoopDriftFeed(receiver.url, linger_s=0.3)
+        for i in range(5):
+            assert feed.submit("churn", "3", [(float(i), "a")], [i], columns=names)
+            await asyncio.sleep(0.01)
+        assert "drift-feed" not in _names()  # no thread of its own
+        await asyncio.sleep(1.0)  # the linger ends on its own: no flush
+        await feed.aclose()
+        return feed
+
+    feed = asyncio.run(scenario())
+    rows = [(float(i), "a") for i in range(5)]
+    assert receiver.bodies == [
+        json.loads(encode_batch("churn", "3", rows, list(range(5)), columns=names))
+    ]
+    assert feed.stats.snapshot() == {
+        "submitted_rows": 5,
+        "sent_rows": 5,
+        "dropped_rows": 0,
+        "failed_rows": 0,
+    }
+
+
+def test_loop_feed_half_full_queue_ends_the_linger(receiver: _Receiver) -> None:
+    async def scenario() -> None:
+        # A 30 s linger: the rows only arrive in time if the half-full queue ended it.
+        feed = LoopDriftFeed(receiver.url, max_queue=20, linger_s=30.0)
+        for i in range(10):
+            feed.submit("churn", "1", _rows(1, start=i))
+        deadline = time.monotonic() + 10
+        while receiver.rows() < 10 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await feed.aclose()
+
+    asyncio.run(scenario())
+    assert receiver.rows() == 10 and len(receiver.bodies) == 1
+
+
+def test_loop_feed_never_blocks_the_loop_when_the_sidecar_hangs() -> None:
+    slow = _Receiver(delay_s=30.0)
+
+    async def scenario() -> tuple[LoopDriftFeed, list[bool], int]:
+        feed = LoopDriftFeed(slow.url, max_queue=3, timeout_s=0.5, linger_s=0)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        t0 = time.perf_counter()
+        accepted = []
+        for _ in range(50):
+            accepted.append(feed.submit("churn", "3", _rows(10)))
+            await asyncio.sleep(0)
+        assert time.perf_counter() - t0 < 1.0
+        await asyncio.sleep(1.5)  # the POST in flight times out meanwhile
+        task.cancel()
+        slow.release.set()
+        assert await feed.flush(10)
+        await feed.aclose()
+        return feed, accepted, ticks
+
+    try:
+        feed, accepted, ticks = asyncio.run(scenario())
+    finally:
+        slow.close()
+    assert ticks > 50  # ~150 if the loop ran freely; a blocked loop would show a handful
+    snap = feed.stats.snapshot()
+    assert snap["dropped_rows"] == 10 * accepted.count(False) > 0
+    assert snap["failed_rows"] >= 10  # the hung POST, cut off by timeout_s
+    assert snap["sent_rows"] + snap["failed_rows"] == snap["submitted_rows"]
+    assert "TimeoutError" in feed.stats.last_error
+
+
+def test_loop_feed_counts_a_sidecar_that_is_down_or_refuses() -> None:
+    errors: list[str] = []
+    port = free_port("127.0.0.1")  # nothing listens there
+    refusing = _Receiver(status=400)
+
+    async def scenario() -> tuple[LoopDriftFeed, LoopDriftFeed]:
+        down = LoopDriftFeed(f"http://127.0.0.1:{port}", timeout_s=0.5, on_error=errors.append)
+        refused = LoopDriftFeed(refusing.url)
+        for feed in (down, refused):
+            for _ in range(3):
+                assert feed.submit("churn", "3", _rows(5))
+            assert await feed.flush(10)
+            await feed.aclose()
+        return down, refused
+
+    try:
+        down, refused = asyncio.run(scenario())
+    finally:
+        refusing.close()
+    assert down.stats.failed_rows == 15 and down.stats.sent_rows == 0
+    assert errors and "ConnectionRefusedError" in errors[0]
+    assert refused.stats.failed_rows == 15 and "HTTP 400" in refused.stats.last_error
+
+
+def test_loop_feed_keeps_its_connection_and_retries_once_when_the_sidecar_closed_it() -> None:
+    receiver = _Receiver(keep_alive=True)
+
+    async def scenario() -> LoopDriftFeed:
+        feed = LoopDriftFeed(receiver.url, linger_s=0)
+        for i in range(3):
+            feed.submit("churn", "1", _rows(1, start=i))
+            assert await feed.flush(10)
+        receiver.close_after_next = True  # the next answer, then an idle-timeout close
+        for i in range(3, 5):
+            feed.submit("churn", "1", _rows(1, start=i))
+            assert await feed.flush(10)
+            await asyncio.sleep(0.1)  # let the close reach the client
+        await feed.aclose()
+        return feed
+
+    try:
+        feed = asyncio.run(scenario())
+    finally:
+        receiver.close()
+    assert [r["x"] for b in receiver.bodies for r in b["rows"]] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert len(set(receiver.peers[:4])) == 1  # one kept-alive connection for the first four
+    assert receiver.peers[4] != receiver.peers[3]  # a fresh one after the close
+    assert feed.stats.failed_rows == 0 and feed.stats.sent_rows == 5
+
+
+def test_loop_feed_takes_batches_from_other_threads(receiver: _Receiver) -> None:
+    async def scenario() -> LoopDriftFeed:
+        feed = LoopDriftFeed(receiver.url, linger_s=0.05)
+        worker = threading.Thread(target=lambda: feed.submit("churn", "1", _rows(4)))
+        worker.start()
+        await asyncio.to_thread(worker.join)
+        await asyncio.sleep(0.05)  # the hand-over runs on the loop
+        assert await feed.flush(10)
+        await feed.aclose()
+        return feed
+
+    feed = asyncio.run(scenario())
+    assert receiver.rows() == 4 and feed.stats.sent_rows == 4

@@ -73,14 +73,13 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess
 
 def _feed(sc: SidecarProcess, version: str, rows: list[dict[str, Any]], preds: list[float]) -> None:
     for i in range(0, len(rows), 250):
+        batch: dict[str, Any] = {"rows": rows[i : i + 250]}
+        if i % 500:  # every other batch as value arrays under `columns` (the runtime's form)
+            names = list(rows[0])
+            batch = {"columns": names, "rows": [[r[n] for n in names] for r in batch["rows"]]}
         code, body = _call(
             sc.url + "/v1/rows",
-            {
-                "model": "churn",
-                "version": version,
-                "rows": rows[i : i + 250],
-                "predictions": preds[i : i + 250],
-            },
+            {"model": "churn", "version": version, **batch, "predictions": preds[i : i + 250]},
         )
         assert code == 202, body
 
@@ -183,6 +182,26 @@ def test_mmd_runs_on_demand(sidecar: SidecarProcess) -> None:
             "77/feature_schema.json: no such file",
         ),
         ({"model": "../etc", "version": "1", "rows": [{"a": 1}]}, 404, "not a valid name"),
+        (
+            {"model": "churn", "version": "1", "columns": "plan", "rows": [["gold"]]},
+            400,
+            "columns: expected a non-empty list of feature names",
+        ),
+        (
+            {"model": "churn", "version": "1", "columns": ["plan", "plan"], "rows": [[1, 2]]},
+            400,
+            "columns: ['plan'] named more than once",
+        ),
+        (
+            {"model": "churn", "version": "1", "columns": ["plan", "region"], "rows": [["a"]]},
+            400,
+            "rows[0]: expected an array of 2 values (one per column), got 1 values",
+        ),
+        (
+            {"model": "churn", "version": "1", "columns": ["plan"], "rows": [{"plan": "a"}]},
+            400,
+            "rows[0]: expected an array of 1 values (one per column), got dict",
+        ),
     ],
 )
 def test_bad_batches_get_4xx_with_the_reason(

@@ -50,6 +50,19 @@ def _with(**changes: Any) -> list[TensorIn]:
     return list(inputs.values())
 
 
+def test_feed_values_are_the_checked_values_in_schema_order() -> None:
+    values: list[list[Any]] = []
+    frame = decode(list(reversed(_valid().values())), SCHEMA, feed_values=values)
+    assert isinstance(frame, pd.DataFrame)
+    assert len(values) == len(SCHEMA.names)
+    tenure, charges, contract, paperless = values
+    assert tenure == [1.0, 2.0] and charges[0] == 10.5 and math.isnan(charges[1])
+    assert contract == ["one-year", "two-year"]  # bytes decoded, as in the frame
+    assert paperless[0] is True and paperless[1] is pd.NA
+    # Plain Python values (what the drift feed encodes without a fallback), not numpy ones.
+    assert all(type(v) in (float, str, bool) for v in (*tenure, *charges, *contract, True))
+
+
 def test_valid_request_gives_typed_frame_in_schema_order() -> None:
     frame = decode(list(reversed(_valid().values())), SCHEMA)
     assert isinstance(frame, pd.DataFrame)

@@ -1,18 +1,23 @@
 """Feeding served rows to the drift sidecar without ever slowing serving down.
 
-Standard library only, so the serving environment imports it as is. :class:`DriftFeed` holds a
-bounded in-memory queue and one daemon thread that posts batches to the sidecar:
+Standard library only, so the serving environment imports it as is. Two feeds share one queue
+policy and one wire format: :class:`LoopDriftFeed` for code on an asyncio event loop (the
+serving runtime on MLServer's loop: no thread, so sending never competes with serving for the
+GIL) and :class:`DriftFeed`, which sends from a daemon thread of its own, for everything else.
 
 * `submit()` never blocks and never raises because of the sidecar: a full queue drops the batch
   and counts it (`dropped_rows`);
 * a sidecar that is down, slow or answers an error costs one failed POST per batch (counted in
   `failed_rows`), never an exception in the caller;
-* consecutive queued batches of the same model version are merged into one POST (the thread
-  lingers `linger_s` after the first one), so a busy server sends fewer, larger requests;
+* consecutive queued batches of the same model version are merged into one POST (the feed
+  lingers `linger_s` after the first one, less when its queue is half full), so a busy server
+  sends fewer, larger requests;
 * `submit()` encodes its rows to JSON bytes at once: the queue then holds no Python containers
   that outlive the request (which made the garbage collector run on a serving path that
-  otherwise allocates none for long), and the thread only joins bytes and sends them, so it
-  seldom needs the GIL the serving thread runs on;
+  otherwise allocates none for long), and sending only joins bytes;
+* rows may come as value sequences with their `columns` named once (`submit(...,
+  columns=names)`): the cheapest form to build and encode on the request path, and the body
+  carries the names once per POST instead of once per row;
 * POSTs reuse one keep-alive connection: a new TCP connection (and, at the sidecar, a new
   handler thread) per POST cost both processes more CPU than the rows themselves.
 
@@ -20,25 +25,27 @@ Usage::
 
     feed = DriftFeed("http://127.0.0.1:8010")
     feed.submit("churn", "3", rows, predictions)   # rows: list of {feature: value}
+    feed.submit("churn", "3", [[1.0, "gold"]], predictions, columns=("tenure", "plan"))
     ...
-    feed.close()
+    feed.close()            # on a loop: feed = LoopDriftFeed(url); ...; await feed.aclose()
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import http.client
 import json
+import json.encoder
 import math
-import queue
 import threading
 import time
 import urllib.parse
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DriftFeed", "FeedStats", "encode_batch"]
+__all__ = ["DriftFeed", "FeedStats", "LoopDriftFeed", "encode_batch"]
 
 
 @dataclass
@@ -95,7 +102,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _default(value: Any) -> Any:
-    """json.dumps hook for the common non-JSON values (numpy scalars and arrays)."""
+    """json hook for the common non-JSON values: numpy scalars and arrays, pandas.NA."""
     if hasattr(value, "item") and callable(value.item):
         try:
             return value.item()
@@ -103,7 +110,26 @@ def _default(value: Any) -> Any:
             pass
     if hasattr(value, "tolist"):
         return value.tolist()
+    if value.__class__.__name__ == "NAType":  # a missing category or flag in a served frame
+        return None
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def _make_encoder() -> Callable[[Any], str]:
+    """A compact, strict (no NaN) JSON encoder built once: `json.dumps` with these options
+    builds a new JSONEncoder on every call, which was most of a small batch's encoding time
+    on the request path. The C encoder when this Python has it, else the public API."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return json.JSONEncoder(separators=(",", ":"), default=_default, allow_nan=False).encode
+    # markers=None: no circular-reference check (rows are flat); allow_nan=False (last).
+    chunks = make(
+        None, _default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False
+    )
+    return lambda value: "".join(chunks(value, 0))
+
+
+_encode = _make_encoder()
 
 
 def _encode_items(values: Sequence[Any]) -> bytes:
@@ -112,8 +138,8 @@ def _encode_items(values: Sequence[Any]) -> bytes:
     # A list at the top, always: `_default` would turn a one-element numpy array into a scalar.
     items = values if isinstance(values, list) else list(values)
     try:
-        text = json.dumps(items, separators=(",", ":"), default=_default, allow_nan=False)
-    except (TypeError, ValueError):
+        text = _encode(items)
+    except (TypeError, ValueError):  # NaN, infinities or exotic values: the slow, safe path
         text = json.dumps(_jsonable(items), separators=(",", ":"))
     return text[1:-1].encode()
 
@@ -121,16 +147,29 @@ def _encode_items(values: Sequence[Any]) -> bytes:
 def encode_batch(
     model: str,
     version: str,
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]],
     predictions: Sequence[Any] | None = None,
+    *,
+    columns: Sequence[str] | None = None,
 ) -> bytes:
-    """The JSON body the sidecar's `POST /v1/rows` takes (NaN and pandas.NA become null).
-    The same encoding as a feed's POST of merged batches: one definition of the body."""
-    return _Item.body([_Item.encode(model, version, rows, predictions)])
+    """The JSON body the sidecar's `POST /v1/rows` takes (NaN and pandas.NA become null):
+    rows as {feature: value} objects, or, with `columns`, as value arrays in that order. The
+    same encoding as a feed's POST of merged batches: one definition of the body."""
+    return _Item.body([_Item.encode(model, version, rows, predictions, _columns(columns))])
 
 
-class DriftFeed:
-    """Fire-and-forget feed of served rows to the drift sidecar (see the module docstring)."""
+def _columns(columns: Sequence[str] | None) -> tuple[str, ...] | None:
+    if columns is None:
+        return None
+    names = tuple(columns)
+    if not names or not all(isinstance(c, str) and c for c in names):
+        raise ValueError(f"columns must be non-empty feature names, got {columns!r}")
+    return names
+
+
+class _FeedBase:
+    """What both feeds share: the bounded queue of encoded batches, submit's checks and
+    accounting, the grouping into POSTs, and the request's target."""
 
     def __init__(
         self,
@@ -149,60 +188,151 @@ class DriftFeed:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"drift feed URL must be http(s)://host[:port], got {url!r}")
         self._parts = parts
-        self._conn: http.client.HTTPConnection | None = None
         self.timeout_s = timeout_s
         self.max_merge_rows = max_merge_rows
         self.linger_s = linger_s
         self.stats = FeedStats()
         self._on_error = on_error
-        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=max_queue)
-        self._closed = threading.Event()
-        # Ends a linger early: set by submit() when the queue reaches half full, and by close().
-        self._wake = threading.Event()
+        # A deque, not a queue.Queue: append and popleft are atomic, so submit() takes no lock
+        # (a Queue locks and notifies on every put).
+        self._items: deque[_Item] = deque()
+        self._max_queue = max_queue
         self._half = max(1, max_queue // 2)
-        self._thread = threading.Thread(target=self._run, name="drift-feed", daemon=True)
-        self._thread.start()
+        self._columns: tuple[str, ...] | None = None
+        self._open()
+
+    def _open(self) -> None:
+        """Set up the transport (the end of __init__)."""
+        raise NotImplementedError
+
+    def _closing(self) -> bool:
+        """Whether the feed is closed or closing: submit() then drops."""
+        raise NotImplementedError
+
+    def _enqueue(self, item: _Item) -> bool:
+        """Queue an accepted batch and see that it gets sent; False if it cannot be."""
+        raise NotImplementedError
 
     def submit(
         self,
         model: str,
         version: str,
-        rows: Sequence[Mapping[str, Any]],
+        rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]],
         predictions: Sequence[Any] | None = None,
+        *,
+        columns: tuple[str, ...] | None = None,
     ) -> bool:
-        """Queue one batch; False (and counted as dropped) when the queue is full or closed."""
-        n = len(rows)
-        if n == 0:
+        """Queue one batch; False (and counted as dropped) when the queue is full or closed.
+
+        `rows` are {feature: value} objects, or value sequences in the order of `columns`
+        (a tuple: batches of the same model version and columns merge into one POST)."""
+        if not rows:
             return True
-        if self._closed.is_set():
-            self.stats.add("dropped_rows", n)
-            return False
-        try:
-            item = _Item.encode(model, version, rows, predictions)
-        except (TypeError, ValueError) as err:  # never the caller's problem
-            self.stats.add("dropped_rows", n)
-            self.stats.last_error = f"drift feed: rows could not be encoded: {err}"
-            return False
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            self.stats.add("dropped_rows", n)
-            return False
-        self.stats.add("submitted_rows", n)
-        if self._queue.qsize() >= self._half:
-            self._wake.set()
-        return True
+        item = self._accept(model, version, rows, predictions, columns)
+        return item is not None and self._enqueue(item)
 
     def pending(self) -> int:
         """Batches waiting in the queue."""
-        return self._queue.qsize()
+        return len(self._items)
+
+    def _accept(
+        self,
+        model: str,
+        version: str,
+        rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]],
+        predictions: Sequence[Any] | None,
+        columns: tuple[str, ...] | None,
+    ) -> _Item | None:
+        """The batch, encoded and counted as submitted; None (counted as dropped) when the feed
+        is closed or full or a value cannot be encoded. Never raises."""
+        n = len(rows)
+        if self._closing() or len(self._items) >= self._max_queue:
+            self.stats.add("dropped_rows", n)
+            return None
+        try:
+            if columns is not None and columns is not self._columns:
+                self._columns = _columns(columns)  # checked once per names tuple, not per call
+            item = _Item.encode(model, version, rows, predictions, columns)
+        except (TypeError, ValueError) as err:  # never the caller's problem
+            self.stats.add("dropped_rows", n)
+            self.stats.last_error = f"drift feed: rows could not be encoded: {err}"
+            return None
+        self.stats.add("submitted_rows", n)
+        return item
+
+    def _take_posts(self) -> list[list[_Item]]:
+        """What is queued now (not what arrives meanwhile: that waits for the next linger),
+        grouped into POSTs: consecutive batches that join (same model version, same columns),
+        up to `max_merge_rows` rows a POST."""
+        items = self._items
+        posts: list[list[_Item]] = []
+        batch: list[_Item] = []
+        rows = 0
+        for _ in range(len(items)):
+            nxt = items.popleft()
+            if batch and (rows >= self.max_merge_rows or not nxt.joins(batch[0])):
+                posts.append(batch)
+                batch, rows = [], 0
+            batch.append(nxt)
+            rows += nxt.rows
+        if batch:
+            posts.append(batch)
+        return posts
+
+    def _sent(self, batch: list[_Item], error: BaseException | None) -> None:
+        n = sum(item.rows for item in batch)
+        if error is None:
+            self.stats.add("sent_rows", n)
+            return
+        message = f"drift feed: POST {self.url} failed: {error!r}"
+        self.stats.add("failed_rows", n)
+        self.stats.last_error = message
+        if self._on_error is not None:
+            self._on_error(message)
+
+    @property
+    def _path(self) -> str:
+        return self._parts.path + (f"?{self._parts.query}" if self._parts.query else "")
+
+
+class DriftFeed(_FeedBase):
+    """Fire-and-forget feed of served rows to the drift sidecar, sent by a thread of its own
+    (see the module docstring); for code without an event loop. Code that runs on an asyncio
+    loop, such as a model server, uses :class:`LoopDriftFeed`."""
+
+    def _open(self) -> None:
+        self._conn: http.client.HTTPConnection | None = None
+        self._busy = False
+        """True while the thread holds batches it took from `_items` (for `flush`)."""
+        self._closed = threading.Event()
+        # Set by submit() when the thread may be asleep with batches waiting (see `_loop`).
+        self._ready = threading.Event()
+        # Ends a linger early: set by submit() when the queue reaches half full, and by close().
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="drift-feed", daemon=True)
+        self._thread.start()
+
+    def _closing(self) -> bool:
+        return self._closed.is_set()
+
+    def _enqueue(self, item: _Item) -> bool:
+        self._items.append(item)
+        # After the append: either the thread's clear() comes later and it finds the batch,
+        # or this sees the cleared event and wakes it. No wake-up is lost either way.
+        if not self._ready.is_set():
+            self._ready.set()
+        if len(self._items) >= self._half:
+            self._wake.set()
+        return True
 
     def flush(self, timeout_s: float = 10.0) -> bool:
-        """Wait until every queued batch was sent or failed; True when the queue drained."""
+        """Send what is queued now, without lingering, and wait until every batch was sent or
+        failed; True when the queue drained."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self._queue.unfinished_tasks == 0:
+            if not self._items and not self._busy:
                 return True
+            self._wake.set()  # each time: a linger that starts after one set() clears it
             time.sleep(0.01)
         return False
 
@@ -213,8 +343,7 @@ class DriftFeed:
         self.flush(timeout_s)
         self._closed.set()
         self._wake.set()
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(None)
+        self._ready.set()
         self._thread.join(timeout_s)
 
     def __enter__(self) -> DriftFeed:
@@ -230,59 +359,41 @@ class DriftFeed:
             self._drop_connection()
 
     def _loop(self) -> None:
+        items = self._items
         while True:
-            item = self._queue.get()
-            if item is None:
-                self._queue.task_done()
-                return
-            batch = [item]
-            taken = 1
-            # Let a few more batches arrive: fewer, larger POSTs cost serving less CPU.
-            if self.linger_s > 0 and not self._closed.is_set():
-                self._linger()
-            # Merge what else is already queued for the same model version into one POST.
-            rows = item.rows
-            while rows < self.max_merge_rows:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                taken += 1
-                if nxt is None or not nxt.joins(batch[0]):
+            self._ready.clear()  # before looking: a batch appended after this sets it again
+            if not items:
+                if self._closed.is_set():
+                    return
+                self._ready.wait()
+                continue
+            self._busy = True  # before taking: flush() must not see an empty, idle feed
+            try:
+                # Let a few more batches arrive: fewer, larger POSTs cost serving less CPU.
+                if self.linger_s > 0 and not self._closed.is_set():
+                    self._linger()
+                for batch in self._take_posts():
                     self._send(batch)
-                    if nxt is None:
-                        for _ in range(taken):
-                            self._queue.task_done()
-                        return
-                    batch, rows = [nxt], nxt.rows
-                    continue
-                batch.append(nxt)
-                rows += nxt.rows
-            self._send(batch)
-            for _ in range(taken):
-                self._queue.task_done()
+            finally:
+                self._busy = False
 
     def _linger(self) -> None:
         """Wait up to `linger_s` for more batches, less when the queue is half full (a long
         linger on a busy server must not fill the queue and drop rows). One timed wait, not a
         polling loop: each wake-up of this thread takes the GIL from the serving thread."""
         self._wake.clear()
-        if self._queue.qsize() < self._half:
+        if len(self._items) < self._half:
             self._wake.wait(self.linger_s)
 
     def _send(self, batch: list[_Item]) -> None:
-        n = sum(item.rows for item in batch)
         try:
             status, answer = self._post(_Item.body(batch))
             if status >= 300:
                 raise _RefusedError(f"HTTP {status}: {answer[:200].decode(errors='replace')}")
-            self.stats.add("sent_rows", n)
         except (OSError, http.client.HTTPException, _RefusedError, ValueError, TypeError) as err:
-            message = f"drift feed: POST {self.url} failed: {err}".strip()
-            self.stats.add("failed_rows", n)
-            self.stats.last_error = message
-            if self._on_error is not None:
-                self._on_error(message)
+            self._sent(batch, err)
+        else:
+            self._sent(batch, None)
 
     def _post(self, body: bytes) -> tuple[int, bytes]:
         """POST on the kept-alive connection; one retry on a fresh one when the server had
@@ -307,10 +418,6 @@ class DriftFeed:
             return response.status, answer
         raise AssertionError("unreachable")
 
-    @property
-    def _path(self) -> str:
-        return self._parts.path + (f"?{self._parts.query}" if self._parts.query else "")
-
     def _connect(self) -> http.client.HTTPConnection:
         host, port = self._parts.hostname or "", self._parts.port
         cls = (
@@ -327,6 +434,173 @@ class DriftFeed:
             self._conn = None
 
 
+class LoopDriftFeed(_FeedBase):
+    """The feed for code on an asyncio event loop, such as the model server: no thread at all.
+    Batches queue and merge as in :class:`DriftFeed`; a timer on the loop ends the linger and a
+    task on the loop POSTs them over a kept-alive connection, so sending never waits for the
+    GIL. A feed thread in a busy server did: it woke at every release of the GIL by the serving
+    thread (about a thousand times a second) and lost the race, which cost the server more CPU
+    than the rows themselves (bench/bench_drift.py).
+
+    Create it, call `submit()` and `await aclose()` on the loop's thread; `submit()` from
+    another thread hands the batch over with `call_soon_threadsafe`."""
+
+    def _open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._closed = False
+        self._hurry = False
+        """Send without lingering (flush and close)."""
+        host = self._parts.hostname or ""
+        port = self._parts.port or (443 if self._parts.scheme == "https" else 80)
+        self._address = (host, port)
+        self._head = (
+            f"POST {self._path} HTTP/1.1\r\nHost: {self._parts.netloc}\r\n"
+            "Content-Type: application/json\r\nContent-Length: "
+        ).encode()
+
+    def _closing(self) -> bool:
+        return self._closed
+
+    def _enqueue(self, item: _Item) -> bool:
+        if threading.get_ident() == self._loop_thread:
+            self._queue(item)
+            return True
+        try:
+            self._loop.call_soon_threadsafe(self._queue, item)
+        except RuntimeError:  # the loop is closed: the server is going away
+            self.stats.add("submitted_rows", -item.rows)
+            self.stats.add("dropped_rows", item.rows)
+            return False
+        return True
+
+    async def flush(self, timeout_s: float = 10.0) -> bool:
+        """Send what is queued now, without lingering; True when every batch was sent or
+        failed within `timeout_s`."""
+        self._hurry = True
+        try:
+            deadline = time.monotonic() + timeout_s
+            while self._items or self._task is not None:
+                if time.monotonic() >= deadline:
+                    return False
+                self._start()
+                await asyncio.sleep(0.01)
+            return True
+        finally:
+            self._hurry = False
+
+    async def aclose(self, timeout_s: float = 5.0) -> None:
+        """Send what is queued (up to `timeout_s`), then close the connection."""
+        if self._closed:
+            return
+        await self.flush(timeout_s)
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+        self._drop_connection()
+
+    def _queue(self, item: _Item) -> None:
+        self._items.append(item)
+        if self._task is None:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        """Start sending now (half full, or no linger), or when the linger ends."""
+        if self._hurry or self.linger_s <= 0 or len(self._items) >= self._half:
+            self._start()
+        elif self._timer is None:
+            self._timer = self._loop.call_later(self.linger_s, self._start)
+
+    def _start(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is None and self._items:
+            self._task = self._loop.create_task(self._send_queued())
+
+    async def _send_queued(self) -> None:
+        try:
+            for batch in self._take_posts():
+                await self._send(batch)
+        finally:
+            self._task = None
+            if self._items and not self._closed:
+                self._schedule()  # what arrived meanwhile lingers in turn
+
+    async def _send(self, batch: list[_Item]) -> None:
+        try:
+            status, answer = await asyncio.wait_for(self._post(_Item.body(batch)), self.timeout_s)
+            if status >= 300:
+                raise _RefusedError(f"HTTP {status}: {answer[:200].decode(errors='replace')}")
+        except (OSError, _RefusedError, ValueError) as err:  # TimeoutError is an OSError
+            self._drop_connection()
+            self._sent(batch, err)
+        else:
+            self._sent(batch, None)
+
+    async def _post(self, body: bytes) -> tuple[int, bytes]:
+        """One HTTP/1.1 POST on the kept-alive connection; one retry on a fresh one when the
+        server had closed an idle connection (the request never reached it)."""
+        for attempt in (0, 1):
+            reused = self._writer is not None
+            if self._reader is None or self._writer is None:
+                ssl = True if self._parts.scheme == "https" else None
+                self._reader, self._writer = await asyncio.open_connection(*self._address, ssl=ssl)
+            reader, writer = self._reader, self._writer
+            writer.write(b"%s%d\r\n\r\n%s" % (self._head, len(body), body))
+            try:
+                await writer.drain()
+                status_line = await reader.readline()
+                if not status_line:
+                    raise ConnectionResetError("the sidecar closed the connection")
+                status, length, keep = await _read_head(reader, status_line)
+                answer = await reader.readexactly(length) if length >= 0 else await reader.read()
+            except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError):
+                self._drop_connection()
+                if reused and attempt == 0:
+                    continue
+                raise ConnectionResetError("the sidecar closed the connection") from None
+            except BaseException:
+                self._drop_connection()
+                raise
+            if not keep or length < 0:
+                self._drop_connection()
+            return status, answer
+        raise AssertionError("unreachable")
+
+    def _drop_connection(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+
+async def _read_head(reader: asyncio.StreamReader, status_line: bytes) -> tuple[int, int, bool]:
+    """(status, Content-Length or -1, keep-alive) of an HTTP/1.x response; ValueError when it
+    is not one."""
+    parts = status_line.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise ValueError(f"not an HTTP response: {status_line[:80]!r}")
+    status, length, keep = int(parts[1]), -1, parts[0] == b"HTTP/1.1"
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b"\n", b""):
+            return status, length, keep
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value.strip())
+        elif name == b"connection":
+            keep = value.strip().lower() == b"keep-alive" or (
+                keep and value.strip().lower() != b"close"
+            )
+
+
 @dataclass(frozen=True)
 class _Item:
     """One submitted batch, already encoded: `encoded_rows` and `encoded_predictions` are JSON
@@ -337,18 +611,21 @@ class _Item:
     rows: int
     encoded_rows: bytes
     encoded_predictions: bytes | None
+    columns: tuple[str, ...] | None = None
+    """The names of the values in each row; None when rows are {feature: value} objects."""
 
     @classmethod
     def encode(
         cls,
         model: str,
         version: str,
-        rows: Sequence[Mapping[str, Any]],
+        rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]],
         predictions: Sequence[Any] | None,
+        columns: tuple[str, ...] | None = None,
     ) -> _Item:
         """One batch, encoded (TypeError or ValueError if a value cannot be)."""
         preds = None if predictions is None else _encode_items(predictions)
-        return cls(model, str(version), len(rows), _encode_items(rows), preds)
+        return cls(model, str(version), len(rows), _encode_items(rows), preds, columns)
 
     def joins(self, first: _Item) -> bool:
         """Whether this batch can go in the same POST as `first`."""
@@ -356,13 +633,17 @@ class _Item:
             self.model == first.model
             and self.version == first.version
             and (self.encoded_predictions is None) == (first.encoded_predictions is None)
+            and (self.columns is first.columns or self.columns == first.columns)
         )
 
     @staticmethod
     def body(batch: Sequence[_Item]) -> bytes:
         """The POST body of batches that join (the same JSON as `encode_batch`)."""
         first = batch[0]
-        head = json.dumps({"model": first.model, "version": first.version}, separators=(",", ":"))
+        fields: dict[str, Any] = {"model": first.model, "version": first.version}
+        if first.columns is not None:
+            fields["columns"] = first.columns
+        head = json.dumps(fields, separators=(",", ":"))
         parts = [head[:-1].encode(), b',"rows":[', b",".join(i.encoded_rows for i in batch), b"]"]
         if first.encoded_predictions is not None:
             preds = b",".join(i.encoded_predictions or b"" for i in batch)

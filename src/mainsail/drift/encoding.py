@@ -4,8 +4,9 @@ Numeric features become float64 columns with NaN for a missing value. Categorica
 features become small integer codes: the schema's categories in order, then one code for a
 category never seen in training and one for a missing value; a surge of either is drift too.
 
-Rows arrive as JSON; :func:`parse_batch` checks a decoded body and says exactly what is wrong
-(which row, which feature, what was expected) before anything is stored.
+Rows arrive as JSON, as {feature: value} objects or as value arrays under one `columns` list;
+:func:`parse_batch` checks a decoded body and says exactly what is wrong (which row, which
+feature, what was expected) before anything is stored.
 """
 
 from __future__ import annotations
@@ -41,13 +42,17 @@ class ParsedBatch:
 
 
 def parse_batch(body: Any, max_rows: int) -> ParsedBatch:
-    """Check the shape of a decoded `POST /v1/rows` body (values are checked by the encoder)."""
+    """Check the shape of a decoded `POST /v1/rows` body (values are checked by the encoder).
+
+    Rows are {feature: value} objects, or, when the body names its `columns`, arrays of values
+    in that order (the serving runtime's form: names once per batch, not once per row)."""
     if not isinstance(body, dict):
         raise BatchError("body: expected a JSON object with model, version and rows")
-    unknown = sorted(set(body) - {"model", "version", "rows", "predictions"})
+    unknown = sorted(set(body) - {"model", "version", "columns", "rows", "predictions"})
     if unknown:
         raise BatchError(
-            f"body: unknown field(s) {unknown}; expected model, version, rows, predictions"
+            f"body: unknown field(s) {unknown}; expected model, version, rows, predictions "
+            "and optionally columns"
         )
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -55,13 +60,17 @@ def parse_batch(body: Any, max_rows: int) -> ParsedBatch:
     version = body.get("version")
     if isinstance(version, bool) or not isinstance(version, str | int) or str(version) == "":
         raise BatchError(f"version: expected a non-empty string or integer, got {version!r}")
+    columns = body.get("columns")
     rows = body.get("rows")
     if not isinstance(rows, list) or not rows:
-        raise BatchError("rows: expected a non-empty list of objects (feature name -> value)")
+        expected = "arrays of values" if columns is not None else "objects (feature name -> value)"
+        raise BatchError(f"rows: expected a non-empty list of {expected}")
     if len(rows) > max_rows:
         raise BatchError(
             f"rows: {len(rows)} rows in one batch, at most {max_rows} are accepted", status=413
         )
+    if columns is not None:
+        rows = _rows_from_arrays(columns, rows)
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise BatchError(f"rows[{i}]: expected an object, got {type(row).__name__}")
@@ -74,6 +83,28 @@ def parse_batch(body: Any, max_rows: int) -> ParsedBatch:
             f"predictions: expected a list with one value per row ({len(rows)}), got {n}"
         )
     return ParsedBatch(model, str(version), rows, predictions)
+
+
+def _rows_from_arrays(columns: Any, rows: list[Any]) -> list[dict[str, Any]]:
+    """Value arrays under `columns` as {feature: value} rows; BatchError says what is wrong."""
+    if (
+        not isinstance(columns, list)
+        or not columns
+        or not all(isinstance(c, str) and c for c in columns)
+    ):
+        raise BatchError(f"columns: expected a non-empty list of feature names, got {columns!r}")
+    if len(set(columns)) != len(columns):
+        twice = sorted({c for c in columns if columns.count(c) > 1})
+        raise BatchError(f"columns: {twice} named more than once")
+    out = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != len(columns):
+            got = f"{len(row)} values" if isinstance(row, list) else type(row).__name__
+            raise BatchError(
+                f"rows[{i}]: expected an array of {len(columns)} values (one per column), got {got}"
+            )
+        out.append(dict(zip(columns, row, strict=True)))
+    return out
 
 
 def _categories(spec: FeatureSpec) -> list[str]:

@@ -2,7 +2,8 @@
 
 Endpoints (JSON in and out unless noted):
 
-* `POST /v1/rows` — `{"model", "version", "rows": [{feature: value}], "predictions": [...]}`;
+* `POST /v1/rows` — `{"model", "version", "rows": [{feature: value}], "predictions": [...]}`,
+  or with `"columns": [feature, ...]` and each row an array of values in that order;
   202 when queued, 400 with the reason for a malformed batch, 404 when the model version has no
   reference, 413 for an oversized batch, 503 when the check queue is full (the batch is dropped
   and counted: the caller must not wait for the sidecar anyway).

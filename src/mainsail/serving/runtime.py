@@ -160,15 +160,17 @@ class MainsailRuntime(MLModel):
         self._lookup: Any = None
         self._feed: Any = None
         if self.options.drift_url:
-            from mainsail.drift.client import DriftFeed
+            from mainsail.drift.client import LoopDriftFeed
 
-            self._feed = DriftFeed(
+            # On MLServer's event loop: a feed thread would fight the serving thread for the GIL.
+            self._feed = LoopDriftFeed(
                 self.options.drift_url,
                 max_queue=self.options.drift_queue_size,
                 timeout_s=self.options.drift_timeout_s,
                 linger_s=self.options.drift_linger_s,
             )
             _FEEDS.add(self.name, self)
+        self._feed_columns = tuple(self.schema.names)
         self._registry_name = self.options.model or self.manifest.model
         self._registry_version = str(self.manifest.version)
         return True
@@ -176,7 +178,7 @@ class MainsailRuntime(MLModel):
     async def unload(self) -> bool:
         if getattr(self, "_feed", None) is not None:
             _FEEDS.remove(self.name)
-            await asyncio.to_thread(self._feed.close, 2.0)
+            await self._feed.aclose(2.0)
         if getattr(self, "_lookup", None) is not None:
             self._lookup.close()
         return True
@@ -211,9 +213,14 @@ class MainsailRuntime(MLModel):
             )
             for i in payload.inputs
         ]
+        feed_values: list[list[Any]] | None = [] if self._feed is not None else None
         try:
             decoded = decode(
-                tensors, self.schema, max_rows=self.options.max_rows, as_matrix=self._numpy_fast
+                tensors,
+                self.schema,
+                max_rows=self.options.max_rows,
+                as_matrix=self._numpy_fast,
+                feed_values=feed_values,
             )
             if isinstance(decoded, EntityRequest):
                 fetched = await self._features_for(decoded)
@@ -244,8 +251,9 @@ class MainsailRuntime(MLModel):
             self._feed.submit(
                 self._registry_name,
                 self._registry_version,
-                _records(frame, self.schema.names),
+                _feed_rows(frame, feed_values),
                 outputs[0].data.root,
+                columns=self._feed_columns,
             )
         return InferenceResponse(
             model_name=self.name,
@@ -453,13 +461,17 @@ def _accepts_numpy(model: Any, schema: FeatureSchema, classification: bool) -> b
         return False
 
 
-def _records(frame: pd.DataFrame | np.ndarray, names: list[str]) -> list[dict[str, Any]]:
-    """Rows as {feature: value} for the drift feed, on the request path. One object array for
-    the whole frame: a request's frame is new, so per-column access (`frame.items()`,
-    `to_dict("records")`) builds a Series per column, ~0.5 ms for the 14 churn features
-    against ~0.06 ms this way (bench/bench_drift.py measures the feed's cost)."""
-    values = frame if isinstance(frame, np.ndarray) else frame.to_numpy(dtype=object)
-    return [dict(zip(names, row, strict=True)) for row in values.tolist()]
+def _feed_rows(frame: pd.DataFrame | np.ndarray, values: list[list[Any]] | None) -> list[Any]:
+    """The drift feed's rows (value lists in schema order), on the request path: from the
+    values `decode` checked when it has them, else from the matrix or the frame. A request's
+    frame is new, so reading it back (`frame.items()`, `to_dict("records")`, even one
+    `to_numpy(dtype=object)`) builds pandas objects per column: ~0.05-0.5 ms for the 14 churn
+    features against a few µs from the checked values (bench/bench_drift.py measures it)."""
+    if values:
+        return list(zip(*values, strict=True))
+    if isinstance(frame, np.ndarray):
+        return list(frame.tolist())
+    return list(frame.to_numpy(dtype=object).tolist())
 
 
 def _mid(low: float | None, high: float | None) -> float:

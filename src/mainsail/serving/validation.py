@@ -227,15 +227,26 @@ def _boolean(spec: FeatureSpec, values: list[Any], name: str) -> list[Any]:
 
 def _column(spec: FeatureSpec, values: list[Any]) -> pd.Series:
     """A column with the dtype the model saw in training (pandas nullable types kept)."""
-    name = spec.name
+    return _series(spec, _validated(spec, values))
+
+
+def _validated(spec: FeatureSpec, values: list[Any]) -> np.ndarray | list[Any]:
+    """A feature's values checked against its spec: float64 (NaN = missing) for a numeric
+    feature, a list (pandas.NA = missing) for a categorical or boolean one."""
     if spec.kind == "numeric":
-        return _column_from(spec, _numeric(spec, values, name))
+        return _numeric(spec, values, spec.name)
     if spec.kind == "categorical":
-        cats = _categorical(spec, values, name)
+        return _categorical(spec, values, spec.name)
+    return _boolean(spec, values, spec.name)
+
+
+def _series(spec: FeatureSpec, values: np.ndarray | list[Any]) -> pd.Series:
+    if spec.kind == "numeric":
+        return _column_from(spec, np.asarray(values))
+    if spec.kind == "categorical":
         dtype = "string" if spec.dtype in ("string", "str") else "object"
-        return pd.Series(cats, dtype=dtype, name=name)
-    flags = _boolean(spec, values, name)
-    return pd.Series(flags, dtype="boolean", name=name)
+        return pd.Series(values, dtype=dtype, name=spec.name)
+    return pd.Series(values, dtype="boolean", name=spec.name)
 
 
 def decode(
@@ -244,11 +255,16 @@ def decode(
     *,
     max_rows: int = 10_000,
     as_matrix: bool = False,
+    feed_values: list[list[Any]] | None = None,
 ) -> pd.DataFrame | np.ndarray | EntityRequest:
     """The feature frame (columns in schema order) or the entity ids a request carries.
 
     With `as_matrix` and an all-numeric schema, the features come back as one float64
     [rows, features] array instead (same checks; no per-column pandas objects).
+
+    `feed_values`, when given and the features come back as a DataFrame of per-feature inputs,
+    receives each feature's checked values as a Python list, in schema order (missing: NaN or
+    pandas.NA): the drift feed's rows, without reading the new frame back column by column.
     """
     names = schema.names
     if not inputs:
@@ -317,8 +333,11 @@ def decode(
             )
         if matrix:
             arrays.append(_numeric(spec, _flatten(t, n), spec.name))
-        else:
-            columns[spec.name] = _column(spec, _flatten(t, n))
+            continue
+        values = _validated(spec, _flatten(t, n))
+        columns[spec.name] = _series(spec, values)
+        if feed_values is not None:
+            feed_values.append(values.tolist() if isinstance(values, np.ndarray) else values)
     if matrix:
         return np.column_stack(arrays)
     return pd.DataFrame(columns)

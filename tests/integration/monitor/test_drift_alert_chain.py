@@ -3,7 +3,8 @@ drift rule fires -> Alertmanager webhook -> retrain trigger starts the retrainin
 
 Real processes: the sidecar (drift env, alibi-detect), Prometheus and Alertmanager (Debian
 packages), the trigger's HTTP server, and MLServer with our runtime feeding the sidecar; rows
-are sent with DriftFeed, the client the serving runtime uses, and (the negative case, clean
+are sent with DriftFeed (the thread twin of the runtime's LoopDriftFeed: one queue and one
+wire format), and (the negative case, clean
 traffic must raise no alert) as V2 requests through the live MLServer runtime. The router's
 and the feature server's series come from their real metric classes (`RouterMetrics`,
 `FeatureMetrics`) exposed by prometheus_client in this test, because those services are not

@@ -231,7 +231,16 @@ def test_drift_feed_receives_served_rows(
     assert drift_sink.rows() == before + 3 * len(rows)
     body = drift_sink.bodies[-1]
     assert body["model"] == "churn" and body["version"] == "1"
-    assert set(body["rows"][0]) == set(schema.names)
+    # Names once per POST, each row's values in that order: exactly what was served, with a
+    # missing value (NaN or pandas.NA in the frame) as null.
+    assert body["columns"] == schema.names
+    served = [dict(zip(body["columns"], row, strict=True)) for row in body["rows"][-len(rows) :]]
+    sent = rows[schema.names].astype(object).where(rows[schema.names].notna(), None)
+    assert served == [
+        {k: pytest.approx(v) if isinstance(v, float) else v for k, v in record.items()}
+        for record in sent.to_dict("records")
+    ]
+    assert any(v is None for record in served for v in record.values())  # missing ones too
 
 
 def test_hung_drift_sidecar_never_slows_or_fails_requests_and_drops_are_counted(
