@@ -354,7 +354,10 @@ def demo_loop(
 
 # Sub-command groups that live with their stage; each module exposes a Typer `app`.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "models": ("mainsail.registry.cli", "Model registry: list, show, publish, promote, rollback."),
+    "models": (
+        "mainsail.registry.cli",
+        "Model registry: list, show, publish, promote, rollback, unset-alias.",
+    ),
     "trigger": (
         "mainsail.monitor.cli",
         "Retrain trigger: Alertmanager webhook -> retraining runs.",

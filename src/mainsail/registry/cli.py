@@ -1,4 +1,5 @@
-"""`mainsail models …`: list, show, publish, promote and roll back registry versions.
+"""`mainsail models …`: list, show, publish, promote and roll back registry versions, and
+remove an alias.
 
 Pipeline env only (Typer, Rich). The lead mounts `app` as `mainsail models`. The registry comes
 from the project config's `registry` section; the S3 keys from the environment variables it
@@ -161,3 +162,18 @@ def rollback(
     except (RegistryError, ConfigError) as err:
         raise _fail(err) from None
     _console.print(f"{model}: {alias} rolled back to v{version}")
+
+
+@app.command()
+def unset_alias(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Option("--alias", "-a", help="Alias to remove.")] = "challenger",
+    config: ConfigOpt = Path("configs/churn.yaml"),
+    endpoint: EndpointOpt = None,
+) -> None:
+    """Remove an alias (challenger by default), e.g. once an A/B test has ended."""
+    try:
+        version = open_registry(config, endpoint).unset_alias(model, alias)
+    except (RegistryError, ConfigError) as err:
+        raise _fail(err) from None
+    _console.print(f"{model}: {alias} removed (it pointed at v{version})")

@@ -526,6 +526,30 @@ class ModelRegistry:
         self._write_aliases(model, data)
         return previous
 
+    def unset_alias(self, model: str, alias: str) -> int:
+        """Remove `alias` (say, the challenger once an A/B test ended); return the version it
+        pointed at. Its rollback history goes with it: a later promotion starts afresh, so a
+        rollback can never bring back a version from before the removal. The event is kept."""
+        if alias not in ALIASES:
+            raise AliasError(f"unknown alias {alias!r}; aliases are {', '.join(ALIASES)}")
+        data = self._read_aliases(model)
+        current = data["aliases"].pop(alias, None)
+        if current is None:
+            set_ = ", ".join(sorted(data["aliases"])) or "none"
+            raise AliasError(f"model {model!r}: alias {alias!r} is not set (set: {set_})")
+        data["history"].pop(alias, None)
+        data["events"].append(
+            {
+                "at": _now(),
+                "alias": alias,
+                "action": "unset",
+                "from": int(current["version"]),
+                "to": None,
+            }
+        )
+        self._write_aliases(model, data)
+        return int(current["version"])
+
     def show(self, model: str, ref: str | int) -> dict[str, Any]:
         """Manifest and aliases of one version, as a JSON-safe mapping."""
         version, _ = self.resolve(model, ref)

@@ -111,6 +111,37 @@ def test_aliases_promote_and_rollback_with_history(
     ]
 
 
+def test_unset_alias_removes_it_and_its_rollback_history(
+    registry: ModelRegistry, churn_artifact: Path
+) -> None:
+    model = _model()
+    for _ in range(3):
+        registry.publish(model, churn_artifact)
+    registry.promote(model, 1)
+    registry.promote(model, 2, "challenger")
+    registry.promote(model, 3, "challenger")
+    assert registry.unset_alias(model, "challenger") == 3
+    assert registry.aliases(model) == {"champion": 1}
+    assert {v.version: v.aliases for v in registry.versions(model)}[3] == ()
+    with pytest.raises(VersionNotFoundError, match="has no alias 'challenger'"):
+        registry.resolve(model, "challenger")
+    with pytest.raises(AliasError, match=r"alias 'challenger' is not set \(set: champion\)"):
+        registry.unset_alias(model, "challenger")
+    with pytest.raises(AliasError, match="unknown alias 'gold'"):
+        registry.unset_alias(model, "gold")
+    assert registry.history(model)[-1] | {"at": None} == {
+        "at": None,
+        "alias": "challenger",
+        "action": "unset",
+        "from": 3,
+        "to": None,
+    }
+    # Promoted again, it starts afresh: no rollback to v2, which it held before the removal.
+    registry.promote(model, 1, "challenger")
+    with pytest.raises(AliasError, match="no earlier version to roll back to"):
+        registry.rollback(model, "challenger")
+
+
 def test_unknown_version_alias_and_alias_name_are_clear_errors(
     registry: ModelRegistry, churn_artifact: Path
 ) -> None:
@@ -296,6 +327,12 @@ def test_cli_publish_list_show_promote_rollback(
     assert shown["uri"] == f"s3://mainsail-models/{model}/versions/2/"
     assert "rolled back to v1" in run("rollback", model)
     assert model in run("list")
+    assert f"{model}: champion removed (it pointed at v1)" in run(
+        "unset-alias", model, "--alias", "champion"
+    )
+    assert all(not v["aliases"] for v in json.loads(run("list", model, "--json")))
+    again = runner.invoke(app, ["unset-alias", model, "--config", config], env=env)
+    assert again.exit_code == 1 and "alias 'challenger' is not set" in again.output
 
     bad = runner.invoke(app, ["show", model, "9", "--config", config], env=env)
     assert bad.exit_code == 1
