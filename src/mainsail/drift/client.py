@@ -439,8 +439,8 @@ class LoopDriftFeed(_FeedBase):
     Batches queue and merge as in :class:`DriftFeed`; a timer on the loop ends the linger and a
     task on the loop POSTs them over a kept-alive connection, so sending never waits for the
     GIL. A feed thread in a busy server did: it woke at every release of the GIL by the serving
-    thread (about a thousand times a second) and lost the race, which cost the server more CPU
-    than the rows themselves (bench/bench_drift.py).
+    thread (about a thousand times a second under load, seen with strace and per-thread CPU)
+    and lost the race, which cost the server more CPU than the rows themselves.
 
     Create it, call `submit()` and `await aclose()` on the loop's thread; `submit()` from
     another thread hands the batch over with `call_soon_threadsafe`."""
