@@ -34,13 +34,26 @@ if ! [ -x "$uv" ] || [ "$("$uv" --version 2>/dev/null | cut -d' ' -f2)" != "$UV_
   "$PY" -m venv .venv/.uv
   .venv/.uv/bin/python -m pip install -q "uv==$UV_VERSION" 2>&1 | grep -v "is ignored" || true
 fi
-# Where this machine keeps wheels on disk (the CPU build of torch), let uv see them too.
-uv_flags=(--no-deps)
-[ -d /opt/wheels ] && uv_flags+=(--find-links /opt/wheels)
-if ! ls /opt/wheels/torch-2.13.0+cpu-* >/dev/null 2>&1; then
-  # Elsewhere the CPU build of torch comes from PyTorch's own index (PyPI's torch is the CUDA one).
-  uv_flags+=(--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
-fi
+[ "${1:-}" = "--uv-only" ] && exit 0
+
+# torch: the locks pin PyPI's build, which is the CUDA one (torch plus ~3 GB of nvidia-* and
+# triton wheels): it installs everywhere, and a GPU node pool needs it anyway. Where PyTorch's
+# own index answers, the CPU build of the same version is installed instead and the CUDA-only
+# packages are left out. MAINSAIL_TORCH=cuda|cpu forces a variant; only the pipeline env has torch.
+torch_variant() {
+  case "${MAINSAIL_TORCH:-auto}" in
+    cpu|cuda) echo "$MAINSAIL_TORCH" ;;
+    auto)
+      if curl -fsS -m 5 -o /dev/null https://download.pytorch.org/whl/cpu/torch/ 2>/dev/null; then
+        echo cpu
+      else
+        echo cuda
+      fi ;;
+    *) echo "bootstrap: MAINSAIL_TORCH must be auto, cpu or cuda" >&2; exit 2 ;;
+  esac
+}
+# The CUDA-only distributions of PyPI's torch (left out of the CPU variant).
+cuda_only='^(nvidia-|cuda-|triton==)'
 
 envs=("$@")
 if [ ${#envs[@]} -eq 0 ]; then
@@ -53,18 +66,30 @@ for env in "${envs[@]}"; do
   lock="requirements/$env.lock"
   [ -f "$lock" ] || { echo "bootstrap: no $lock (run 'make lock')" >&2; exit 2; }
   venv=".venv/$env"
+  variant=none
+  grep -q '^torch==' "$lock" && variant=$(torch_variant)
   digest=$(cat "$lock" requirements/constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+  digest="$digest torch=$variant"
   if [ -f "$venv/.mainsail-stamp" ] && [ "$(cat "$venv/.mainsail-stamp")" = "$digest" ]; then
     echo "env $env: up to date"
     continue
   fi
-  echo "env $env: installing $(grep -c "==" "$lock") pinned packages"
+  note=""; [ "$variant" = none ] || note=" (torch: $variant build)"
+  echo "env $env: installing $(grep -c "==" "$lock") pinned packages$note"
   rm -rf "$venv"
   # --seed gives the runtime envs pip (handy for debugging); the tools env stays exactly its lock.
   seed=(--seed); [ "$env" = tools ] && seed=()
   "$uv" venv -q "${seed[@]}" -p "$PY" "$venv"
   # --no-deps: the lock already lists the whole resolved set, so no resolver pass is needed.
-  VIRTUAL_ENV="$venv" "$uv" pip install -q "${uv_flags[@]}" -r "$lock"
+  if [ "$variant" = cpu ]; then
+    torch_pin=$(grep '^torch==' "$lock")
+    grep -vE "$cuda_only|^torch==" "$lock" > "$venv/.lock-cpu"
+    VIRTUAL_ENV="$venv" "$uv" pip install -q --no-deps -r "$venv/.lock-cpu"
+    VIRTUAL_ENV="$venv" "$uv" pip install -q --no-deps \
+      --index-url https://download.pytorch.org/whl/cpu "${torch_pin}+cpu"
+  else
+    VIRTUAL_ENV="$venv" "$uv" pip install -q --no-deps -r "$lock"
+  fi
   # The runtime envs get the library itself (editable); the tools env holds only checkers.
   if [ "$env" != tools ]; then
     VIRTUAL_ENV="$venv" "$uv" pip install -q --no-deps --no-build-isolation -e .

@@ -26,7 +26,8 @@ import numpy as np
 import pytest
 
 from mainsail.config import RayConfig
-from mainsail.train.torch_model import MLPFit, MLPParams, TargetCoding, TorchMLPModel
+from mainsail.train.mlp_model import MLPModel, MLPParams, TargetCoding
+from mainsail.train.torch_model import MLPFit
 
 pytestmark = pytest.mark.gpu
 
@@ -86,7 +87,7 @@ class Fits:
 
     def accuracy(self, fit: MLPFit) -> float:
         """Validation accuracy through the CPU predict path that serving uses."""
-        model = TorchMLPModel(fit.state, self.X.shape[1], PARAMS, self.coding)
+        model = MLPModel(fit.state, self.X.shape[1], PARAMS, self.coding)
         return float((model.predict(self.Xv) == self.yv).mean())
 
 

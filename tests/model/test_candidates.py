@@ -122,3 +122,32 @@ def test_mlp_trains_data_parallel_on_ray_train(
 
     y = (churn_data.y("test").to_numpy() == 1).astype(int)
     assert roc_auc_score(y, proba[:, 1]) > 0.65
+
+
+@pytest.mark.parametrize(
+    ("problem_type", "n_classes"), [("classification", 2), ("classification", 3), ("regression", 0)]
+)
+def test_served_mlp_forward_pass_matches_the_torch_network(
+    problem_type: str, n_classes: int
+) -> None:
+    # Serving has no torch: MLPModel computes the network in numpy. It must give what the
+    # torch network that was trained gives, dropout off.
+    import torch
+
+    from mainsail.train.mlp_model import MLPModel, MLPParams, TargetCoding
+    from mainsail.train.torch_model import build_network
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(64, 7)).astype(np.float32)
+    y = rng.integers(0, n_classes, 64) if n_classes else rng.normal(size=64)
+    coding = TargetCoding.fit(y, problem_type)
+    params = MLPParams(hidden=(16, 8), dropout=0.2)
+    torch.manual_seed(0)
+    net = build_network(7, coding.n_out, params.hidden, params.dropout).eval()
+    state = {k: v.detach().numpy().copy() for k, v in net.state_dict().items()}
+    served = MLPModel(state, 7, params, coding)
+    with torch.no_grad():
+        expected = net(torch.as_tensor(X)).numpy()
+    np.testing.assert_allclose(served._raw(X), expected, rtol=1e-5, atol=1e-6)
+    again = pickle.loads(pickle.dumps(served))
+    np.testing.assert_array_equal(again.predict(X), served.predict(X))

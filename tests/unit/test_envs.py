@@ -29,7 +29,7 @@ ENV_MODULES: dict[str, tuple[str, ...]] = {
         "mainsail.registry",
         "mainsail.drift.client",
         "mainsail.features.http_client",
-        "mainsail.train.torch_model",
+        "mainsail.train.mlp_model",
     ),
     "drift": ("mainsail.config", "mainsail.schema", "mainsail.settings", "mainsail.drift"),
 }

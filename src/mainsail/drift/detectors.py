@@ -12,7 +12,8 @@ Detectors are chosen by feature kind from the FeatureSchema:
   which is exactly how alibi-detect's `TabularDrift` decides; `row_test="tabular"` runs
   `TabularDrift` itself instead.
 * predictions: `KSDrift` for scores and regression values, `ChiSquareDrift` for labels.
-* `MMDDrift` (PyTorch backend) on the numeric features, on demand only: it is far costlier.
+* MMD on the numeric features, on demand only (it is far costlier): alibi-detect's `MMDDrift`
+  statistic computed in numpy (:mod:`mainsail.drift.mmd`), so the drift env needs no torch.
 
 alibi-detect is imported when a :class:`VersionDetectors` is built, never at module import.
 """
@@ -363,29 +364,20 @@ class VersionDetectors:
             return ((x - med) / std).astype(np.float32)
 
         if self._mmd is None:
-            import torch
-            from alibi_detect.cd import MMDDrift
+            from mainsail.drift.mmd import MMDTest
 
-            torch.manual_seed(self.seed)
             ref = self.ref_num
             if len(ref) > self.mmd_max_rows:
                 ref = ref[rng.choice(len(ref), self.mmd_max_rows, replace=False)]
-            self._mmd = MMDDrift(
-                prep(ref),
-                backend="pytorch",
-                p_val=self.alpha,
-                n_permutations=self.mmd_permutations,
-                device="cpu",
+            self._mmd = MMDTest(
+                prep(ref), alpha=self.alpha, n_permutations=self.mmd_permutations, seed=self.seed
             )
         win = win_num
         if len(win) > self.mmd_max_rows:
             win = win[rng.choice(len(win), self.mmd_max_rows, replace=False)]
-        import torch
-
-        torch.manual_seed(self.seed)
-        res = self._mmd.predict(prep(win))["data"]
+        res = self._mmd.predict(prep(win))
         return {
-            "p_value": float(res["p_val"]),
-            "distance": float(res["distance"]),
-            "is_drift": float(bool(res["is_drift"])),
+            "p_value": res.p_value,
+            "distance": res.distance,
+            "is_drift": float(res.is_drift),
         }

@@ -173,7 +173,8 @@ def fit_arrays(
     (:func:`mainsail.train.mlp_ray.fit_mlp_on_ray`).
     """
     if family == "mlp":
-        from mainsail.train.torch_model import MLPParams, TargetCoding, TorchMLPModel, train_mlp
+        from mainsail.train.mlp_model import MLPModel, MLPParams, TargetCoding
+        from mainsail.train.torch_model import train_mlp
 
         if X_valid is None or y_valid is None:
             X, y, sample_weight, X_valid, y_valid = _holdout(X, y, sample_weight, seed)
@@ -190,7 +191,7 @@ def fit_arrays(
             sample_weight=sample_weight,
             on_epoch=on_epoch,
         )
-        model = TorchMLPModel(fit.state, X.shape[1], mlp_params, coding)
+        model = MLPModel(fit.state, X.shape[1], mlp_params, coding)
         model.history = fit.history
         return model
     est = make_estimator(family, params, problem_type, seed)
@@ -212,7 +213,7 @@ def _holdout(
 
 def mlp_params_dict(params: dict[str, Any]) -> dict[str, Any]:
     """Full MLP parameter set (defaults filled in) as plain JSON-safe values."""
-    from mainsail.train.torch_model import MLPParams
+    from mainsail.train.mlp_model import MLPParams
 
     values = asdict(MLPParams.from_dict(params))
     values["hidden"] = list(values["hidden"])

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from mainsail.config import RayConfig
-from mainsail.train.torch_model import MLPFit, MLPParams, TargetCoding
+from mainsail.train.mlp_model import MLPParams, TargetCoding
+from mainsail.train.torch_model import MLPFit
 
 _STATE_FILE = "mlp_state.npz"
 _HISTORY_KEY = "history"

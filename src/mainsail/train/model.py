@@ -2,7 +2,7 @@
 
 It imports only numpy (and scipy for sparse input), so the serving env unpickles it without
 Ray, Optuna, Feast or kfp. The fitted preprocessor (scikit-learn) and the fitted estimator
-(scikit-learn or :class:`mainsail.train.torch_model.TorchMLPModel`) travel inside it.
+(scikit-learn or :class:`mainsail.train.mlp_model.MLPModel`) travel inside it.
 """
 
 from __future__ import annotations

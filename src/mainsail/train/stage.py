@@ -152,8 +152,8 @@ def fit_final(
     """Fit one family on the train rows; wrap it with the data stage's fitted preprocessor."""
     Xt, y, w = arrays
     if family == "mlp" and use_ray:
+        from mainsail.train.mlp_model import MLPModel, MLPParams, TargetCoding
         from mainsail.train.mlp_ray import fit_mlp_on_ray
-        from mainsail.train.torch_model import MLPParams, TargetCoding, TorchMLPModel
 
         coding = TargetCoding.fit(y, data.problem_type)
         mlp_params = MLPParams.from_dict(params)
@@ -169,7 +169,7 @@ def fit_final(
             storage_dir=ray_dir,
             sample_weight=w,
         )
-        est: Any = TorchMLPModel(fit.state, Xt.shape[1], mlp_params, coding)
+        est: Any = MLPModel(fit.state, Xt.shape[1], mlp_params, coding)
         est.history = fit.history
     else:
         with limit_threads(cfg.train.threads, torch_too=family == "mlp"):
