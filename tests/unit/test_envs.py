@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import pkgutil
+import re
 import subprocess
 from pathlib import Path
 
@@ -15,7 +16,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 LOCKS = {env: REPO / "requirements" / f"{env}.lock" for env in ("pipeline", "serving", "drift")}
-MODEL_PACKAGES = ("numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "joblib", "torch")
+MODEL_PACKAGES = ("numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "joblib")
+# torch lives in the pipeline env only: the served MLP is a numpy forward pass and the drift MMD
+# is numpy, so no serving pod carries PyPI's CUDA build of torch (several GB).
+TORCH_FREE = ("serving", "drift")
 
 # Which parts of the library each env must import. Subpackages not listed for an env depend on
 # libraries that env does not have (feast, ray, kfp live only in the pipeline env).
@@ -37,12 +41,17 @@ ENV_MODULES: dict[str, tuple[str, ...]] = {
 NOT_IN_PIPELINE = ("mainsail.serving.runtime", "mainsail.drift.sidecar", "mainsail.drift.detectors")
 
 
+def normalise(name: str) -> str:
+    """A distribution name as PEP 503 compares them (`zope.event` is `zope-event`)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def read_lock(env: str) -> dict[str, str]:
     pins = {}
     for line in LOCKS[env].read_text().splitlines():
         if line and not line.startswith("#"):
             name, _, version = line.partition("==")
-            pins[name] = version
+            pins[normalise(name)] = version
     return pins
 
 
@@ -80,6 +89,13 @@ def test_model_packages_are_identical_in_pipeline_and_serving_locks() -> None:
         )
 
 
+@pytest.mark.parametrize("env", TORCH_FREE)
+def test_serving_and_drift_envs_carry_no_torch(env: str) -> None:
+    lock = read_lock(env)
+    heavy = sorted(n for n in lock if n in ("torch", "triton") or n.startswith("nvidia-"))
+    assert not heavy, f"{env} lock pulls in {heavy}"
+
+
 def test_drift_env_differs_only_in_numpy_and_pyarrow() -> None:
     # Only parquet and JSON cross into the drift env; pyarrow 26 does not import with numpy 1.x.
     pipeline, drift = read_lock("pipeline"), read_lock("drift")
@@ -100,10 +116,19 @@ def test_venv_matches_its_lock(env: str) -> None:
         "print(json.dumps({d.metadata['Name'].lower().replace('_','-'): d.version"
         " for d in m.distributions()}))"
     )
-    installed = json.loads(
-        subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout
-    )
+    installed = {
+        normalise(name): version
+        for name, version in json.loads(
+            subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout
+        ).items()
+    }
     lock = read_lock(env)
+    stamp = (REPO / ".venv" / env / ".mainsail-stamp").read_text()
+    if "torch=cpu" in stamp:
+        # scripts/bootstrap.sh installed the CPU build of the locked torch and left out the
+        # CUDA-only distributions (PyTorch's index answered on this machine).
+        lock = {n: v for n, v in lock.items() if not re.match(r"nvidia-|cuda-|triton$", n)}
+        lock["torch"] += "+cpu"
     wrong = {n: (v, installed.get(n)) for n, v in lock.items() if installed.get(n) != v}
     assert not wrong, f"{env} venv differs from its lock (lock, installed): {wrong}"
 

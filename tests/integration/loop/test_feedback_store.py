@@ -1,7 +1,8 @@
-"""The feedback store against real SQLite and real Postgres (127.0.0.1:5432)."""
+"""The feedback store against real SQLite and real Postgres (the project's own cluster)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,16 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from mainsail.monitor.feedback import FeedbackError, FeedbackStore, PredictionRecord, metadata
 
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+def postgres_url() -> str:
+    """The test database that `make services` (scripts/services.sh) creates, with its password."""
+    if url := os.environ.get("MAINSAIL_TEST_POSTGRES_URL"):
+        return url
+    path = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
+    path = path / "mainsail" / "postgres-test.url"
+    if not path.exists():
+        pytest.fail(f"{path} missing: run `make services` (it creates the test database)")
+    return path.read_text().strip()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -20,11 +30,12 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'feedback.db'}"
         return
-    engine = sa.create_engine(POSTGRES_URL)
-    metadata.drop_all(engine)  # a clean slate in the shared `test` database
+    url = postgres_url()
+    engine = sa.create_engine(url)
+    metadata.drop_all(engine)  # a clean slate in the shared test database
     engine.dispose()
-    yield POSTGRES_URL
-    engine = sa.create_engine(POSTGRES_URL)
+    yield url
+    engine = sa.create_engine(url)
     metadata.drop_all(engine)
     engine.dispose()
 
