@@ -41,7 +41,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from mainsail.config import RayConfig  # noqa: E402
+from mainsail.config.train import RayConfig  # noqa: E402
 from mainsail.tune.search import SearchSettings, run_search  # noqa: E402
 
 

@@ -12,8 +12,8 @@ wins, so a drift alarm never replaces a better champion.
 from kfp import dsl
 from kfp.dsl.base_component import BaseComponent
 
+from mainsail.config.pipelines import PipelinesConfig
 from mainsail.kfp_runner import PIPELINE_NAMES, configure_task, load_component
-from mainsail.settings.pipelines import PipelinesConfig
 
 
 def build(settings: PipelinesConfig, model: str) -> BaseComponent:

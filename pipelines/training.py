@@ -13,8 +13,8 @@ compiles, runs (kfp.local) and submits it.
 from kfp import dsl
 from kfp.dsl.base_component import BaseComponent
 
+from mainsail.config.pipelines import PipelinesConfig
 from mainsail.kfp_runner import PIPELINE_NAMES, configure_task, load_component
-from mainsail.settings.pipelines import PipelinesConfig
 
 
 def build(settings: PipelinesConfig, model: str) -> BaseComponent:

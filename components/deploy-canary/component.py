@@ -6,7 +6,7 @@ Wraps mainsail.steps.deploy_canary_step.
 from kfp import dsl
 from kfp.dsl import Metrics, Output
 
-from mainsail import naming
+from mainsail.core import naming
 
 
 @dsl.component(base_image=naming.image("pipeline"), install_kfp_package=False)

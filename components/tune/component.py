@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-from mainsail import naming
+from mainsail.core import naming
 
 
 @dsl.component(base_image=naming.image("pipeline"), install_kfp_package=False)

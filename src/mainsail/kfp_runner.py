@@ -28,10 +28,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
-from mainsail import naming
-from mainsail.config import ProjectConfig, load_config
-from mainsail.settings.pipelines import REGISTRY_STEPS, STEPS, PipelinesConfig
-from mainsail.steps import config_to_json
+from mainsail.config import ProjectConfig, config_to_json, load_config
+from mainsail.config.pipelines import REGISTRY_STEPS, STEPS, PipelinesConfig
+from mainsail.core import naming
 
 if TYPE_CHECKING:
     from kfp.dsl import PipelineTask

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from mainsail.settings.pipelines import KubeRayConfig
+from mainsail.config.pipelines import KubeRayConfig
 
 
 class RayClusterError(RuntimeError):
@@ -158,7 +158,7 @@ def cluster_probe(config_json: str, out_path: str) -> dict[str, Any]:
     by `mainsail doctor`-style checks to prove the Ray work reaches the cluster)."""
     import ray
 
-    from mainsail.steps import config_from_json
+    from mainsail.config import config_from_json
     from mainsail.train.ray_runtime import ensure_ray
 
     cfg = config_from_json(config_json)

@@ -34,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from mainsail.ports import free_port
+from mainsail.core.ports import free_port
 
 if TYPE_CHECKING:
     from minio import Minio

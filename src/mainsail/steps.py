@@ -9,41 +9,11 @@ benchmark call exactly what a kfp task runs.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
-from mainsail.config import ProjectConfig
-
-
-def _json_default(value: Any) -> Any:
-    # Durations go as seconds: every duration field of the config accepts a number of seconds,
-    # whereas pydantic's ISO form ("P45D") is not accepted back by all of them.
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    raise TypeError(f"cannot encode {type(value).__name__} in the config JSON")
-
-
-def config_to_json(cfg: ProjectConfig) -> str:
-    """The config as the JSON string that pipeline steps receive (round-trips exactly)."""
-    return json.dumps(cfg.model_dump(mode="python"), default=_json_default, sort_keys=True)
-
-
-def config_from_json(config_json: str) -> ProjectConfig:
-    """The config a step received; a clear error when it is not a valid project config."""
-    from pydantic import ValidationError
-
-    from mainsail.config import ConfigError, format_validation_error
-
-    try:
-        return ProjectConfig.model_validate_json(config_json)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, "config_json")) from None
+from mainsail.config import ProjectConfig, config_from_json
 
 
 def _jsonable(value: Any) -> Any:

@@ -16,14 +16,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mainsail.config import ProjectConfig, load_config, parse_config
+from mainsail.config import (
+    ProjectConfig,
+    config_from_json,
+    config_to_json,
+    load_config,
+    parse_config,
+)
 from mainsail.data import feast_training
 from mainsail.data.stage import run_data_stage
 from mainsail.data.synthetic import generate_churn
 from mainsail.features.errors import FeatureDefinitionError, RegistryError
 from mainsail.lineage import sha256_file
 from mainsail.run import run
-from mainsail.steps import config_from_json, config_to_json
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from datastage_helpers import BAD_INPUTS, make_config
 
-from mainsail.config import DataConfig, PackagedData, SyntheticData
+from mainsail.config.data import DataConfig, PackagedData, SyntheticData
 from mainsail.data.errors import DataSourceError, MalformedFileError
 from mainsail.data.ingest import atomic_path, ensure_data_file, read_table, resolve_format
 from mainsail.data.packaged import load_packaged

@@ -13,7 +13,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import check_estimator
 
-from mainsail.config import PreprocessConfig
+from mainsail.config.data import PreprocessConfig
 from mainsail.data.preprocess import (
     CategoryImputer,
     NumericCoercer,

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mainsail.config import RayConfig
+from mainsail.config.train import RayConfig
 from mainsail.train.mlp_model import MLPModel, MLPParams, TargetCoding
 from mainsail.train.torch_model import MLPFit
 

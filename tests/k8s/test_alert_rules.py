@@ -14,7 +14,7 @@ import helm_python
 import pytest
 import yaml
 
-from mainsail import naming
+from mainsail.core import naming
 
 from . import checks
 

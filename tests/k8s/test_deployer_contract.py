@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from mainsail import naming
 from mainsail.config import ProjectConfig, load_config
+from mainsail.core import naming
 
 from . import checks
 

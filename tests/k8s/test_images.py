@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from mainsail import naming
+from mainsail.core import naming
 
 from . import checks
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mainsail import naming
+from mainsail.core import naming
 
 from . import checks
 

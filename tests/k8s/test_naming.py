@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mainsail import naming
+from mainsail.core import naming
 
 from . import checks
 

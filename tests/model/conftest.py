@@ -20,7 +20,7 @@ def ray_session() -> Iterator[None]:
     """Ray started once for the whole session with 2 CPUs, shut down at the end."""
     import ray
 
-    from mainsail.config import RayConfig
+    from mainsail.config.train import RayConfig
     from mainsail.train.ray_runtime import ensure_ray
 
     ensure_ray(RayConfig(num_cpus=2))

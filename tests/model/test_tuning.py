@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mainsail.config import ProjectConfig, RayConfig
+from mainsail.config import ProjectConfig
+from mainsail.config.train import RayConfig
 from mainsail.data.stage import DataStageResult
 from mainsail.train.model import to_dense
 from mainsail.train.stage import class_labels, train_arrays
@@ -257,7 +258,7 @@ def test_a_search_that_moves_to_ray_starts_it_the_configs_way(tmp_path) -> None:
     script.write_text(
         "import json, time\n"
         "import ray\n"
-        "from mainsail.config import RayConfig\n"
+        "from mainsail.config.train import RayConfig\n"
         "from mainsail.tune.search import SearchSettings, run_search\n"
         "def objective(params, report):\n"
         "    time.sleep(0.3)\n"

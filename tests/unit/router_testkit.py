@@ -17,7 +17,7 @@ from typing import Any
 
 import uvicorn
 
-from mainsail.ports import free_port
+from mainsail.core.ports import free_port
 
 
 class ServerThread:

@@ -16,8 +16,8 @@ import yaml
 from fake_kube_api import FakeKubeAPI
 from router_testkit import ServerThread
 
-from mainsail import naming
 from mainsail.config import ProjectConfig, parse_config
+from mainsail.core import naming
 from mainsail.deploy import kubernetes as k8s
 
 pytestmark = pytest.mark.k8s

@@ -28,14 +28,13 @@ ENV_MODULES: dict[str, tuple[str, ...]] = {
     "serving": (
         "mainsail.config",
         "mainsail.schema",
-        "mainsail.settings",
         "mainsail.serving.runtime",
         "mainsail.registry",
         "mainsail.drift.client",
         "mainsail.features.http_client",
         "mainsail.train.mlp_model",
     ),
-    "drift": ("mainsail.config", "mainsail.schema", "mainsail.settings", "mainsail.drift"),
+    "drift": ("mainsail.config", "mainsail.schema", "mainsail.drift"),
 }
 # Modules of the pipeline env that need a package only another env has.
 NOT_IN_PIPELINE = ("mainsail.serving.runtime", "mainsail.drift.sidecar", "mainsail.drift.detectors")

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from mainsail import ports
-from mainsail.ports import _ephemeral_low, free_port
+from mainsail.core.ports import _ephemeral_low, free_port
 
 
 def test_ports_are_distinct_bindable_and_below_the_ephemeral_range() -> None:

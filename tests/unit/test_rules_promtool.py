@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
+from mainsail.config.monitor import AlertRulesConfig
 from mainsail.monitor.rules import alert_rules, render_rules
-from mainsail.settings.monitor import AlertRulesConfig
 
 PROMTOOL = shutil.which("promtool")
 NO_PROMTOOL = "promtool is missing: install the Debian package prometheus (make services)"

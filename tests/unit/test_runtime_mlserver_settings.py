@@ -6,6 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
+from mainsail.config.registry import RegistryConfig
+from mainsail.config.serving import ServingConfig
 from mainsail.registry.mlserver import RUNTIME_IMPLEMENTATION, model_settings
 from mainsail.serving.mlserver import (
     ServedModel,
@@ -13,8 +15,6 @@ from mainsail.serving.mlserver import (
     server_settings,
     write_repository,
 )
-from mainsail.settings.registry import RegistryConfig
-from mainsail.settings.serving import ServingConfig
 
 
 def test_repository_layout_and_settings(tmp_path: Path) -> None:
@@ -60,8 +60,8 @@ def test_version_model_settings_point_at_the_runtime() -> None:
 
 
 def test_serving_options_carry_the_online_feature_policy() -> None:
+    from mainsail.config.features import FeaturesConfig
     from mainsail.serving.mlserver import serving_options
-    from mainsail.settings.features import FeaturesConfig
 
     features = FeaturesConfig(fallback="impute", enforce_freshness=False)
     stack_url = "http://127.0.0.1:6566"

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mainsail.config import ImbalanceConfig, ProblemType
+from mainsail.config import ProblemType
+from mainsail.config.data import ImbalanceConfig
 
 
 @dataclass(frozen=True)

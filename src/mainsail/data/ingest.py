@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 
-from mainsail.config import DataConfig
+from mainsail.config.data import DataConfig
 from mainsail.data.errors import (
     DataFileNotFoundError,
     DataSourceError,

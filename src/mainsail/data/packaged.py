@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mainsail.config import PackagedData
+from mainsail.config.data import PackagedData
 from mainsail.data.errors import DataSourceError
 
 

@@ -24,7 +24,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
-from mainsail.config import PreprocessConfig
+from mainsail.config.data import PreprocessConfig
 
 MISSING_CATEGORY = "__missing__"
 

@@ -4,7 +4,7 @@ Each registry version becomes a `mlops.seldon.io/v1alpha1` Model (`storageUri` =
 folder in MinIO, `requirements` = what a Server must offer), and one Experiment per model splits
 its traffic between champion and challenger by weight, with the champion as `default` (so
 requests to the champion's name are split) and an optional `mirror`. Names and labels come from
-:mod:`mainsail.naming`. Objects are applied with the kubernetes client's CustomObjectsApi:
+:mod:`mainsail.core.naming`. Objects are applied with the kubernetes client's CustomObjectsApi:
 created, or replaced (keeping `resourceVersion`) when they exist.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from mainsail import naming
 from mainsail.config import ProjectConfig
+from mainsail.core import naming
 
 GROUP = "mlops.seldon.io"
 API_VERSION = "v1alpha1"

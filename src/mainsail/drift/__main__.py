@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from mainsail.config import ConfigError, load_config
+from mainsail.config.drift import DriftConfig
 from mainsail.drift.reference import ReferenceError, ReferenceLoader
 from mainsail.drift.server import DriftSidecar
-from mainsail.settings.drift import DriftConfig
 
 
 def _s3_client(endpoint: str | None) -> Any:

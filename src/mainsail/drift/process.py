@@ -10,7 +10,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from mainsail.childproc import HttpChild
+from mainsail.core.child import HttpChild
 
 __all__ = ["SidecarError", "SidecarProcess", "drift_python", "sidecar_argv"]
 
@@ -54,7 +54,7 @@ def sidecar_argv(
 
 
 class SidecarProcess(HttpChild):
-    """A sidecar subprocess; `start()` waits for `/healthz` (see `mainsail.childproc`)."""
+    """A sidecar subprocess; `start()` waits for `/healthz` (see `mainsail.core.child`)."""
 
     what = "the drift sidecar"
     error = SidecarError

@@ -33,11 +33,11 @@ from typing import Any
 
 import numpy as np
 
+from mainsail.config.drift import DriftConfig
 from mainsail.drift.detectors import CheckResult, VersionDetectors
 from mainsail.drift.encoding import BatchError, Encoder, parse_batch
 from mainsail.drift.metrics import DriftMetrics
 from mainsail.drift.reference import ReferenceError, ReferenceLoader
-from mainsail.settings.drift import DriftConfig
 
 __all__ = ["DriftSidecar"]
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from mainsail.config import ProjectConfig
+from mainsail.config.features import DerivedFeatureSpec
 from mainsail.features.errors import FeatureDefinitionError
 from mainsail.features.freshness import LookupSpec
-from mainsail.settings.features import DerivedFeatureSpec
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mainsail.config.drift import DriftConfig
+from mainsail.config.monitor import MonitorConfig
 from mainsail.monitor.dashboards import dashboard_json, dashboards
 from mainsail.monitor.prometheus import alertmanager_config, local_targets, prometheus_config
 from mainsail.monitor.rules import render_rules
-from mainsail.settings.drift import DriftConfig
-from mainsail.settings.monitor import MonitorConfig
 
 __all__ = ["render_all", "stale_files", "write_all"]
 

@@ -122,7 +122,7 @@ class SeldonBackend:
         return aliases["champion"], aliases.get("challenger")
 
     def current(self, model: str) -> tuple[str, str | None, int]:
-        from mainsail import naming
+        from mainsail.core import naming
         from mainsail.deploy.kubernetes import read_experiment
 
         champion, challenger = self._versions(model)

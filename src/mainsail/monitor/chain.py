@@ -14,6 +14,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from mainsail.config.monitor import AlertRulesConfig, MonitorConfig, RetrainTriggerConfig
+from mainsail.core.ports import free_port
 from mainsail.drift.process import SidecarProcess
 from mainsail.monitor.local import LocalAlertmanager, LocalPrometheus
 from mainsail.monitor.prometheus import (
@@ -25,8 +27,6 @@ from mainsail.monitor.prometheus import (
 )
 from mainsail.monitor.rules import render_rules
 from mainsail.monitor.trigger import RetrainAction, RetrainTrigger, TriggerServer
-from mainsail.ports import free_port
-from mainsail.settings.monitor import AlertRulesConfig, MonitorConfig, RetrainTriggerConfig
 
 __all__ = ["ChainSettings", "MonitoringChain"]
 

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from mainsail.childproc import HttpChild
+from mainsail.core.child import HttpChild
 
 __all__ = [
     "LocalAlertmanager",

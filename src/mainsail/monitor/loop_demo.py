@@ -35,7 +35,7 @@ import pandas as pd
 import yaml
 
 from mainsail.config import ProjectConfig, load_config
-from mainsail.ports import free_port
+from mainsail.core.ports import free_port
 
 REPO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "churn.yaml"
 DRIFT = 0.8

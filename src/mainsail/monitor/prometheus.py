@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
+from mainsail.config.monitor import MonitorConfig
 from mainsail.monitor.rules import DRIFT_JOB
-from mainsail.settings.monitor import MonitorConfig
 
 __all__ = [
     "ScrapeTarget",

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from mainsail.settings.monitor import AlertRulesConfig
+from mainsail.config.monitor import AlertRulesConfig
 
 __all__ = ["DRIFT_JOB", "RETRAIN_ALERT", "alert_rules", "render_rules"]
 

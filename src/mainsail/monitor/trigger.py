@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from mainsail.settings.monitor import RetrainTriggerConfig
+from mainsail.config.monitor import RetrainTriggerConfig
 
 __all__ = [
     "CommandAction",

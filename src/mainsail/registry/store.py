@@ -60,7 +60,7 @@ from mainsail.registry.mlserver import model_settings_bytes
 if TYPE_CHECKING:
     from minio import Minio
 
-    from mainsail.settings.registry import RegistryConfig
+    from mainsail.config.registry import RegistryConfig
 
 ALIASES = ("champion", "challenger")
 _MODEL_NAME = r"^[a-z][a-z0-9-]{0,39}$"

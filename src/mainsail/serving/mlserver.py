@@ -33,12 +33,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from mainsail.ports import free_port
+from mainsail.core.ports import free_port
 
 if TYPE_CHECKING:
-    from mainsail.settings.features import FeaturesConfig
-    from mainsail.settings.registry import RegistryConfig
-    from mainsail.settings.serving import ServingConfig
+    from mainsail.config.features import FeaturesConfig
+    from mainsail.config.registry import RegistryConfig
+    from mainsail.config.serving import ServingConfig
 
 __all__ = [
     "MLServerError",

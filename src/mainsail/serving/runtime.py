@@ -35,6 +35,7 @@ from mlserver.types import InferenceRequest, InferenceResponse, Parameters, Resp
 from mlserver.utils import get_model_uri
 from pydantic import Field
 
+from mainsail.config.base import StrictModel
 from mainsail.registry.errors import RegistryError
 from mainsail.registry.manifest import MODEL_FILE, SCHEMA_FILE, verify_folder
 from mainsail.schema import FeatureSchema
@@ -45,7 +46,6 @@ from mainsail.serving.validation import (
     decode,
     frame_from_records,
 )
-from mainsail.settings.base import StrictModel
 
 #: Requests up to this many rows are scored on the event loop (cheaper than a thread hop);
 #: larger ones in a worker thread so the server keeps answering.

@@ -132,7 +132,7 @@ def seaweedfs_credentials(ctx: StackContext) -> tuple[str, str]:
 def _seaweedfs(ctx: StackContext) -> list[ProcessSpec]:
     if not ctx.config.stack.seaweedfs:
         return []
-    from mainsail.ports import free_port
+    from mainsail.core.ports import free_port
     from mainsail.s3local import find_weed
 
     host, port = ctx.host, ctx.config.stack.s3_port

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mainsail.config import RayConfig
+from mainsail.config.train import RayConfig
 from mainsail.train.mlp_model import MLPParams, TargetCoding
 from mainsail.train.torch_model import MLPFit
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from mainsail.config import RayConfig
+from mainsail.config.train import RayConfig
 
 
 def ensure_ray(ray_cfg: RayConfig) -> int:

@@ -60,7 +60,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from mainsail.config import ProjectConfig, RayConfig
+from mainsail.config import ProjectConfig
+from mainsail.config.train import RayConfig
 from mainsail.evaluate.metrics import greater_is_better, metric_fn, model_output
 from mainsail.train.candidates import fit_arrays, search_space
 from mainsail.train.threads import limit_threads

@@ -15,12 +15,12 @@ from feast_testkit import T0, clock_at
 from prometheus_client import CollectorRegistry
 
 from mainsail.config import ProjectConfig
+from mainsail.core.ports import free_port
 from mainsail.features.errors import FeatureStoreError, OnlineStoreUnavailableError
 from mainsail.features.http import HttpLookup
 from mainsail.features.metrics import FeatureMetrics
 from mainsail.features.online import SdkLookup, open_lookup, spec_for
 from mainsail.features.server import FeatureServer
-from mainsail.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -16,6 +16,7 @@ import pytest
 from feast_testkit import ACTIVITY, PROFILE, T0, make_config
 
 from mainsail.config import ProjectConfig
+from mainsail.core.ports import free_port
 from mainsail.features import store
 from mainsail.features.errors import (
     FeatureDefinitionError,
@@ -23,7 +24,6 @@ from mainsail.features.errors import (
     OnlineStoreUnavailableError,
     RegistryError,
 )
-from mainsail.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -14,11 +14,11 @@ from feast_testkit import ACTIVITY, PROFILE, T0, clock_at, make_config
 from prometheus_client import CollectorRegistry
 
 from mainsail.config import ProjectConfig
+from mainsail.core.ports import free_port
 from mainsail.features import store
 from mainsail.features.errors import OnlineStoreUnavailableError
 from mainsail.features.metrics import FeatureMetrics
 from mainsail.features.online import SdkLookup, spec_for
-from mainsail.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from mainsail.config.monitor import RetrainTriggerConfig
 from mainsail.monitor.trigger import (
     KFPAction,
     RetrainRequest,
@@ -27,7 +28,6 @@ from mainsail.monitor.trigger import (
     RunInfo,
     TriggerServer,
 )
-from mainsail.settings.monitor import RetrainTriggerConfig
 
 pytestmark = pytest.mark.integration
 

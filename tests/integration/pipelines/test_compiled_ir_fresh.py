@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mainsail.config.pipelines import STEPS
 from mainsail.kfp_runner import PIPELINES, compile_all, compiled_dir
-from mainsail.settings.pipelines import STEPS
 
 pytestmark = pytest.mark.integration
 

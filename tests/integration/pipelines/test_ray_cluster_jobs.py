@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 from pipeline_helpers import REPO, tiny_overrides
 
-from mainsail.config import load_config
+from mainsail.config import config_to_json, load_config
+from mainsail.config.pipelines import KubeRayConfig
 from mainsail.ray_cluster import RayClusterError, run_ray_work
 from mainsail.s3local import free_port
-from mainsail.settings.pipelines import KubeRayConfig
-from mainsail.steps import config_to_json, preprocess_step, split_step, tune_step, validate_step
+from mainsail.steps import preprocess_step, split_step, tune_step, validate_step
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 from pipeline_helpers import REPO, tiny_overrides
 
-from mainsail.config import load_config
+from mainsail.config import config_to_json, load_config
 from mainsail.registry import ModelRegistry
 from mainsail.s3local import SeaweedS3
 from mainsail.steps import (
     compare_champion_step,
-    config_to_json,
     deploy_canary_step,
     evaluate_step,
     preprocess_step,

@@ -23,7 +23,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from pipeline_helpers import REPO, tiny_overrides
 
-from mainsail.config import ProjectConfig, load_config
+from mainsail.config import ProjectConfig, config_from_json, load_config
 from mainsail.kfp_runner import (
     KfpUnreachableError,
     PipelineError,
@@ -31,7 +31,6 @@ from mainsail.kfp_runner import (
     submit,
 )
 from mainsail.s3local import free_port
-from mainsail.steps import config_from_json
 
 pytestmark = pytest.mark.integration
 

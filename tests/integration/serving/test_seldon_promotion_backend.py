@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mainsail import naming
 from mainsail.config import parse_config
+from mainsail.core import naming
 from mainsail.deploy import kubernetes as k8s
 from mainsail.monitor.backends import SeldonBackend
 from mainsail.registry import ModelRegistry

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from mainsail.config import ProjectConfig, parse_config
-from mainsail.ports import free_port
+from mainsail.core.ports import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 # The real-HTTP helpers of the router unit tests (ServerThread, the fake Kubernetes API).

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from mainsail.config import ProjectConfig, load_config
-from mainsail.steps import config_to_json
+from mainsail.config import ProjectConfig, config_to_json, load_config
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -11,10 +11,11 @@ import pytest
 import yaml
 from kfp import compiler
 
-from mainsail import naming, steps
+from mainsail import steps
 from mainsail.config import load_config
+from mainsail.config.pipelines import STEPS, GpuPlacement, PipelinesConfig
+from mainsail.core import naming
 from mainsail.kfp_runner import build_pipeline, load_component
-from mainsail.settings.pipelines import STEPS, GpuPlacement, PipelinesConfig
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mainsail.config import ProjectConfig
+from mainsail.config import ProjectConfig, config_from_json
 from mainsail.kfp_runner import (
     PipelineError,
     build_pipeline,
@@ -15,7 +15,6 @@ from mainsail.kfp_runner import (
     pipeline_arguments,
     run_name_for,
 )
-from mainsail.steps import config_from_json
 
 
 def test_digest_follows_the_file_content(tiny_cfg: ProjectConfig, tmp_path: Path) -> None:

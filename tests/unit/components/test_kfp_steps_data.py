@@ -9,17 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mainsail.config import ConfigError, ProjectConfig
+from mainsail.config import ConfigError, ProjectConfig, config_from_json, config_to_json
 from mainsail.data.errors import DataError
 from mainsail.data.stage import run_data_stage
-from mainsail.steps import (
-    config_from_json,
-    config_to_json,
-    load_prepared,
-    preprocess_step,
-    split_step,
-    validate_step,
-)
+from mainsail.steps import load_prepared, preprocess_step, split_step, validate_step
 
 
 def test_config_json_round_trips_exactly(tiny_cfg: ProjectConfig) -> None:

@@ -13,9 +13,8 @@ import joblib
 import pytest
 import yaml
 
-from mainsail.config import ProjectConfig
+from mainsail.config import ProjectConfig, config_to_json
 from mainsail.steps import (
-    config_to_json,
     evaluate_step,
     preprocess_step,
     split_step,

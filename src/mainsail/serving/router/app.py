@@ -48,6 +48,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mainsail.config.base import StrictModel
+from mainsail.config.stack import RouterConfig
 from mainsail.serving.router.feedback import FeedbackRecorder
 from mainsail.serving.router.metrics import RouterMetrics
 from mainsail.serving.router.upstream import (
@@ -58,8 +60,6 @@ from mainsail.serving.router.upstream import (
     UpstreamTimeoutError,
 )
 from mainsail.serving.router.v2 import V2RequestError, parse_infer_request, sticky_value
-from mainsail.settings.base import StrictModel
-from mainsail.settings.stack import RouterConfig
 
 log = logging.getLogger("mainsail.router")
 

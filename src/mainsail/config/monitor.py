@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from mainsail.settings.base import StrictModel
+from mainsail.config.base import StrictModel
 
 #: A Prometheus duration such as `30s`, `5m`, `1h30m`.
 DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d|w|y))+$"

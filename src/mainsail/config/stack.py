@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from mainsail.settings.base import StrictModel
+from mainsail.config.base import StrictModel
 
 
 class ModelServerConfig(StrictModel):
@@ -76,7 +76,7 @@ class KubernetesDeployConfig(StrictModel):
     """How the Kubernetes backend renders Seldon Core 2 resources."""
 
     namespace: str | None = None
-    """Namespace of the Model and Experiment resources; the one from mainsail.naming when null."""
+    """Namespace of the Model and Experiment resources; `mainsail.core.naming`'s when null."""
     server: str | None = None
     """Seldon `Server` that should load the models; Seldon schedules by `requirements` when null."""
     requirements: list[str] = Field(default_factory=lambda: ["mainsail"])

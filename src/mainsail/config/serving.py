@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from mainsail.settings.base import StrictModel
+from mainsail.config.base import StrictModel
 
 
 class ServingConfig(StrictModel):

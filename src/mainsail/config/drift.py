@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from mainsail.settings.base import StrictModel
+from mainsail.config.base import StrictModel
 
 
 class DriftConfig(StrictModel):

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mainsail import naming
-from mainsail.settings.base import StrictModel
+from mainsail.config.base import StrictModel
+from mainsail.core import naming
 
 #: The pipeline steps, as named by components/<step>/ and by the tasks of the pipelines.
 STEPS = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from mainsail.settings.base import StrictModel
+from mainsail.config.base import StrictModel
 
 
 class PromotionConfig(StrictModel):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from mainsail.settings.base import StrictModel
+from mainsail.config.base import StrictModel
 
 
 class RegistryConfig(StrictModel):

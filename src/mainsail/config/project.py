@@ -1,0 +1,102 @@
+"""The project config: one section per stage, each in its own module of this package."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from mainsail.config.base import ProblemType, StrictModel, suggest
+from mainsail.config.data import DataConfig, ImbalanceConfig, PreprocessConfig, SplitConfig
+from mainsail.config.drift import DriftConfig
+from mainsail.config.evaluate import (
+    CLASSIFICATION_METRICS,
+    DEFAULT_METRIC,
+    REGRESSION_METRICS,
+    EvaluateConfig,
+)
+from mainsail.config.features import FeaturesConfig
+from mainsail.config.monitor import MonitorConfig
+from mainsail.config.pipelines import PipelinesConfig
+from mainsail.config.promotion import PromotionConfig
+from mainsail.config.registry import RegistryConfig
+from mainsail.config.serving import ServingConfig
+from mainsail.config.stack import StackConfig
+from mainsail.config.train import TrainConfig, TuneConfig
+
+
+class ProjectConfig(StrictModel):
+    """A Mainsail project: one dataset, one model name, and how every stage treats them."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,39}$")
+    """Model name (lower-case letters, digits, dashes): names registry entries and resources."""
+    description: str = ""
+    """One line shown in reports and the model card."""
+    seed: int = 42
+    """Seed for every random choice: generator, splits, models, tuning."""
+    metric: str | None = None
+    """Primary metric; `roc_auc` for classification and `rmse` for regression when omitted."""
+    runs_dir: Path = Path("runs")
+    """Folder that receives one sub-folder per run, relative to the config file's folder."""
+    data: DataConfig
+    """The dataset."""
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    """Train/validation/test split."""
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    """Preprocessing."""
+    imbalance: ImbalanceConfig = Field(default_factory=ImbalanceConfig)
+    """Class-imbalance handling."""
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    """Candidates and Ray placement."""
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+    """Tuning budget."""
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    """Cross-validation and selection."""
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    """Feast feature store."""
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    """Model registry."""
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+    """Serving runtime."""
+    stack: StackConfig = Field(default_factory=StackConfig)
+    """Local stack, router and deployers."""
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    """Drift sidecar."""
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    """Monitoring, alerting, retraining and promotion."""
+    pipelines: PipelinesConfig = Field(default_factory=PipelinesConfig)
+    """Kubeflow Pipelines: image, resources, GPU placement, KubeRay, submission."""
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    """Feedback store, A/B analysis and metric-gated promotion."""
+
+    @model_validator(mode="after")
+    def _check_metric_and_split(self) -> ProjectConfig:
+        if self.metric is not None:
+            allowed = CLASSIFICATION_METRICS + REGRESSION_METRICS
+            if self.metric not in allowed:
+                raise ValueError(
+                    f"metric {self.metric!r} is not supported{suggest(self.metric, allowed)}; "
+                    f"choose one of {', '.join(allowed)}"
+                )
+            if self.data.problem_type == "classification" and self.metric in REGRESSION_METRICS:
+                raise ValueError(f"metric {self.metric!r} is a regression metric")
+            if self.data.problem_type == "regression" and self.metric in CLASSIFICATION_METRICS:
+                raise ValueError(f"metric {self.metric!r} is a classification metric")
+        if self.split.strategy == "group" and not self.data.entity_key:
+            raise ValueError("split.strategy 'group' needs data.entity_key")
+        if self.split.strategy == "time" and not self.data.event_timestamp:
+            raise ValueError("split.strategy 'time' needs data.event_timestamp")
+        if self.split.test_size + self.split.valid_size >= 0.8:
+            raise ValueError("split.test_size + split.valid_size must leave at least 20% to train")
+        return self
+
+    def primary_metric(self, problem_type: ProblemType) -> str:
+        """The metric that ranks candidates, given the (possibly detected) problem type."""
+        return self.metric or DEFAULT_METRIC[problem_type]
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON form: identifies the config in lineage."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()
