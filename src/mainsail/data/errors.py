@@ -1,7 +1,7 @@
 """Errors of the data stage: each message names the file, column or key and what was expected.
 
 All of them derive from :class:`DataError` (a ``ValueError``), so callers can catch one type.
-When validation found the problem, the partial :class:`~mainsail.data.validate.ValidationReport`
+When validation found the problem, the partial :class:`~mainsail.data.report.ValidationReport`
 is attached as ``report`` so the CLI can show everything that was checked.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mainsail.data.validate import ValidationReport
+    from mainsail.data.report import ValidationReport
 
 
 class DataError(ValueError):

@@ -12,7 +12,6 @@ a half-written dataset that a later run would trust.
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -118,15 +117,6 @@ def ensure_data_file(data: DataConfig, seed: int) -> bool:
         f"data file not found: {path} (data.path); check the path, or set data.synthetic "
         "or data.packaged to create it on first use"
     )
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """sha256 of the file's bytes, read in chunks (lineage)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_table(path: Path, fmt: str = "auto") -> pd.DataFrame:

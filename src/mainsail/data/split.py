@@ -21,6 +21,10 @@ The same seed and data always give the same indices (sorted ``int64`` arrays).
 
 from __future__ import annotations
 
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,10 +32,51 @@ import pandas as pd
 
 from mainsail.config import ProblemType
 from mainsail.data.errors import SplitError
-from mainsail.data.stage import SplitIndices
 
 SIDES = ("train", "valid", "test")
 _REGRESSION_BINS = 5
+
+
+@dataclass(frozen=True)
+class SplitIndices:
+    """Row positions (into the validated frame) of each side; sorted, disjoint."""
+
+    train: np.ndarray
+    valid: np.ndarray
+    test: np.ndarray
+    strategy: str
+    groups: np.ndarray | None = None
+    """Entity of each row of the frame (for grouped cross-validation), when an entity key is set."""
+
+
+def save_split_indices(split: SplitIndices, path: Path) -> None:
+    """Write the indices as an ``.npz`` whose bytes depend only on the indices.
+
+    ``numpy.savez`` stamps each zip member with the current time; a fixed stamp keeps the file
+    byte-identical across runs with the same seed.
+    """
+    arrays: dict[str, np.ndarray] = {"train": split.train, "valid": split.valid, "test": split.test}
+    if split.groups is not None:
+        arrays["groups"] = split.groups
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(array, dtype=np.int64))
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, buffer.getvalue())
+
+
+def load_split_indices(path: Path, strategy: str) -> SplitIndices:
+    """The indices that :func:`save_split_indices` wrote."""
+    with np.load(path) as arrays:
+        return SplitIndices(
+            train=arrays["train"],
+            valid=arrays["valid"],
+            test=arrays["test"],
+            strategy=strategy,
+            groups=arrays["groups"] if "groups" in arrays.files else None,
+        )
 
 
 def _allocate(

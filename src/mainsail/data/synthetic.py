@@ -17,12 +17,8 @@ PAYMENTS = np.array(["card", "bank-transfer", "electronic-check", "mailed-check"
 PLANS = np.array(["basic", "standard", "premium"])
 REGIONS = np.array(["north", "south", "east", "west", "central"])
 
-#: The generated columns, in order. `churned` is the target; `customer_id` the entity key;
-#: `event_timestamp` the snapshot time and `label_timestamp` when the label became known.
-COLUMNS = (
-    "customer_id",
-    "event_timestamp",
-    "label_timestamp",
+#: Feature columns by kind (the churn model's inputs; demos and tests build its schema from them).
+NUMERIC = (
     "tenure_months",
     "monthly_charges",
     "total_charges",
@@ -32,13 +28,14 @@ COLUMNS = (
     "days_since_last_login",
     "num_devices",
     "satisfaction_score",
-    "contract",
-    "payment_method",
-    "plan",
-    "region",
-    "paperless_billing",
-    "churned",
 )
+CATEGORICAL = {"contract": CONTRACTS, "payment_method": PAYMENTS, "plan": PLANS, "region": REGIONS}
+BOOLEAN = ("paperless_billing",)
+FEATURES = (*NUMERIC, *CATEGORICAL, *BOOLEAN)
+
+#: The generated columns, in order. `churned` is the target; `customer_id` the entity key;
+#: `event_timestamp` the snapshot time and `label_timestamp` when the label became known.
+COLUMNS = ("customer_id", "event_timestamp", "label_timestamp", *FEATURES, "churned")
 
 
 def generate_churn(

@@ -10,14 +10,11 @@ whose message names the column and what was expected (the partial report rides a
 from __future__ import annotations
 
 import difflib
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
 
 from mainsail.config import ProblemType, ProjectConfig
 from mainsail.data.errors import (
@@ -29,12 +26,15 @@ from mainsail.data.errors import (
     TargetError,
     TimestampError,
 )
-
-Severity = Literal["error", "warning", "info"]
-Role = Literal[
-    "feature", "target", "entity_key", "event_timestamp", "label_timestamp", "dropped", "excluded"
-]
-Kind = Literal["numeric", "categorical", "boolean", "datetime"]
+from mainsail.data.report import (
+    ColumnProfile,
+    Issue,
+    Kind,
+    LeakageSuspect,
+    Role,
+    Severity,
+    ValidationReport,
+)
 
 #: A single feature whose cross-validated score reaches this is a leakage suspect.
 LEAKAGE_AUC = 0.99
@@ -47,156 +47,6 @@ MAX_CLASSES_FOR_INT_TARGET = 20
 ID_LIKE_UNIQUE_SHARE = 0.95
 #: Values beyond this many IQRs outside the quartiles count as outliers in the report.
 OUTLIER_IQR = 3.0
-
-
-class Issue(BaseModel):
-    """One finding of the validation."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    severity: Severity
-    """`error` blocks the run; `warning` deserves a look; `info` records a decision."""
-    code: str
-    """Stable machine-readable code (e.g. `constant_column`, `leakage_suspect`)."""
-    message: str
-    """What was found, naming the column and the numbers."""
-    column: str | None = None
-    """The column concerned, when there is one."""
-
-
-class ColumnProfile(BaseModel):
-    """Profile of one column of the loaded table."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    """Column name."""
-    dtype: str
-    """pandas dtype after loading."""
-    role: Role
-    """What the data stage uses the column for."""
-    kind: Kind
-    """How the column is treated: numeric, categorical, boolean or datetime."""
-    missing: int
-    """Missing values."""
-    missing_share: float
-    """Missing values as a share of rows."""
-    unique: int
-    """Distinct non-missing values."""
-    constant: bool = False
-    """At most one distinct value."""
-    id_like: bool = False
-    """Looks like an identifier (distinct per row)."""
-    min: float | None = None
-    """Smallest value (numeric)."""
-    max: float | None = None
-    """Largest value (numeric)."""
-    mean: float | None = None
-    """Mean (numeric)."""
-    std: float | None = None
-    """Standard deviation (numeric)."""
-    outliers: int | None = None
-    """Values more than 3 IQRs outside the quartiles (numeric)."""
-    top_values: dict[str, int] | None = None
-    """Most frequent values and their counts (categorical, up to 10)."""
-    first: str | None = None
-    """Earliest value (datetime, ISO 8601)."""
-    last: str | None = None
-    """Latest value (datetime, ISO 8601)."""
-
-
-class LeakageSuspect(BaseModel):
-    """A single feature that predicts the target almost perfectly on held-out rows."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    column: str
-    """The feature."""
-    metric: str
-    """Held-out score used: `roc_auc`, `balanced_accuracy` or `r2`."""
-    score: float
-    """Its value (2-fold cross-validated, one feature only)."""
-
-
-class ValidationReport(BaseModel):
-    """Machine-readable validation report (also rendered as HTML)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    version: int = 1
-    """Report format version."""
-    source: str
-    """Path of the data file."""
-    data_sha256: str = ""
-    """sha256 of the file's bytes."""
-    rows_loaded: int
-    """Rows read from the file."""
-    rows: int = 0
-    """Rows kept after removing exact duplicates and rows without a label."""
-    n_columns: int
-    """Columns read from the file."""
-    target: str
-    """Target column."""
-    problem_type: ProblemType | None = None
-    """Classification or regression."""
-    problem_type_detected: bool = False
-    """True when the problem type was detected (the config left it out)."""
-    problem_type_reason: str = ""
-    """Why that problem type (from config, or the rule that detected it)."""
-    classes: list[str] | None = None
-    """Class labels, sorted as the models order them (classification)."""
-    positive_class: str | None = None
-    """Positive class (binary classification)."""
-    class_balance: dict[str, int] | None = None
-    """Rows per class (classification)."""
-    minority_share: float | None = None
-    """Share of the rarest class (classification)."""
-    target_stats: dict[str, float] | None = None
-    """min, max, mean, std of the target (regression)."""
-    duplicate_rows_dropped: int = 0
-    """Exact duplicate rows removed (the first copy is kept)."""
-    missing_target_rows_dropped: int = 0
-    """Rows removed because their label is missing."""
-    timestamp_after_label_rows: int | None = None
-    """Rows whose event timestamp is after their label timestamp (leakage)."""
-    features: list[str] = Field(default_factory=list)
-    """Feature columns in model input order."""
-    numeric: list[str] = Field(default_factory=list)
-    """Numeric and boolean features."""
-    categorical: list[str] = Field(default_factory=list)
-    """Categorical features."""
-    excluded: dict[str, str] = Field(default_factory=dict)
-    """Columns left out of the features, with the reason."""
-    leakage: list[LeakageSuspect] = Field(default_factory=list)
-    """Single features that predict the target almost perfectly."""
-    columns: list[ColumnProfile] = Field(default_factory=list)
-    """Profile of every column."""
-    issues: list[Issue] = Field(default_factory=list)
-    """Errors, warnings and decisions, in the order found."""
-    passed: bool = False
-    """True when no blocking problem was found."""
-
-    def warnings(self) -> list[Issue]:
-        """The warnings."""
-        return [i for i in self.issues if i.severity == "warning"]
-
-    def errors(self) -> list[Issue]:
-        """The blocking problems."""
-        return [i for i in self.issues if i.severity == "error"]
-
-    def to_json(self) -> str:
-        """Stable JSON form (sorted keys, NaN-free)."""
-        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
-
-    def save_json(self, path: Path) -> None:
-        """Write the JSON form."""
-        path.write_text(self.to_json())
-
-    def to_html(self) -> str:
-        """Self-contained HTML page (no scripts, no network)."""
-        from mainsail.data.report_html import render_report
-
-        return render_report(self)
 
 
 @dataclass

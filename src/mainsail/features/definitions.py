@@ -19,7 +19,7 @@ from mainsail.features.errors import FeatureDefinitionError, FeatureSourceError
 from mainsail.features.layout import RepoPlan, feast_project_name, plan_repo
 
 if TYPE_CHECKING:
-    from mainsail.schema import FeatureSchema
+    from mainsail.data.schema import FeatureSchema
 
 
 def read_source_schema(repo_dir: Path, view_name: str, source_path: str) -> pa.Schema:
@@ -38,8 +38,10 @@ def read_source_schema(repo_dir: Path, view_name: str, source_path: str) -> pa.S
         ) from None
 
 
-def repo_plan(cfg: ProjectConfig, repo_dir: Path) -> RepoPlan:
-    """The plan, reading the default view's columns from its source when no views are set."""
+def plan_from_sources(cfg: ProjectConfig, repo_dir: Path) -> RepoPlan:
+    """The plan of a repository whose sources are written (`layout.plan_repo`, with the default
+    view's columns read from its source when the config sets no views). Callers compute it once
+    per operation and pass it down."""
     if cfg.features.views:
         return plan_repo(cfg)
     name = f"{feast_project_name(cfg)}_features"
@@ -67,9 +69,8 @@ def _feast_type(arrow: pa.DataType, where: str) -> Any:
     raise FeatureDefinitionError(f"{where}: parquet type {arrow} has no Feast equivalent")
 
 
-def entity_type(cfg: ProjectConfig, repo_dir: Path) -> str:
+def entity_type(plan: RepoPlan, repo_dir: Path) -> str:
     """`string` or `int64`: the entity key's type in the first view's source."""
-    plan = repo_plan(cfg, repo_dir)
     view = plan.views[0]
     schema = read_source_schema(repo_dir, view.name, view.source_path)
     arrow = schema.field(plan.entity_key).type
@@ -99,8 +100,11 @@ def _ratio_udf(ratios: tuple[tuple[str, str, str], ...]) -> Any:
     return derived_ratios
 
 
-def build_definitions(cfg: ProjectConfig, repo_dir: Path) -> list[Any]:
-    """Entity, sources, views, on-demand view and FeatureService for `cfg`.
+def build_definitions(
+    cfg: ProjectConfig, repo_dir: Path, plan: RepoPlan | None = None
+) -> list[Any]:
+    """Entity, sources, views, on-demand view and FeatureService for `cfg` (and its `plan`,
+    when the caller has it).
 
     Checks every configured column against the source's parquet schema (FeatureSourceError
     naming the view and file, FeatureDefinitionError naming the column).
@@ -109,7 +113,7 @@ def build_definitions(cfg: ProjectConfig, repo_dir: Path) -> list[Any]:
     from feast.on_demand_feature_view import OnDemandFeatureView
     from feast.types import Float64
 
-    plan = repo_plan(cfg, repo_dir)
+    plan = plan or plan_from_sources(cfg, repo_dir)
     schemas = {v.name: read_source_schema(repo_dir, v.name, v.source_path) for v in plan.views}
     first = schemas[plan.views[0].name]
     if plan.entity_key not in first.names:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mainsail.config import ProjectConfig
-from mainsail.features.definitions import entity_type, repo_plan
+from mainsail.features.definitions import entity_type, plan_from_sources
 from mainsail.features.errors import OnlineStoreUnavailableError
 from mainsail.features.freshness import (
     Assembler,
@@ -41,7 +41,8 @@ _SCALARS = frozenset(
 
 def spec_for(cfg: ProjectConfig, repo_dir: Path) -> LookupSpec:
     """The lookup spec of a written repository (see `LookupSpec`)."""
-    return lookup_spec(repo_plan(cfg, repo_dir), entity_type(cfg, repo_dir))
+    plan = plan_from_sources(cfg, repo_dir)
+    return lookup_spec(plan, entity_type(plan, repo_dir))
 
 
 class SdkLookup:

@@ -32,9 +32,12 @@ def _check_dtype(frame: pd.DataFrame, column: str) -> None:
         )
 
 
-def write_sources(frame: pd.DataFrame, cfg: ProjectConfig, repo_dir: Path) -> dict[str, Path]:
-    """Write one parquet file per feature view under `repo_dir/data`; returns view -> path."""
-    plan = plan_repo(cfg, list(frame.columns))
+def write_sources(
+    frame: pd.DataFrame, cfg: ProjectConfig, repo_dir: Path, plan: RepoPlan | None = None
+) -> dict[str, Path]:
+    """Write one parquet file per feature view under `repo_dir/data`; returns view -> path.
+    `plan` is the frame's (`plan_repo(cfg, frame.columns)`) when the caller has it."""
+    plan = plan or plan_repo(cfg, list(frame.columns))
     tables = source_tables(frame, plan)
     data_dir = repo_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -21,13 +21,17 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from mainsail.config import ProjectConfig
-from mainsail.features.definitions import build_definitions, read_source_schema, repo_plan
+from mainsail.features.definitions import (
+    build_definitions,
+    plan_from_sources,
+    read_source_schema,
+)
 from mainsail.features.errors import (
     FeatureDefinitionError,
     OnlineStoreUnavailableError,
     RegistryError,
 )
-from mainsail.features.layout import RepoPlan, render_feature_store_yaml
+from mainsail.features.layout import RepoPlan, plan_repo, render_feature_store_yaml
 from mainsail.features.sources import write_sources
 
 if TYPE_CHECKING:
@@ -204,15 +208,24 @@ def open_store(cfg: ProjectConfig, repo_dir: Path, *, check: bool = True) -> Fea
     return FeatureStore(repo_path=str(repo_dir))
 
 
-def apply(cfg: ProjectConfig, repo_dir: Path, frame: pd.DataFrame | None = None) -> ApplySummary:
+def apply(
+    cfg: ProjectConfig,
+    repo_dir: Path,
+    frame: pd.DataFrame | None = None,
+    plan: RepoPlan | None = None,
+) -> ApplySummary:
     """Write the sources from `frame` (when given), then register the definitions.
 
-    Objects this project registered before and the config no longer defines are deleted.
+    `plan` is the repository's plan when the caller has it (computed once per operation);
+    otherwise it is the frame's, or the written sources'. Objects this project registered
+    before and the config no longer defines are deleted.
     """
-    sources = write_sources(frame, cfg, repo_dir) if frame is not None else {}
+    if plan is None:
+        plan = plan_repo(cfg, list(frame.columns)) if frame is not None else None
+    sources = write_sources(frame, cfg, repo_dir, plan) if frame is not None else {}
+    plan = plan or plan_from_sources(cfg, repo_dir)
     store = open_store(cfg, repo_dir)
-    objects = build_definitions(cfg, repo_dir)
-    plan = repo_plan(cfg, repo_dir)
+    objects = build_definitions(cfg, repo_dir, plan)
     with registry_lock(cfg, repo_dir):
         wanted = {(type(o).__name__, o.name) for o in objects}
         registered: list[Any] = [
@@ -271,6 +284,7 @@ def materialize(
     *,
     end: datetime | None = None,
     start: datetime | None = None,
+    plan: RepoPlan | None = None,
 ) -> MaterializeSummary:
     """Load the sources into the online store.
 
@@ -278,7 +292,7 @@ def materialize(
     run starts one TTL before `end`, as older values would be stale anyway). With `start`, the
     interval [start, end] is loaded for every view.
     """
-    plan = repo_plan(cfg, repo_dir)
+    plan = plan or plan_from_sources(cfg, repo_dir)
     for view in plan.views:
         read_source_schema(repo_dir, view.name, view.source_path)
     check_registry(cfg, repo_dir, must_exist=True)
@@ -318,6 +332,7 @@ def training_set(
     repo_dir: Path,
     labels: pd.DataFrame,
     store: FeatureStore | None = None,
+    plan: RepoPlan | None = None,
 ) -> pd.DataFrame:
     """Point-in-time training rows: each label row gets the latest feature values observed
     at or before its event timestamp (and within each view's TTL), never later ones.
@@ -326,7 +341,7 @@ def training_set(
     (target, label timestamp); every row comes back, in the order given, with the label
     columns as given and missing features where no observation lies within the TTL.
     """
-    plan = repo_plan(cfg, repo_dir)
+    plan = plan or plan_from_sources(cfg, repo_dir)
     _check_labels(plan, labels, cfg.data.label_timestamp)
     store = store or open_store(cfg, repo_dir)
     service = store.get_feature_service(plan.service_name)

@@ -99,7 +99,7 @@ def _like(joined: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
 
 
 def _sha256(path: Path) -> str:
-    from mainsail.lineage import sha256_file
+    from mainsail.core.files import sha256_file
 
     return sha256_file(path) if path.is_file() else ""
 
@@ -121,8 +121,8 @@ def training_rows(
     """
     from mainsail.data.validate import validate_frame
     from mainsail.features import store
-    from mainsail.features.definitions import entity_type, repo_plan
-    from mainsail.features.layout import lookup_spec
+    from mainsail.features.definitions import entity_type
+    from mainsail.features.layout import lookup_spec, plan_repo
 
     started = time.perf_counter()
     repo = cfg.features.repo_dir.resolve()
@@ -133,10 +133,11 @@ def training_rows(
     # One lock around sources, registry and join: a concurrent run on the same repository
     # must not swap the sources between this run's write and its join.
     with store.registry_lock(cfg, repo, timeout_s=LOCK_TIMEOUT_S):
-        applied = store.apply(cfg, repo, obs)
-        plan = repo_plan(cfg, repo)
-        spec = lookup_spec(plan, entity_type(cfg, repo))
-        joined = store.training_set(cfg, repo, labels)
+        # One plan for the whole operation: the sources, the definitions and the join.
+        plan = plan_repo(cfg, list(obs.columns))
+        applied = store.apply(cfg, repo, obs, plan)
+        spec = lookup_spec(plan, entity_type(plan, repo))
+        joined = store.training_set(cfg, repo, labels, plan=plan)
         registry = store.registry_file(cfg, repo)
         registry_sha = _sha256(registry)
     joined = _like(joined, checked.frame)
