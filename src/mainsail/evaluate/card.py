@@ -1,11 +1,24 @@
-"""The model card (YAML), filled from the run's real values.
+"""The model card (YAML): every piece of code that writes one.
 
-Deployment fields (endpoint, latency_p95, throughput) are present and null: deployment fills
-them in. Nothing here is a placeholder; a field with no value in this run says why.
+- :func:`build_card` / :func:`write_card`: the card of a run, filled from its real values.
+  Deployment fields (endpoint, latency_p95, throughput) are present and null: deployment fills
+  them in. Nothing here is a placeholder; a field with no value in this run says why.
+- :func:`fill_deployment`: the deployment fields from a measured load run
+  (`mainsail.deploy.load.measure`).
+- :func:`append_promotion_decision`: each A/B decision and its evidence, appended to the card
+  of the deployed version (`mainsail.promotion`).
+- :func:`card_markdown`: the card for the KFP UI.
+
+A registry version is immutable (its manifest holds the card's sha256), so a card with
+deployment facts is a copy kept beside the deployment (:func:`deployed_card_path`).
 """
 
 from __future__ import annotations
 
+import math
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +26,16 @@ import numpy as np
 import yaml
 
 from mainsail.config import ProjectConfig
-from mainsail.data.stage import DataStageResult
+from mainsail.data.prepared import DataStageResult
 from mainsail.evaluate.compare import Selection
 from mainsail.evaluate.stats import BootstrapCI
 
 CARD_VERSION = 1
+CARD_FILE = "model_card.yaml"
+
+
+class CardError(ValueError):
+    """A model card that cannot be read or filled; the message says which and why."""
 
 
 def _r(x: float | None, nd: int = 5) -> float | None:
@@ -168,7 +186,123 @@ def _limitations(data: DataStageResult, selection: Selection) -> list[str]:
 
 
 def write_card(card: dict[str, Any], path: Path) -> Path:
+    """Write the card as YAML, atomically."""
     tmp = path.with_suffix(".yaml.tmp")
     tmp.write_text(yaml.safe_dump(card, sort_keys=False, allow_unicode=True, width=100))
     tmp.replace(path)
     return path
+
+
+def card_markdown(card: dict[str, Any], card_yaml: str) -> str:
+    """The model card for the KFP UI: a title, the top-level facts, then the full YAML."""
+    title = card.get("model") or card.get("name") or "model"
+    lines = [f"# Model card: {title}", ""]
+    for key, value in card.items():
+        if isinstance(value, str | int | float | bool) or value is None:
+            lines.append(f"- **{key}**: {value}")
+    lines += ["", "```yaml", card_yaml.rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def read_card(path: Path) -> dict[str, Any]:
+    """A card file as a mapping (CardError when it is unreadable or not a mapping)."""
+    try:
+        card: Any = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise CardError(f"cannot read model card {path}: {err}") from None
+    if not isinstance(card, dict):
+        raise CardError(f"model card {path} is not a mapping")
+    return card
+
+
+def _write_yaml(card: dict[str, Any], out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as fh:
+        yaml.safe_dump(card, fh, sort_keys=False)
+    Path(fh.name).replace(out)
+    return out
+
+
+def deployed_card_path(cfg: ProjectConfig, version: int | str) -> Path:
+    """Where the deployed copy of a version's card lives (the registry copy is immutable)."""
+    return cfg.stack.data_dir.resolve() / "deployments" / f"{cfg.name}-v{version}-{CARD_FILE}"
+
+
+@dataclass(frozen=True)
+class LoadFigures:
+    """What a load run measured."""
+
+    endpoint: str
+    """URL that was loaded (the router's infer URL)."""
+    latency_p50_ms: float
+    """Median request latency, milliseconds."""
+    latency_p95_ms: float
+    """95th percentile request latency, milliseconds."""
+    latency_p99_ms: float
+    """99th percentile request latency, milliseconds."""
+    throughput_rps: float
+    """Successful requests per second."""
+    requests: int
+    """Requests sent."""
+    errors: int
+    """Requests that failed (no answer or HTTP status >= 400)."""
+    duration_s: float
+    """Length of the run, seconds."""
+    concurrency: int
+    """Requests in flight at once."""
+
+
+def fill_deployment(
+    card_path: Path,
+    figures: LoadFigures,
+    out_path: Path | None = None,
+    endpoint: str | None = None,
+) -> Path:
+    """Write the card at `card_path` with its deployment fields from `figures` to `out_path`
+    (default: in place); returns the path written. `endpoint` is the public URL written to the
+    card (default: the URL that was loaded)."""
+    card_path = Path(card_path)
+    for name in ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "throughput_rps"):
+        value = getattr(figures, name)
+        if not math.isfinite(value) or value <= 0:
+            raise CardError(f"measured {name} must be a positive number, got {value!r}")
+    if figures.requests <= 0 or figures.errors >= figures.requests:
+        raise CardError(
+            f"the load run has no successful request ({figures.requests} sent, "
+            f"{figures.errors} failed); nothing to put in the model card"
+        )
+    card = read_card(card_path)
+    if not isinstance(card.get("deployment"), dict):
+        raise CardError(f"model card {card_path} has no `deployment` section")
+    card["deployment"] = {
+        "endpoint": endpoint or figures.endpoint,
+        "latency_p95": round(figures.latency_p95_ms, 3),
+        "throughput": round(figures.throughput_rps, 1),
+        "units": {"latency_p95": "ms", "throughput": "requests/s"},
+        "measured": {
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "url": figures.endpoint,
+            "latency_p50_ms": round(figures.latency_p50_ms, 3),
+            "latency_p99_ms": round(figures.latency_p99_ms, 3),
+            "requests": figures.requests,
+            "errors": figures.errors,
+            "duration_s": round(figures.duration_s, 2),
+            "concurrency": figures.concurrency,
+        },
+    }
+    return _write_yaml(card, Path(out_path) if out_path is not None else card_path)
+
+
+def append_promotion_decision(
+    path: Path, decision: dict[str, Any], start_from: Path | None = None
+) -> Path:
+    """Append a promotion decision and its evidence to the card's `promotion_history` at `path`;
+    a card not there yet starts as a copy of `start_from` (the registry version's card)."""
+    if path.exists():
+        card = read_card(path)
+    elif start_from is not None and start_from.exists():
+        card = read_card(start_from)
+    else:
+        card = {}
+    card.setdefault("promotion_history", []).append(decision)
+    return _write_yaml(card, path)

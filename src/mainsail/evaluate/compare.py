@@ -5,10 +5,15 @@ primary metric in BOTH the cross-validation (Nadeau-Bengio corrected resampled t
 sided, p < alpha) and the held-out test set (the paired-bootstrap confidence interval of the
 difference excludes zero). Among the eligible, the best CV mean wins. When none is eligible,
 there is no winner and the reason names every candidate's evidence.
+
+A retrained model replaces the champion by the same test-set rule (:class:`ChampionComparison`,
+made by `mainsail.lifecycle.evaluation.compare_champion`): the paired-bootstrap interval of its
+gain on the fresh window's test rows must exclude zero.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,7 +21,7 @@ import numpy as np
 
 from mainsail.evaluate.cv import CVResult
 from mainsail.evaluate.metrics import greater_is_better, metric_fn
-from mainsail.evaluate.stats import bootstrap_ci, corrected_resampled_ttest, mcnemar
+from mainsail.evaluate.stats import BootstrapCI, bootstrap_ci, corrected_resampled_ttest, mcnemar
 
 
 @dataclass
@@ -63,6 +68,39 @@ class Selection:
         }
 
 
+def paired_test_gain(
+    score: Callable[[np.ndarray, np.ndarray], float],
+    greater_is_better: bool,
+    out_a: np.ndarray,
+    out_b: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    level: float,
+    resamples: int,
+    seed: int,
+) -> BootstrapCI:
+    """Paired-bootstrap interval of model a's gain over model b in `score(y, output)` on the
+    same test rows; positive = a better, whatever the metric's direction."""
+    sign = 1.0 if greater_is_better else -1.0
+
+    def diff(idx: np.ndarray) -> float:
+        return sign * (score(y_test[idx], out_a[idx]) - score(y_test[idx], out_b[idx]))
+
+    return bootstrap_ci(diff, len(y_test), resamples=resamples, seed=seed, level=level)
+
+
+def beats(gain: BootstrapCI) -> bool:
+    """The test-set win rule: the interval of the gain lies above zero (it excludes zero)."""
+    return gain.low > 0
+
+
+def best_by_cv(cv: Mapping[str, CVResult], metric: str, baseline: str = "baseline") -> str | None:
+    """The non-baseline candidate with the best mean CV score, or None when there is none."""
+    sign = 1.0 if greater_is_better(metric) else -1.0
+    others = [c for c in cv if c != baseline]
+    return max(others, key=lambda c: sign * float(np.mean(cv[c].scores(metric))), default=None)
+
+
 def compare(
     candidate: str,
     reference: str,
@@ -83,21 +121,18 @@ def compare(
     tt = corrected_resampled_ttest(
         a.scores(metric), b.scores(metric), int(a.n_train), int(a.n_test), greater_is_better=gib
     )
-    fn = metric_fn(metric, problem_type, classes)
     out_a, out_b = test_output[candidate], test_output[reference]
-    sign = 1.0 if gib else -1.0
-
-    def diff(idx: np.ndarray) -> float:
-        return sign * (fn(y_test[idx], out_a[idx]) - fn(y_test[idx], out_b[idx]))
-
-    ci = bootstrap_ci(diff, len(y_test), resamples=resamples, seed=seed, level=1 - alpha)
+    fn = metric_fn(metric, problem_type, classes)
+    ci = paired_test_gain(
+        fn, gib, out_a, out_b, y_test, level=1 - alpha, resamples=resamples, seed=seed
+    )
     mc_p = None
     if problem_type == "classification" and classes is not None:
         truth = np.asarray(y_test)
         right_a = classes[out_a.argmax(1)] == truth
         right_b = classes[out_b.argmax(1)] == truth
         mc_p = mcnemar(right_a, right_b).p_value
-    significant = bool(tt.p_value < alpha and ci.low > 0)
+    significant = bool(tt.p_value < alpha and beats(ci))
     return PairedComparison(
         candidate,
         reference,
@@ -140,7 +175,7 @@ def select(
     vs_base = {c: compare(c, baseline, cv, test_output, y_test, **kw) for c in others}
     eligible = [c for c in others if vs_base[c].significant]
     sign = 1.0 if greater_is_better(metric) else -1.0
-    best_cv = max(others, key=lambda c: sign * float(np.mean(cv[c].scores(metric))), default=None)
+    best_cv = best_by_cv(cv, metric, baseline)
     vs_best = (
         {c: compare(c, best_cv, cv, test_output, y_test, **kw) for c in others if c != best_cv}
         if best_cv
@@ -172,3 +207,29 @@ def select(
             f"; {best_cv} had a better CV mean but did not beat the baseline significantly"
         )
     return sel
+
+
+@dataclass
+class ChampionComparison:
+    """A new model against the registry's champion on the same test rows."""
+
+    metric: str
+    new_score: float
+    champion_score: float
+    gain: BootstrapCI
+    """Paired-bootstrap interval of the new model's gain (positive = new better)."""
+
+    @property
+    def wins(self) -> bool:
+        """The new model replaces the champion only when the gain's interval excludes zero."""
+        return beats(self.gain)
+
+    def reason(self, champion: int | str) -> str:
+        """One line with both scores and the interval, for logs and the KFP UI."""
+        g = self.gain
+        verdict = "beats" if self.wins else "does not beat"
+        return (
+            f"{self.metric} {self.new_score:.4f} vs champion v{champion} "
+            f"{self.champion_score:.4f}: {verdict} it (gain {g.estimate:+.4f}, "
+            f"{g.level:.0%} CI {g.low:+.4f}..{g.high:+.4f}; a win needs the CI above zero)"
+        )

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mainsail.data.stage import DataStageResult
+from mainsail.data.prepared import DataStageResult
 from mainsail.evaluate.metrics import all_metrics, model_output
 from mainsail.train.candidates import fit_arrays, oversample_indices, sample_weights
 from mainsail.train.model import to_dense

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from mainsail.config import ProjectConfig
-from mainsail.data.stage import DataStageResult
+from mainsail.data.prepared import DataStageResult
 from mainsail.evaluate.compare import Selection
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}

@@ -218,3 +218,17 @@ def mlp_params_dict(params: dict[str, Any]) -> dict[str, Any]:
     values = asdict(MLPParams.from_dict(params))
     values["hidden"] = list(values["hidden"])
     return values
+
+
+def candidate_list(cfg: ProjectConfig) -> list[str]:
+    """Trained families in config order, the baseline first and always present."""
+    fams = [c for c in cfg.train.candidates if c != "baseline"]
+    return ["baseline", *dict.fromkeys(fams)]
+
+
+def initial_params(cfg: ProjectConfig, families: list[str]) -> dict[str, dict[str, Any]]:
+    """Each family's default hyperparameters (tuning replaces those of the families it tuned)."""
+    params = {f: default_params(f, cfg) for f in families}
+    if "mlp" in params:
+        params["mlp"] = mlp_params_dict(params["mlp"])
+    return params

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import platform
 import subprocess
@@ -15,15 +14,6 @@ from mainsail.config import ProjectConfig
 TRACKED_PACKAGES = ("numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "torch", "ray", "optuna")
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file's bytes, streamed."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def code_version(repo: Path | None = None) -> str:
     """`<package version>+g<commit>[.dirty]` when run from a git checkout, else the version."""
     try:
@@ -31,29 +21,22 @@ def code_version(repo: Path | None = None) -> str:
     except importlib.metadata.PackageNotFoundError:
         version = "0+unknown"
     where = repo or Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=where, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
+        commit = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return version
     return f"{version}+g{commit}{'.dirty' if dirty else ''}"
 
 
 def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that decide whether a model loads and predicts alike."""
     versions = {}
     for name in TRACKED_PACKAGES:
         try:
@@ -76,3 +59,17 @@ def build_lineage(cfg: ProjectConfig, data_sha256: str, config_path: Path | None
         "python": platform.python_version(),
         "packages": package_versions(),
     }
+
+
+def run_lineage(
+    cfg: ProjectConfig,
+    data_sha256: str,
+    feast: dict[str, Any] | None,
+    config_path: Path | None = None,
+) -> dict[str, Any]:
+    """:func:`build_lineage`, plus the Feast feature service and registry behind the rows when
+    the data came from Feast (what `mainsail run` and the evaluate step write as lineage.json)."""
+    lineage = build_lineage(cfg, data_sha256, config_path)
+    if feast is not None:
+        lineage["features"] = feast
+    return lineage
