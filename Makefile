@@ -50,7 +50,7 @@ bench: envs ## Run every benchmark under bench/ and write bench/results/*.json
 
 .PHONY: pipelines
 pipelines: envs ## Recompile the kfp pipelines into pipelines/compiled/*.yaml (checked in; tests fail when stale)
-	@$(PIPE)/python -m mainsail.kfp_runner compile
+	@$(PIPE)/python -m mainsail.pipeline.runner compile
 
 .PHONY: clean
 clean: ## Remove run folders, caches and generated data (keeps the venvs)

@@ -1,6 +1,6 @@
 """kfp component `compare-champion`: new model vs the champion.
 
-Wraps mainsail.steps.compare_champion_step.
+Wraps mainsail.pipeline.steps.compare_champion_step.
 """
 
 from kfp import dsl
@@ -14,7 +14,7 @@ def compare_champion(
     config_json: str, prepared: Input[Dataset], model: Input[Model], metrics: Output[Metrics]
 ) -> bool:
     """True when the new model beats the registry's champion on the fresh window's test rows."""
-    from mainsail.steps import compare_champion_step, record_metrics
+    from mainsail.pipeline.steps import compare_champion_step, record_metrics
 
     result = compare_champion_step(config_json, prepared.path, model.path)
     record_metrics(metrics, result)

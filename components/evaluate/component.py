@@ -1,6 +1,6 @@
 """kfp component `evaluate`: cross-validate, compare, select, document.
 
-Wraps mainsail.steps.evaluate_step.
+Wraps mainsail.pipeline.steps.evaluate_step.
 """
 
 from kfp import dsl
@@ -24,7 +24,7 @@ def evaluate(
 
     Returns the chosen family, or "" when no candidate beat the baseline significantly.
     """
-    from mainsail.steps import evaluate_step, record_metrics
+    from mainsail.pipeline.steps import evaluate_step, record_metrics
 
     result = evaluate_step(
         config_json, prepared.path, tuned.path, candidates.path, model.path, report.path, card.path

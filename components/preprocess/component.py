@@ -1,6 +1,6 @@
 """kfp component `preprocess`: fit the preprocessor on train.
 
-Wraps mainsail.steps.preprocess_step.
+Wraps mainsail.pipeline.steps.preprocess_step.
 """
 
 from kfp import dsl
@@ -18,6 +18,6 @@ def preprocess(
     metrics: Output[Metrics],
 ) -> None:
     """The complete data-stage artifact (`prepared`): frame, split, preprocessor, schema."""
-    from mainsail.steps import preprocess_step, record_metrics
+    from mainsail.pipeline.steps import preprocess_step, record_metrics
 
     record_metrics(metrics, preprocess_step(config_json, dataset.path, splits.path, prepared.path))

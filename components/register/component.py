@@ -1,6 +1,6 @@
 """kfp component `register`: publish the model as a registry version.
 
-Wraps mainsail.steps.register_step.
+Wraps mainsail.pipeline.steps.register_step.
 """
 
 from kfp import dsl
@@ -12,7 +12,7 @@ from mainsail.core import naming
 @dsl.component(base_image=naming.image("pipeline"), install_kfp_package=False)
 def register(config_json: str, model: Input[Model], metrics: Output[Metrics]) -> int:
     """Returns the new version number (the folder is uploaded, verified, then made visible)."""
-    from mainsail.steps import record_metrics, register_step
+    from mainsail.pipeline.steps import record_metrics, register_step
 
     result = register_step(config_json, model.path)
     record_metrics(metrics, result)

@@ -1,4 +1,7 @@
-"""kfp component `split`: leakage-safe train/valid/test split (wraps mainsail.steps.split_step)."""
+"""kfp component `split`: leakage-safe train/valid/test split.
+
+Wraps mainsail.pipeline.steps.split_step.
+"""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Output
@@ -11,6 +14,6 @@ def split(
     config_json: str, dataset: Input[Dataset], splits: Output[Dataset], metrics: Output[Metrics]
 ) -> None:
     """Split indices, split summary and the class-imbalance plan (`splits`); side sizes."""
-    from mainsail.steps import record_metrics, split_step
+    from mainsail.pipeline.steps import record_metrics, split_step
 
     record_metrics(metrics, split_step(config_json, dataset.path, splits.path))

@@ -1,6 +1,6 @@
 """kfp component `train-candidates`: fit every candidate.
 
-Wraps mainsail.steps.train_candidates_step.
+Wraps mainsail.pipeline.steps.train_candidates_step.
 """
 
 from kfp import dsl
@@ -21,7 +21,7 @@ def train_candidates(
 
     The Ray work (the PyTorch MLP's TorchTrainer) runs on the KubeRay cluster when configured.
     """
-    from mainsail.steps import record_metrics, train_candidates_step
+    from mainsail.pipeline.steps import record_metrics, train_candidates_step
 
     record_metrics(
         metrics, train_candidates_step(config_json, prepared.path, tuned.path, candidates.path)

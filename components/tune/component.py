@@ -1,4 +1,4 @@
-"""kfp component `tune`: hyperparameter search on Ray (wraps mainsail.steps.tune_step)."""
+"""kfp component `tune`: hyperparameter search on Ray (wraps mainsail.pipeline.steps.tune_step)."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
@@ -14,6 +14,6 @@ def tune(
 
     The Ray work runs on the KubeRay cluster when `pipelines.kuberay` names one, else locally.
     """
-    from mainsail.steps import record_metrics, tune_step
+    from mainsail.pipeline.steps import record_metrics, tune_step
 
     record_metrics(metrics, tune_step(config_json, prepared.path, tuned.path))

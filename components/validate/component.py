@@ -1,4 +1,7 @@
-"""kfp component `validate`: ingest and validate the data (wraps mainsail.steps.validate_step)."""
+"""kfp component `validate`: ingest and validate the data.
+
+Wraps mainsail.pipeline.steps.validate_step.
+"""
 
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Metrics, Output
@@ -20,6 +23,6 @@ def validate(
     `data_digest` identifies the data's content (sha256); it is part of the cache key, so the
     step re-runs when the file changes under the same `data_uri`.
     """
-    from mainsail.steps import record_metrics, validate_step
+    from mainsail.pipeline.steps import record_metrics, validate_step
 
     record_metrics(metrics, validate_step(config_json, data_uri, dataset.path, report.path))

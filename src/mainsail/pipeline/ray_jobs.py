@@ -11,7 +11,7 @@ A step function that uses Ray (training, tuning) is called through :func:`run_ra
   folder both sides mount (`pipelines.kuberay.working_dir`): inputs are copied in, outputs
   copied back, and the function's JSON result is returned.
 
-`python -m mainsail.ray_cluster CALL_JSON` is the job entrypoint.
+`python -m mainsail.pipeline.ray_jobs CALL_JSON` is the job entrypoint.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def _submit_job(
     try:
         client = JobSubmissionClient(kuberay.dashboard_url, headers=auth_headers(kuberay))
         job_id = client.submit_job(
-            entrypoint=f"python -m mainsail.ray_cluster {call_path}",
+            entrypoint=f"python -m mainsail.pipeline.ray_jobs {call_path}",
             submission_id=f"mainsail-{job_dir.name}",
             metadata={"mainsail.io/target": target},
         )
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     """Job entrypoint: run the call described by a JSON file and write its result."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m mainsail.ray_cluster CALL_JSON", file=sys.stderr)
+        print("usage: python -m mainsail.pipeline.ray_jobs CALL_JSON", file=sys.stderr)
         return 2
     spec = json.loads(Path(args[0]).read_text())
     result = _resolve(spec["target"])(**spec["kwargs"])

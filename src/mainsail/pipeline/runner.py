@@ -1,8 +1,8 @@
 """Kubeflow Pipelines runtime: compile, run locally with kfp.local, submit with kfp.Client.
 
-The same pipeline definitions (pipelines/training.py, pipelines/retraining.py, built from the
-components in components/<step>/) are compiled to IR YAML for the cluster and run here by
-kfp.local's SubprocessRunner in the current (pipeline) virtual environment.
+The same pipelines (built by pipelines/build.py from the components in components/<step>/) are
+compiled to IR YAML for the cluster and run here by kfp.local's SubprocessRunner in the current
+(pipeline) virtual environment.
 
 Pipeline environment only: kfp is imported inside the functions, so importing this module costs
 nothing and works anywhere.
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from mainsail.config import ProjectConfig, config_to_json, load_config
 from mainsail.config.pipelines import REGISTRY_STEPS, STEPS, PipelinesConfig
 from mainsail.core import naming
+from mainsail.core.files import sha256_file
 
 if TYPE_CHECKING:
     from kfp.dsl import PipelineTask
@@ -62,10 +63,16 @@ class KfpUnreachableError(PipelineError):
 # --------------------------------------------------------------------------- settings & loading
 
 
-def pipelines_settings(cfg: ProjectConfig) -> PipelinesConfig:
-    """The `pipelines` section of the project config (defaults when the config has none)."""
-    found = getattr(cfg, "pipelines", None)
-    return found if isinstance(found, PipelinesConfig) else PipelinesConfig()
+def project_config(
+    config: str | Path | ProjectConfig, overrides: dict[str, Any] | None = None
+) -> ProjectConfig:
+    """A private copy of an already loaded config (e.g. the CLI's, with its --set overrides), or
+    the config file read with `overrides`."""
+    if isinstance(config, ProjectConfig):
+        if overrides:
+            raise PipelineError("overrides apply to a config file, not to a loaded config")
+        return config.model_copy(deep=True)
+    return load_config(config, overrides)
 
 
 def project_root() -> Path:
@@ -75,10 +82,10 @@ def project_root() -> Path:
         candidates.append(Path(os.environ[ROOT_ENV]))
     candidates += [Path(__file__).resolve().parents[2], Path.cwd()]
     for root in candidates:
-        if (root / "pipelines" / "training.py").is_file() and (root / "components").is_dir():
+        if (root / "pipelines" / "build.py").is_file() and (root / "components").is_dir():
             return root
     raise PipelineError(
-        "cannot find the pipeline definitions (pipelines/training.py and components/); "
+        "cannot find the pipeline definitions (pipelines/build.py and components/); "
         f"looked in {', '.join(str(c) for c in candidates)}; set {ROOT_ENV} to the project folder"
     )
 
@@ -119,8 +126,8 @@ def build_pipeline(
     `settings` replaces the config's `pipelines` section when given."""
     if name not in PIPELINES:
         raise PipelineError(f"unknown pipeline {name!r}; choose one of {', '.join(PIPELINES)}")
-    module = _load_module(project_root() / "pipelines" / f"{name}.py", f"mainsail_pipelines.{name}")
-    return module.build(settings or pipelines_settings(cfg), cfg.name)
+    module = _load_module(project_root() / "pipelines" / "build.py", "mainsail_pipelines.build")
+    return module.build(name, settings or cfg.pipelines, cfg.name)
 
 
 def configure_task(task: PipelineTask, step: str, settings: PipelinesConfig, model: str) -> None:
@@ -208,11 +215,7 @@ def data_digest(cfg: ProjectConfig, data_uri: str | None = None) -> str:
     location = data_uri or str(cfg.data.path)
     path = Path(location)
     if "://" not in location and path.is_file():
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            while block := fh.read(1 << 20):
-                digest.update(block)
-        return f"sha256:{digest.hexdigest()}"
+        return f"sha256:{sha256_file(path)}"
     if cfg.data.synthetic is not None and location == str(cfg.data.path):
         spec = json.dumps(
             {"synthetic": cfg.data.synthetic.model_dump(mode="json"), "seed": cfg.seed},
@@ -229,7 +232,7 @@ def pipeline_arguments(
     deploy_canary: bool | None = None,
 ) -> dict[str, Any]:
     """The run parameters of pipeline `name` for this project."""
-    settings = pipelines_settings(cfg)
+    settings = cfg.pipelines
     uri = data_uri or settings.data_uri or str(cfg.data.path)
     args: dict[str, Any] = {
         "config_json": config_to_json(cfg),
@@ -292,16 +295,13 @@ def run_local(
 
     from mainsail.data.ingest import ensure_data_file
 
-    if isinstance(config, ProjectConfig):
-        cfg = config.model_copy(deep=True)  # already loaded (with the CLI's --set overrides)
-    else:
-        cfg = load_config(config, overrides)
+    cfg = project_config(config, overrides)
     if data_uri:
         cfg.data.path = Path(data_uri)
     # Materialise a synthetic dataset first, so the data digest (part of the cache key) is
     # the file's sha256 from the first run on, and unchanged data hits the cache.
     ensure_data_file(cfg.data, cfg.seed)
-    settings = pipelines_settings(cfg)
+    settings = cfg.pipelines
     root = (root or cfg.runs_dir / "kfp-local").resolve()
     root.mkdir(parents=True, exist_ok=True)
     local.init(
@@ -405,17 +405,20 @@ def submit(
     deploy_canary: bool | None = None,
     run_name: str | None = None,
     connect_timeout_s: float = 5.0,
+    overrides: dict[str, Any] | None = None,
 ) -> SubmitResult:
     """Compile pipeline `pipeline` for this config and submit it to a KFP v2 server.
 
-    A one-off run, or a recurring run when `schedule` (cron) is given. `host`, `experiment` and
-    `namespace` default to the config's `pipelines` section. Raises `KfpUnreachableError` when
-    no server answers at `host`.
+    `config` is a config file (read with `overrides`) or an already loaded config (the CLI's,
+    with its --set overrides): the submitted `config_json` is that config. A one-off run, or a
+    recurring run when `schedule` (cron) is given. `host`, `experiment` and `namespace` default
+    to the config's `pipelines` section. Raises `KfpUnreachableError` when no server answers at
+    `host`.
     """
     import kfp
 
-    cfg = config if isinstance(config, ProjectConfig) else load_config(config)
-    settings = pipelines_settings(cfg)
+    cfg = project_config(config, overrides)
+    settings = cfg.pipelines
     host = host or settings.host or os.environ.get("KF_PIPELINES_ENDPOINT")
     if not host:
         raise PipelineError(
@@ -477,10 +480,10 @@ def submit(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m mainsail.kfp_runner compile [OUT_DIR]`: refresh the checked-in IR YAML."""
+    """`python -m mainsail.pipeline.runner compile [OUT_DIR]`: refresh the checked-in IR YAML."""
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] != "compile" or len(args) > 2:
-        print("usage: python -m mainsail.kfp_runner compile [OUT_DIR]", file=sys.stderr)
+        print("usage: python -m mainsail.pipeline.runner compile [OUT_DIR]", file=sys.stderr)
         return 2
     for path in compile_all(Path(args[1]) if len(args) == 2 else None):
         print(path)
