@@ -8,7 +8,6 @@ version that failed to deploy. `dry_run` changes nothing: it prints the plan (lo
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +16,10 @@ from typing import TYPE_CHECKING, Any
 from mainsail.config import ProjectConfig
 from mainsail.deploy import kubernetes as k8s
 from mainsail.deploy.kubernetes import DeployError
+from mainsail.registry import open_registry
 
 if TYPE_CHECKING:
     from mainsail.registry import ModelRegistry
-
-CARD_FILE = "model_card.yaml"
 
 
 @dataclass
@@ -36,25 +34,6 @@ class DeployResult:
     actions: list[str] = field(default_factory=list)
     yaml: str | None = None
     card: Path | None = None
-
-
-def local_registry(cfg: ProjectConfig) -> ModelRegistry:
-    """The registry: `registry.endpoint` when set, else the local stack's SeaweedFS (whose keys
-    `mainsail up` generated when the registry's key variables were unset)."""
-    from mainsail.registry import ModelRegistry
-
-    if cfg.registry.endpoint:
-        return ModelRegistry.from_config(cfg.registry, os.environ)
-    from mainsail.stack.providers import StackContext, seaweedfs_credentials
-
-    ctx = StackContext(config=cfg, data_dir=cfg.stack.data_dir.resolve())
-    access, secret = seaweedfs_credentials(ctx)
-    environ = {**os.environ}
-    environ.setdefault(cfg.registry.access_key_env, access)
-    environ.setdefault(cfg.registry.secret_key_env, secret)
-    return ModelRegistry.from_config(
-        cfg.registry, environ, endpoint=f"{cfg.stack.host}:{cfg.stack.s3_port}"
-    )
 
 
 def deploy(
@@ -77,7 +56,7 @@ def deploy(
         raise DeployError(f"unknown backend {backend!r}; use local or kubernetes")
     if not 0 <= canary <= 100:
         raise DeployError(f"--canary must be a percent between 0 and 100, got {canary}")
-    reg = registry if registry is not None else local_registry(cfg)
+    reg = registry if registry is not None else open_registry(cfg)
     model = cfg.name
     version, _ = reg.resolve(model, ref)
     reg.manifest(model, version)  # only a complete version can be deployed
@@ -124,7 +103,8 @@ def deploy(
 def _measure_into_card(
     cfg: ProjectConfig, folder: Path, version: int, seconds: float, body: dict[str, Any]
 ) -> Path | None:
-    from mainsail.deploy.card import fill_deployment, measure
+    from mainsail.deploy.load import measure
+    from mainsail.evaluate.card import CARD_FILE, CardError, deployed_card_path, fill_deployment
 
     card = folder / CARD_FILE
     if not card.exists():
@@ -134,5 +114,7 @@ def _measure_into_card(
     public = f"http://{cfg.stack.host}:{cfg.stack.router.port}/v2/models/{cfg.name}/infer"
     direct = f"http://{cfg.stack.host}:{cfg.stack.challenger.http}/v2/models/{cfg.name}/infer"
     figures = measure(direct, body, duration_s=seconds)
-    out = cfg.stack.data_dir.resolve() / "deployments" / f"{cfg.name}-v{version}-{CARD_FILE}"
-    return fill_deployment(card, figures, out, endpoint=public)
+    try:
+        return fill_deployment(card, figures, deployed_card_path(cfg, version), endpoint=public)
+    except CardError as err:
+        raise DeployError(str(err)) from None

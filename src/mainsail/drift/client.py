@@ -36,7 +36,6 @@ import asyncio
 import http.client
 import json
 import json.encoder
-import math
 import threading
 import time
 import urllib.parse
@@ -44,6 +43,8 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from mainsail.core.files import jsonable
 
 __all__ = ["DriftFeed", "FeedStats", "LoopDriftFeed", "encode_batch"]
 
@@ -77,28 +78,6 @@ class FeedStats:
                 "dropped_rows": self.dropped_rows,
                 "failed_rows": self.failed_rows,
             }
-
-
-def _jsonable(value: Any) -> Any:
-    """numpy scalars and arrays, NaN and other non-JSON values as JSON-safe Python values."""
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
-    if value is None or isinstance(value, str | int | bool):
-        return value
-    if hasattr(value, "item") and callable(value.item):  # numpy / pandas scalars
-        try:
-            return _jsonable(value.item())
-        except (ValueError, TypeError):
-            pass
-    if hasattr(value, "tolist"):
-        return _jsonable(value.tolist())
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if value.__class__.__name__ in ("NAType", "NaTType"):  # pandas.NA / NaT
-        return None
-    return str(value)
 
 
 def _default(value: Any) -> Any:
@@ -140,7 +119,7 @@ def _encode_items(values: Sequence[Any]) -> bytes:
     try:
         text = _encode(items)
     except (TypeError, ValueError):  # NaN, infinities or exotic values: the slow, safe path
-        text = json.dumps(_jsonable(items), separators=(",", ":"))
+        text = json.dumps(jsonable(items), separators=(",", ":"))
     return text[1:-1].encode()
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from mainsail.schema import FeatureSchema, FeatureSpec
+from mainsail.data.schema import FeatureSchema, FeatureSpec
 
 __all__ = ["BatchError", "Encoder", "ParsedBatch", "parse_batch"]
 

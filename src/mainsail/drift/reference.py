@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mainsail.schema import FeatureSchema
+from mainsail.data.schema import FeatureSchema
 
 if TYPE_CHECKING:
     import pandas as pd

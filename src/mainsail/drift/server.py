@@ -20,20 +20,19 @@ thread fed by a bounded queue, so a check never holds up a request.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import queue
 import threading
 import time
-import urllib.parse
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
 
 from mainsail.config.drift import DriftConfig
+from mainsail.core.http import JsonHandler
 from mainsail.drift.detectors import CheckResult, VersionDetectors
 from mainsail.drift.encoding import BatchError, Encoder, parse_batch
 from mainsail.drift.metrics import DriftMetrics
@@ -402,51 +401,36 @@ class DriftSidecar:
         return result
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     sidecar: DriftSidecar
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out as separate writes: without this, Nagle and delayed ACKs add
-    # ~40 ms to every keep-alive request.
-    disable_nagle_algorithm = True
+    max_body_bytes = MAX_BODY_BYTES
+    log = log
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-    def _send(self, code: int, body: bytes, content_type: str = "application/json") -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _json(self, code: int, obj: Any) -> None:
-        self._send(code, json.dumps(obj).encode())
-
-    def _error(self, code: int, message: str) -> None:
-        self._json(code, {"error": message})
-
-    def _query(self) -> tuple[str, dict[str, str]]:
-        parsed = urllib.parse.urlsplit(self.path)
-        return parsed.path, {k: v[-1] for k, v in urllib.parse.parse_qs(parsed.query).items()}
+    def on_body_too_large(self, length: int) -> None:
+        self.sidecar.metrics.batches_rejected.labels("too_large").inc()
 
     def _model_version(self, q: dict[str, str]) -> tuple[str, str] | None:
         model, version = q.get("model"), q.get("version")
         if not model or not version:
-            self._error(400, "query parameters model and version are required")
+            self.send_error_json(400, "query parameters model and version are required")
             return None
         return model, version
 
-    def do_GET(self) -> None:
-        path, q = self._query()
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        path, q = self.route()
         sc = self.sidecar
         try:
             if path == "/metrics":
-                self._send(200, sc.metrics.exposition(), "text/plain; version=0.0.4; charset=utf-8")
+                self.send_body(
+                    200, sc.metrics.exposition(), "text/plain; version=0.0.4; charset=utf-8"
+                )
             elif path == "/healthz":
                 alive = sc.worker_alive()
-                self._json(200 if alive else 503, {"status": "ok" if alive else "worker stopped"})
+                self.send_json(
+                    200 if alive else 503, {"status": "ok" if alive else "worker stopped"}
+                )
             elif path == "/v1/status":
-                self._json(200, sc.status())
+                self.send_json(200, sc.status())
             elif path == "/v1/window":
                 mv = self._model_version(q)
                 if mv is None:
@@ -454,46 +438,36 @@ class _Handler(BaseHTTPRequestHandler):
                 try:
                     data = sc.window_parquet(*mv)
                 except KeyError as err:
-                    self._error(404, str(err.args[0]))
+                    self.send_error_json(404, str(err.args[0]))
                     return
-                self._send(200, data, "application/vnd.apache.parquet")
+                self.send_body(200, data, "application/vnd.apache.parquet")
             else:
-                self._error(404, f"no such endpoint: GET {path}")
+                self.send_error_json(404, f"no such endpoint: GET {path}")
         except Exception as err:
             log.exception("GET %s failed", path)
-            self._error(500, f"internal error: {err}")
+            self.send_error_json(500, f"internal error: {err}")
 
-    def do_POST(self) -> None:
-        path, q = self._query()
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        path, q = self.route()
         sc = self.sidecar
-        length_header = self.headers.get("Content-Length")
-        if length_header is None or not length_header.isdigit():
-            self._error(411, "a Content-Length header is required")
+        raw = self.read_body()
+        if raw is None:
             return
-        length = int(length_header)
-        if length > MAX_BODY_BYTES:
-            sc.metrics.batches_rejected.labels("too_large").inc()
-            self.close_connection = True
-            self._error(413, f"body of {length} bytes exceeds the limit of {MAX_BODY_BYTES}")
-            return
-        raw = self.rfile.read(length)
         if path == "/v1/rows":
-            try:
-                body = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            ok, body = self.parse_json(raw)
+            if not ok:
                 sc.metrics.batches_rejected.labels("invalid").inc()
-                self._error(400, f"body is not valid JSON: {err}")
                 return
             try:
                 n = sc.submit(body)
             except BatchError as err:
-                self._error(err.status, str(err))
+                self.send_error_json(err.status, str(err))
             except ReferenceError as err:
-                self._error(404, str(err))
+                self.send_error_json(404, str(err))
             except queue.Full:
-                self._error(503, "drift check queue is full; batch dropped")
+                self.send_error_json(503, "drift check queue is full; batch dropped")
             else:
-                self._json(202, {"accepted": n})
+                self.send_json(202, {"accepted": n})
         elif path == "/v1/check":
             mv = self._model_version(q)
             if mv is None:
@@ -501,12 +475,12 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 result = sc.request_check(*mv, mmd=q.get("mmd", "0") in ("1", "true"))
             except ReferenceError as err:
-                self._error(404, str(err))
+                self.send_error_json(404, str(err))
             except ValueError as err:
-                self._error(409, str(err))
+                self.send_error_json(409, str(err))
             except (TimeoutError, queue.Full) as err:
-                self._error(503, str(err) or "drift check queue is full")
+                self.send_error_json(503, str(err) or "drift check queue is full")
             else:
-                self._json(200, result.as_json())
+                self.send_json(200, result.as_json())
         else:
-            self._error(404, f"no such endpoint: POST {path}")
+            self.send_error_json(404, f"no such endpoint: POST {path}")

@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mainsail.core.files import file_digest
 from mainsail.registry.errors import ArtifactError, IntegrityError
 
 MANIFEST_NAME = "manifest.json"
@@ -24,7 +25,6 @@ SCHEMA_FILE = "feature_schema.json"
 REQUIRED_FILES = (MODEL_FILE, SCHEMA_FILE)
 #: Files the registry writes itself; a source folder's copies are ignored.
 GENERATED_FILES = (MANIFEST_NAME, MODEL_SETTINGS_NAME)
-_CHUNK = 1 << 20
 
 
 class FileEntry(BaseModel):
@@ -78,23 +78,6 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: Path) -> tuple[str, int]:
-    """Hex sha256 and size of a file, read in chunks."""
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as handle:
-        size = _hash_stream(handle, digest)
-    return digest.hexdigest(), size
-
-
-def _hash_stream(stream: BinaryIO, digest: Any) -> int:
-    size = 0
-    while chunk := stream.read(_CHUNK):
-        digest.update(chunk)
-        size += len(chunk)
-    return size
-
-
 def safe_relpath(name: str) -> PurePosixPath:
     """A manifest path that stays inside the version folder (no `..`, no absolute paths)."""
     path = PurePosixPath(name)
@@ -124,7 +107,7 @@ def scan_artifact(folder: Path) -> dict[str, FileEntry]:
             raise ArtifactError(f"artifact folder {folder}: {rel} is a symlink; copy the file")
         if not path.is_file() or rel in GENERATED_FILES:
             continue
-        digest, size = sha256_file(path)
+        digest, size = file_digest(path)
         entries[rel] = FileEntry(sha256=digest, size=size)
     return entries
 
@@ -148,7 +131,7 @@ def verify_folder(folder: Path, *, require: tuple[str, ...] = REQUIRED_FILES) ->
         path = folder / safe_relpath(name)
         if not path.is_file():
             raise IntegrityError(f"{where}: file {name} is missing from {folder}")
-        digest, size = sha256_file(path)
+        digest, size = file_digest(path)
         check_entry(where, name, entry, digest, size)
     return manifest
 
@@ -176,7 +159,7 @@ def seal_folder(folder: Path, model: str, version: int, created_at: str = "") ->
     entries = scan_artifact(folder)
     settings = folder / MODEL_SETTINGS_NAME
     if settings.is_file():
-        digest, size = sha256_file(settings)
+        digest, size = file_digest(settings)
         entries[MODEL_SETTINGS_NAME] = FileEntry(sha256=digest, size=size)
     schema = json.loads((folder / SCHEMA_FILE).read_text())
     manifest = Manifest(

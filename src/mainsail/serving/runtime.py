@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -36,9 +35,10 @@ from mlserver.utils import get_model_uri
 from pydantic import Field
 
 from mainsail.config.base import StrictModel
+from mainsail.config.registry import RegistryConfig
+from mainsail.data.schema import FeatureSchema
 from mainsail.registry.errors import RegistryError
 from mainsail.registry.manifest import MODEL_FILE, SCHEMA_FILE, verify_folder
-from mainsail.schema import FeatureSchema
 from mainsail.serving.validation import (
     EntityRequest,
     RequestError,
@@ -56,26 +56,19 @@ ALL_OUTPUTS = frozenset({"label", "probability", "probabilities"})
 DEFAULT_OUTPUTS = frozenset({"label", "probability"})
 
 
-class RegistrySource(StrictModel):
-    """Where `load()` downloads the version from."""
+class RegistrySource(RegistryConfig):
+    """Where `load()` downloads the version from: a registry section (opened by the same
+    :func:`mainsail.registry.open_registry` as everywhere else) that names its endpoint."""
 
     endpoint: str
     """S3 endpoint `host:port`."""
-    bucket: str
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     """Registry bucket."""
-    prefix: str = ""
-    """Registry key prefix."""
-    secure: bool = False
-    """HTTPS to the endpoint."""
     model: str | None = None
     """Registry model name; the MLServer model name when null."""
     ref: str = "champion"
     """Version number, `latest`, or alias to serve."""
-    access_key_env: str = "MAINSAIL_S3_ACCESS_KEY"
-    """Environment variable with the access key."""
-    secret_key_env: str = "MAINSAIL_S3_SECRET_KEY"
-    """Environment variable with the secret key."""
-    cache_dir: str = ".cache/models"
+    cache_dir: Path = Path(".cache/models")
     """Download folder (relative to MLServer's working directory)."""
 
 
@@ -184,20 +177,13 @@ class MainsailRuntime(MLModel):
         return True
 
     def _download(self, source: RegistrySource) -> Path:
-        from minio import Minio
+        from mainsail.registry.connect import open_registry
 
-        from mainsail.registry.store import ModelRegistry
-
-        access = os.environ.get(source.access_key_env)
-        secret = os.environ.get(source.secret_key_env)
-        if not access or not secret:
-            raise MLServerError(
-                f"model {self.name}: S3 credentials missing; set {source.access_key_env} "
-                f"and {source.secret_key_env}"
-            )
-        client = Minio(source.endpoint, access_key=access, secret_key=secret, secure=source.secure)
-        registry = ModelRegistry(client, source.bucket, source.prefix)
-        local = registry.download(source.model or self.name, source.ref, Path(source.cache_dir))
+        try:
+            registry = open_registry(source)
+        except RegistryError as err:
+            raise MLServerError(f"model {self.name}: {err}") from None
+        local = registry.download(source.model or self.name, source.ref, source.cache_dir)
         return local.path
 
     # -- inference ------------------------------------------------------------------------

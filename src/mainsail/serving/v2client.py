@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from mainsail.schema import FeatureSchema
+from mainsail.data.schema import FeatureSchema
 
 
 def v2_inputs(frame: pd.DataFrame, schema: FeatureSchema) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mainsail.schema import FeatureSchema, FeatureSpec
+from mainsail.data.schema import FeatureSchema, FeatureSpec
 
 NUMERIC_TYPES = frozenset(
     {

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
-import secrets
 import shutil
 import sys
 from collections.abc import Callable
@@ -25,8 +23,8 @@ from mainsail.config import ProjectConfig
 from mainsail.stack.process import ProcessSpec, StackError
 
 PROVIDER_MODULES: list[str] = [
-    "mainsail.drift.stack",
-    "mainsail.monitor.stack",
+    "mainsail.stack.drift",
+    "mainsail.stack.monitoring",
 ]
 """Modules imported before `up`; each may call :func:`register_provider` (absent: skipped)."""
 
@@ -111,98 +109,30 @@ def process_specs(ctx: StackContext) -> list[ProcessSpec]:
 
 
 def seaweedfs_credentials(ctx: StackContext) -> tuple[str, str]:
-    """S3 keys of the local SeaweedFS: from the registry's env vars, else generated once and kept
-    (mode 0600) in `<data_dir>/seaweedfs/credentials.json`."""
-    reg = ctx.config.registry
-    access, secret = os.environ.get(reg.access_key_env), os.environ.get(reg.secret_key_env)
-    if access and secret:
-        return access, secret
-    path = ctx.data_dir / "seaweedfs" / "credentials.json"
-    if path.exists():
-        raw = json.loads(path.read_text())
-        return str(raw["access_key"]), str(raw["secret_key"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    access, secret = f"mainsail-{secrets.token_hex(4)}", secrets.token_hex(20)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"access_key": access, "secret_key": secret}, handle)
-    return access, secret
+    """S3 keys of the stack's SeaweedFS (`mainsail.registry.seaweedfs.local_credentials`)."""
+    from mainsail.registry.seaweedfs import local_credentials
+
+    return local_credentials(ctx.config.registry, ctx.data_dir)
 
 
 def _seaweedfs(ctx: StackContext) -> list[ProcessSpec]:
     if not ctx.config.stack.seaweedfs:
         return []
-    from mainsail.core.ports import free_port
-    from mainsail.s3local import find_weed
+    from mainsail.registry.seaweedfs import find_weed, pick_ports, weed_argv, write_identities
 
     host, port = ctx.host, ctx.config.stack.s3_port
     root = ctx.data_dir / "seaweedfs"
     (root / "weed").mkdir(parents=True, exist_ok=True)
-    access, secret = seaweedfs_credentials(ctx)
-    identities = root / "s3-identities.json"
-    fd = os.open(identities, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(
-            {
-                "identities": [
-                    {
-                        "name": "mainsail",
-                        "credentials": [{"accessKey": access, "secretKey": secret}],
-                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    }
-                ]
-            },
-            handle,
-        )
+    identities = write_identities(root / "s3-identities.json", *seaweedfs_credentials(ctx))
     # Internal ports are picked free now, never one the config assigns to another process.
     st = ctx.config.stack
-    taken = {port, st.router.port}
+    taken = {port, st.router.port, ctx.config.features.server_port}
     taken |= {st.champion.http, st.champion.grpc, st.champion.metrics}
     taken |= {st.challenger.http, st.challenger.grpc, st.challenger.metrics}
-    taken.add(ctx.config.features.server_port)
-    internal: dict[str, int] = {}
-    for flag in (
-        "master.port",
-        "master.port.grpc",
-        "volume.port",
-        "volume.port.grpc",
-        "filer.port",
-        "filer.port.grpc",
-        "s3.port.grpc",
-    ):
-        candidate = free_port(host)
-        while candidate in taken:
-            candidate = free_port(host)
-        taken.add(candidate)
-        internal[flag] = candidate
-    argv = [
-        str(find_weed()),
-        "server",
-        f"-dir={root / 'weed'}",
-        f"-ip={host}",
-        f"-ip.bind={host}",
-        "-filer",
-        "-s3",
-        f"-s3.port={port}",
-        f"-s3.config={identities}",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        "-master.telemetry=false",
-        # Short raft timings: a single local master; with the defaults weed takes ~15 s to stop.
-        "-master.electionTimeout=1s",
-        "-master.heartbeatInterval=100ms",
-        "-master.volumeSizeLimitMB=64",
-        "-volume.max=0",
-        "-volume.preStopSeconds=0",  # no 10 s grace on stop: nothing drains locally
-        # Unix sockets in the data dir, not /tmp (with default paths weed lingers on SIGTERM).
-        f"-filer.localSocket={root / 'filer.sock'}",
-        f"-s3.localSocket={root / 's3.sock'}",
-        *(f"-{flag}={p}" for flag, p in internal.items()),
-    ]
     return [
         ProcessSpec(
             name="seaweedfs",
-            argv=argv,
+            argv=weed_argv(find_weed(), root, host, port, identities, pick_ports(host, taken)),
             port=port,
             health_url=f"http://{host}:{port}/healthz",
             cwd=str(root),
@@ -281,14 +211,13 @@ def registry_model_dir(ctx: StackContext, variant: str) -> Path:
     """Download the version behind the registry alias `variant` (verified) into the registry's
     cache; a missing challenger alias falls back to the champion (its weight is 0 until a
     deploy), a missing champion is an error."""
-    from mainsail.deploy.service import local_registry
-    from mainsail.registry import RegistryError, VersionNotFoundError
+    from mainsail.registry import RegistryError, VersionNotFoundError, open_registry
 
     cfg = ctx.config
     cache = cfg.registry.cache_dir
     cache = cache if cache.is_absolute() else Path.cwd() / cache
     try:
-        registry = local_registry(cfg)
+        registry = open_registry(cfg)
         aliases = registry.aliases(cfg.name)
         ref = variant if variant in aliases or variant != "challenger" else "champion"
         return registry.download(cfg.name, ref, cache).path
@@ -412,8 +341,10 @@ def router_state_file(ctx: StackContext) -> Path:
 
 
 def feedback_store_url(ctx: StackContext) -> str:
-    """The configured feedback store, else a SQLite file in the stack's data dir."""
-    return ctx.config.promotion.store_url or f"sqlite:///{ctx.data_dir / 'feedback.db'}"
+    """The feedback store the router records into (:func:`mainsail.feedback.store.store_url`)."""
+    from mainsail.feedback.store import store_url
+
+    return store_url(ctx.config, ctx.data_dir)
 
 
 def _served_version(ctx: StackContext, variant: str) -> str:

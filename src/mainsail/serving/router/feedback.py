@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mainsail.monitor.feedback import FeedbackError, FeedbackStore, PredictionRecord
+from mainsail.feedback.store import FeedbackError, FeedbackStore, PredictionRecord
 
 log = logging.getLogger("mainsail.router.feedback")
 

