@@ -23,7 +23,8 @@ class DriftConfig(StrictModel):
     reference_file: str = "reference.parquet"
     """File name of the reference sample inside the version folder."""
     schema_file: str = "feature_schema.json"
-    """File name of the feature schema (mainsail.schema.FeatureSchema) inside the version folder."""
+    """File name of the feature schema (`mainsail.data.schema.FeatureSchema`) in the version
+    folder."""
     prediction_column: str = "prediction"
     """Column of the reference sample holding the model's predictions (the same kind of value the
     serving runtime posts: labels or scores); when the sample lacks it, the first full window of

@@ -26,7 +26,9 @@ from mainsail.monitor.prometheus import (
     write_yaml,
 )
 from mainsail.monitor.rules import render_rules
-from mainsail.monitor.trigger import RetrainAction, RetrainTrigger, TriggerServer
+from mainsail.retrain.actions import RetrainAction
+from mainsail.retrain.server import TriggerServer
+from mainsail.retrain.trigger import RetrainTrigger
 
 __all__ = ["ChainSettings", "MonitoringChain"]
 

@@ -1,4 +1,5 @@
-"""The `mainsail` command line (Typer + Rich).
+"""The `mainsail` command line (Typer + Rich): the top-level commands, and the command groups
+that live in the other modules of this package, mounted by :func:`main`.
 
 The config is read once here and passed down. Heavy libraries are imported inside the commands
 that need them, so `mainsail --help` is instant and the CLI loads in every environment.
@@ -13,10 +14,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from mainsail.config import ConfigError, ProjectConfig, load_config
+from mainsail.cli.common import (
+    ConfigArg,
+    SetOpt,
+    console,
+    fail,
+    read_config,
+    user_errors,
+)
+from mainsail.cli.demo import demo_app
+from mainsail.config import ConfigError, ProjectConfig
 
 app = typer.Typer(
     name="mainsail",
@@ -25,56 +34,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-demo_app = typer.Typer(help="Narrated demos on the local stack.", no_args_is_help=True)
 app.add_typer(demo_app, name="demo")
-console = Console()
-err_console = Console(stderr=True)
-
-ConfigArg = Annotated[Path, typer.Argument(help="Project config (YAML).", show_default=False)]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set", help="Override a config key: --set data.synthetic.rows=5000 (repeatable)."
-    ),
-]
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print a user-facing error and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
-
-
-def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """`key=value` pairs; values are parsed as YAML scalars (numbers, booleans, lists)."""
-    import yaml
-
-    overrides: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise fail(f"--set expects key=value, got {item!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
-    return overrides
-
-
-def read_config(path: Path, overrides: list[str] | None = None) -> ProjectConfig:
-    try:
-        return load_config(path, parse_overrides(overrides))
-    except ConfigError as err:
-        raise fail(str(err)) from None
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean bad input rather than a bug (shown without traceback)."""
-    errors: list[type[BaseException]] = [ConfigError, FileNotFoundError]
-    try:
-        from mainsail.data.errors import DataError
-
-        errors.append(DataError)
-    except ImportError:
-        pass
-    return tuple(errors)
 
 
 @app.command()
@@ -91,7 +51,7 @@ def run(
     """Run the lifecycle on CONFIG and write a run folder (data stage, training, evaluation)."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from mainsail.run import run as run_stages
+    from mainsail.lifecycle.run import run as run_stages
 
     cfg = read_config(config, set_)
     if runner == "kfp-local":
@@ -148,7 +108,7 @@ def run(
 
 
 def _run_kfp_local(cfg: ProjectConfig) -> None:
-    from mainsail.kfp_runner import PipelineError, run_local
+    from mainsail.pipeline.runner import PipelineError, run_local
 
     console.print(f"[bold]mainsail run[/] {cfg.name} with kfp.local (SubprocessRunner)")
     log_file = cfg.runs_dir / "kfp-local.log"
@@ -186,15 +146,16 @@ def submit(
     set_: SetOpt = None,
 ) -> None:
     """Compile the pipeline for CONFIG and submit it to a Kubeflow Pipelines server."""
-    from mainsail.kfp_runner import KfpUnreachableError, PipelineError
-    from mainsail.kfp_runner import submit as submit_pipeline
+    from mainsail.pipeline.runner import KfpUnreachableError, PipelineError
+    from mainsail.pipeline.runner import submit as submit_pipeline
 
     if pipeline not in ("training", "retraining"):
         raise fail(f"--pipeline must be 'training' or 'retraining', got {pipeline!r}")
-    read_config(config, set_)  # validate before talking to the server
+    # Read once, with the --set overrides: this very config is what the run receives.
+    cfg = read_config(config, set_)
     try:
         result = submit_pipeline(
-            config,
+            cfg,
             host,
             experiment,
             namespace,
@@ -309,8 +270,8 @@ def promote(
     Without --watch it looks once and exits, which is the scheduled mode (cron, a Kubernetes
     CronJob): state lives in the feedback store, so consecutive runs continue one experiment.
     """
-    from mainsail.monitor.ab import Decision
-    from mainsail.monitor.promotion import build_controller
+    from mainsail.promotion.ab import Decision
+    from mainsail.promotion.controller import build_controller
 
     cfg = read_config(config, set_)
     try:
@@ -330,60 +291,19 @@ def promote(
         report(controller.step())
 
 
-@demo_app.command("loop")
-def demo_loop(
-    worse: Annotated[
-        bool, typer.Option("--worse", help="Retrain on scrambled labels: must end in a rollback.")
-    ] = False,
-    rows: Annotated[
-        int, typer.Option(min=1000, help="Rows of history and of the fresh window.")
-    ] = 6000,
-    workdir: Annotated[
-        Path | None, typer.Option(help="Folder for the demo's processes and data.")
-    ] = None,
-) -> None:
-    """Train and serve a champion, inject drift, let the alert retrain a challenger, deploy it as
-    a canary, feed back ground truth, and let the A/B analysis promote or roll it back."""
-    from mainsail.monitor.loop_demo import run_loop_demo
-
-    outcome = run_loop_demo(workdir=workdir, worse=worse, rows=rows, echo=console.print)
-    expected = "rollback" if worse else "promote"
-    if outcome.get("final") != expected:
-        raise fail(f"the loop ended in {outcome.get('final')!r}, expected {expected!r}", code=1)
-
-
 # Sub-command groups that live with their stage; each module exposes a Typer `app`.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "models": (
-        "mainsail.registry.cli",
+        "mainsail.cli.models",
         "Model registry: list, show, publish, promote, rollback, unset-alias.",
     ),
     "trigger": (
-        "mainsail.monitor.cli",
+        "mainsail.cli.trigger",
         "Retrain trigger: Alertmanager webhook -> retraining runs.",
     ),
-    "monitoring": ("mainsail.monitor.monitoring_cli", "Monitoring artifacts: render, check."),
-    "features": ("mainsail.features.cli", "Feast feature store: apply, materialize, serve, get."),
+    "monitoring": ("mainsail.cli.monitoring", "Monitoring artifacts: render, check."),
+    "features": ("mainsail.cli.features", "Feast feature store: apply, materialize, serve, get."),
 }
-
-
-@demo_app.command("drift")
-def demo_drift(
-    drift: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Strength of the injected drift.")
-    ] = 0.6,
-    rows: Annotated[int, typer.Option(min=100, help="Rows per traffic phase.")] = 800,
-    workdir: Annotated[
-        Path | None, typer.Option(help="Folder for the demo's processes and data.")
-    ] = None,
-) -> None:
-    """Normal traffic, then drifted traffic: watch the drift metric rise, the alert fire and the
-    retraining run start, step by step with timestamps."""
-    from mainsail.monitor.demo import run_drift_demo
-
-    outcome = run_drift_demo(drift=drift, rows=rows, workdir=workdir, echo=console.print)
-    if not outcome.get("run"):
-        raise fail("the demo ended without a retraining run; see the steps above", code=1)
 
 
 def _mount_subcommands() -> None:
@@ -393,8 +313,8 @@ def _mount_subcommands() -> None:
 
 
 def main() -> None:
-    from mainsail.deploy import cli as deploy_cli
-    from mainsail.stack import cli as stack_cli
+    from mainsail.cli import deploy as deploy_cli
+    from mainsail.cli import stack as stack_cli
 
     _mount_subcommands()
     stack_cli.register(app)  # top-level up / down / status

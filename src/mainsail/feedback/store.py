@@ -14,13 +14,27 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from mainsail.monitor.ab import VariantOutcomes
+from mainsail.config import ProjectConfig
+
+
+@dataclass
+class VariantOutcomes:
+    """Per-request outcomes of one variant, as collected by the feedback store and router."""
+
+    losses: np.ndarray
+    """Quality loss per labelled request (lower is better)."""
+    errors: np.ndarray
+    """1.0 for a failed request, 0.0 for a served one."""
+    latencies_s: np.ndarray
+    """Latency per served request, seconds."""
+
 
 metadata = sa.MetaData()
 
@@ -299,3 +313,10 @@ def _losses(rows: Sequence[Any], problem_type: str, positive_label: str) -> np.n
         return (scores - labels) ** 2
     truth = np.array([1.0 if str(r[1]) == positive_label else 0.0 for r in rows])
     return _log_loss(scores, truth)
+
+
+def store_url(cfg: ProjectConfig, stack_data_dir: Path | None = None) -> str:
+    """The project's feedback store: `promotion.store_url`, else a SQLite file in the local
+    stack's data dir (where the router records and the promotion controller reads)."""
+    data_dir = stack_data_dir if stack_data_dir is not None else cfg.stack.data_dir.resolve()
+    return cfg.promotion.store_url or f"sqlite:///{data_dir / 'feedback.db'}"

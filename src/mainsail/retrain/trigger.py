@@ -10,47 +10,33 @@ One incident starts one run:
 * the state (incidents, runs, last start per model) is a JSON file written atomically before the
   action starts, so a restarted trigger does not start the same run again.
 
-The action is pluggable: any callable `(RetrainRequest) -> RunInfo`. Built in: a local command
-(default `mainsail run CONFIG`, with the drifted window saved as parquet) and a Kubeflow
-Pipelines run. Before the action, the trigger saves the sidecar's current window of the drifted
-model version (`GET /v1/window`) so the run can use the data that drifted.
+The action is pluggable (`mainsail.retrain.actions`). Before the action, the trigger saves the
+sidecar's current window of the drifted model version (`GET /v1/window`) so the run can use the
+data that drifted. The HTTP side is `mainsail.retrain.server`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
-import subprocess
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from mainsail.config.monitor import RetrainTriggerConfig
+from mainsail.retrain.actions import RetrainAction, RetrainRequest, build_action
 
-__all__ = [
-    "CommandAction",
-    "KFPAction",
-    "PayloadError",
-    "RetrainAction",
-    "RetrainRequest",
-    "RetrainTrigger",
-    "RunInfo",
-    "TriggerServer",
-    "build_action",
-]
+__all__ = ["PayloadError", "RetrainTrigger", "state_dir_for"]
 
 log = logging.getLogger("mainsail.trigger")
 
@@ -60,33 +46,6 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 
 class PayloadError(ValueError):
     """A webhook body that is not an Alertmanager notification; the message says what is wrong."""
-
-
-@dataclass(frozen=True)
-class RetrainRequest:
-    """What a retraining action is asked to do."""
-
-    run_id: str
-    model: str
-    version: str
-    alertname: str
-    fingerprint: str
-    group_key: str
-    labels: dict[str, str]
-    window: Path | None
-    """Parquet file with the drifted window (served rows), when the sidecar could provide it."""
-
-
-@dataclass
-class RunInfo:
-    """What an action started."""
-
-    action: str
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-class RetrainAction(Protocol):
-    def __call__(self, request: RetrainRequest) -> RunInfo: ...
 
 
 class _Metrics:
@@ -376,229 +335,8 @@ def _validate(payload: Any) -> list[dict[str, Any]]:
 # -- actions --------------------------------------------------------------------------------
 
 
-def _fill(template: str, values: dict[str, str]) -> str:
-    out = template
-    for key, value in values.items():
-        out = out.replace("{" + key + "}", value)
-    return out
-
-
-class CommandAction:
-    """Run a local command per retraining run; its output goes to `<log_dir>/<run_id>.log`."""
-
-    def __init__(
-        self,
-        command: list[str],
-        log_dir: Path,
-        *,
-        config_path: Path | None = None,
-        on_finish: Callable[[str, int], None] | None = None,
-    ) -> None:
-        self.command = command
-        self.log_dir = log_dir
-        self.config_path = config_path
-        self.on_finish = on_finish
-
-    def __call__(self, request: RetrainRequest) -> RunInfo:
-        values = {
-            "config": str(self.config_path or ""),
-            "model": request.model,
-            "version": request.version,
-            "window": str(request.window or ""),
-            "alert": request.alertname,
-            "run_id": request.run_id,
-        }
-        argv = [_fill(part, values) for part in self.command]
-        env = dict(os.environ)
-        env.update(
-            MAINSAIL_DRIFT_WINDOW=values["window"],
-            MAINSAIL_RETRAIN_RUN_ID=request.run_id,
-            MAINSAIL_RETRAIN_MODEL=request.model,
-            MAINSAIL_RETRAIN_VERSION=request.version,
-        )
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"{request.run_id}.log"
-        with log_path.open("ab") as handle:
-            proc = subprocess.Popen(
-                argv, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        if self.on_finish is not None:
-            callback = self.on_finish
-
-            def wait() -> None:
-                callback(request.run_id, proc.wait())
-
-            threading.Thread(target=wait, name=f"run-{request.run_id}", daemon=True).start()
-        return RunInfo("command", {"pid": proc.pid, "argv": argv, "log": str(log_path)})
-
-
-class KFPAction:
-    """Submit the compiled retraining pipeline to Kubeflow Pipelines (kfp imported lazily)."""
-
-    def __init__(
-        self,
-        host: str,
-        pipeline: Path,
-        experiment: str,
-        *,
-        config_path: Path | None = None,
-        client_factory: Callable[[str], Any] | None = None,
-    ) -> None:
-        self.host = host
-        self.pipeline = pipeline
-        self.experiment = experiment
-        self.config_path = config_path
-        self.client_factory = client_factory
-
-    def _client(self) -> Any:
-        if self.client_factory is not None:
-            return self.client_factory(self.host)
-        import kfp
-
-        return kfp.Client(host=self.host)
-
-    def __call__(self, request: RetrainRequest) -> RunInfo:
-        if not self.pipeline.is_file():
-            raise FileNotFoundError(f"monitor.trigger.kfp_pipeline {self.pipeline} does not exist")
-        arguments = {
-            "model": request.model,
-            "drifted_version": request.version,
-            "drift_window": str(request.window or ""),
-        }
-        result = self._client().create_run_from_pipeline_package(
-            str(self.pipeline),
-            arguments=arguments,
-            run_name=f"retrain-{request.run_id}",
-            experiment_name=self.experiment,
-        )
-        return RunInfo("kfp", {"kfp_run_id": str(result.run_id), "kfp_host": self.host})
-
-
-def build_action(
-    cfg: RetrainTriggerConfig,
-    state_dir: Path,
-    *,
-    config_path: Path | None = None,
-    on_finish: Callable[[str, int], None] | None = None,
-) -> RetrainAction:
-    """The action the config asks for."""
-    if cfg.action == "kfp":
-        if not cfg.kfp_host or cfg.kfp_pipeline is None:
-            raise ValueError("monitor.trigger.action 'kfp' needs kfp_host and kfp_pipeline")
-        return KFPAction(
-            cfg.kfp_host, cfg.kfp_pipeline, cfg.kfp_experiment, config_path=config_path
-        )
-    return CommandAction(
-        cfg.command, state_dir / "runs", config_path=config_path, on_finish=on_finish
-    )
-
-
-# -- HTTP -----------------------------------------------------------------------------------
-
-
-class TriggerServer:
-    """`POST /alerts` (Alertmanager webhook), `GET /v1/runs`, `/metrics`, `/healthz`."""
-
-    def __init__(self, trigger: RetrainTrigger, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.trigger = trigger
-        handler = type("Handler", (_Handler,), {"trigger": trigger})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> TriggerServer:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        with contextlib.suppress(KeyboardInterrupt):
-            self.httpd.serve_forever()
-        self.httpd.server_close()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    trigger: RetrainTrigger
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out as separate writes: without this, Nagle and delayed ACKs add
-    # ~40 ms to every keep-alive request.
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-    def _send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _json(self, code: int, obj: Any) -> None:
-        self._send(code, json.dumps(obj).encode())
-
-    def do_GET(self) -> None:
-        path = urllib.parse.urlsplit(self.path).path
-        if path == "/metrics":
-            self._send(
-                200, generate_latest(self.trigger.metrics.registry), "text/plain; version=0.0.4"
-            )
-        elif path == "/healthz":
-            self._json(200, {"status": "ok"})
-        elif path == "/v1/runs":
-            self._json(200, {"runs": self.trigger.runs()})
-        else:
-            self._json(404, {"error": f"no such endpoint: GET {path}"})
-
-    def do_POST(self) -> None:
-        path = urllib.parse.urlsplit(self.path).path
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            self._json(411, {"error": "a Content-Length header is required"})
-            return
-        if int(length) > MAX_BODY_BYTES:
-            self.close_connection = True
-            self._json(413, {"error": f"body exceeds {MAX_BODY_BYTES} bytes"})
-            return
-        raw = self.rfile.read(int(length))
-        if path not in ("/alerts", "/v1/alerts"):
-            self._json(404, {"error": f"no such endpoint: POST {path}"})
-            return
-        try:
-            payload = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            self._json(400, {"error": f"body is not valid JSON: {err}"})
-            return
-        try:
-            decisions = self.trigger.handle(payload)
-        except PayloadError as err:
-            self._json(400, {"error": str(err)})
-            return
-        except Exception as err:
-            log.exception("webhook handling failed")
-            self._json(500, {"error": f"internal error: {err}"})
-            return
-        self._json(200, {"decisions": decisions})
-
-
 def state_dir_for(cfg: RetrainTriggerConfig, config_file: Path | None) -> Path:
     """`monitor.trigger.state_dir`, relative to the config file's folder unless absolute."""
     if cfg.state_dir.is_absolute() or config_file is None:
         return cfg.state_dir
     return (config_file.resolve().parent / cfg.state_dir).resolve()
-
-
-def describe(request: RetrainRequest) -> dict[str, Any]:
-    """A request as JSON (for logs and tests)."""
-    out = asdict(request)
-    out["window"] = str(request.window) if request.window else None
-    return out

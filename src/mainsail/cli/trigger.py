@@ -41,7 +41,8 @@ def serve(
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
 ) -> None:
     """Receive Alertmanager webhooks on POST /alerts and start retraining runs."""
-    from mainsail.monitor.trigger import RetrainTrigger, TriggerServer, state_dir_for
+    from mainsail.retrain.server import TriggerServer
+    from mainsail.retrain.trigger import RetrainTrigger, state_dir_for
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -67,7 +68,7 @@ def runs(
     state_dir: Annotated[Path | None, typer.Option(help="State folder.")] = None,
 ) -> None:
     """Print the retraining runs the trigger started (JSON)."""
-    from mainsail.monitor.trigger import STATE_FILE, state_dir_for
+    from mainsail.retrain.trigger import STATE_FILE, state_dir_for
 
     try:
         cfg = load_config(config)
@@ -80,5 +81,5 @@ def runs(
     typer.echo(json.dumps(json.loads(path.read_text()).get("runs", {}), indent=2))
 
 
-if __name__ == "__main__":  # the local stack runs `python -m mainsail.monitor.cli serve …`
+if __name__ == "__main__":  # the local stack runs `python -m mainsail.cli.trigger serve …`
     app()

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from mainsail.config import ProjectConfig
-from mainsail.monitor.ab import ABPolicy, Decision, analyse
-from mainsail.monitor.feedback import FeedbackStore
+from mainsail.feedback.store import FeedbackStore
+from mainsail.promotion.ab import ABPolicy, Decision, analyse
 
 
 class TrafficBackend(Protocol):
@@ -142,15 +142,14 @@ def build_controller(
 ) -> PromotionController:
     """The controller for `stack.backend`: the local router, or Seldon Core 2 on a cluster
     (`api_client`: a kubernetes ApiClient, else the environment's kube config)."""
-    from mainsail.monitor.backends import (
+    from mainsail.feedback.store import store_url
+    from mainsail.promotion.backends import (
         LocalRouterBackend,
         SeldonBackend,
         append_decision_to_card,
     )
-    from mainsail.stack.providers import StackContext, feedback_store_url
 
-    ctx = StackContext(config=cfg, data_dir=cfg.stack.data_dir.resolve())
-    store = FeedbackStore(feedback_store_url(ctx))
+    store = FeedbackStore(store_url(cfg))
     backend: LocalRouterBackend | SeldonBackend
     if cfg.stack.backend == "kubernetes":
         backend = SeldonBackend(cfg, api_client=api_client)

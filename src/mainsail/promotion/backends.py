@@ -1,4 +1,4 @@
-"""Traffic backends for the promotion controller, and the model-card decision log.
+"""Traffic backends for the promotion controller, and the decision log in the model card.
 
 - `LocalRouterBackend`: the local stack. Reads the split from the router's admin API, ramps by
   setting weights, promotes by moving the registry's `champion` alias and loading the version on
@@ -11,14 +11,11 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from mainsail.config import ProjectConfig
-from mainsail.monitor.ab import Decision
+from mainsail.promotion.ab import Decision
 
 if TYPE_CHECKING:
     from mainsail.registry import ModelRegistry
@@ -29,10 +26,10 @@ class LocalRouterBackend:
 
     def __init__(self, cfg: ProjectConfig, registry: ModelRegistry | None = None) -> None:
         from mainsail.deploy.local import LocalDeployer
-        from mainsail.deploy.service import local_registry
+        from mainsail.registry import open_registry
 
         self.cfg = cfg
-        self.registry = registry if registry is not None else local_registry(cfg)
+        self.registry = registry if registry is not None else open_registry(cfg)
         self.deployer = LocalDeployer(cfg)
 
     def _state(self) -> dict[str, Any]:
@@ -72,11 +69,6 @@ class LocalRouterBackend:
         self.deployer.set_canary(0)
 
 
-def card_path(cfg: ProjectConfig, version: str) -> Path:
-    """Where the deployed copy of a version's model card lives (the registry copy is immutable)."""
-    return cfg.stack.data_dir.resolve() / "deployments" / f"{cfg.name}-v{version}-model_card.yaml"
-
-
 def append_decision_to_card(
     cfg: ProjectConfig, registry: ModelRegistry, version: str, decision: Decision
 ) -> Path:
@@ -85,20 +77,18 @@ def append_decision_to_card(
     Registry versions are immutable (their manifest holds every file's sha256), so the card with
     deployment facts is kept next to the deployment, starting from the registry's card.
     """
-    path = card_path(cfg, version)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        card = yaml.safe_load(path.read_text()) or {}
-    else:
+    from mainsail.evaluate.card import (
+        CARD_FILE,
+        append_promotion_decision,
+        deployed_card_path,
+    )
+
+    path = deployed_card_path(cfg, version)
+    source = None
+    if not path.exists():
         local = registry.download(cfg.name, int(version), cfg.registry.cache_dir.resolve())
-        source = local.path / "model_card.yaml"
-        card = yaml.safe_load(source.read_text()) if source.exists() else {}
-    history = card.setdefault("promotion_history", [])
-    history.append(decision.to_dict())
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as fh:
-        yaml.safe_dump(card, fh, sort_keys=False)
-    Path(fh.name).replace(path)
-    return path
+        source = local.path / CARD_FILE
+    return append_promotion_decision(path, decision.to_dict(), start_from=source)
 
 
 class SeldonBackend:
@@ -107,10 +97,10 @@ class SeldonBackend:
     def __init__(
         self, cfg: ProjectConfig, registry: ModelRegistry | None = None, api_client: Any = None
     ) -> None:
-        from mainsail.deploy.service import local_registry
+        from mainsail.registry import open_registry
 
         self.cfg = cfg
-        self.registry = registry if registry is not None else local_registry(cfg)
+        self.registry = registry if registry is not None else open_registry(cfg)
         self.api_client = api_client
 
     def _versions(self, model: str) -> tuple[int, int | None]:

@@ -106,7 +106,7 @@ class LoopDemo:
         return cfg
 
     def start_registry(self, cfg: ProjectConfig) -> ProjectConfig:
-        from mainsail.s3local import SeaweedS3
+        from mainsail.registry.seaweedfs import SeaweedS3
 
         s3 = SeaweedS3(self.workdir / "s3", port=cfg.stack.s3_port)
         endpoint = s3.start()
@@ -118,7 +118,7 @@ class LoopDemo:
         return cfg
 
     def train(self, cfg: ProjectConfig, label: str) -> Path:
-        from mainsail.run import run
+        from mainsail.lifecycle.run import run
 
         self.say(f"training the {label} on {cfg.data.path.name} ...")
         result = run(cfg)
@@ -133,9 +133,9 @@ class LoopDemo:
         return model_dir
 
     def publish(self, cfg: ProjectConfig, model_dir: Path, alias: str | None) -> int:
-        from mainsail.deploy.service import local_registry
+        from mainsail.registry import open_registry
 
-        registry = local_registry(cfg)
+        registry = open_registry(cfg)
         registry.ensure_bucket()
         info = registry.publish(cfg.name, model_dir)
         if alias:
@@ -180,7 +180,7 @@ class LoopDemo:
         """Send `frame` through the router in batches, then its ground truth by request id."""
         import httpx
 
-        from mainsail.schema import FeatureSchema
+        from mainsail.data.schema import FeatureSchema
         from mainsail.serving.v2client import v2_request
 
         schema = FeatureSchema.load(self.workdir / "schema.json")
@@ -233,7 +233,7 @@ class LoopDemo:
 
     def restart_mid_experiment(self, cfg: ProjectConfig, controller: Any, decision: Any) -> Any:
         """Restart the router process and the controller: neither may lose feedback or state."""
-        from mainsail.monitor.promotion import build_controller
+        from mainsail.promotion.controller import build_controller
         from mainsail.stack import manager
 
         def labelled() -> int:
@@ -285,7 +285,7 @@ class LoopDemo:
     def run(self) -> dict[str, Any]:
         from mainsail.data.synthetic import generate_churn
         from mainsail.deploy.service import deploy
-        from mainsail.monitor.promotion import build_controller
+        from mainsail.promotion.controller import build_controller
 
         try:
             cfg = self.start_registry(self.configure())
@@ -364,9 +364,9 @@ class LoopDemo:
                 if decision.action == "ramp" and "restart" not in self.outcome:
                     controller = self.restart_mid_experiment(cfg, controller, decision)
             final = decision.action if decision is not None else "none"
-            from mainsail.deploy.service import local_registry
+            from mainsail.registry import open_registry
 
-            aliases = local_registry(cfg).aliases(cfg.name)
+            aliases = open_registry(cfg).aliases(cfg.name)
             self.say(f"final: {final}; registry aliases {aliases}")
             self.outcome.update({"final": final, "aliases": aliases, "challenger": version})
             self.sidecar_outage(cfg, chain, drifted.iloc[:400])

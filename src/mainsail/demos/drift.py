@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mainsail.demos.churn import churn_rows, write_churn_reference
 from mainsail.drift.client import DriftFeed
-from mainsail.drift.demo import churn_rows, write_churn_reference
 from mainsail.monitor.chain import ChainSettings, MonitoringChain
 from mainsail.monitor.rules import RETRAIN_ALERT
 

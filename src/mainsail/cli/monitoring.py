@@ -57,6 +57,6 @@ def demo_drift(
     workdir: Annotated[Path | None, typer.Option(help="Keep logs and state here.")] = None,
 ) -> None:
     """Normal, then drifted traffic: drift metrics, alert and retraining run, step by step."""
-    from mainsail.monitor.demo import run_drift_demo
+    from mainsail.demos.drift import run_drift_demo
 
     run_drift_demo(drift=drift, rows=rows, run_config=run_config, workdir=workdir, echo=typer.echo)

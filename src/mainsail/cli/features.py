@@ -1,7 +1,7 @@
 """`mainsail features apply | materialize | serve | get ENTITY_ID...` (pipeline env).
 
 The lead mounts `app` as `mainsail features`; it also runs on its own with
-`python -m mainsail.features.cli`.
+`python -m mainsail.cli.features`.
 """
 
 from __future__ import annotations

@@ -1,16 +1,14 @@
 """`mainsail models …`: list, show, publish, promote and roll back registry versions, and
 remove an alias.
 
-Pipeline env only (Typer, Rich). The lead mounts `app` as `mainsail models`. The registry comes
-from the project config's `registry` section; the S3 keys from the environment variables it
-names; `--endpoint` (or `MAINSAIL_S3_ENDPOINT`) overrides the config's endpoint, which is how
-the local stack's SeaweedFS address is passed.
+Pipeline env only (Typer, Rich). The registry is the project config's, opened by
+:func:`mainsail.registry.open_registry`: `--endpoint` (or `MAINSAIL_S3_ENDPOINT`) overrides the
+config's endpoint; without either, the local stack's SeaweedFS.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mainsail.config import ConfigError, load_config
+from mainsail.registry.connect import open_registry
 from mainsail.registry.errors import RegistryError
 from mainsail.registry.store import ModelRegistry
 
@@ -39,10 +38,9 @@ EndpointOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def open_registry(config: Path, endpoint: str | None) -> ModelRegistry:
-    """The registry of a project config (keys from the environment)."""
-    cfg = load_config(config)
-    return ModelRegistry.from_config(cfg.registry, os.environ, endpoint=endpoint)
+def _registry(config: Path, endpoint: str | None) -> ModelRegistry:
+    """The registry of a project config (see :func:`mainsail.registry.open_registry`)."""
+    return open_registry(load_config(config), endpoint=endpoint)
 
 
 def _fail(err: Exception) -> typer.Exit:
@@ -63,7 +61,7 @@ def list_cmd(
 ) -> None:
     """List models, or the versions of one model with their aliases and metrics."""
     try:
-        registry = open_registry(config, endpoint)
+        registry = _registry(config, endpoint)
         if model is None:
             names = registry.models()
             if as_json:
@@ -105,7 +103,7 @@ def show(
 ) -> None:
     """Show one version: files with sha256, aliases, metrics, lineage, storage URI (JSON)."""
     try:
-        _emit(open_registry(config, endpoint).show(model, ref))
+        _emit(_registry(config, endpoint).show(model, ref))
     except (RegistryError, ConfigError) as err:
         raise _fail(err) from None
 
@@ -122,7 +120,7 @@ def publish(
 ) -> None:
     """Publish an artifact folder as the next version (atomic; sha256 manifest)."""
     try:
-        registry = open_registry(config, endpoint)
+        registry = _registry(config, endpoint)
         registry.ensure_bucket()
         info = registry.publish(model, folder)
         if alias:
@@ -143,7 +141,7 @@ def promote(
 ) -> None:
     """Point an alias (champion by default) at a version."""
     try:
-        version = open_registry(config, endpoint).promote(model, ref, alias)
+        version = _registry(config, endpoint).promote(model, ref, alias)
     except (RegistryError, ConfigError) as err:
         raise _fail(err) from None
     _console.print(f"{model}: {alias} -> v{version}")
@@ -158,7 +156,7 @@ def rollback(
 ) -> None:
     """Point an alias back at the version it held before its last promotion."""
     try:
-        version = open_registry(config, endpoint).rollback(model, alias)
+        version = _registry(config, endpoint).rollback(model, alias)
     except (RegistryError, ConfigError) as err:
         raise _fail(err) from None
     _console.print(f"{model}: {alias} rolled back to v{version}")
@@ -173,7 +171,7 @@ def unset_alias(
 ) -> None:
     """Remove an alias (challenger by default), e.g. once an A/B test has ended."""
     try:
-        version = open_registry(config, endpoint).unset_alias(model, alias)
+        version = _registry(config, endpoint).unset_alias(model, alias)
     except (RegistryError, ConfigError) as err:
         raise _fail(err) from None
     _console.print(f"{model}: {alias} removed (it pointed at v{version})")

@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mainsail.feedback.store import VariantOutcomes
+
 Action = Literal["promote", "keep_testing", "rollback", "ramp"]
 
 
@@ -179,18 +181,6 @@ class Decision:
             "latency": self.latency.to_dict() if self.latency else None,
             "states": self.states,
         }
-
-
-@dataclass
-class VariantOutcomes:
-    """Per-request outcomes of one variant, as collected by the feedback store and router."""
-
-    losses: np.ndarray
-    """Quality loss per labelled request (lower is better)."""
-    errors: np.ndarray
-    """1.0 for a failed request, 0.0 for a served one."""
-    latencies_s: np.ndarray
-    """Latency per served request, seconds."""
 
 
 def analyse(

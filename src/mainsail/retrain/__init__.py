@@ -1,0 +1,6 @@
+"""The retrain trigger: Alertmanager's webhook turned into retraining runs.
+
+- `trigger`: de-duplication per incident, cool-down per model, persisted state;
+- `actions`: what a run is (a local command, or a Kubeflow Pipelines run);
+- `server`: the HTTP service (`mainsail trigger serve`).
+"""
