@@ -99,7 +99,7 @@ def child_baseline(path: Path) -> dict[str, Any]:
 
 def child_stage(path: Path) -> dict[str, Any]:
     from mainsail.config import parse_config
-    from mainsail.data.stage import run_data_stage
+    from mainsail.lifecycle.data import run_data_stage
 
     cfg = parse_config(
         {

@@ -148,7 +148,7 @@ def build_churn(folder: Path) -> Path:
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     from mainsail.data.synthetic import generate_churn
-    from mainsail.drift.demo import CATEGORICAL, NUMERIC, churn_schema
+    from mainsail.demos.churn import CATEGORICAL, NUMERIC, churn_schema
     from mainsail.registry.manifest import seal_folder
 
     frame = generate_churn(3000, seed=5)
@@ -190,7 +190,7 @@ def _churn_reference(folder: Path) -> None:
     labels from the runtime): the sidecar takes the first served window as that reference."""
     import pandas as pd
 
-    from mainsail.drift.demo import write_churn_reference
+    from mainsail.demos.churn import write_churn_reference
 
     write_churn_reference(folder, rows=5000)
     ref = pd.read_parquet(folder / "reference.parquet").drop(columns=["prediction"])
@@ -201,7 +201,7 @@ def _churn_bodies(n: int) -> list[dict[str, Any]]:
     """One V2 request per served row (one input per feature), rows from the generator."""
     import pandas as pd
 
-    from mainsail.drift.demo import churn_rows, churn_schema
+    from mainsail.demos.churn import churn_rows, churn_schema
     from mainsail.serving.v2client import v2_request
 
     rows, _ = churn_rows(n, seed=11)

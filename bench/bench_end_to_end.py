@@ -62,8 +62,8 @@ def overrides_for(rows: int, data_path: Path, runs_dir: Path) -> dict[str, Any]:
 def worker_pipeline(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     from mainsail.config import load_config
-    from mainsail.data.stage import run_data_stage
-    from mainsail.train.stage import run_training_stage
+    from mainsail.lifecycle.data import run_data_stage
+    from mainsail.lifecycle.run import run_training_stage
 
     cfg = load_config(REPO / "configs" / "churn.yaml", spec["overrides"])
     run_dir = Path(spec["run_dir"])

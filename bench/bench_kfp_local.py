@@ -3,9 +3,10 @@
 Both sides run the same training pipeline on the same tiny churn project (600 rows, baseline +
 linear, two tuning trials) with a real S3 registry (SeaweedFS):
 
-- baseline: the step functions of mainsail.steps called one after the other in this process
+- baseline: the step functions of mainsail.pipeline.steps called one after the other in this process
   (validate, split, preprocess, tune, train-candidates, evaluate, register);
-- kfp.local: ``mainsail.kfp_runner.run_local`` with caching off, i.e. the compiled-from-the-same
+- kfp.local: ``mainsail.pipeline.runner.run_local`` with caching off, i.e. the
+  compiled-from-the-same
   -definition pipeline where every step is a subprocess that starts Python, imports kfp and
   mainsail, reads its executor input and writes artifacts.
 
@@ -35,36 +36,18 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+# Run as a file (`make bench`): the repository root makes `tests.support` importable.
+sys.path.insert(0, str(REPO))
 RESULTS = HERE / "results"
 STEPS = ("validate", "split", "preprocess", "tune", "train-candidates", "evaluate", "register")
 
 
-def overrides(tmp: Path, rows: int, endpoint: str) -> dict[str, Any]:
-    return {
-        "data.path": str(tmp / "churn.parquet"),
-        "data.synthetic.rows": rows,
-        "runs_dir": str(tmp / "runs"),
-        "train.candidates": ["baseline", "linear"],
-        "tune.candidates": ["linear"],
-        "tune.num_trials": 2,
-        "tune.backend": "optuna",
-        "evaluate.cv_folds": 2,
-        "evaluate.alpha": 0.3,
-        "evaluate.bootstrap": 100,
-        "evaluate.importance_rows": 100,
-        "evaluate.reference_rows": 100,
-        "evaluate.permutation_repeats": 1,
-        "registry.endpoint": endpoint,
-        "registry.cache_dir": str(tmp / "cache"),
-    }
-
-
 def run_direct(config: Path, ov: dict[str, Any], work: Path) -> dict[str, float]:
-    from mainsail import steps
-    from mainsail.config import load_config
+    from mainsail.config import config_to_json, load_config
+    from mainsail.pipeline import steps
 
     cfg = load_config(config, ov)
-    cj = steps.config_to_json(cfg)
+    cj = config_to_json(cfg)
     w = {k: str(work / k) for k in ("ds", "sp", "prep", "tu", "ca", "model")}
     calls = {
         "validate": lambda: steps.validate_step(
@@ -90,7 +73,7 @@ def run_direct(config: Path, ov: dict[str, Any], work: Path) -> dict[str, float]
 
 
 def run_kfp(config: Path, ov: dict[str, Any]) -> dict[str, float]:
-    from mainsail.kfp_runner import run_local
+    from mainsail.pipeline.runner import run_local
 
     start_wall = time.time()
     with contextlib.redirect_stdout(io.StringIO()):  # kfp.local echoes every task's log
@@ -111,7 +94,8 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=600)
     args = parser.parse_args()
 
-    from mainsail.s3local import SeaweedS3
+    from mainsail.registry.seaweedfs import SeaweedS3
+    from tests.support.configs import tiny_overrides
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     tmp = Path(
@@ -127,7 +111,7 @@ def main() -> int:
         with SeaweedS3(tmp / "s3") as s3:
             os.environ["MAINSAIL_S3_ACCESS_KEY"] = s3.access_key
             os.environ["MAINSAIL_S3_SECRET_KEY"] = s3.secret_key
-            ov = overrides(tmp, args.rows, s3.endpoint.endpoint)
+            ov = {**tiny_overrides(tmp, s3.endpoint.endpoint), "data.synthetic.rows": args.rows}
             for i in range(args.repeats):
                 direct.append(run_direct(config, ov, tmp / f"direct-{i}"))
                 kfp.append(run_kfp(config, ov))

@@ -55,7 +55,8 @@ from pinning import LAYOUTS, apply_layout, parse_layouts
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
-sys.path.insert(0, str(REPO / "tests" / "integration" / "stack"))
+# Run as a file (`make bench`): the repository root makes `tests.support` importable.
+sys.path.insert(0, str(REPO))
 
 BODY = {
     "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}]
@@ -389,10 +390,9 @@ def main() -> int:
     if args.micro_only:
         return 0
 
-    from stack_testkit import stack_config
-
     from mainsail.stack.manager import down, up
     from mainsail.stack.process import read_state
+    from tests.support.stack import stack_config
 
     try:
         layouts = parse_layouts(args.layouts)

@@ -39,8 +39,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from mainsail.data.schema import FeatureSchema, FeatureSpec  # noqa: E402
 from mainsail.registry.manifest import seal_folder  # noqa: E402
-from mainsail.schema import FeatureSchema, FeatureSpec  # noqa: E402
 from mainsail.serving.mlserver import (  # noqa: E402
     MLServerProcess,
     ServedModel,

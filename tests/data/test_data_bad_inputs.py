@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 import yaml
-from datastage_helpers import BAD_INPUTS, make_config
 
 from mainsail.config import ConfigError, load_config
 from mainsail.data import errors
-from mainsail.data.stage import run_data_stage
+from mainsail.lifecycle.data import run_data_stage
+from tests.support.configs import BAD_INPUTS, make_config
 
 CATALOGUE: list[dict[str, Any]] = yaml.safe_load((BAD_INPUTS / "catalogue.yaml").read_text())
 

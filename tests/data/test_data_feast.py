@@ -23,12 +23,12 @@ from mainsail.config import (
     load_config,
     parse_config,
 )
-from mainsail.data import feast_training
-from mainsail.data.stage import run_data_stage
+from mainsail.core.files import sha256_file
 from mainsail.data.synthetic import generate_churn
+from mainsail.features import training as feast_training
 from mainsail.features.errors import FeatureDefinitionError, RegistryError
-from mainsail.lineage import sha256_file
-from mainsail.run import run
+from mainsail.lifecycle.data import run_data_stage
+from mainsail.lifecycle.run import run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

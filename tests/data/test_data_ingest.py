@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from datastage_helpers import BAD_INPUTS, make_config
 
 from mainsail.config.data import DataConfig, PackagedData, SyntheticData
 from mainsail.data.errors import DataSourceError, MalformedFileError
 from mainsail.data.ingest import atomic_path, ensure_data_file, read_table, resolve_format
 from mainsail.data.packaged import load_packaged
-from mainsail.data.stage import run_data_stage
+from mainsail.lifecycle.data import run_data_stage
+from tests.support.configs import BAD_INPUTS, make_config
 
 
 def test_csv_and_parquet_read_the_same_table(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from datastage_helpers import make_config
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import check_estimator
@@ -21,7 +20,8 @@ from mainsail.data.preprocess import (
     QuantileClipper,
     fit_preprocessor,
 )
-from mainsail.data.stage import run_data_stage
+from mainsail.lifecycle.data import run_data_stage
+from tests.support.configs import make_config
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from datastage_helpers import make_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mainsail.data.errors import SplitError
-from mainsail.data.split import make_split
-from mainsail.data.stage import SplitIndices, run_data_stage, save_split_indices
+from mainsail.data.split import SplitIndices, make_split, save_split_indices
 from mainsail.data.synthetic import generate_churn
+from mainsail.lifecycle.data import run_data_stage
+from tests.support.configs import make_config
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from datastage_helpers import make_config
 
 from mainsail.config import load_config
-from mainsail.data.stage import ARTIFACTS, run_data_stage
-from mainsail.schema import FeatureSchema
+from mainsail.data.prepared import ARTIFACTS
+from mainsail.data.schema import FeatureSchema
+from mainsail.lifecycle.data import run_data_stage
+from tests.support.configs import make_config
 
 REPO = Path(__file__).resolve().parents[2]
 

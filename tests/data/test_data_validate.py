@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from datastage_helpers import make_config
 
 from mainsail.data.errors import MixedTypesError
-from mainsail.data.stage import run_data_stage
 from mainsail.data.validate import ValidationReport, validate_frame
+from mainsail.lifecycle.data import run_data_stage
+from tests.support.configs import make_config
 
 
 def _write(tmp_path: Path, frame: pd.DataFrame, name: str = "d.parquet") -> Path:

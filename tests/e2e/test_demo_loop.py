@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mainsail.monitor.loop_demo import run_loop_demo
+from mainsail.demos.loop import run_loop_demo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]
 

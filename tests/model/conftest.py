@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from model_helpers import small_config
 
 from mainsail.config import ProjectConfig
-from mainsail.data.stage import DataStageResult, run_data_stage
+from mainsail.data.prepared import DataStageResult
+from mainsail.lifecycle.data import run_data_stage
+from tests.support.configs import small_config
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mainsail.config import ProjectConfig
-from mainsail.data.stage import DataStageResult
+from mainsail.data.prepared import DataStageResult
 from mainsail.train.candidates import (
     FAMILIES,
     default_params,
@@ -18,8 +18,8 @@ from mainsail.train.candidates import (
     oversample_indices,
     sample_weights,
 )
+from mainsail.train.fit import class_labels, fit_final, train_arrays
 from mainsail.train.model import TabularModel, to_dense
-from mainsail.train.stage import class_labels, fit_final, train_arrays
 
 
 def _params(family: str, cfg: ProjectConfig) -> dict:

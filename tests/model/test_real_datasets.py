@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from model_helpers import small_config
 
-from mainsail.data.stage import run_data_stage
-from mainsail.train.stage import run_training_stage
+from mainsail.lifecycle.data import run_data_stage
+from mainsail.lifecycle.run import run_training_stage
+from tests.support.configs import small_config
 
 pytestmark = pytest.mark.slow
 

@@ -11,13 +11,14 @@ import hashlib
 
 import numpy as np
 import pytest
-from model_helpers import small_config
 
-from mainsail.data.stage import run_data_stage
+from mainsail.lifecycle.data import run_data_stage
+from mainsail.lifecycle.run import run_training_stage
 from mainsail.train.candidates import default_params, fit_arrays, mlp_params_dict
-from mainsail.train.stage import run_training_stage, train_arrays
+from mainsail.train.fit import train_arrays
 from mainsail.train.threads import limit_threads
 from mainsail.tune.search import read_log
+from tests.support.configs import small_config
 
 pytestmark = pytest.mark.slow
 

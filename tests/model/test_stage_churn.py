@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from mainsail.config import ProjectConfig
-from mainsail.data.stage import DataStageResult
-from mainsail.train.stage import STAGES, TrainingResult, run_training_stage
+from mainsail.data.prepared import DataStageResult
+from mainsail.lifecycle.run import STAGES, TrainingResult, run_training_stage
 from mainsail.tune.search import read_log
 
 REPO = Path(__file__).resolve().parents[2]

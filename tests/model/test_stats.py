@@ -147,8 +147,8 @@ def test_models_trained_on_shuffled_labels_are_rejected(churn_cfg, churn_data) -
 
     from mainsail.evaluate.cv import cross_validate, cv_folds
     from mainsail.evaluate.metrics import model_output
+    from mainsail.train.fit import class_labels, fit_final, train_arrays
     from mainsail.train.model import to_dense
-    from mainsail.train.stage import class_labels, fit_final, train_arrays
 
     frame = churn_data.frame.copy()
     frame[churn_data.target] = np.random.default_rng(0).permutation(frame[churn_data.target])

@@ -14,9 +14,9 @@ import pytest
 
 from mainsail.config import ProjectConfig
 from mainsail.config.train import RayConfig
-from mainsail.data.stage import DataStageResult
+from mainsail.data.prepared import DataStageResult
+from mainsail.train.fit import class_labels, train_arrays
 from mainsail.train.model import to_dense
-from mainsail.train.stage import class_labels, train_arrays
 from mainsail.tune.search import (
     SearchSettings,
     TuneData,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mainsail.monitor.ab import ABPolicy, SequentialState, VariantOutcomes, analyse, msprt_look
+from mainsail.promotion.ab import ABPolicy, SequentialState, VariantOutcomes, analyse, msprt_look
 
 POLICY = ABPolicy(alpha=0.05, tau=0.05, min_samples=200, max_samples=4000, step_samples=10**9)
 LOOKS = range(200, 4001, 200)  # the controller looks every 200 labelled outcomes per variant

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from router_testkit import ServerThread, V2Upstream, infer_body
 
-from mainsail.deploy.card import LoadFigures, fill_deployment, measure
-from mainsail.deploy.kubernetes import DeployError
+from mainsail.deploy.load import measure
+from mainsail.evaluate.card import CardError, LoadFigures, fill_deployment
+from tests.support.router import ServerThread, V2Upstream, infer_body
 
 
 def _card(path: Path) -> Path:
@@ -63,11 +63,11 @@ def test_fill_deployment_writes_only_the_deployment_section(tmp_path: Path) -> N
 def test_unusable_figures_or_cards_are_refused(tmp_path: Path) -> None:
     card = _card(tmp_path / "model_card.yaml")
     good = LoadFigures("http://h/x", 3.0, 7.5, 9.0, 420.0, 840, 0, 2.0, 8)
-    with pytest.raises(DeployError, match="latency_p95_ms must be a positive number"):
+    with pytest.raises(CardError, match="latency_p95_ms must be a positive number"):
         fill_deployment(card, replace(good, latency_p95_ms=float("nan")))
-    with pytest.raises(DeployError, match="no successful request"):
+    with pytest.raises(CardError, match="no successful request"):
         fill_deployment(card, replace(good, requests=5, errors=5))
     (tmp_path / "bad.yaml").write_text("model: {}\n")
-    with pytest.raises(DeployError, match="no `deployment` section"):
+    with pytest.raises(CardError, match="no `deployment` section"):
         fill_deployment(tmp_path / "bad.yaml", good)
     assert yaml.safe_load(card.read_text())["deployment"]["latency_p95"] is None

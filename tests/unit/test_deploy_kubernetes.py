@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fake_kube_api import FakeKubeAPI
-from router_testkit import ServerThread
 
 from mainsail.config import ProjectConfig, parse_config
 from mainsail.core import naming
 from mainsail.deploy import kubernetes as k8s
+from tests.support.kube import FakeKubeAPI
+from tests.support.router import ServerThread
 
 pytestmark = pytest.mark.k8s
 

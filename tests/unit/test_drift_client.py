@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from mainsail.drift.client import DriftFeed, LoopDriftFeed, encode_batch
-from mainsail.s3local import free_port
+from mainsail.registry.seaweedfs import free_port
 
 
 class _Receiver:

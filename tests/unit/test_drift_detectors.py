@@ -23,7 +23,7 @@ import json, sys
 import numpy as np
 import pandas as pd
 from alibi_detect.cd import TabularDrift
-from mainsail.drift.demo import churn_rows, churn_schema
+from mainsail.demos.churn import churn_rows, churn_schema
 from mainsail.drift.detectors import VersionDetectors
 from mainsail.drift.encoding import Encoder
 

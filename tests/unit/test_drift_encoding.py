@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mainsail.drift.demo import churn_rows, churn_schema
+from mainsail.demos.churn import churn_rows, churn_schema
 from mainsail.drift.encoding import BatchError, Encoder, parse_batch
 
 

@@ -19,9 +19,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from mainsail.drift.demo import churn_rows, write_churn_reference
+from mainsail.demos.churn import churn_rows, write_churn_reference
 from mainsail.drift.process import SidecarProcess
-from mainsail.s3local import free_port
+from mainsail.registry.seaweedfs import free_port
 
 pytestmark = pytest.mark.slow
 

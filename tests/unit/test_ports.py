@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from mainsail import ports
+from mainsail.core import ports
 from mainsail.core.ports import _ephemeral_low, free_port
 
 

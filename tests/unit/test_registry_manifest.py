@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mainsail.core.files import file_digest
 from mainsail.registry.errors import ArtifactError, IntegrityError
 from mainsail.registry.manifest import (
     MANIFEST_NAME,
@@ -14,7 +15,6 @@ from mainsail.registry.manifest import (
     safe_relpath,
     scan_artifact,
     seal_folder,
-    sha256_file,
     verify_folder,
 )
 
@@ -38,7 +38,7 @@ def test_scan_digests_every_file_including_subfolders(tmp_path: Path) -> None:
     folder = _artifact(tmp_path / "a")
     entries = scan_artifact(folder)
     assert sorted(entries) == ["feature_schema.json", "model.joblib", "plots/roc.svg"]
-    digest, size = sha256_file(folder / "model.joblib")
+    digest, size = file_digest(folder / "model.joblib")
     assert entries["model.joblib"].sha256 == digest
     assert entries["model.joblib"].size == size == len(b"pretend pickle bytes")
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections import Counter
 
 import httpx
-from router_testkit import ServerThread, V2Upstream, infer_body, start_router
+
+from tests.support.router import ServerThread, V2Upstream, infer_body, start_router
 
 AUTH = {"authorization": "Bearer s3cret"}
 

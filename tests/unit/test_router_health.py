@@ -10,7 +10,8 @@ import time
 from collections.abc import Callable
 
 import httpx
-from router_testkit import ServerThread, V2Upstream, infer_body, start_router
+
+from tests.support.router import ServerThread, V2Upstream, infer_body, start_router
 
 
 def _wait(predicate: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -9,7 +9,8 @@ import time
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from router_testkit import ServerThread, V2Upstream, infer_body, start_router
+
+from tests.support.router import ServerThread, V2Upstream, infer_body, start_router
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

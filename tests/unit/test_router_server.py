@@ -18,9 +18,9 @@ import httptools
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from router_testkit import ServerThread, V2Upstream, infer_body, start_router
 
 from mainsail.serving.router import server as lean
+from tests.support.router import ServerThread, V2Upstream, infer_body, start_router
 
 INFER = b"/v2/models/churn/infer"
 

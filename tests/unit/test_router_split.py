@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from router_testkit import ServerThread, V2Upstream, infer_body, start_router
+
+from tests.support.router import ServerThread, V2Upstream, infer_body, start_router
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from mainsail.schema import FeatureSchema, FeatureSpec
+from mainsail.data.schema import FeatureSchema, FeatureSpec
 from mainsail.serving.validation import EntityRequest, RequestError, TensorIn, decode
 
 SCHEMA = FeatureSchema(

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from feast_testkit import T0, churn_frame, controlled_rows, make_config
 
 from mainsail.config import ProjectConfig
+from tests.support.feast import T0, churn_frame, controlled_rows, make_config
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from feast_testkit import T0, clock_at
 from prometheus_client import CollectorRegistry
 
 from mainsail.config import ProjectConfig
@@ -21,6 +20,7 @@ from mainsail.features.http import HttpLookup
 from mainsail.features.metrics import FeatureMetrics
 from mainsail.features.online import SdkLookup, open_lookup, spec_for
 from mainsail.features.server import FeatureServer
+from tests.support.feast import T0, clock_at
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

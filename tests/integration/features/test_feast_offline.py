@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from feast_testkit import ACTIVITY, PROFILE, T0, make_config
 
 from mainsail.config import ProjectConfig
 from mainsail.core.ports import free_port
@@ -24,6 +23,7 @@ from mainsail.features.errors import (
     OnlineStoreUnavailableError,
     RegistryError,
 )
+from tests.support.feast import ACTIVITY, PROFILE, T0, make_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from feast_testkit import ACTIVITY, PROFILE, T0, clock_at, make_config
 from prometheus_client import CollectorRegistry
 
 from mainsail.config import ProjectConfig
@@ -19,6 +18,7 @@ from mainsail.features import store
 from mainsail.features.errors import OnlineStoreUnavailableError
 from mainsail.features.metrics import FeatureMetrics
 from mainsail.features.online import SdkLookup, spec_for
+from tests.support.feast import ACTIVITY, PROFILE, T0, clock_at, make_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

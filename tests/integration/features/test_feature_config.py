@@ -9,7 +9,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from feast_testkit import make_config
 from prometheus_client import CollectorRegistry, generate_latest
 
 from mainsail.config import ConfigError, load_config, parse_config
@@ -23,6 +22,7 @@ from mainsail.features.layout import (
     render_feature_store_yaml,
 )
 from mainsail.features.metrics import FeatureMetrics
+from tests.support.feast import make_config
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from feast_testkit import T0, make_config
 from typer.testing import CliRunner
 
-from mainsail.features.cli import app
+from mainsail.cli.features import app
+from tests.support.feast import T0, make_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

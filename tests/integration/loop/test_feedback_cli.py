@@ -8,11 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from mainsail.monitor.feedback import FeedbackStore, PredictionRecord
+from mainsail.feedback.store import FeedbackStore, PredictionRecord
 from mainsail.serving.router.app import RouterSettings, create_router
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit"))  # shared test helpers
-from router_testkit import ServerThread
+from tests.support.router import ServerThread
 
 MAINSAIL = Path(sys.executable).parent / "mainsail"
 

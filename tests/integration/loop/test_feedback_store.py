@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sklearn.metrics import log_loss, roc_auc_score
 
-from mainsail.monitor.feedback import FeedbackError, FeedbackStore, PredictionRecord, metadata
+from mainsail.feedback.store import FeedbackError, FeedbackStore, PredictionRecord, metadata
 
 
 def postgres_url() -> str:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mainsail.monitor.ab import ABPolicy
-from mainsail.monitor.feedback import FeedbackStore, PredictionRecord
-from mainsail.monitor.promotion import PromotionController
+from mainsail.feedback.store import FeedbackStore, PredictionRecord
+from mainsail.promotion.ab import ABPolicy
+from mainsail.promotion.controller import PromotionController
 
 
 class RecordingBackend:

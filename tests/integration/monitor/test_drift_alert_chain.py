@@ -31,18 +31,18 @@ import pandas as pd
 import pytest
 from prometheus_client import start_http_server
 
+from mainsail.data.schema import FeatureSchema
+from mainsail.demos.churn import churn_rows, write_churn_reference
 from mainsail.drift.client import DriftFeed
-from mainsail.drift.demo import churn_rows, write_churn_reference
 from mainsail.drift.process import SidecarProcess
 from mainsail.features.metrics import FeatureMetrics
 from mainsail.monitor.chain import ChainSettings, MonitoringChain
 from mainsail.monitor.dashboards import dashboards, substitute
 from mainsail.monitor.local import LocalPrometheus
 from mainsail.monitor.prometheus import ScrapeTarget
-from mainsail.monitor.trigger import RetrainTrigger
 from mainsail.registry.manifest import seal_folder
-from mainsail.s3local import free_port
-from mainsail.schema import FeatureSchema
+from mainsail.registry.seaweedfs import free_port
+from mainsail.retrain.trigger import RetrainTrigger
 from mainsail.serving.mlserver import (
     MLServerProcess,
     ServedModel,
@@ -51,9 +51,7 @@ from mainsail.serving.mlserver import (
 )
 from mainsail.serving.router.metrics import RouterMetrics
 from mainsail.serving.v2client import v2_request
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
-from servekit import build_churn_artifact  # the serving tests' churn model
+from tests.support.serving import build_churn_artifact  # the serving tests' churn model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mainsail.monitor.demo import run_drift_demo
+from mainsail.demos.drift import run_drift_demo
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

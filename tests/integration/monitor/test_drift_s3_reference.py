@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from mainsail.drift.demo import churn_rows, write_churn_reference
+from mainsail.demos.churn import churn_rows, write_churn_reference
 from mainsail.drift.process import SidecarProcess
-from mainsail.s3local import SeaweedS3, free_port
+from mainsail.registry.seaweedfs import SeaweedS3, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -21,13 +21,9 @@ from typing import Any, ClassVar
 import pytest
 
 from mainsail.config.monitor import RetrainTriggerConfig
-from mainsail.monitor.trigger import (
-    KFPAction,
-    RetrainRequest,
-    RetrainTrigger,
-    RunInfo,
-    TriggerServer,
-)
+from mainsail.retrain.actions import KFPAction, RetrainRequest, RunInfo
+from mainsail.retrain.server import TriggerServer
+from mainsail.retrain.trigger import RetrainTrigger
 
 pytestmark = pytest.mark.integration
 

@@ -17,10 +17,10 @@ import pytest
 import yaml
 
 from mainsail.config import load_config
-from mainsail.drift.demo import write_churn_reference
-from mainsail.drift.stack import drift_specs
-from mainsail.monitor.stack import monitoring_specs
-from mainsail.s3local import free_port
+from mainsail.demos.churn import write_churn_reference
+from mainsail.registry.seaweedfs import free_port
+from mainsail.stack.drift import drift_specs
+from mainsail.stack.monitoring import monitoring_specs
 from mainsail.stack.process import ProcessSpec
 from mainsail.stack.providers import StackContext
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mainsail.s3local import SeaweedS3
+from mainsail.registry.seaweedfs import SeaweedS3
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from mainsail.config.pipelines import STEPS
-from mainsail.kfp_runner import PIPELINES, compile_all, compiled_dir
+from mainsail.pipeline.runner import PIPELINES, compile_all, compiled_dir
 
 pytestmark = pytest.mark.integration
 
@@ -29,9 +29,7 @@ def test_compiled_pipelines_are_fresh(tmp_path: Path) -> None:
                 n=1,
             )
         )
-        assert not diff, (
-            f"{stored_path} is stale; run `python -m mainsail.kfp_runner compile`:\n{diff[:3000]}"
-        )
+        assert not diff, f"{stored_path} is stale; run `make pipelines`:\n{diff[:3000]}"
 
 
 def test_compiled_training_pipeline_shape() -> None:

@@ -13,11 +13,11 @@ import json
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import REPO, tiny_overrides
 
-from mainsail.kfp_runner import PipelineError, run_local
+from mainsail.pipeline.runner import PipelineError, run_local
 from mainsail.registry import ModelRegistry
-from mainsail.s3local import SeaweedS3
+from mainsail.registry.seaweedfs import SeaweedS3
+from tests.support.configs import REPO, tiny_overrides
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.e2e]
 

@@ -20,13 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import REPO, tiny_overrides
 
 from mainsail.config import config_to_json, load_config
 from mainsail.config.pipelines import KubeRayConfig
-from mainsail.ray_cluster import RayClusterError, run_ray_work
-from mainsail.s3local import free_port
-from mainsail.steps import preprocess_step, split_step, tune_step, validate_step
+from mainsail.pipeline.ray_jobs import RayClusterError, run_ray_work
+from mainsail.pipeline.steps import preprocess_step, split_step, tune_step, validate_step
+from mainsail.registry.seaweedfs import free_port
+from tests.support.configs import REPO, tiny_overrides
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -124,7 +124,7 @@ def test_probe_runs_on_the_cluster_not_a_local_ray(
     )
     out = tmp_path / "probe.json"
     result = run_ray_work(
-        "mainsail.ray_cluster:cluster_probe",
+        "mainsail.pipeline.ray_jobs:cluster_probe",
         {"config_json": config_to_json(cfg), "out_path": str(out)},
         kuberay,
         outputs=["out_path"],
@@ -164,7 +164,7 @@ def _with_kuberay(cj: str, kuberay: KubeRayConfig, tmp_path: Path) -> dict[str, 
     # What tune_step does when the config's `pipelines.kuberay` names a cluster; the target is
     # passed explicitly because ProjectConfig gains its `pipelines` section at integration.
     return run_ray_work(
-        "mainsail.steps:tune_work",
+        "mainsail.pipeline.steps:tune_work",
         {
             "config_json": cj,
             "prepared_dir": str(tmp_path / "prep"),
@@ -182,7 +182,9 @@ def test_unreachable_cluster_is_a_clear_error(tmp_path: Path) -> None:
     )
     with pytest.raises(RayClusterError, match=r"cannot submit a Ray job to http://127\.0\.0\.1"):
         run_ray_work(
-            "mainsail.ray_cluster:cluster_probe", {"config_json": "{}", "out_path": "x"}, kuberay
+            "mainsail.pipeline.ray_jobs:cluster_probe",
+            {"config_json": "{}", "out_path": "x"},
+            kuberay,
         )
     assert list((tmp_path / "shared").iterdir()) == []
 
@@ -190,5 +192,7 @@ def test_unreachable_cluster_is_a_clear_error(tmp_path: Path) -> None:
 def test_cluster_without_shared_folder_is_refused() -> None:
     with pytest.raises(RayClusterError, match="working_dir is required"):
         run_ray_work(
-            "mainsail.ray_cluster:cluster_probe", {}, KubeRayConfig(dashboard_url="http://x:8265")
+            "mainsail.pipeline.ray_jobs:cluster_probe",
+            {},
+            KubeRayConfig(dashboard_url="http://x:8265"),
         )

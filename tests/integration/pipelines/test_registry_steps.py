@@ -5,12 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import REPO, tiny_overrides
 
 from mainsail.config import config_to_json, load_config
-from mainsail.registry import ModelRegistry
-from mainsail.s3local import SeaweedS3
-from mainsail.steps import (
+from mainsail.pipeline.steps import (
     compare_champion_step,
     deploy_canary_step,
     evaluate_step,
@@ -21,6 +18,9 @@ from mainsail.steps import (
     tune_step,
     validate_step,
 )
+from mainsail.registry import ModelRegistry
+from mainsail.registry.seaweedfs import SeaweedS3
+from tests.support.configs import REPO, tiny_overrides
 
 pytestmark = pytest.mark.integration
 

@@ -21,16 +21,18 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
-from pipeline_helpers import REPO, tiny_overrides
+from typer.testing import CliRunner
 
+from mainsail.cli import app
 from mainsail.config import ProjectConfig, config_from_json, load_config
-from mainsail.kfp_runner import (
+from mainsail.pipeline.runner import (
     KfpUnreachableError,
     PipelineError,
     kfp_cron,
     submit,
 )
-from mainsail.s3local import free_port
+from mainsail.registry.seaweedfs import free_port
+from tests.support.configs import REPO, tiny_overrides
 
 pytestmark = pytest.mark.integration
 
@@ -177,6 +179,40 @@ def test_submit_creates_experiment_and_run_with_parameters(
     assert '"mainsail.io/model": "churn"' in platform
     assert "ghcr.io/mainsail-mlops/mainsail-pipeline:0.1.0" in json.dumps(ir)
     assert result.run_id and result.recurring_run_id is None
+
+
+def test_submit_cli_set_overrides_reach_the_submitted_run(
+    kfp_stand_in: tuple[str, Recorder], tmp_path: Path
+) -> None:
+    """`mainsail submit --set k=v`: the run's config is the file WITH the overrides (they were
+    once validated, then dropped when the runner read the file again)."""
+    host, rec = kfp_stand_in
+    config = tmp_path / "churn.yaml"
+    config.write_text((REPO / "configs" / "churn.yaml").read_text())
+    sets = ["tune.num_trials=7", "description=submitted with --set", "evaluate.cv_folds=3"]
+    args = ["submit", str(config), "--host", host, "--pipeline", "retraining"]
+    result = CliRunner().invoke(app, [*args, *(a for s in sets for a in ("--set", s))])
+    assert result.exit_code == 0, result.output
+    assert rec.errors == []
+    run = next(body for method, path, body in rec.requests if path == f"{API}/runs")
+    submitted = config_from_json(run["runtime_config"]["parameters"]["config_json"])
+    assert submitted.tune.num_trials == 7 and submitted.evaluate.cv_folds == 3
+    assert submitted.description == "submitted with --set"
+    assert submitted == load_config(
+        config,
+        {"tune.num_trials": 7, "description": "submitted with --set", "evaluate.cv_folds": 3},
+    )
+
+
+def test_submit_reads_a_config_file_with_overrides(
+    kfp_stand_in: tuple[str, Recorder], tmp_path: Path
+) -> None:
+    host, rec = kfp_stand_in
+    overrides = tiny_overrides(tmp_path)
+    submit(REPO / "configs" / "churn.yaml", host, overrides=overrides)
+    run = next(body for method, path, body in rec.requests if path == f"{API}/runs")
+    submitted = config_from_json(run["runtime_config"]["parameters"]["config_json"])
+    assert submitted == load_config(REPO / "configs" / "churn.yaml", overrides)
 
 
 def test_submit_with_schedule_creates_a_recurring_run(

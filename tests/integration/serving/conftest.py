@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,13 +18,9 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from servekit import build_churn_artifact
-
 from mainsail.registry.manifest import seal_folder
+from mainsail.registry.seaweedfs import SeaweedS3
 from mainsail.registry.store import ModelRegistry
-from mainsail.s3local import SeaweedS3
 from mainsail.serving.mlserver import (
     MLServerProcess,
     ServedModel,
@@ -33,6 +28,7 @@ from mainsail.serving.mlserver import (
     server_settings,
     write_repository,
 )
+from tests.support.serving import build_churn_artifact
 
 BUCKET = "mainsail-models"
 

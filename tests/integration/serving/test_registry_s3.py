@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from mainsail.registry.cli import app
+from mainsail.cli.models import app
 from mainsail.registry.errors import (
     AliasError,
     IntegrityError,
@@ -21,8 +21,8 @@ from mainsail.registry.errors import (
     VersionNotFoundError,
 )
 from mainsail.registry.manifest import MANIFEST_NAME, verify_folder
+from mainsail.registry.seaweedfs import SeaweedS3
 from mainsail.registry.store import ModelRegistry
-from mainsail.s3local import SeaweedS3
 
 pytestmark = pytest.mark.integration
 
@@ -353,7 +353,7 @@ def test_cli_publish_list_show_promote_rollback(
 def test_seaweedfs_start_failure_is_a_clear_error(tmp_path: Path) -> None:
     import socket
 
-    from mainsail.s3local import SeaweedError
+    from mainsail.registry.seaweedfs import SeaweedError
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

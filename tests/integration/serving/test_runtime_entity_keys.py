@@ -21,12 +21,11 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from servekit import churn_frame, expected_proba, v2_inputs
 
 from mainsail.config import ProjectConfig, parse_config
+from mainsail.data.schema import FeatureSchema
 from mainsail.features.freshness import LookupSpec
 from mainsail.features.server import FeatureServer
-from mainsail.schema import FeatureSchema
 from mainsail.serving.mlserver import (
     MLServerProcess,
     ServedModel,
@@ -34,6 +33,7 @@ from mainsail.serving.mlserver import (
     server_settings,
     write_repository,
 )
+from tests.support.serving import churn_frame, expected_proba, v2_inputs
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -11,10 +11,10 @@ import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from servekit import churn_frame, v2_inputs
 
-from mainsail.schema import FeatureSchema
+from mainsail.data.schema import FeatureSchema
 from mainsail.serving.mlserver import MLServerProcess
+from tests.support.serving import churn_frame, v2_inputs
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

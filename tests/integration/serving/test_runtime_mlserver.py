@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from servekit import churn_frame, expected_proba, v2_inputs
 
-from mainsail.schema import FeatureSchema
+from mainsail.data.schema import FeatureSchema
 from mainsail.serving.mlserver import MLServerProcess, ServedModel
+from tests.support.serving import churn_frame, expected_proba, v2_inputs
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from servekit import churn_frame, v2_inputs
 
-from mainsail.schema import FeatureSchema
+from mainsail.data.schema import FeatureSchema
 from mainsail.serving.mlserver import (
     MLServerProcess,
     ServedModel,
@@ -25,6 +24,7 @@ from mainsail.serving.mlserver import (
     server_settings,
     write_repository,
 )
+from tests.support.serving import churn_frame, v2_inputs
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,6 @@ tests/unit/fake_kube_api.py (a real HTTP server). The registry is the real one o
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,12 +13,10 @@ import pytest
 from mainsail.config import parse_config
 from mainsail.core import naming
 from mainsail.deploy import kubernetes as k8s
-from mainsail.monitor.backends import SeldonBackend
+from mainsail.promotion.backends import SeldonBackend
 from mainsail.registry import ModelRegistry
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "unit"))  # shared test helpers
-from fake_kube_api import FakeKubeAPI
-from router_testkit import ServerThread
+from tests.support.kube import FakeKubeAPI
+from tests.support.router import ServerThread
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from stack_testkit import TOKEN, stack_config
 
 from mainsail.config import ProjectConfig
+from tests.support.stack import TOKEN, stack_config
 
 
 @pytest.fixture(scope="session")

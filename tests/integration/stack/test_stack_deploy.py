@@ -14,14 +14,15 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from fake_kube_api import FakeKubeAPI
-from router_testkit import ServerThread
-from stack_testkit import TOKEN, iris_request, write_iris_model
 
 from mainsail.config import ProjectConfig
 from mainsail.deploy.kubernetes import DeployError
 from mainsail.deploy.local import LocalDeployer
-from mainsail.deploy.service import _measure_into_card, deploy, local_registry
+from mainsail.deploy.service import _measure_into_card, deploy
+from mainsail.registry import open_registry
+from tests.support.kube import FakeKubeAPI
+from tests.support.router import ServerThread
+from tests.support.stack import TOKEN, iris_request, write_iris_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -81,7 +82,7 @@ def test_kubernetes_deploy_moves_the_alias_after_applying(
     from kubernetes import client
 
     cfg = running_stack
-    registry = local_registry(cfg)
+    registry = open_registry(cfg)
     registry.ensure_bucket()
     for i, c in enumerate((1.0, 0.1, 0.05)):
         folder = write_iris_model(tmp_path / f"art{i}", str(i), c)
@@ -137,7 +138,7 @@ def test_stack_fetches_a_variant_from_the_registry_when_no_folder_is_set(
     cfg = running_stack.model_copy(deep=True)
     cfg.registry.cache_dir = tmp_path / "cache"
     ctx = StackContext(config=cfg, data_dir=tmp_path / "stack")
-    registry = local_registry(cfg)
+    registry = open_registry(cfg)
     registry.ensure_bucket()
     if "champion" not in registry.aliases(cfg.name):
         folder = write_iris_model(tmp_path / "art", "0", 1.0)

@@ -10,11 +10,11 @@ import httpx
 import psutil
 import pytest
 import yaml
-from stack_testkit import REPO, TOKEN, iris_request, write_iris_model
 
 from mainsail.config import ProjectConfig
 from mainsail.stack.manager import status
 from mainsail.stack.process import read_state
+from tests.support.stack import REPO, TOKEN, iris_request, write_iris_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -64,7 +64,7 @@ def test_status_command_prints_a_table_and_exit_code(
 ) -> None:
     from typer.testing import CliRunner
 
-    from mainsail.stack.cli import app
+    from mainsail.cli.stack import app
 
     result = CliRunner().invoke(
         app, ["status", "--config", str(_config_file(running_stack, tmp_path))]
@@ -80,11 +80,11 @@ def test_deploy_command_dry_run_prints_seldon_yaml(
 ) -> None:
     from typer.testing import CliRunner
 
-    from mainsail.deploy.cli import app
-    from mainsail.deploy.service import local_registry
+    from mainsail.cli.deploy import app
+    from mainsail.registry import open_registry
 
     cfg = running_stack
-    registry = local_registry(cfg)
+    registry = open_registry(cfg)
     registry.ensure_bucket()
     versions = [v.version for v in registry.versions(cfg.name)]
     if len(versions) < 2:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import psutil
 import pytest
-from stack_testkit import free_port
 
 from mainsail.config import ConfigError, ProjectConfig, parse_config
 from mainsail.stack import providers
 from mainsail.stack.manager import down, status, up
 from mainsail.stack.process import ProcessSpec, StackError, read_state
+from tests.support.stack import free_port
 
 pytestmark = pytest.mark.integration
 

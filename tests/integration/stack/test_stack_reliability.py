@@ -20,11 +20,11 @@ import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from stack_testkit import TOKEN, iris_request
 
 from mainsail.config import ProjectConfig
 from mainsail.stack.manager import restart
 from mainsail.stack.process import read_state
+from tests.support.stack import TOKEN, iris_request
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 AUTH = {"authorization": f"Bearer {TOKEN}"}

@@ -1,5 +1,5 @@
-"""Every component is a thin wrapper: one call into mainsail.steps, typed artifacts, a README,
-the pipeline image; GPU placement reaches only the train and tune steps."""
+"""Every component is a thin wrapper: one call into mainsail.pipeline.steps, typed artifacts, a
+README, the pipeline image; GPU placement reaches only the train and tune steps."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 import yaml
 from kfp import compiler
 
-from mainsail import steps
 from mainsail.config import load_config
 from mainsail.config.pipelines import STEPS, GpuPlacement, PipelinesConfig
 from mainsail.core import naming
-from mainsail.kfp_runner import build_pipeline, load_component
+from mainsail.pipeline import steps
+from mainsail.pipeline.runner import build_pipeline, load_component
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -36,7 +36,7 @@ def test_component_wraps_exactly_one_step_function(step: str) -> None:
     assert callable(getattr(steps, wrapped.pop()))
     body = ast.parse(source.strip()).body[0]
     assert isinstance(body, ast.FunctionDef)
-    assert len(body.body) <= 5, f"{step}'s body has logic; move it into mainsail.steps"
+    assert len(body.body) <= 5, f"{step}'s body has logic; move it into mainsail.pipeline.steps"
     spec = component.component_spec
     assert spec.implementation.container.image == naming.image("pipeline")
     assert "config_json" in spec.inputs
@@ -101,3 +101,34 @@ def test_shared_volume_and_registry_secret_placement(tmp_path: Path) -> None:
             envs = {m["envVar"] for m in spec["secretAsEnv"][0]["keyToEnv"]}
             assert envs == {"MAINSAIL_S3_ACCESS_KEY", "MAINSAIL_S3_SECRET_KEY"}
     assert with_secret == {"compare-champion", "register", "deploy-canary"}
+
+
+#: Each step function (or the Ray work of a Ray step) and the one lifecycle call it makes.
+STAGES = ("mainsail.lifecycle.data", "mainsail.lifecycle.training", "mainsail.lifecycle.evaluation")
+LIFECYCLE_CALLS = {
+    "validate_step": "load_validated",
+    "split_step": "split_rows",
+    "preprocess_step": "prepare",
+    "tune_work": "tune_candidates",
+    "train_candidates_work": "fit_candidates",
+    "evaluate_step": "evaluate_candidates",
+    "compare_champion_step": "compare_champion",
+}
+
+
+@pytest.mark.parametrize(("function", "call"), sorted(LIFECYCLE_CALLS.items()))
+def test_each_step_makes_one_lifecycle_call(function: str, call: str) -> None:
+    """Load inputs, one `mainsail.lifecycle` call (what `mainsail run` calls too), save outputs."""
+    node = ast.parse(inspect.getsource(getattr(steps, function))).body[0]
+    lifecycle = {
+        alias.asname or alias.name
+        for sub in ast.walk(node)
+        if isinstance(sub, ast.ImportFrom) and sub.module in STAGES
+        for alias in sub.names
+    }
+    calls = [
+        sub.func.id
+        for sub in ast.walk(node)
+        if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and sub.func.id in lifecycle
+    ]
+    assert calls == [call], f"{function} calls {calls} from mainsail.lifecycle"

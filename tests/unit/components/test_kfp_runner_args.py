@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mainsail.config import ProjectConfig, config_from_json
-from mainsail.kfp_runner import (
+from mainsail.pipeline.runner import (
     PipelineError,
     build_pipeline,
     data_digest,

@@ -11,8 +11,9 @@ import pytest
 
 from mainsail.config import ConfigError, ProjectConfig, config_from_json, config_to_json
 from mainsail.data.errors import DataError
-from mainsail.data.stage import run_data_stage
-from mainsail.steps import load_prepared, preprocess_step, split_step, validate_step
+from mainsail.lifecycle.data import run_data_stage
+from mainsail.pipeline.handover import load_prepared
+from mainsail.pipeline.steps import preprocess_step, split_step, validate_step
 
 
 def test_config_json_round_trips_exactly(tiny_cfg: ProjectConfig) -> None:
@@ -42,7 +43,7 @@ def _run_data_steps(cfg: ProjectConfig, tmp: Path) -> Path:
 def test_data_steps_rebuild_what_the_one_call_data_stage_builds(
     tiny_cfg: ProjectConfig, tmp_path: Path
 ) -> None:
-    prepared = load_prepared(_run_data_steps(tiny_cfg, tmp_path / "steps"))
+    prepared = load_prepared(tiny_cfg, _run_data_steps(tiny_cfg, tmp_path / "steps"))
     assert "<html" in (tmp_path / "steps" / "report.html").read_text().lower()
     direct = run_data_stage(tiny_cfg)
     assert prepared.features == direct.features
@@ -51,6 +52,9 @@ def test_data_steps_rebuild_what_the_one_call_data_stage_builds(
     for side in ("train", "valid", "test"):
         np.testing.assert_array_equal(getattr(prepared.split, side), getattr(direct.split, side))
     assert prepared.class_weight == direct.class_weight
+    assert prepared.summary == direct.summary and prepared.imbalance == direct.imbalance
+    # The same findings (only the data-source note differs: the first read created the file).
+    assert [i.code for i in prepared.report.issues] == [i.code for i in direct.report.issues]
     assert prepared.schema == direct.schema
     pd.testing.assert_frame_equal(prepared.frame, direct.frame)
     # The reloaded preprocessor transforms exactly like the one fitted in one process.

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from mainsail.config import ProjectConfig, config_to_json
-from mainsail.steps import (
+from mainsail.pipeline.steps import (
     evaluate_step,
     preprocess_step,
     split_step,
@@ -95,9 +95,9 @@ def test_train_candidates_step_reports_missing_tuning_results(
 def test_steps_select_and_score_like_the_one_call_training_stage(
     tiny_cfg: ProjectConfig, prepared: Path, tmp_path: Path
 ) -> None:
-    """The split-up steps reproduce mainsail.train.stage.run_training_stage's decisions."""
-    from mainsail.data.stage import run_data_stage
-    from mainsail.train.stage import run_training_stage
+    """The split-up steps reproduce mainsail.lifecycle.run.run_training_stage's decisions."""
+    from mainsail.lifecycle.data import run_data_stage
+    from mainsail.lifecycle.run import run_training_stage
 
     cj = config_to_json(tiny_cfg)
     tune_step(cj, str(prepared), str(tmp_path / "tu"))

@@ -20,6 +20,16 @@ import uvicorn
 from mainsail.core.ports import free_port
 
 
+async def read_body(receive: Any) -> bytes:
+    """The whole request body of an ASGI HTTP request."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 class ServerThread:
     """Serve an ASGI app with uvicorn in a background thread."""
 
@@ -125,12 +135,7 @@ class V2Upstream:
                 elif message["type"] == "lifespan.shutdown":
                     await send({"type": "lifespan.shutdown.complete"})
                     return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         path = scope["path"]
         if path == f"/v2/models/{self.model}/ready":
             await _answer(send, 200 if self.ready else 503, {"ready": self.ready})

@@ -4,15 +4,12 @@ champion and challenger, and the real router, all started by `mainsail.stack.man
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from mainsail.config import ProjectConfig, parse_config
 from mainsail.core.ports import free_port
+from tests.support.configs import REPO
 
-REPO = Path(__file__).resolve().parents[3]
-# The real-HTTP helpers of the router unit tests (ServerThread, the fake Kubernetes API).
-sys.path.insert(0, str(REPO / "tests" / "unit"))
 TOKEN = "stack-test-token"
 
 

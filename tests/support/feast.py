@@ -1,6 +1,5 @@
 """Helpers of the Feast tests: a small churn frame with controlled timestamps and configs for
-SQLite and Redis online stores (imported by conftest.py and the tests; a unique module name
-because this folder is on sys.path).
+SQLite and Redis online stores.
 
 Everything runs against real Feast (local provider, file offline store) and the real Redis at
 127.0.0.1:6379, in db 13 with a per-run project name so no other test's keys are touched.

@@ -21,15 +21,17 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from mainsail.data.synthetic import COLUMNS, generate_churn
-from mainsail.schema import FeatureSchema, FeatureSpec
+from mainsail.data import synthetic
+from mainsail.data.schema import FeatureSchema, FeatureSpec
+from mainsail.data.synthetic import generate_churn
+from mainsail.demos.churn import churn_schema
 from mainsail.serving.v2client import v2_inputs  # noqa: F401  (re-exported for the tests)
 
-CATEGORICAL = ["contract", "payment_method", "plan", "region"]
-BOOLEAN = ["paperless_billing"]
-NON_FEATURES = {"customer_id", "event_timestamp", "label_timestamp", "churned"}
-FEATURES = [c for c in COLUMNS if c not in NON_FEATURES]
-NUMERIC = [c for c in FEATURES if c not in CATEGORICAL and c not in BOOLEAN]
+# The generator's columns by kind, in its column order.
+FEATURES = list(synthetic.FEATURES)
+NUMERIC = list(synthetic.NUMERIC)
+CATEGORICAL = list(synthetic.CATEGORICAL)
+BOOLEAN = list(synthetic.BOOLEAN)
 
 
 def churn_frame(rows: int = 1500, seed: int = 7) -> pd.DataFrame:
@@ -76,14 +78,7 @@ def _schema(train: pd.DataFrame) -> FeatureSchema:
                     missing_share=share,
                 )
             )
-    return FeatureSchema(
-        features=specs,
-        target="churned",
-        problem_type="classification",
-        classes=["0", "1"],
-        entity_key="customer_id",
-        event_timestamp="event_timestamp",
-    )
+    return churn_schema(specs)
 
 
 def build_churn_pipeline() -> Pipeline:
