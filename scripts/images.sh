@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Build the runtime images (images/<env>/Dockerfile) with BuildKit on the project's engine.
+#
+#   scripts/images.sh [pipeline|serving|drift ...]     (default: all three)
+#
+# Base image (the Dockerfiles' PYTHON_IMAGE build arg):
+#   MAINSAIL_BASE=auto (default)  python:3.11 slim when present or pullable, else the local
+#                                 Debian base made by `scripts/docker.sh base` (debootstrap)
+#   MAINSAIL_BASE=local           always the local base;  MAINSAIL_BASE=registry  always slim
+#   PYTHON_IMAGE=...              any base of your own (wins over MAINSAIL_BASE)
+# Layer caching and uv's download cache (a BuildKit cache mount) live in the engine's data root
+# (~/.cache/mainsail/docker), outside the clone: a rebuild after a source-only change redoes only
+# the small mainsail wheel layer. Prints one line per image: seconds and size.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/scripts/kind/env.sh"  # REGISTRY, TAG
+cd "$root"
+
+DOCKER_HOST=$(scripts/docker.sh host)
+export DOCKER_HOST
+
+# BuildKit needs a client that drives it: one with the buildx plugin, or Debian's docker.io
+# client (20.10, BuildKit built in). A newer client without buildx cannot.
+buildkit_client() {
+  local cand
+  for cand in "$(command -v docker || true)" /usr/bin/docker; do
+    [ -x "$cand" ] || continue
+    if "$cand" buildx version >/dev/null 2>&1; then echo "$cand"; return 0; fi
+    case "$("$cand" version --format '{{.Client.Version}}' 2>/dev/null)" in
+      19.*|20.*|21.*|22.*) echo "$cand"; return 0 ;;
+    esac
+  done
+  echo "images: no docker client that drives BuildKit (install docker-buildx, or Debian's docker.io client)" >&2
+  return 1
+}
+DOCKER=$(buildkit_client)
+
+SLIM=python:3.11.14-slim-bookworm
+base_image() {
+  if [ -n "${PYTHON_IMAGE:-}" ]; then echo "$PYTHON_IMAGE"; return 0; fi
+  case "${MAINSAIL_BASE:-auto}" in
+    local) scripts/docker.sh base ;;
+    registry)
+      docker image inspect "$SLIM" >/dev/null 2>&1 || docker pull -q "$SLIM" >&2
+      echo "$SLIM" ;;
+    auto)
+      if docker image inspect "$SLIM" >/dev/null 2>&1 \
+        || timeout 60 docker pull -q "$SLIM" >/dev/null 2>&1; then
+        echo "$SLIM"
+      else
+        scripts/docker.sh base
+      fi ;;
+    *) echo "images: MAINSAIL_BASE must be auto, local or registry" >&2; return 2 ;;
+  esac
+}
+BASE=$(base_image)
+
+# A CA bundle for the package index inside the build (e.g. behind a TLS-inspecting proxy), as a
+# build secret: it reaches the RUN steps that download and never a layer.
+secret=()
+for ca in "${MAINSAIL_BUILD_CA:-}" "${SSL_CERT_FILE:-}" /etc/ssl/certs/ca-certificates.crt; do
+  if [ -n "$ca" ] && [ -s "$ca" ]; then secret=(--secret "id=ca,src=$ca"); break; fi
+done
+
+envs=("$@")
+[ ${#envs[@]} -gt 0 ] || envs=(pipeline serving drift)
+for env in "${envs[@]}"; do
+  [ -f "images/$env/Dockerfile" ] || { echo "images: no images/$env/Dockerfile" >&2; exit 2; }
+  image="$REGISTRY/mainsail-$env:$TAG"
+  started=$SECONDS
+  log="${TMPDIR:-/tmp}/mainsail-image-$env.log"
+  # --network host: the package index is reached the way the host reaches it.
+  if ! DOCKER_BUILDKIT=1 "$DOCKER" build --progress plain --network host "${secret[@]}" \
+      --build-arg "PYTHON_IMAGE=$BASE" -f "images/$env/Dockerfile" -t "$image" . >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "images: building $image failed (whole log: $log)" >&2
+    exit 1
+  fi
+  size=$(docker image inspect "$image" --format '{{.Size}}')
+  printf 'image %s: %d s, %d MB (base %s)\n' "$image" $((SECONDS - started)) $((size / 1000000)) "$BASE"
+done
