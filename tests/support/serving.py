@@ -9,7 +9,10 @@ scikit-learn objects are pickled, so the serving env unpickles it without our te
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -145,3 +148,34 @@ def expected_proba(folder: Path, frame: pd.DataFrame) -> np.ndarray:
 
     model = joblib.load(folder / "model.joblib")
     return np.asarray(model.predict_proba(frame[FEATURES])[:, 1])
+
+
+class DriftSink:
+    """A real HTTP server standing in for the drift sidecar: records POST /v1/rows bodies."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                sink.bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def rows(self) -> int:
+        return sum(len(b["rows"]) for b in list(self.bodies))
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -115,6 +115,21 @@ RAY_METRICS_PORT: Final = 8080
 SELDON_MESH_SERVICE: Final = "seldon-mesh"
 """Seldon Core 2's inference entry (Envoy) Service in the model namespace."""
 
+# Environment variables that the chart sets and the code reads (tests/k8s checks that every
+# MAINSAIL_* variable of the render is one of them, or one the project config names, and that
+# the code reads each of them).
+ENV_S3_ENDPOINT: Final = "MAINSAIL_S3_ENDPOINT"
+"""The registry's S3 API, `http(s)://host:port` or `host:port`; used where the project config
+leaves `registry.endpoint` unset (the registry, the drift sidecar's reference loader)."""
+ENV_S3_BUCKET: Final = "MAINSAIL_S3_BUCKET"
+"""The registry's bucket; used where the project config leaves `registry.bucket` unset."""
+ENV_DRIFT_URL: Final = "MAINSAIL_DRIFT_URL"
+"""The serving runtime's `drift_url` where a model's settings leave it unset (the chart: the
+sidecar on loopback, http://127.0.0.1:8010; empty: no feed)."""
+ENV_FEATURE_SERVER_URL: Final = "MAINSAIL_FEATURE_SERVER_URL"
+"""The serving runtime's `feature_server_url` where a model's settings leave it unset."""
+CHART_ENV: Final = (ENV_S3_ENDPOINT, ENV_S3_BUCKET, ENV_DRIFT_URL, ENV_FEATURE_SERVER_URL)
+
 # Prometheus metric names the alert rules (mainsail.monitor.rules, rendered into the chart's
 # PrometheusRule) and dashboards reference; emitted by mainsail.serving.router.metrics,
 # mainsail.drift.metrics and mainsail.features.metrics. tests/k8s checks both directions.

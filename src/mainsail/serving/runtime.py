@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +38,7 @@ from pydantic import Field
 
 from mainsail.config.base import StrictModel
 from mainsail.config.registry import RegistryConfig
+from mainsail.core import naming
 from mainsail.data.schema import FeatureSchema
 from mainsail.registry.errors import RegistryError
 from mainsail.registry.manifest import MODEL_FILE, SCHEMA_FILE, verify_folder
@@ -84,7 +87,8 @@ class RuntimeOptions(StrictModel):
     max_rows: int = Field(10_000, ge=1)
     """Largest request, in rows."""
     feature_server_url: str | None = None
-    """Feast feature server for entity-key requests; null = those get a 400."""
+    """Feast feature server for entity-key requests; null = the environment's
+    MAINSAIL_FEATURE_SERVER_URL, else those requests get a 400."""
     feature_timeout_s: float = Field(2.0, gt=0)
     """Timeout of one feature lookup."""
     feature_fallback: Literal["fail", "impute"] = "fail"
@@ -100,7 +104,8 @@ class RuntimeOptions(StrictModel):
     """Feast lookup spec (`mainsail.features.freshness.LookupSpec` JSON); default: the
     artifact's feature_lookup.json."""
     drift_url: str | None = None
-    """Drift sidecar URL fed with served rows; null = no feed."""
+    """Drift sidecar URL fed with served rows; null = the environment's MAINSAIL_DRIFT_URL (the
+    chart sets it to the sidecar in the pod), else no feed."""
     drift_queue_size: int = Field(1000, ge=1)
     """Bounded feed queue; overflow is dropped and counted."""
     drift_timeout_s: float = Field(1.0, gt=0)
@@ -108,6 +113,26 @@ class RuntimeOptions(StrictModel):
     drift_linger_s: float = Field(0.25, ge=0, le=5)
     """How long the feed gathers served rows into one POST (less when its queue is half
     full): each POST costs the server about as much CPU as a small prediction."""
+
+
+#: Options that the serving container's environment supplies when a model's settings leave them
+#: unset: a version folder's model-settings.json (as the registry writes it, and as Seldon Core
+#: 2 loads it) names no sidecar and no feature server; the pod knows them.
+ENV_DEFAULTS = {
+    "drift_url": naming.ENV_DRIFT_URL,
+    "feature_server_url": naming.ENV_FEATURE_SERVER_URL,
+}
+
+
+def with_env_defaults(options: RuntimeOptions, environ: Mapping[str, str]) -> RuntimeOptions:
+    """`options` with `ENV_DEFAULTS` filled in from `environ` where the settings left them
+    null; an empty variable means none (the chart renders "" when the part is disabled)."""
+    updates = {
+        name: environ[var]
+        for name, var in ENV_DEFAULTS.items()
+        if getattr(options, name) is None and environ.get(var)
+    }
+    return options.model_copy(update=updates) if updates else options
 
 
 class MainsailRuntime(MLModel):
@@ -118,7 +143,7 @@ class MainsailRuntime(MLModel):
         if self.settings.parameters is not None and self.settings.parameters.extra:
             extra = dict(self.settings.parameters.extra)
         try:
-            self.options = RuntimeOptions.model_validate(extra)
+            self.options = with_env_defaults(RuntimeOptions.model_validate(extra), os.environ)
         except ValueError as err:
             raise MLServerError(f"model {self.name}: invalid parameters.extra: {err}") from err
         if self.options.registry is not None:

@@ -6,15 +6,11 @@ subprocess of the serving venv's `mlserver` with our runtime. Nothing here is mo
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -28,7 +24,7 @@ from mainsail.serving.mlserver import (
     server_settings,
     write_repository,
 )
-from tests.support.serving import build_churn_artifact
+from tests.support.serving import DriftSink, build_churn_artifact
 
 BUCKET = "mainsail-models"
 
@@ -57,37 +53,6 @@ def sealed_artifact(churn_artifact: Path, tmp_path_factory: pytest.TempPathFacto
     shutil.copytree(churn_artifact, folder)
     seal_folder(folder, "churn", 1)
     return folder
-
-
-class DriftSink:
-    """A real HTTP server standing in for the drift sidecar: records POST /v1/rows bodies."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                sink.bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(202)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def rows(self) -> int:
-        return sum(len(b["rows"]) for b in list(self.bodies))
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="session")
