@@ -18,6 +18,7 @@ from mainsail.config import ConfigError, load_config
 from mainsail.config.drift import DriftConfig
 from mainsail.drift.reference import ReferenceError, ReferenceLoader
 from mainsail.drift.server import DriftSidecar
+from mainsail.registry.errors import RegistryError
 
 
 def _s3_client(endpoint: str | None) -> Any:
@@ -25,8 +26,9 @@ def _s3_client(endpoint: str | None) -> Any:
         return None
     from minio import Minio
 
-    secure = endpoint.startswith("https://")
-    host = endpoint.split("://", 1)[-1].rstrip("/")
+    from mainsail.registry.store import s3_address
+
+    host, secure = s3_address(endpoint)
     return Minio(
         host,
         access_key=os.environ.get("AWS_ACCESS_KEY_ID", ""),
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         loader = ReferenceLoader(
             cfg.reference, cfg.reference_file, cfg.schema_file, s3=_s3_client(args.s3_endpoint)
         )
-    except (ConfigError, ReferenceError, ValueError, OSError) as err:
+    except (ConfigError, ReferenceError, RegistryError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     # Import alibi-detect (seconds) before answering /healthz, so the first batch of rows is

@@ -2,8 +2,9 @@
 :class:`~mainsail.registry.store.ModelRegistry` (CLI, pipeline steps, deployers, the local stack,
 the promotion controller, demos, and the serving runtime).
 
-Where it is: an explicit `endpoint`, else `registry.endpoint` (MinIO on a cluster), else, for a
-project config, the local stack's SeaweedFS at `stack.host:stack.s3_port`. Keys come from the
+Where it is: an explicit `endpoint`, else `registry.endpoint` (MinIO on a cluster), else the
+environment's MAINSAIL_S3_ENDPOINT (what the chart sets on every workload), else, for a project
+config, the local stack's SeaweedFS at `stack.host:stack.s3_port`. Keys come from the
 environment variables the registry section names; for the local stack, from the file that
 `mainsail up` generated when those variables are unset.
 """
@@ -14,6 +15,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from mainsail.core import naming
 from mainsail.registry.store import ModelRegistry
 
 if TYPE_CHECKING:
@@ -35,7 +37,7 @@ def open_registry(
     if isinstance(cfg, RegistryConfig):
         return ModelRegistry.from_config(cfg, env, endpoint=endpoint)
     registry = cfg.registry
-    if endpoint or registry.endpoint:
+    if endpoint or registry.endpoint or env.get(naming.ENV_S3_ENDPOINT):
         return ModelRegistry.from_config(registry, env, endpoint=endpoint)
     from mainsail.registry.seaweedfs import local_credentials
 

@@ -90,6 +90,46 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def s3_address(endpoint: str, secure: bool = False) -> tuple[str, bool]:
+    """`host:port` and whether to use HTTPS, from `host:port` or an `http(s)://host:port` URL.
+
+    The chart renders the S3 endpoint as a URL (MAINSAIL_S3_ENDPOINT, what boto3 and Feast
+    take); the minio client wants `host:port` and a `secure` flag, and raises on a URL.
+    """
+    import urllib.parse
+
+    text = endpoint.strip()
+    if "://" not in text:
+        address, use_https = text.rstrip("/"), secure
+    else:
+        parsed = urllib.parse.urlsplit(text)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise RegistryError(f"S3 endpoint {endpoint!r} is not an http(s) URL nor host:port")
+        if parsed.path.strip("/") or parsed.query:
+            raise RegistryError(
+                f"S3 endpoint {endpoint!r} has a path; give the server only "
+                "(http(s)://host:port), the bucket is set apart"
+            )
+        address, use_https = parsed.netloc, parsed.scheme == "https"
+    if not address or "/" in address:
+        raise RegistryError(f"S3 endpoint {endpoint!r} is not host:port nor an http(s) URL")
+    return address, use_https
+
+
+def registry_from_env(cfg: RegistryConfig, environ: Mapping[str, str]) -> RegistryConfig:
+    """`cfg` with what the deployment's environment supplies where the config is silent: the
+    S3 endpoint (MAINSAIL_S3_ENDPOINT) when `endpoint` is unset, the bucket
+    (MAINSAIL_S3_BUCKET) when `bucket` was not given. The chart sets both on every workload."""
+    from mainsail.core import naming
+
+    updates: dict[str, Any] = {}
+    if not cfg.endpoint and environ.get(naming.ENV_S3_ENDPOINT):
+        updates["endpoint"] = environ[naming.ENV_S3_ENDPOINT]
+    if "bucket" not in cfg.model_fields_set and environ.get(naming.ENV_S3_BUCKET):
+        updates["bucket"] = environ[naming.ENV_S3_BUCKET]
+    return cfg.model_copy(update=updates) if updates else cfg
+
+
 def _check_model_name(model: str) -> str:
     import re
 
@@ -126,23 +166,28 @@ class ModelRegistry:
     ) -> ModelRegistry:
         """A registry for the config; keys come from the variables named in the config.
 
-        `endpoint` overrides `cfg.endpoint` (the local stack passes its SeaweedFS address).
+        `endpoint` overrides `cfg.endpoint` (the local stack passes its SeaweedFS address);
+        without either, the environment's MAINSAIL_S3_ENDPOINT (see `registry_from_env`, which
+        also takes MAINSAIL_S3_BUCKET). Endpoints are `host:port` or `http(s)://host:port`.
         """
         from minio import Minio
 
-        address = endpoint or cfg.endpoint
-        if not address:
+        cfg = registry_from_env(cfg, environ)
+        raw = endpoint or cfg.endpoint
+        if not raw:
             raise RegistryError(
                 "registry.endpoint is not set and no local S3 endpoint was given; "
-                "start the local stack (`mainsail up`) or set registry.endpoint"
+                "start the local stack (`mainsail up`), set registry.endpoint or "
+                "MAINSAIL_S3_ENDPOINT"
             )
+        address, secure = s3_address(raw, cfg.secure)
         access, secret = environ.get(cfg.access_key_env), environ.get(cfg.secret_key_env)
         if not access or not secret:
             raise RegistryError(
                 f"S3 credentials missing: set {cfg.access_key_env} and {cfg.secret_key_env}"
             )
         client = Minio(
-            address, access_key=access, secret_key=secret, secure=cfg.secure, region=cfg.region
+            address, access_key=access, secret_key=secret, secure=secure, region=cfg.region
         )
         return cls(client, cfg.bucket, cfg.prefix, history_limit=cfg.history_limit)
 

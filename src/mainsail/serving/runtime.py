@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -64,7 +65,7 @@ class RegistrySource(RegistryConfig):
     :func:`mainsail.registry.open_registry` as everywhere else) that names its endpoint."""
 
     endpoint: str
-    """S3 endpoint `host:port`."""
+    """S3 endpoint: `host:port`, or a URL `http(s)://host:port` (its scheme sets `secure`)."""
     bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     """Registry bucket."""
     model: str | None = None
@@ -72,7 +73,8 @@ class RegistrySource(RegistryConfig):
     ref: str = "champion"
     """Version number, `latest`, or alias to serve."""
     cache_dir: Path = Path(".cache/models")
-    """Download folder (relative to MLServer's working directory)."""
+    """Download folder, relative to MLServer's working directory, or to the temporary directory
+    when that one is not writable (a read-only root filesystem)."""
 
 
 class RuntimeOptions(StrictModel):
@@ -208,7 +210,12 @@ class MainsailRuntime(MLModel):
             registry = open_registry(source)
         except RegistryError as err:
             raise MLServerError(f"model {self.name}: {err}") from None
-        local = registry.download(source.model or self.name, source.ref, source.cache_dir)
+        cache = source.cache_dir
+        if not cache.is_absolute() and not os.access(Path.cwd(), os.W_OK):
+            # A read-only working directory (the image's /app under a read-only root
+            # filesystem): the temporary directory (an emptyDir in the chart) holds the cache.
+            cache = Path(tempfile.gettempdir()) / cache
+        local = registry.download(source.model or self.name, source.ref, cache)
         return local.path
 
     # -- inference ------------------------------------------------------------------------
