@@ -155,14 +155,18 @@ class PipelinesConfig(StrictModel):
     """Mount path of `shared_pvc` in the step containers."""
     s3_secret: str | None = None
     """Kubernetes Secret with the registry's S3 keys, exposed as environment variables to the
-    steps that talk to the registry (register, compare-champion, deploy-canary)."""
+    steps that talk to the registry (register, compare-champion, deploy-canary); the chart's is
+    `mainsail-s3`. Their S3 endpoint is `registry.endpoint` (a URL such as
+    `http://mainsail-minio.mainsail.svc.cluster.local:9000` works)."""
     s3_secret_env: dict[str, str] = Field(
         default_factory=lambda: {
-            "accesskey": "MAINSAIL_S3_ACCESS_KEY",
-            "secretkey": "MAINSAIL_S3_SECRET_KEY",
+            "AWS_ACCESS_KEY_ID": "MAINSAIL_S3_ACCESS_KEY",
+            "AWS_SECRET_ACCESS_KEY": "MAINSAIL_S3_SECRET_KEY",
         }
     )
-    """Secret key → environment variable (match `registry.access_key_env`/`secret_key_env`)."""
+    """Secret key → environment variable (match `registry.access_key_env`/`secret_key_env`).
+    The default keys are those of the chart's Secret (`mainsail-s3`) and of an existing S3's
+    Secret as the chart documents it (`s3.existing.secretName`)."""
     labels: dict[str, str] = Field(default_factory=dict)
     """Extra pod labels on every step (added to the `app.kubernetes.io/*` and
     `mainsail.io/model` ones)."""

@@ -1,0 +1,89 @@
+"""What the chart hands the processes is what the code reads.
+
+- Every MAINSAIL_* variable a rendered container gets is one the code reads (naming.CHART_ENV,
+  or a key variable the registry config names), and every one of naming.CHART_ENV is read
+  somewhere in the library. MAINSAIL_DRIFT_URL and MAINSAIL_FEATURE_SERVER_URL were set by the
+  chart and read by nothing.
+- The KFP steps that talk to the registry get their S3 keys from the chart's Secret under keys
+  that Secret has (it holds AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; the pipelines settings
+  asked for accesskey / secretkey, so the step pods could not start).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mainsail import naming
+from mainsail.config import load_config
+from mainsail.kfp_runner import build_pipeline
+from mainsail.settings.pipelines import PipelinesConfig
+from mainsail.settings.registry import RegistryConfig
+
+from . import checks
+
+pytestmark = pytest.mark.k8s
+
+SRC = checks.ROOT / "src" / "mainsail"
+
+
+def _rendered_env(objects: list[checks.Obj]) -> dict[str, set[str]]:
+    """Variable name -> the containers (object/container) that get it."""
+    found: dict[str, set[str]] = {}
+    for obj in objects:
+        for ref in checks.pod_specs(obj):
+            for c in [*ref.spec.get("containers", []), *ref.spec.get("initContainers", [])]:
+                for env in c.get("env", []):
+                    found.setdefault(env["name"], set()).add(f"{checks.ident(obj)}/{c['name']}")
+    return found
+
+
+def test_every_mainsail_variable_of_the_render_is_read_by_the_code(
+    scenario_objects: dict[str, list[checks.Obj]],
+) -> None:
+    registry = RegistryConfig()
+    known = set(naming.CHART_ENV) | {registry.access_key_env, registry.secret_key_env}
+    for scenario, objects in scenario_objects.items():
+        rendered = {k: v for k, v in _rendered_env(objects).items() if k.startswith("MAINSAIL_")}
+        unread = {k: sorted(v) for k, v in rendered.items() if k not in known}
+        assert unread == {}, f"scenario {scenario}: variables no code reads: {unread}"
+    code = "\n".join(p.read_text() for p in sorted(SRC.rglob("*.py")) if p.name != "naming.py")
+    constants = {name: getattr(naming, name) for name in dir(naming) if name.startswith("ENV_")}
+    assert set(constants.values()) == set(naming.CHART_ENV)
+    unused = sorted(n for n in constants if f"naming.{n}" not in code)
+    assert unused == [], f"naming constants no module reads: {unused}"
+
+
+def test_registry_steps_get_their_keys_from_the_charts_secret(
+    default_objects: list[checks.Obj], tmp_path: Path
+) -> None:
+    from kfp import compiler
+
+    secrets = {
+        o["metadata"]["name"]: set(o.get("stringData", {})) | set(o.get("data", {}))
+        for o in default_objects
+        if o["kind"] == "Secret"
+    }
+    registry = RegistryConfig()
+    cfg = load_config(checks.ROOT / "configs" / "churn.yaml")
+    settings = PipelinesConfig(s3_secret=naming.s3_secret_name())
+    for pipeline in ("training", "retraining"):
+        package = tmp_path / f"{pipeline}.yaml"
+        compiler.Compiler().compile(build_pipeline(pipeline, cfg, settings), str(package))
+        _, platform = list(yaml.safe_load_all(package.read_text()))
+        executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+        mounted = [spec["secretAsEnv"] for spec in executors.values() if "secretAsEnv" in spec]
+        assert mounted, f"{pipeline}: no step gets the registry's keys"
+        for secret_env in mounted:
+            for entry in secret_env:
+                name = entry["secretName"]
+                assert name in secrets, f"{pipeline}: Secret {name} is not rendered by the chart"
+                for pair in entry["keyToEnv"]:
+                    assert pair["secretKey"] in secrets[name], (
+                        f"{pipeline}: key {pair['secretKey']!r} is not in Secret {name} "
+                        f"(keys: {sorted(secrets[name])})"
+                    )
+                envs = {pair["envVar"] for pair in entry["keyToEnv"]}
+                assert envs == {registry.access_key_env, registry.secret_key_env}
