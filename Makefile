@@ -37,7 +37,7 @@ format: envs ## Apply ruff's fixes and formatting
 	@$(PIPE)/ruff format .
 
 .PHONY: test
-test: envs services lint ## Run the whole test suite (lint, unit, data, model, integration, k8s, e2e)
+test: envs services images-if-engine lint ## Run the whole test suite (lint, unit, data, model, integration, k8s, containers, e2e)
 	@$(PIPE)/python -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-fast

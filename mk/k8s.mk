@@ -1,6 +1,6 @@
 # Kubernetes packaging: chart render, images, local kind cluster (see helm/mainsail/README.md).
-# The kind targets need docker, kind, kubectl and helm; they are not run in CI (no container
-# engine there), tests/k8s checks everything that can be checked without a cluster.
+# The kind targets need docker, kind, kubectl and helm; they are not run in CI. The images are
+# built and tried as containers in CI (tests/containers); tests/k8s checks the rest offline.
 
 .PHONY: render
 render: ## Re-render manifests/base/mainsail.yaml from helm/mainsail (default values)
@@ -14,15 +14,19 @@ render-check: ## Fail when manifests/base is stale
 test-k8s: ## Kubernetes validation suite (chart, overlays, schemas, pod security, checkov, images)
 	@$(PIPE)/python -m pytest -m k8s tests/k8s $(PYTEST_ARGS)
 
+.PHONY: engine
+engine: ## Start the project's container engine when none answers (Debian's docker.io, data root in ~/.cache/mainsail/docker)
+	@scripts/docker.sh up
+
 .PHONY: images
-images: ## Build the pipeline, serving and drift images (needs a container engine)
-	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then \
-	  LOAD=0 scripts/kind/images.sh; \
-	else \
-	  echo "images: no container engine here (docker info failed); build on a machine with Docker:"; \
-	  echo "  docker build -f images/<pipeline|serving|drift>/Dockerfile -t ghcr.io/mainsail-mlops/mainsail-<env>:0.1.0 ."; \
-	  exit 1; \
-	fi
+images: ## Build the pipeline, serving and drift images (BuildKit; a local Debian base where no registry answers)
+	@scripts/images.sh
+
+# `make test` builds the images where an engine can run (the container tests use them); where
+# none can, it says why and the container tests skip with that reason (never in CI).
+.PHONY: images-if-engine
+images-if-engine:
+	@scripts/images.sh --if-engine
 
 .PHONY: kind-up
 kind-up: ## Create the kind cluster, install operators, build+load images, install Mainsail
