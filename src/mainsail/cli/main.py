@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
@@ -44,7 +44,8 @@ def run(
     runner: Annotated[
         str,
         typer.Option(
-            help="`local` runs the stages in this process; `kfp-local` runs the pipeline."
+            help="`local` runs the stages in this process; `kfp-local` runs the pipeline with "
+            "kfp.local's SubprocessRunner; `kfp-docker` runs each step in the pipeline image."
         ),
     ] = "local",
 ) -> None:
@@ -54,11 +55,11 @@ def run(
     from mainsail.lifecycle.run import run as run_stages
 
     cfg = read_config(config, set_)
-    if runner == "kfp-local":
-        _run_kfp_local(cfg)
+    if runner in ("kfp-local", "kfp-docker"):
+        _run_kfp_local(cfg, "docker" if runner == "kfp-docker" else "subprocess")
         return
     if runner != "local":
-        raise fail(f"--runner must be 'local' or 'kfp-local', got {runner!r}")
+        raise fail(f"--runner must be 'local', 'kfp-local' or 'kfp-docker', got {runner!r}")
 
     console.print(f"[bold]mainsail run[/] {cfg.name} (seed {cfg.seed}) from {config}")
     columns = (
@@ -107,15 +108,16 @@ def run(
     console.print(f"[bold green]run folder:[/] {result.run_dir}")
 
 
-def _run_kfp_local(cfg: ProjectConfig) -> None:
+def _run_kfp_local(cfg: ProjectConfig, runner: Literal["subprocess", "docker"]) -> None:
     from mainsail.pipeline.runner import PipelineError, run_local
 
-    console.print(f"[bold]mainsail run[/] {cfg.name} with kfp.local (SubprocessRunner)")
-    log_file = cfg.runs_dir / "kfp-local.log"
+    kind = "SubprocessRunner" if runner == "subprocess" else "DockerRunner, the pipeline image"
+    console.print(f"[bold]mainsail run[/] {cfg.name} with kfp.local ({kind})")
+    log_file = cfg.runs_dir / ("kfp-local.log" if runner == "subprocess" else "kfp-docker.log")
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with console.status("running the training pipeline (step logs in " + str(log_file) + ")"):
         try:
-            result = run_local(cfg, "training", log_file=log_file)
+            result = run_local(cfg, "training", log_file=log_file, runner=runner)
         except PipelineError as err:
             raise fail(str(err)) from None
         except user_errors() as err:

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from kfp.dsl.base_component import BaseComponent
 
 PipelineName = Literal["training", "retraining"]
+LocalRunner = Literal["subprocess", "docker"]
+"""kfp.local runners: steps as subprocesses of this venv, or as containers of the pipeline
+image (mainsail.kfp_docker)."""
 PIPELINES: tuple[PipelineName, ...] = ("training", "retraining")
 PIPELINE_NAMES: dict[PipelineName, str] = {
     "training": "mainsail-training",
@@ -281,15 +284,19 @@ def run_local(
     caching: bool | None = None,
     overrides: dict[str, Any] | None = None,
     log_file: Path | None = None,
+    runner: LocalRunner = "subprocess",
 ) -> LocalRunResult:
-    """Run a pipeline end to end here with kfp.local's SubprocessRunner (no containers).
+    """Run a pipeline end to end here with kfp.local.
 
     `config` is a config file (read with `overrides`) or an already loaded config.
 
-    Every step runs as a subprocess of this very interpreter (`use_venv=False`), so the
-    pipeline venv must hold mainsail and its dependencies. Steps whose inputs are unchanged
-    since an earlier run under the same `root` are taken from kfp.local's cache. The steps'
-    output (kfp.local echoes each task's log) goes to `log_file` when given, else to stdout.
+    With the SubprocessRunner (`runner="subprocess"`, no containers) every step runs as a
+    subprocess of this very interpreter (`use_venv=False`), so the pipeline venv must hold
+    mainsail and its dependencies. With `runner="docker"` every step runs in the pipeline image
+    on the container engine (see mainsail.kfp_docker); its default `root` is
+    `<runs_dir>/kfp-docker`, so the two runners never share a cache. Steps whose inputs are
+    unchanged since an earlier run under the same `root` are taken from kfp.local's cache. The
+    steps' output (kfp.local echoes each task's log) goes to `log_file` when given, else to stdout.
     """
     from kfp import local
 
@@ -301,11 +308,24 @@ def run_local(
     # Materialise a synthetic dataset first, so the data digest (part of the cache key) is
     # the file's sha256 from the first run on, and unchanged data hits the cache.
     ensure_data_file(cfg.data, cfg.seed)
+    kfp_runner: local.SubprocessRunner | local.DockerRunner
+    if runner == "docker":
+        from mainsail.pipeline.containers import ContainerEngineError, docker_runner
+
+        try:
+            cfg, kfp_runner = docker_runner(cfg)
+        except ContainerEngineError as err:
+            raise PipelineError(str(err)) from None
+    elif runner == "subprocess":
+        kfp_runner = local.SubprocessRunner(use_venv=False)
+    else:
+        raise PipelineError(f"unknown kfp.local runner {runner!r}; choose subprocess or docker")
     settings = cfg.pipelines
-    root = (root or cfg.runs_dir / "kfp-local").resolve()
+    default_root = cfg.runs_dir / ("kfp-local" if runner == "subprocess" else "kfp-docker")
+    root = (root or default_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     local.init(
-        runner=local.SubprocessRunner(use_venv=False),
+        runner=kfp_runner,
         pipeline_root=str(root),
         raise_on_error=True,
         enable_caching=settings.caching if caching is None else caching,
