@@ -1,0 +1,111 @@
+"""kfp components as containers: the training pipeline run by `mainsail run --runner kfp-docker`
+(kfp.local's DockerRunner: every step a container of the pipeline image, read-only root, as the
+invoking user so it writes the bind-mounted pipeline root) against a real S3 registry
+(SeaweedFS), and the same pipeline with the SubprocessRunner: the same metrics, step by step,
+and the same model. (One step as uid 10001, as a KFP pod runs it: test_entrypoints.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import REPO
+from kube import Engine
+
+from mainsail import naming
+from mainsail.kfp_runner import run_local
+from mainsail.registry.store import ModelRegistry
+from mainsail.s3local import SeaweedS3
+
+sys.path.insert(0, str(REPO / "tests" / "integration" / "pipelines"))
+from pipeline_helpers import tiny_overrides
+
+pytestmark = [pytest.mark.containers, pytest.mark.integration, pytest.mark.slow, pytest.mark.e2e]
+
+STEPS = ["evaluate", "preprocess", "register", "split", "train-candidates", "tune", "validate"]
+
+
+def _set_args(overrides: dict[str, Any]) -> list[str]:
+    args = []
+    for key, value in overrides.items():
+        text = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True)
+        args += ["--set", f"{key}={text.strip()}"]
+    return args
+
+
+def _step_metrics(run_dir: Path) -> dict[str, Any]:
+    """Every step's Metrics artifact (the numbers it logged) of a kfp.local run."""
+    return {
+        step.name: json.loads((step / "metrics").read_text())
+        for step in sorted(run_dir.iterdir())
+        if (step / "metrics").is_file()
+    }
+
+
+def _digest(registry: ModelRegistry, version: int, name: str) -> str:
+    """The sha256 of a file of a registry version, as its manifest records it."""
+    manifest, _ = registry.manifest("churn", version)
+    return manifest.files[name].sha256
+
+
+def test_kfp_docker_gives_the_subprocess_runs_metrics_and_model(
+    engine: Engine, tmp_path: Path
+) -> None:
+    with SeaweedS3(tmp_path / "s3") as s3:
+        keys = {"MAINSAIL_S3_ACCESS_KEY": s3.access_key, "MAINSAIL_S3_SECRET_KEY": s3.secret_key}
+        config = tmp_path / "churn.yaml"
+        config.write_text((REPO / "configs" / "churn.yaml").read_text())
+        overrides = {
+            **tiny_overrides(tmp_path, s3.endpoint.endpoint),
+            "features.repo_dir": str(tmp_path / "feature_repo"),
+        }
+        registry = ModelRegistry(s3.client(), "mainsail-models")
+        env = {**os.environ, **keys}
+
+        cli = [str(Path(sys.executable).parent / "mainsail"), "run", str(config)]
+        cli += ["--runner", "kfp-docker", *_set_args(overrides)]
+        proc = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert "pipeline finished" in proc.stdout
+        (docker_dir,) = (tmp_path / "runs" / "kfp-docker").glob("mainsail-training-*")
+        log = (tmp_path / "runs" / "kfp-docker.log").read_text()
+        assert f"Found image '{naming.image('pipeline')}'" in log
+        assert sorted(p.name for p in docker_dir.iterdir() if p.is_dir()) == STEPS
+
+        for key, value in keys.items():
+            os.environ[key] = value
+        try:
+            sub = run_local(
+                config, "training", overrides=overrides, log_file=tmp_path / "kfp-local.log"
+            )
+        finally:
+            for key in keys:
+                os.environ.pop(key, None)
+        assert sub.executed == STEPS and sub.run_dir is not None
+
+        # Same numbers from every step, and the same model published twice (the register
+        # step's own numbers are the version and its manifest, which holds the publish time).
+        docker_metrics, sub_metrics = _step_metrics(docker_dir), _step_metrics(sub.run_dir)
+        docker_version = docker_metrics.pop("register")["version"]
+        sub_version = sub_metrics.pop("register")["version"]
+        assert docker_metrics == sub_metrics
+        assert {docker_version, sub_version} == {1, 2}
+        for name in ("model.joblib", "metrics.json", "feature_schema.json", "reference.parquet"):
+            assert _digest(registry, docker_version, name) == _digest(registry, sub_version, name)
+
+        # The steps ran in the image (its Python, not this one) as the invoking user.
+        lineage = json.loads((docker_dir / "evaluate" / "model" / "lineage.json").read_text())
+        image_python = engine.docker(
+            "run", "--rm", "--network", "none", naming.image("pipeline"), "python3", "-c",
+            "import platform; print(platform.python_version())",
+        ).stdout.strip()  # fmt: skip
+        assert lineage["python"] == image_python
+        owner = (docker_dir / "validate" / "dataset").stat()
+        assert (owner.st_uid, owner.st_gid) == (os.getuid(), os.getgid())
