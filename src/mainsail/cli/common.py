@@ -52,7 +52,7 @@ def read_config(path: Path, overrides: list[str] | None = None) -> ProjectConfig
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean bad input rather than a bug (shown without traceback)."""
-    errors: list[type[BaseException]] = [ConfigError, FileNotFoundError]
+    errors: list[type[BaseException]] = [ConfigError, OSError]
     try:
         from mainsail.data.errors import DataError
 

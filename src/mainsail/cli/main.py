@@ -48,6 +48,13 @@ def run(
             "kfp.local's SubprocessRunner; `kfp-docker` runs each step in the pipeline image."
         ),
     ] = "local",
+    publish: Annotated[
+        bool,
+        typer.Option(
+            help="Publish the chosen model to the registry as its next version (local runner; "
+            "registry.endpoint, else MAINSAIL_S3_ENDPOINT, else the local stack's S3)."
+        ),
+    ] = False,
 ) -> None:
     """Run the lifecycle on CONFIG and write a run folder (data stage, training, evaluation)."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -56,10 +63,13 @@ def run(
 
     cfg = read_config(config, set_)
     if runner in ("kfp-local", "kfp-docker"):
+        if publish:
+            raise fail("--publish is for the local runner; the pipeline's register step publishes")
         _run_kfp_local(cfg, "docker" if runner == "kfp-docker" else "subprocess")
         return
     if runner != "local":
         raise fail(f"--runner must be 'local', 'kfp-local' or 'kfp-docker', got {runner!r}")
+    registry = _publish_target(cfg) if publish else None
 
     console.print(f"[bold]mainsail run[/] {cfg.name} (seed {cfg.seed}) from {config}")
     columns = (
@@ -106,6 +116,34 @@ def run(
             table.add_row(name, str(path))
     console.print(table)
     console.print(f"[bold green]run folder:[/] {result.run_dir}")
+    if registry is not None and train is not None and train.get("chosen"):
+        _publish_run(cfg, registry, result.run_dir / "model")
+
+
+def _publish_target(cfg: ProjectConfig) -> Any:
+    """The registry `--publish` writes to, checked before the run (no hour of training for a
+    registry that cannot be reached)."""
+    from mainsail.registry import RegistryError, open_registry
+
+    try:
+        registry = open_registry(cfg)
+        registry.ensure_bucket()
+    except (RegistryError, OSError, ValueError) as err:
+        raise fail(f"--publish: the registry cannot be used: {err}") from None
+    except Exception as err:  # minio raises S3Error and urllib3's errors for an unreachable S3
+        raise fail(f"--publish: the registry cannot be reached: {err}") from None
+    return registry
+
+
+def _publish_run(cfg: ProjectConfig, registry: Any, model_dir: Path) -> None:
+    from mainsail.registry.errors import RegistryError
+
+    try:
+        info = registry.publish(cfg.name, model_dir)
+    except RegistryError as err:
+        raise fail(f"publishing {model_dir} failed: {err}", code=1) from None
+    uri = registry.version_uri(cfg.name, info.version)
+    console.print(f"[bold green]published:[/] {cfg.name} v{info.version} ({uri})")
 
 
 def _run_kfp_local(cfg: ProjectConfig, runner: Literal["subprocess", "docker"]) -> None:
