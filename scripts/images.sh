@@ -93,6 +93,7 @@ envs=("$@")
 for env in "${envs[@]}"; do
   [ -f "images/$env/Dockerfile" ] || { echo "images: no images/$env/Dockerfile" >&2; exit 2; }
   image="$REGISTRY/mainsail-$env:$TAG"
+  previous=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
   started=$SECONDS
   log="${TMPDIR:-/tmp}/mainsail-image-$env.log"
   # --network host: the package index is reached the way the host reaches it.
@@ -105,4 +106,17 @@ for env in "${envs[@]}"; do
   fi
   size=$(docker image inspect "$image" --format '{{.Size}}')
   printf 'image %s: %d s, %d MB (base %s)\n' "$image" $((SECONDS - started)) $((size / 1000000)) "$BASE"
+  # The image this build replaced, now untagged: remove it (unless a container still uses it).
+  if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect -f '{{.Id}}' "$image")" ]; then
+    docker image rm "$previous" >/dev/null 2>&1 || true
+  fi
 done
+
+# On the project's own engine, drop build cache unused for a day (e.g. the layers of an older
+# lock) and keep the rest under MAINSAIL_BUILD_CACHE_GB (least recently used first; uv's
+# downloads and the three dependency layers take ~16 GB). An engine of the user's own is left
+# as it is.
+if [ "$DOCKER_HOST" = "unix://${MAINSAIL_DOCKER_DIR:-$HOME/.cache/mainsail/docker}/docker.sock" ]; then
+  "$DOCKER" builder prune -f --filter unused-for=24h >/dev/null
+  "$DOCKER" builder prune -f --keep-storage "${MAINSAIL_BUILD_CACHE_GB:-24}gb" >/dev/null
+fi
