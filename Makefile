@@ -42,7 +42,7 @@ test: envs services images-if-engine lint ## Run the whole test suite (lint, uni
 
 .PHONY: test-fast
 test-fast: envs ## Tests without the slow, integration and e2e ones
-	@$(PIPE)/python -m pytest -m "not slow and not integration and not e2e" $(PYTEST_ARGS)
+	@$(PIPE)/python -m pytest -m "not slow and not integration and not e2e and not containers" $(PYTEST_ARGS)
 
 .PHONY: bench
 bench: envs ## Run every benchmark under bench/ and write bench/results/*.json

@@ -22,10 +22,9 @@ from mainsail import naming
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from kube import Cluster, Engine, Pod
+from containerkit import BUCKET, REPO, SEAWEED_LAUNCHER, source_digest
+from podkit import Cluster, Engine, Pod
 
-REPO = Path(__file__).resolve().parents[2]
-BUCKET = "mainsail-models"
 REQUIRE = os.environ.get("MAINSAIL_REQUIRE_CONTAINERS") == "1"
 
 
@@ -34,18 +33,6 @@ def unavailable(reason: str) -> None:
     if REQUIRE:
         pytest.fail(f"{reason} (MAINSAIL_REQUIRE_CONTAINERS=1: the container tests must run)")
     pytest.skip(reason)
-
-
-def source_digest(env: str) -> str:
-    """What scripts/images.sh labels an image with: the digest of the files it is built from."""
-    out = subprocess.run(
-        [str(REPO / "scripts" / "images.sh"), "--digest", env],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO,
-    )
-    return out.stdout.strip()
 
 
 @pytest.fixture(scope="session")
@@ -159,20 +146,6 @@ def minio(cluster: Cluster) -> Pod:
     return pod
 
 
-SEAWEED_LAUNCHER = """
-import os, signal, socket
-from mainsail.s3local import SeaweedS3
-env = os.environ
-s3 = SeaweedS3("/data/s3", port=9000, host=socket.gethostbyname(socket.gethostname()),
-               access_key=env["MINIO_ROOT_USER"], secret_key=env["MINIO_ROOT_PASSWORD"],
-               buckets=[env["BUCKET"]])
-s3.start()
-print("SeaweedFS S3 ready on :9000", flush=True)
-signal.sigwait({signal.SIGTERM, signal.SIGINT})
-s3.stop()
-"""
-
-
 @pytest.fixture(scope="session")
 def s3_client(minio: Pod, s3_keys: dict[str, str]) -> Any:
     """A minio client of that S3, through the port published on the host."""
@@ -182,39 +155,6 @@ def s3_client(minio: Pod, s3_keys: dict[str, str]) -> Any:
     return Minio(
         address, access_key=s3_keys["rootUser"], secret_key=s3_keys["rootPassword"], secure=False
     )
-
-
-# What Seldon Core 2 adds to the Server's `mlserver` container when it merges our podSpec with
-# its ServerConfig `mlserver` (operator/config/serverconfigs/mlserver.yaml of seldon-core v2):
-# MLServer's ports, its model folder on the volume that Seldon's rclone fills and its agent
-# loads from, mounted read-only. The render does not carry these; Seldon does.
-SELDON_MLSERVER_ENV = [
-    {"name": "MLSERVER_HTTP_PORT", "value": str(naming.MLSERVER_HTTP_PORT)},
-    {"name": "MLSERVER_GRPC_PORT", "value": str(naming.MLSERVER_GRPC_PORT)},
-    {"name": "MLSERVER_MODELS_DIR", "value": "/mnt/agent/models"},
-    {"name": "MLSERVER_MODEL_PARALLEL_WORKERS", "value": "1"},
-    {"name": "MLSERVER_LOAD_MODELS_AT_STARTUP", "value": "false"},
-]
-SELDON_MODELS_VOLUME = "mlserver-models"
-
-
-def seldon_server_pod(
-    cluster: Cluster, containers: tuple[str, ...] = ("mlserver", "drift")
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """The chart's Server podSpec as Seldon runs it: our containers (all, or those named),
-    the `mlserver` one merged with what Seldon's ServerConfig adds."""
-    spec, labels = cluster.pod_spec("Server", naming.server_name())
-    merged = []
-    for c in spec["containers"]:
-        if c["name"] not in containers:
-            continue
-        c = dict(c)
-        if c["name"] == "mlserver":
-            c["env"] = [*SELDON_MLSERVER_ENV, *c.get("env", [])]
-            mount = {"name": SELDON_MODELS_VOLUME, "mountPath": "/mnt/agent", "readOnly": True}
-            c["volumeMounts"] = [*c.get("volumeMounts", []), mount]
-        merged.append(c)
-    return {**spec, "containers": merged}, labels
 
 
 @pytest.fixture(scope="session")
@@ -236,14 +176,3 @@ def published(s3_client: Any, churn_artifact: Path) -> int:
     info = registry.publish("churn", churn_artifact)
     registry.promote("churn", info.version, "champion")
     return info.version
-
-
-def v2_body(churn_artifact: Path, rows: int, seed: int) -> dict[str, Any]:
-    """A V2 request of `rows` fresh churn rows for the artifact's schema."""
-    sys.path.insert(0, str(REPO / "tests" / "integration" / "serving"))
-    from servekit import churn_frame, v2_inputs
-
-    from mainsail.schema import FeatureSchema
-
-    schema = FeatureSchema.load(churn_artifact / "feature_schema.json")
-    return {"inputs": v2_inputs(churn_frame(rows, seed=seed), schema)}

@@ -1,6 +1,6 @@
 """Each entrypoint the chart uses starts in its image as uid 10001 with a read-only root
 filesystem and only the writable paths the chart mounts (the pods as rendered by the real Helm
-engine, run by tests/containers/kube.py): the CLI, the retrain trigger, the Feast feature
+engine, run by tests/containers/podkit.py): the CLI, the retrain trigger, the Feast feature
 server, the router, MLServer with the Mainsail runtime loading a model from S3, and the drift
 sidecar. Each must pass its readiness probe before its liveness probe would give up on it (the
 probe's initialDelaySeconds + failureThreshold x periodSeconds): the time stated for it.
@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import BUCKET, REPO, SELDON_MODELS_VOLUME, seldon_server_pod, v2_body
-from kube import Cluster, Pod
+from containerkit import BUCKET, REPO, SELDON_MODELS_VOLUME, seldon_server_pod, v2_body
+from podkit import Cluster, Pod
 
 from mainsail import naming
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import REPO
-from kube import Engine
+from containerkit import REPO
+from podkit import Engine
 
 from mainsail import naming
 

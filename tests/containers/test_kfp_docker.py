@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO
-from kube import Engine
+from containerkit import REPO
+from podkit import Engine
 
 from mainsail import naming
 from mainsail.kfp_runner import run_local
@@ -109,3 +109,31 @@ def test_kfp_docker_gives_the_subprocess_runs_metrics_and_model(
         assert lineage["python"] == image_python
         owner = (docker_dir / "validate" / "dataset").stat()
         assert (owner.st_uid, owner.st_gid) == (os.getuid(), os.getgid())
+
+
+def test_a_failing_step_container_fails_the_run_and_names_it(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Bad data: the validate container exits non-zero; kfp-docker stops there and says so
+    (kfp.local's DockerRunner reads a container removed before its exit code as a success, so
+    this is checked rather than assumed)."""
+    import pandas as pd
+
+    from mainsail.kfp_runner import PipelineError
+
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"customer_id": [1, 2, 3], "tenure_months": [1, 2, 3]}).to_csv(bad, index=False)
+    config = tmp_path / "churn.yaml"
+    config.write_text((REPO / "configs" / "churn.yaml").read_text())
+    overrides = {
+        **tiny_overrides(tmp_path, "127.0.0.1:9"),
+        "data.path": str(bad),
+        "data.synthetic": None,
+        "features.repo_dir": str(tmp_path / "feature_repo"),
+    }
+    log = tmp_path / "steps.log"
+    with pytest.raises(PipelineError, match="validate"):
+        run_local(config, "training", overrides=overrides, log_file=log, runner="docker")
+    assert "churned" in log.read_text()  # the step's DataError, from inside the container
+    (run_dir,) = (tmp_path / "runs" / "kfp-docker").glob("mainsail-training-*")
+    assert [p.name for p in run_dir.iterdir()] == ["validate"]

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import BUCKET, REPO
-from kube import Cluster, Pod
+from containerkit import BUCKET, REPO
+from podkit import Cluster, Pod
 
 from mainsail.registry.store import ModelRegistry
 

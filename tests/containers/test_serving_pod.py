@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import BUCKET, SELDON_MODELS_VOLUME, seldon_server_pod, v2_body
-from kube import Cluster, Pod
+from containerkit import BUCKET, SELDON_MODELS_VOLUME, seldon_server_pod, v2_body
+from podkit import Cluster, Pod
 
 from mainsail.registry.store import ModelRegistry
 

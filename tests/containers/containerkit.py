@@ -1,0 +1,85 @@
+"""Helpers of the container tests (imported by name: the test folders are not packages)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from podkit import Cluster
+
+from mainsail import naming
+
+REPO = Path(__file__).resolve().parents[2]
+BUCKET = "mainsail-models"
+
+
+def source_digest(env: str) -> str:
+    """What scripts/images.sh labels an image with: the digest of the files it is built from."""
+    out = subprocess.run(
+        [str(REPO / "scripts" / "images.sh"), "--digest", env],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
+    return out.stdout.strip()
+
+
+SEAWEED_LAUNCHER = """
+import os, signal, socket
+from mainsail.s3local import SeaweedS3
+env = os.environ
+s3 = SeaweedS3("/data/s3", port=9000, host=socket.gethostbyname(socket.gethostname()),
+               access_key=env["MINIO_ROOT_USER"], secret_key=env["MINIO_ROOT_PASSWORD"],
+               buckets=[env["BUCKET"]])
+s3.start()
+print("SeaweedFS S3 ready on :9000", flush=True)
+signal.sigwait({signal.SIGTERM, signal.SIGINT})
+s3.stop()
+"""
+
+
+# What Seldon Core 2 adds to the Server's `mlserver` container when it merges our podSpec with
+# its ServerConfig `mlserver` (operator/config/serverconfigs/mlserver.yaml of seldon-core v2):
+# MLServer's ports, its model folder on the volume that Seldon's rclone fills and its agent
+# loads from, mounted read-only. The render does not carry these; Seldon does.
+SELDON_MLSERVER_ENV = [
+    {"name": "MLSERVER_HTTP_PORT", "value": str(naming.MLSERVER_HTTP_PORT)},
+    {"name": "MLSERVER_GRPC_PORT", "value": str(naming.MLSERVER_GRPC_PORT)},
+    {"name": "MLSERVER_MODELS_DIR", "value": "/mnt/agent/models"},
+    {"name": "MLSERVER_MODEL_PARALLEL_WORKERS", "value": "1"},
+    {"name": "MLSERVER_LOAD_MODELS_AT_STARTUP", "value": "false"},
+]
+SELDON_MODELS_VOLUME = "mlserver-models"
+
+
+def seldon_server_pod(
+    cluster: Cluster, containers: tuple[str, ...] = ("mlserver", "drift")
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The chart's Server podSpec as Seldon runs it: our containers (all, or those named),
+    the `mlserver` one merged with what Seldon's ServerConfig adds."""
+    spec, labels = cluster.pod_spec("Server", naming.server_name())
+    merged = []
+    for c in spec["containers"]:
+        if c["name"] not in containers:
+            continue
+        c = dict(c)
+        if c["name"] == "mlserver":
+            c["env"] = [*SELDON_MLSERVER_ENV, *c.get("env", [])]
+            mount = {"name": SELDON_MODELS_VOLUME, "mountPath": "/mnt/agent", "readOnly": True}
+            c["volumeMounts"] = [*c.get("volumeMounts", []), mount]
+        merged.append(c)
+    return {**spec, "containers": merged}, labels
+
+
+def v2_body(churn_artifact: Path, rows: int, seed: int) -> dict[str, Any]:
+    """A V2 request of `rows` fresh churn rows for the artifact's schema."""
+    sys.path.insert(0, str(REPO / "tests" / "integration" / "serving"))
+    from servekit import churn_frame, v2_inputs
+
+    from mainsail.schema import FeatureSchema
+
+    schema = FeatureSchema.load(churn_artifact / "feature_schema.json")
+    return {"inputs": v2_inputs(churn_frame(rows, seed=seed), schema)}
