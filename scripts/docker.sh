@@ -89,6 +89,7 @@ build_base() {
   command -v debootstrap >/dev/null || {
     [ "$(id -u)" = 0 ] || die "debootstrap is not installed (apt-get install debootstrap)"
     log "installing debootstrap"
+    apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
   }
   local digest have tarball rootfs started
