@@ -11,19 +11,15 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mainsail import naming
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from containerkit import BUCKET, REPO, SEAWEED_LAUNCHER, source_digest
-from podkit import Cluster, Engine, Pod
+from mainsail.core import naming
+from tests.support.containers import BUCKET, SEAWEED_LAUNCHER, source_digest
+from tests.support.pods import Cluster, Engine, Pod
 
 REQUIRE = os.environ.get("MAINSAIL_REQUIRE_CONTAINERS") == "1"
 
@@ -38,7 +34,7 @@ def unavailable(reason: str) -> None:
 @pytest.fixture(scope="session")
 def engine() -> Engine:
     """The container engine, with the three images built from the current source."""
-    from mainsail.kfp_docker import ContainerEngineError, docker_host, engine_client
+    from mainsail.pipeline.containers import ContainerEngineError, docker_host, engine_client
 
     try:
         engine_client().close()
@@ -71,7 +67,7 @@ def s3_keys() -> dict[str, str]:
 def redis_server(cluster_network: Cluster) -> Iterator[tuple[str, int]]:
     """A real Redis (Debian's redis-server, as `make services` installs it) on the cluster
     network's gateway address: the Feast online store that `redis.external` points at."""
-    from mainsail.ports import free_port
+    from mainsail.core.ports import free_port
 
     host = cluster_network.gateway()
     port = free_port(host)
@@ -112,10 +108,10 @@ def chart_values(s3_keys: dict[str, str], redis_server: tuple[str, int]) -> dict
 @pytest.fixture(scope="session")
 def cluster(cluster_network: Cluster, chart_values: dict[str, Any]) -> Cluster:
     """The cluster network with the chart rendered by the real Helm engine."""
-    sys.path.insert(0, str(REPO / "manifests"))
-    from render import documents, render_chart
+    from tests.k8s.checks import load_render_module
 
-    cluster_network.objects = documents(render_chart(chart_values))
+    render = load_render_module()
+    cluster_network.objects = render.documents(render.render_chart(chart_values))
     return cluster_network
 
 
@@ -160,8 +156,7 @@ def s3_client(minio: Pod, s3_keys: dict[str, str]) -> Any:
 @pytest.fixture(scope="session")
 def churn_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A trained churn model artifact (scikit-learn only), as the serving tests build it."""
-    sys.path.insert(0, str(REPO / "tests" / "integration" / "serving"))
-    from servekit import build_churn_artifact
+    from tests.support.serving import build_churn_artifact
 
     return build_churn_artifact(tmp_path_factory.mktemp("artifact") / "churn")
 

@@ -1,6 +1,6 @@
 """Each entrypoint the chart uses starts in its image as uid 10001 with a read-only root
 filesystem and only the writable paths the chart mounts (the pods as rendered by the real Helm
-engine, run by tests/containers/podkit.py): the CLI, the retrain trigger, the Feast feature
+engine, run by tests/support/pods.py): the CLI, the retrain trigger, the Feast feature
 server, the router, MLServer with the Mainsail runtime loading a model from S3, and the drift
 sidecar. Each must pass its readiness probe before its liveness probe would give up on it (the
 probe's initialDelaySeconds + failureThreshold x periodSeconds): the time stated for it.
@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from containerkit import BUCKET, REPO, SELDON_MODELS_VOLUME, seldon_server_pod, v2_body
-from podkit import Cluster, Pod
 
-from mainsail import naming
+from mainsail.core import naming
+from tests.support.containers import BUCKET, REPO, SELDON_MODELS_VOLUME, seldon_server_pod, v2_body
+from tests.support.pods import Cluster, Pod
 
 pytestmark = [pytest.mark.containers, pytest.mark.integration, pytest.mark.slow]
 
@@ -81,9 +81,8 @@ def test_a_kfp_step_runs_as_a_kfp_pod_runs_it(cluster: Cluster, tmp_path: Path) 
     from kfp.local import executor_input_utils, placeholder_utils
     from kfp.pipeline_spec import pipeline_spec_pb2
 
-    from mainsail.config import load_config
+    from mainsail.config import config_to_json, load_config
     from mainsail.data.ingest import ensure_data_file
-    from mainsail.steps import config_to_json
 
     ir = next(yaml.safe_load_all((REPO / "pipelines" / "compiled" / "training.yaml").read_text()))
     component = json_format.ParseDict(

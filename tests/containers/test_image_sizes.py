@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from containerkit import REPO
-from podkit import Engine
 
-from mainsail import naming
+from mainsail.core import naming
+from tests.support.containers import REPO
+from tests.support.pods import Engine
 
 pytestmark = [pytest.mark.containers]
 

@@ -16,16 +16,14 @@ from typing import Any
 
 import pytest
 import yaml
-from containerkit import REPO
-from podkit import Engine
 
-from mainsail import naming
-from mainsail.kfp_runner import run_local
+from mainsail.core import naming
+from mainsail.pipeline.runner import run_local
+from mainsail.registry.seaweedfs import SeaweedS3
 from mainsail.registry.store import ModelRegistry
-from mainsail.s3local import SeaweedS3
-
-sys.path.insert(0, str(REPO / "tests" / "integration" / "pipelines"))
-from pipeline_helpers import tiny_overrides
+from tests.support.configs import tiny_overrides
+from tests.support.containers import REPO
+from tests.support.pods import Engine
 
 pytestmark = [pytest.mark.containers, pytest.mark.integration, pytest.mark.slow, pytest.mark.e2e]
 
@@ -119,7 +117,7 @@ def test_a_failing_step_container_fails_the_run_and_names_it(
     this is checked rather than assumed)."""
     import pandas as pd
 
-    from mainsail.kfp_runner import PipelineError
+    from mainsail.pipeline.runner import PipelineError
 
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"customer_id": [1, 2, 3], "tenure_months": [1, 2, 3]}).to_csv(bad, index=False)

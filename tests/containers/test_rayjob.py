@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 import yaml
-from containerkit import BUCKET, REPO
-from podkit import Cluster, Pod
 
 from mainsail.registry.store import ModelRegistry
+from tests.support.containers import BUCKET, REPO
+from tests.support.pods import Cluster, Pod
 
 pytestmark = [pytest.mark.containers, pytest.mark.integration, pytest.mark.slow]
 

@@ -20,10 +20,10 @@ from typing import Any
 
 import httpx
 import pytest
-from containerkit import BUCKET, SELDON_MODELS_VOLUME, seldon_server_pod, v2_body
-from podkit import Cluster, Pod
 
 from mainsail.registry.store import ModelRegistry
+from tests.support.containers import BUCKET, SELDON_MODELS_VOLUME, seldon_server_pod, v2_body
+from tests.support.pods import Cluster, Pod
 
 pytestmark = [pytest.mark.containers, pytest.mark.integration, pytest.mark.slow]
 

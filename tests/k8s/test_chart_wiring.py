@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mainsail import naming
 from mainsail.config import load_config
-from mainsail.kfp_runner import build_pipeline
-from mainsail.settings.pipelines import PipelinesConfig
-from mainsail.settings.registry import RegistryConfig
+from mainsail.config.pipelines import PipelinesConfig
+from mainsail.config.registry import RegistryConfig
+from mainsail.core import naming
+from mainsail.pipeline.runner import build_pipeline
 
 from . import checks
 

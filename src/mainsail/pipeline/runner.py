@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 PipelineName = Literal["training", "retraining"]
 LocalRunner = Literal["subprocess", "docker"]
 """kfp.local runners: steps as subprocesses of this venv, or as containers of the pipeline
-image (mainsail.kfp_docker)."""
+image (mainsail.pipeline.containers)."""
 PIPELINES: tuple[PipelineName, ...] = ("training", "retraining")
 PIPELINE_NAMES: dict[PipelineName, str] = {
     "training": "mainsail-training",
@@ -293,7 +293,7 @@ def run_local(
     With the SubprocessRunner (`runner="subprocess"`, no containers) every step runs as a
     subprocess of this very interpreter (`use_venv=False`), so the pipeline venv must hold
     mainsail and its dependencies. With `runner="docker"` every step runs in the pipeline image
-    on the container engine (see mainsail.kfp_docker); its default `root` is
+    on the container engine (see mainsail.pipeline.containers); its default `root` is
     `<runs_dir>/kfp-docker`, so the two runners never share a cache. Steps whose inputs are
     unchanged since an earlier run under the same `root` are taken from kfp.local's cache. The
     steps' output (kfp.local echoes each task's log) goes to `log_file` when given, else to stdout.

@@ -1,15 +1,14 @@
-"""Helpers of the container tests (imported by name: the test folders are not packages)."""
+"""Helpers of the container tests (tests/containers): the image digests, SeaweedFS in MinIO's
+place, what Seldon adds to the Server pod, V2 request bodies."""
 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from podkit import Cluster
-
-from mainsail import naming
+from mainsail.core import naming
+from tests.support.pods import Cluster
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "mainsail-models"
@@ -29,7 +28,7 @@ def source_digest(env: str) -> str:
 
 SEAWEED_LAUNCHER = """
 import os, signal, socket
-from mainsail.s3local import SeaweedS3
+from mainsail.registry.seaweedfs import SeaweedS3
 env = os.environ
 s3 = SeaweedS3("/data/s3", port=9000, host=socket.gethostbyname(socket.gethostname()),
                access_key=env["MINIO_ROOT_USER"], secret_key=env["MINIO_ROOT_PASSWORD"],
@@ -76,10 +75,8 @@ def seldon_server_pod(
 
 def v2_body(churn_artifact: Path, rows: int, seed: int) -> dict[str, Any]:
     """A V2 request of `rows` fresh churn rows for the artifact's schema."""
-    sys.path.insert(0, str(REPO / "tests" / "integration" / "serving"))
-    from servekit import churn_frame, v2_inputs
-
-    from mainsail.schema import FeatureSchema
+    from mainsail.data.schema import FeatureSchema
+    from tests.support.serving import churn_frame, v2_inputs
 
     schema = FeatureSchema.load(churn_artifact / "feature_schema.json")
     return {"inputs": v2_inputs(churn_frame(rows, seed=seed), schema)}
