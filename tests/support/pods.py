@@ -275,7 +275,13 @@ class Cluster:
                 else:
                     args += ["--network", f"container:{first}"]
                 args += self._image_and_command(container)
-                cid = self.engine.docker("run", "-d", *args).stdout.strip()
+                proc = self.engine.docker("run", "-d", *args, check=False)
+                if proc.returncode != 0:
+                    # A container the engine created but could not start still holds its volumes.
+                    name_ = f"{self.network}-{name}-{container['name']}"
+                    self.engine.docker("rm", "-f", name_, check=False)
+                    raise KubeError(f"starting {container['name']} of {name}: {proc.stderr}")
+                cid = proc.stdout.strip()
                 self._containers.append(cid)
                 started[container["name"]] = cid
                 first = first or cid
