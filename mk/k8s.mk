@@ -39,6 +39,10 @@ kind-e2e: kind-up ## kind-up, install Mainsail, then the smoke test: train, depl
 	@scripts/kind/install.sh
 	@scripts/kind/smoke.sh
 
+.PHONY: kind-netpol-check
+kind-netpol-check: ## Prove on the kind cluster that NetworkPolicy is enforced (allow/deny across nodes)
+	@scripts/kind/netpol-check.sh
+
 .PHONY: kind-down
 kind-down: ## Delete the kind cluster
 	@scripts/kind/down.sh
