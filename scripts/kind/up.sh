@@ -16,6 +16,7 @@ if [ "$MAINSAIL_CLUSTER_SOURCE" = local ]; then
   "$ROOT/scripts/cluster/build.sh" all
   source "$ROOT/scripts/cluster/lib.sh"
   cluster_docker_env
+  cluster_engine_check "$KIND_NODE_IMAGE"
   export PATH="$CLUSTER_TOOLS:$PATH"
 fi
 need kind kubectl docker
@@ -33,7 +34,7 @@ if [ "$MAINSAIL_CLUSTER_SOURCE" = local ]; then
   step "load the CNI and operator images into the nodes"
   # kind skips a node that already holds the image
   kind load docker-image --name "$CLUSTER" "$KUBE_ROUTER_IMAGE" "$KUBERAY_IMAGE" \
-    "$PROMETHEUS_OPERATOR_IMAGE" "$PROMETHEUS_CONFIG_RELOADER_IMAGE" "$PROMETHEUS_IMAGE"
+    "$PROMETHEUS_OPERATOR_IMAGE" "$PROMETHEUS_CONFIG_RELOADER_IMAGE" "$PROMETHEUS_IMAGE" "$SEAWEEDFS_IMAGE"
 fi
 
 step "CNI: kube-router $KUBE_ROUTER_VERSION"
@@ -49,12 +50,50 @@ step "GPU pool: nvidia.com/gpu advertised on the nodes labelled mainsail.io/pool
 # it), so that the GPU worker group's requests, nodeSelector and toleration place it for real.
 for node in $(kubectl get nodes -l mainsail.io/pool=gpu -o name); do
   kubectl patch "$node" --subresource=status --type=json \
-    -p '[{"op":"add","path":"/status/capacity/nvidia.com~1gpu","value":"1"}]' >/dev/null
-  wait_for "$node allocatable nvidia.com/gpu=1" 60 \
-    kubectl wait --for=jsonpath='{.status.allocatable.nvidia\.com/gpu}'=1 --timeout=5s "$node"
+    -p '[{"op":"add","path":"/status/capacity/nvidia.com~1gpu","value":"'"$GPU_NODE_GPUS"'"}]' >/dev/null
+  wait_for "$node allocatable nvidia.com/gpu=$GPU_NODE_GPUS" 60 \
+    kubectl wait --for=jsonpath='{.status.allocatable.nvidia\.com/gpu}'="$GPU_NODE_GPUS" --timeout=5s "$node"
 done
 
 "$ROOT/scripts/kind/operators.sh"
+
+if [ "$MAINSAIL_CLUSTER_SOURCE" = local ]; then
+  step "S3 store: SeaweedFS $SEAWEEDFS_VERSION in namespace mainsail-s3 (http://seaweedfs-s3.mainsail-s3:8333)"
+  sed "s|SEAWEEDFS_IMAGE|$SEAWEEDFS_IMAGE|g" "$ROOT/scripts/kind/manifests/s3.yaml" | kubectl apply -f - >/dev/null
+  wait_deployment mainsail-s3 seaweedfs
+  # a signed S3 round trip from inside the cluster: create a bucket, put and read back an object
+  kubectl -n mainsail-s3 delete pod s3-check --ignore-not-found --wait=true >/dev/null
+  kubectl -n mainsail-s3 apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: s3-check}
+spec:
+  restartPolicy: Never
+  automountServiceAccountToken: false
+  securityContext: {runAsNonRoot: true, runAsUser: 1000, seccompProfile: {type: RuntimeDefault}}
+  containers:
+    - name: check
+      image: $KUBE_ROUTER_IMAGE
+      envFrom: [{secretRef: {name: s3-credentials}}]
+      securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+      command:
+        - bash
+        - -ec
+        - |
+          u=http://seaweedfs-s3:8333/kind-up-check
+          s=(-sS --retry 5 --retry-all-errors --aws-sigv4 aws:amz:us-east-1:s3
+             --user "\$AWS_ACCESS_KEY_ID:\$AWS_SECRET_ACCESS_KEY")
+          code=\$(curl "\${s[@]}" -o /dev/null -w '%{http_code}' -X PUT "\$u")
+          [ "\$code" = 200 ] || [ "\$code" = 409 ]  # 409: the bucket exists (a second kind-up)
+          echo ok > /tmp/object
+          curl -f "\${s[@]}" -T /tmp/object "\$u/object" >/dev/null
+          test "\$(curl -f "\${s[@]}" "\$u/object")" = ok
+YAML
+  wait_for "S3 round trip (bucket, put, get) from a pod" 120 \
+    kubectl -n mainsail-s3 wait --for=jsonpath='{.status.phase}'=Succeeded --timeout=10s pod/s3-check ||
+    { kubectl -n mainsail-s3 logs s3-check >&2 || true; exit 1; }
+  kubectl -n mainsail-s3 delete pod s3-check --wait=false >/dev/null
+fi
 
 step "checks"
 # Pod Security admission (built into the API server): a namespace enforcing "restricted"
