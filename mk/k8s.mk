@@ -1,6 +1,9 @@
 # Kubernetes packaging: chart render, images, local kind cluster (see helm/mainsail/README.md).
-# The kind targets need docker, kind, kubectl and helm; they are not run in CI. The images are
-# built and tried as containers in CI (tests/containers); tests/k8s checks the rest offline.
+# The kind targets need docker, kind, kubectl and helm. MAINSAIL_CLUSTER_SOURCE=local (CI, no
+# registry) builds kind, kubectl, helm, the node image and the operators' images from their Go
+# modules first (scripts/cluster/build.sh; needs go and the project's container engine);
+# the default, upstream, pulls them. The images are built and
+# tried as containers in CI (tests/containers); tests/k8s checks the rest offline.
 
 .PHONY: render
 render: ## Re-render manifests/base/mainsail.yaml from helm/mainsail (default values)
@@ -28,13 +31,22 @@ images: ## Build the pipeline, serving and drift images (BuildKit; a local Debia
 images-if-engine:
 	@scripts/images.sh --if-engine
 
+.PHONY: cluster-build
+cluster-build: ## Build the local cluster's binaries and images from Go modules (what kind-up runs first with MAINSAIL_CLUSTER_SOURCE=local)
+	@scripts/cluster/build.sh all
+
 .PHONY: kind-up
-kind-up: ## Create the kind cluster, install operators, build+load images, install Mainsail
+kind-up: ## Create the kind cluster (kind-config.yaml), the CNI, the GPU pool and the operators; idempotent
 	@scripts/kind/up.sh
 
 .PHONY: kind-e2e
-kind-e2e: kind-up ## kind-up, then the smoke test: train, deploy a canary, predict, read drift metrics
+kind-e2e: kind-up ## kind-up, install Mainsail, then the smoke test: train, deploy a canary, predict, read drift metrics
+	@scripts/kind/install.sh
 	@scripts/kind/smoke.sh
+
+.PHONY: kind-netpol-check
+kind-netpol-check: ## Prove on the kind cluster that NetworkPolicy is enforced (allow/deny across nodes)
+	@scripts/kind/netpol-check.sh
 
 .PHONY: kind-down
 kind-down: ## Delete the kind cluster

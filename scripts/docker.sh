@@ -47,10 +47,35 @@ install_engine() {
   rm -f /usr/sbin/policy-rc.d
 }
 
+# kind's nodes are privileged containers. Docker 20.10 grants them every capability the kernel
+# knows; where the engine's own bounding set is smaller (these VMs lack CAP_SYS_RESOURCE) runc
+# refuses to start them. The project's engine therefore runs containers through runc-bounded
+# (scripts/cluster/runc-bounded: runc minus the capabilities the engine cannot grant; it changes
+# nothing for a container that asks for none of them). A copy outside the clone is registered, so
+# the engine does not depend on a checkout that may be deleted (CI's clone is).
+RUNTIME=mainsail-runc
+runtime_config() {
+  local here
+  here=$(cd "$(dirname "$0")" && pwd)
+  mkdir -p "$DOCKER_DIR"
+  if ! cmp -s "$here/cluster/runc-bounded" "$DOCKER_DIR/runc-bounded"; then
+    install -m 0755 "$here/cluster/runc-bounded" "$DOCKER_DIR/runc-bounded.new"
+    mv "$DOCKER_DIR/runc-bounded.new" "$DOCKER_DIR/runc-bounded"
+  fi
+  # runtimes and default-runtime are reloaded on SIGHUP, so a running engine picks them up.
+  printf '{"runtimes": {"%s": {"path": "%s"}}, "default-runtime": "%s"}\n' \
+    "$RUNTIME" "$DOCKER_DIR/runc-bounded" "$RUNTIME" > "$DOCKER_DIR/daemon.json"
+}
+
+own_runtime_ok() {
+  [ "$(DOCKER_HOST=$OWN_HOST docker info --format '{{.DefaultRuntime}}' 2>/dev/null)" = "$RUNTIME" ]
+}
+
 start_own() {
   install_engine
   [ "$(id -u)" = 0 ] || die "dockerd needs root; start it as root or set DOCKER_HOST to an engine you run"
   mkdir -p "$DOCKER_DIR/data" "$DOCKER_DIR/exec"
+  runtime_config
   local pidfile="$DOCKER_DIR/dockerd.pid"
   if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
     log "dockerd (pid $(cat "$pidfile")) is starting; waiting for $SOCKET"
@@ -60,6 +85,7 @@ start_own() {
     # setsid: the daemon outlives this script and the make/pytest run that called it.
     setsid dockerd --data-root "$DOCKER_DIR/data" --exec-root "$DOCKER_DIR/exec" \
       --host "$OWN_HOST" --pidfile "$pidfile" --storage-driver overlay2 \
+      --config-file "$DOCKER_DIR/daemon.json" \
       >>"$DOCKER_DIR/dockerd.log" 2>&1 < /dev/null &
   fi
   for _ in $(seq 1 60); do
@@ -75,8 +101,34 @@ engine_host() {
     answers "$DOCKER_HOST" || die "DOCKER_HOST=$DOCKER_HOST does not answer (unset it to use the project's own engine)"
     echo "$DOCKER_HOST"; return 0
   fi
-  answers "$OWN_HOST" || start_own
+  if answers "$OWN_HOST"; then
+    runtime_config
+    own_runtime_ok || reload_own
+  else
+    start_own
+  fi
   echo "$OWN_HOST"
+}
+
+# The project's engine answers but runs without runc-bounded (started by an older version of this
+# script): reload its configuration, or restart it when it was started without a config file.
+reload_own() {
+  local pidfile="$DOCKER_DIR/dockerd.pid" pid
+  pid=$(cat "$pidfile" 2>/dev/null) || die "the engine on $SOCKET answers but $pidfile is missing"
+  if tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "--config-file"; then
+    log "reloading dockerd's runtimes (SIGHUP)"
+    kill -HUP "$pid"
+  else
+    local running
+    running=$(DOCKER_HOST=$OWN_HOST docker ps -q | wc -l)
+    [ "$running" = 0 ] || die "the project's dockerd runs without the $RUNTIME runtime and $running containers are running; stop them, then run scripts/docker.sh up again"
+    log "restarting dockerd with the $RUNTIME runtime"
+    kill "$pid"
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    start_own
+  fi
+  for _ in $(seq 1 10); do own_runtime_ok && return 0; sleep 1; done
+  die "dockerd on $SOCKET did not take the $RUNTIME runtime (log: $DOCKER_DIR/dockerd.log)"
 }
 
 base_recipe() {

@@ -118,5 +118,5 @@ done
 # as it is.
 if [ "$DOCKER_HOST" = "unix://${MAINSAIL_DOCKER_DIR:-$HOME/.cache/mainsail/docker}/docker.sock" ]; then
   "$DOCKER" builder prune -f --filter unused-for=24h >/dev/null
-  "$DOCKER" builder prune -f --keep-storage "${MAINSAIL_BUILD_CACHE_GB:-24}gb" >/dev/null
+  "$DOCKER" builder prune -f --keep-storage "${MAINSAIL_BUILD_CACHE_GB:-16}gb" >/dev/null
 fi

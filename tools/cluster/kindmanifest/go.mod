@@ -1,0 +1,3 @@
+module mainsail.local/tools/cluster/kindmanifest
+
+go 1.25.0
