@@ -92,6 +92,10 @@ def run_ray_work(
     return _submit_job(target, kwargs, kuberay, list(inputs), list(outputs))
 
 
+#: How long a submission waits for the head's job agent to register.
+AGENT_WAIT_S = 60.0
+
+
 def _submit_job(
     target: str,
     kwargs: dict[str, Any],
@@ -124,16 +128,27 @@ def _submit_job(
     call_path.write_text(
         json.dumps({"target": target, "kwargs": call, "result": str(result_path)}, indent=2)
     )
-    try:
-        client = JobSubmissionClient(kuberay.dashboard_url, headers=auth_headers(kuberay))
-        job_id = client.submit_job(
-            entrypoint=f"python -m mainsail.pipeline.ray_jobs {call_path}",
-            submission_id=f"mainsail-{job_dir.name}",
-            metadata={"mainsail.io/target": target},
-        )
-    except Exception as err:  # the client raises plain exceptions for HTTP and connection errors
-        shutil.rmtree(job_dir, ignore_errors=True)
-        raise RayClusterError(f"cannot submit a Ray job to {kuberay.dashboard_url}: {err}") from err
+    # A head that has just started answers on 8265 before its dashboard agent registers, and
+    # Ray answers 500 "No available agent to submit job" meanwhile (seen at load average 20 on
+    # a 2-core machine); that one answer is retried until the submission deadline.
+    agent_deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            client = JobSubmissionClient(kuberay.dashboard_url, headers=auth_headers(kuberay))
+            job_id = client.submit_job(
+                entrypoint=f"python -m mainsail.pipeline.ray_jobs {call_path}",
+                submission_id=f"mainsail-{job_dir.name}",
+                metadata={"mainsail.io/target": target},
+            )
+            break
+        except Exception as err:  # plain exceptions for HTTP and connection errors
+            if "No available agent" in str(err) and time.monotonic() < agent_deadline:
+                time.sleep(1.0)
+                continue
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise RayClusterError(
+                f"cannot submit a Ray job to {kuberay.dashboard_url}: {err}"
+            ) from err
     deadline = time.monotonic() + kuberay.timeout_s
     status = client.get_job_status(job_id)
     while status not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
