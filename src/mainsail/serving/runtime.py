@@ -33,13 +33,20 @@ import numpy as np
 import pandas as pd
 from mlserver import MLModel
 from mlserver.errors import InferenceError, MLServerError
-from mlserver.types import InferenceRequest, InferenceResponse, Parameters, ResponseOutput
+from mlserver.types import (
+    InferenceRequest,
+    InferenceResponse,
+    MetadataTensor,
+    Parameters,
+    ResponseOutput,
+)
 from mlserver.utils import get_model_uri
 from pydantic import Field
 
 from mainsail.config.base import StrictModel
 from mainsail.config.registry import RegistryConfig
 from mainsail.core import naming
+from mainsail.core.limits import LimitError, check_request_id
 from mainsail.data.schema import FeatureSchema
 from mainsail.registry.errors import RegistryError
 from mainsail.registry.manifest import MODEL_FILE, SCHEMA_FILE, verify_folder
@@ -193,6 +200,7 @@ class MainsailRuntime(MLModel):
             self._feed_columns = tuple(self.schema.names)
         self._registry_name = self.options.model or self.manifest.model
         self._registry_version = str(self.manifest.version)
+        self.inputs, self.outputs = _metadata(self.schema, self._classification)
         return True
 
     async def unload(self) -> bool:
@@ -221,6 +229,12 @@ class MainsailRuntime(MLModel):
     # -- inference ------------------------------------------------------------------------
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        if payload.id:
+            # MLServer copies the id into response headers (ce-id): refuse what cannot be one.
+            try:
+                check_request_id(payload.id, "id")
+            except LimitError as err:
+                raise InferenceError(f"model {self.name}: {err}") from None
         tensors = [
             TensorIn(
                 i.name,
@@ -490,6 +504,38 @@ def _feed_rows(frame: pd.DataFrame | np.ndarray, values: list[list[Any]] | None)
     matrix = frame if isinstance(frame, np.ndarray) else frame.to_numpy(dtype=object)
     rows: list[Any] = matrix.tolist()  # already a new list: no second copy on the hot path
     return rows
+
+
+_DATATYPES = {"numeric": "FP64", "categorical": "BYTES", "boolean": "BOOL"}
+
+
+def _metadata(
+    schema: FeatureSchema, classification: bool
+) -> tuple[list[MetadataTensor], list[MetadataTensor]]:
+    """V2 model metadata: one input per feature ([-1] rows, its datatype; `parameters` say
+    whether it may be null and, for a categorical one, its categories) and the outputs."""
+    inputs = []
+    for spec in schema.features:
+        extra: dict[str, Any] = {"nullable": spec.nullable, "kind": spec.kind}
+        if spec.kind == "categorical" and spec.categories and not spec.open_vocabulary:
+            extra["categories"] = list(spec.categories)
+        inputs.append(
+            MetadataTensor(
+                name=spec.name,
+                datatype=_DATATYPES[spec.kind],
+                shape=[-1],
+                parameters=Parameters(**extra),
+            )
+        )
+    if classification:
+        outputs = [
+            MetadataTensor(name="label", datatype="BYTES", shape=[-1]),
+            MetadataTensor(name="probability", datatype="FP64", shape=[-1]),
+            MetadataTensor(name="probabilities", datatype="FP64", shape=[-1, -1]),
+        ]
+    else:
+        outputs = [MetadataTensor(name="value", datatype="FP64", shape=[-1])]
+    return inputs, outputs
 
 
 def _mid(low: float | None, high: float | None) -> float:

@@ -173,19 +173,21 @@ def _feature_server(ctx: StackContext) -> list[ProcessSpec]:
 
 
 def mlserver_command(ctx: StackContext) -> list[str]:
-    """How to run MLServer: config, else the serving venv beside this one or in cwd, else PATH."""
+    """How to run MLServer: config, else the serving venv beside this one or in cwd, else PATH;
+    always MLServer's CLI behind Mainsail's guards (`python -m mainsail.serving.guard`)."""
     if ctx.config.stack.mlserver_command:
         return list(ctx.config.stack.mlserver_command)
     venv = Path(sys.prefix)
+    guard = ["-m", "mainsail.serving.guard"]
     for candidate in (
         venv.parent / "serving" / "bin" / "mlserver",
         Path.cwd() / ".venv" / "serving" / "bin" / "mlserver",
     ):
         if candidate.exists():
-            return [str(candidate)]
+            return [str(candidate.parent / "python"), *guard]
     found = shutil.which("mlserver")
     if found:
-        return [found]
+        return [str(Path(found).parent / "python"), *guard]
     raise StackError(
         "mlserver not found: build the serving env (.venv/serving) or set stack.mlserver_command"
     )
