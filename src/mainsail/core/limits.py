@@ -4,7 +4,7 @@ The router, MLServer's guard (`mainsail.serving.guard`), the feedback endpoint, 
 trigger and the drift sidecar check the same things the same way, before a body reaches a
 parser or a library that can crash on it:
 
-* **request ids** (V2 `id`, `x-request-id`): 1-128 characters from `[A-Za-z0-9._:@+-]`,
+* **request ids** (V2 `id`, `x-request-id`): 1-100 characters from `[A-Za-z0-9._:@+-]`,
   starting with a letter or digit. MLServer copies a V2 `id` into response headers; a newline,
   NUL or non-ASCII character there broke the connection or gave a 500, so anything else is a
   400 that names the field (the value is never echoed whole);
@@ -34,13 +34,15 @@ __all__ = [
     "shown",
 ]
 
-MAX_REQUEST_ID = 128
-"""Longest request id accepted (the feedback store's column holds ids up to this length)."""
+MAX_REQUEST_ID = 100
+"""Longest request id accepted: the feedback store's column holds 128 characters, which leaves
+room for the `#<row>` of a batch's rows and the `~<n>` of a reused id, so every id accepted at
+prediction time can be labelled."""
 MAX_JSON_DEPTH = 32
 """Deepest nesting of arrays and objects accepted in a JSON body. A V2 request needs 4
 (body, inputs, tensor, a [rows, 1] data list); parameters leave room for more."""
 
-_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}")
+_REQUEST_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:@+\-]{{0,{MAX_REQUEST_ID - 1}}}")
 _STRUCTURE = b'[]{}"\\'
 _DROP = bytes(b for b in range(256) if b not in _STRUCTURE)
 _STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}

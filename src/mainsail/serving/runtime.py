@@ -165,9 +165,11 @@ class MainsailRuntime(MLModel):
             folder = Path(await get_model_uri(self.settings))
             if folder.is_file():
                 folder = folder.parent
-        # Verify before unpickling: joblib.load runs code from the file.
+        # Verify before unpickling: joblib.load runs code from the file. With the registry's
+        # public keys in the environment, the manifest's signature must verify too.
         try:
-            self.manifest = await asyncio.to_thread(verify_folder, folder)
+            verifier = _verifier(self.options.registry, os.environ)
+            self.manifest = await asyncio.to_thread(verify_folder, folder, verifier=verifier)
         except RegistryError as err:
             raise MLServerError(f"model {self.name}: refusing to load: {err}", 422) from None
         self.folder = folder
@@ -548,6 +550,22 @@ def _mid(low: float | None, high: float | None) -> float:
 
 def _datatype(value: Any) -> str:
     return str(getattr(value, "value", value))
+
+
+def _verifier(source: RegistryConfig | None, environ: Mapping[str, str]) -> Any:
+    """The registry public keys of the environment (`registry.public_keys_env`); a registry
+    source with `require_signature` and no keys is refused."""
+    from mainsail.registry.signing import Verifier
+
+    cfg = source or RegistryConfig()
+    keys = environ.get(cfg.public_keys_env, "").strip()
+    if keys:
+        return Verifier.from_text(keys)
+    if source is not None and source.require_signature:
+        raise RegistryError(
+            f"{cfg.public_keys_env} is not set: the model's signature cannot be checked"
+        )
+    return None
 
 
 def _load_model(path: Path) -> Any:

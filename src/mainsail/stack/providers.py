@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -106,6 +107,24 @@ def process_specs(ctx: StackContext) -> list[ProcessSpec]:
 
 
 # -- built-in providers -----------------------------------------------------------------------
+
+
+def stack_token(ctx: StackContext, name: str, env: str | None = None) -> str:
+    """A service token of the local stack (`trigger`, `drift`, `repository`): the environment
+    variable `env` when set, else generated once and kept (mode 0600) in
+    `<stack data dir>/secrets/<name>.token`, so every process of the stack agrees on it."""
+    import secrets as _secrets
+
+    from mainsail.core.files import write_private
+
+    if env and os.environ.get(env):
+        return os.environ[env]
+    path = ctx.data_dir / "secrets" / f"{name}.token"
+    if path.exists():
+        return path.read_text().strip()
+    token = _secrets.token_hex(24)
+    write_private(path, token)
+    return token
 
 
 def seaweedfs_credentials(ctx: StackContext) -> tuple[str, str]:
@@ -230,6 +249,16 @@ def registry_model_dir(ctx: StackContext, variant: str) -> Path:
         ) from None
     except RegistryError as err:
         raise StackError(f"{variant}: cannot fetch the model from the registry: {err}") from None
+    except Exception as err:  # minio's S3Error, urllib3's connection errors
+        from mainsail.registry.errors import store_error_message
+
+        message = store_error_message(err)
+        if message is None:
+            raise
+        raise StackError(
+            f"{variant}: cannot fetch the model from the registry: {message}; publish and "
+            f"promote a version of {cfg.name!r} first, or set stack.{variant}.model_dir"
+        ) from None
 
 
 def write_mlserver_repository(ctx: StackContext, variant: str) -> Path:
@@ -293,8 +322,17 @@ def write_model_settings(ctx: StackContext, variant: str, source: Path) -> dict[
 
 
 def _mlservers(ctx: StackContext) -> list[ProcessSpec]:
+    from mainsail.serving.guard import ENV_REPOSITORY_TOKEN
+
     specs = []
     command = mlserver_command(ctx)
+    # The repository API (load/unload) answers only holders of the stack's token.
+    env = {ENV_REPOSITORY_TOKEN: stack_token(ctx, "repository", ENV_REPOSITORY_TOKEN)}
+    # The runtime checks each served version's signature with the registry's public key.
+    from mainsail.registry.seaweedfs import local_signing_keys
+
+    reg = ctx.config.registry
+    env[reg.public_keys_env] = local_signing_keys(reg, ctx.data_dir)[1]
     for variant in ("champion", "challenger"):
         ports = getattr(ctx.config.stack, variant)
         root = write_mlserver_repository(ctx, variant)
@@ -302,6 +340,7 @@ def _mlservers(ctx: StackContext) -> list[ProcessSpec]:
             ProcessSpec(
                 name=f"mlserver-{variant}",
                 argv=[*command, "start", str(root)],
+                env=env,
                 port=ports.http,
                 extra_ports=(ports.grpc, ports.metrics),
                 health_url=f"http://{ctx.host}:{ports.http}/v2/models/{ctx.config.name}/ready",
