@@ -22,6 +22,7 @@ from mainsail.registry.errors import (
 )
 from mainsail.registry.manifest import MANIFEST_NAME, verify_folder
 from mainsail.registry.seaweedfs import SeaweedS3
+from mainsail.registry.signing import SIGNATURE_NAME
 from mainsail.registry.store import ModelRegistry
 
 pytestmark = pytest.mark.integration
@@ -69,7 +70,7 @@ def test_publish_lists_versions_with_manifest_and_model_settings(
     # Nothing staged is left behind, and the version folder holds exactly the manifest's files.
     assert _keys(registry, f"{model}/staging/") == []
     stored = {k.split("/versions/2/", 1)[1] for k in _keys(registry, f"{model}/versions/2/")}
-    assert stored == expected | {MANIFEST_NAME}
+    assert stored == expected | {MANIFEST_NAME, SIGNATURE_NAME}
 
     local = registry.download(model, 2, tmp_path / "cache")
     settings = json.loads((local.path / "model-settings.json").read_text())
@@ -252,8 +253,12 @@ def test_replaced_manifest_is_caught_through_the_alias(
         f"{model}/versions/1/{MANIFEST_NAME}",
         manifest.model_copy(update={"files": files}).to_bytes(),
     )
-    with pytest.raises(IntegrityError, match="recorded when alias 'champion' was set"):
+    # The signature catches it first; an unsigned registry still has the alias's digest.
+    with pytest.raises(IntegrityError, match="signature does not verify"):
         registry.download(model, "champion", tmp_path / "cache")
+    unsigned = ModelRegistry(registry.client, registry.bucket, registry.prefix)
+    with pytest.raises(IntegrityError, match="recorded when alias 'champion' was set"):
+        unsigned.download(model, "champion", tmp_path / "cache")
 
 
 def test_download_reuses_an_intact_copy_and_replaces_a_tampered_one(

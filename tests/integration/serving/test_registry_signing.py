@@ -88,17 +88,19 @@ def test_a_rewritten_model_and_manifest_are_refused_on_deploy(
         deploy(cfg, forged, 10, backend="kubernetes", dry_run=True, registry=registry)
 
 
-def test_a_registry_without_the_public_key_refuses_to_load(
-    registry: ModelRegistry, tmp_path: Path
+def test_a_registry_without_the_right_public_key_refuses_to_load(
+    registry: ModelRegistry, churn_artifact: Path, tmp_path: Path
 ) -> None:
+    version = registry.publish("churn-keys", churn_artifact).version
+    assert registry.download("churn-keys", version, tmp_path / "ok").path.is_dir()
     blind = ModelRegistry(registry.client, BUCKET, require_signature=True)
     with pytest.raises(IntegrityError, match="no registry public key"):
-        blind.download("churn", "champion", tmp_path)
+        blind.download("churn-keys", version, tmp_path / "blind")
     other = ModelRegistry(
         registry.client, BUCKET, verifier=Verifier.from_text(generate_keypair()[1])
     )
     with pytest.raises(IntegrityError, match="signature does not verify"):
-        other.download("churn", "champion", tmp_path)
+        other.download("churn-keys", version, tmp_path / "other")
 
 
 def _load(mlserver: MLServerProcess, name: str, settings: ServedModel) -> httpx.Response:
