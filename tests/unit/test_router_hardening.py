@@ -6,6 +6,7 @@ count against a variant, and a hung variant cut at the deadline and retried on t
 
 from __future__ import annotations
 
+import gzip
 import json
 import struct
 import time
@@ -160,3 +161,24 @@ def test_a_hung_variant_is_cut_at_the_deadline_and_the_request_retried_on_the_ot
         router.stop()
         hung.stop()
         good.stop()
+
+
+def test_gzip_bodies_are_inflated_within_the_limit(pair) -> None:  # type: ignore[no-untyped-def]
+    router, _, champ, _ = pair
+    packed = gzip.compress(json.dumps(infer_body(2.0)).encode())
+    r = httpx.post(
+        f"{router.url}/v2/models/churn/infer",
+        content=packed,
+        headers={"content-encoding": "gzip", "content-type": "application/json"},
+    )
+    assert r.status_code == 200, r.text
+    assert champ.received[-1]["inputs"][0]["data"] == [2.0] * 4
+    bomb = gzip.compress(b"0" * (20 * 1024 * 1024))
+    r = httpx.post(
+        f"{router.url}/v2/models/churn/infer", content=bomb, headers={"content-encoding": "gzip"}
+    )
+    assert r.status_code == 413, r.text
+    r = httpx.post(
+        f"{router.url}/v2/models/churn/infer", content=b"x", headers={"content-encoding": "br"}
+    )
+    assert r.status_code == 415, r.text

@@ -164,17 +164,18 @@ class FeedbackStore:
         inserted = collections.Counter(added)
         pending = []
         for row in rows:  # several rows of one batch may share an id too
-            if inserted[row["request_id"]] > 0:
-                inserted[row["request_id"]] -= 1
+            rid = str(row["request_id"])
+            if inserted[rid] > 0:
+                inserted[rid] -= 1
             else:
                 pending.append(row)
         for row in pending:
-            base = row["request_id"]
+            base = str(row["request_id"])
             for n in range(2, 1000):
-                candidate = {**row, "request_id": f"{base}~{n}"}
-                if self._insert_new(predictions, [candidate]):
-                    self.renamed[base] = candidate["request_id"]
-                    added.append(candidate["request_id"])
+                name = f"{base}~{n}"
+                if self._insert_new(predictions, [{**row, "request_id": name}]):
+                    self.renamed[base] = name
+                    added.append(name)
                     break
         return len(added)
 

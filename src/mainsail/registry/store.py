@@ -36,6 +36,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import re
 import secrets
 import shutil
@@ -73,6 +74,8 @@ if TYPE_CHECKING:
     from minio import Minio
 
     from mainsail.config.registry import RegistryConfig
+
+log = logging.getLogger("mainsail.registry")
 
 ALIASES = ("champion", "challenger")
 _MODEL_NAME = r"^[a-z][a-z0-9-]{0,39}$"
@@ -471,7 +474,14 @@ class ModelRegistry:
                 lineage=lineage,
             )
             raw = manifest.to_bytes()
-            if self.signer is not None:
+            if self.signer is None:
+                log.warning(
+                    "%s v%d is published unsigned: servers that require signatures will refuse "
+                    "it (set the registry's signing key, `mainsail models keygen`)",
+                    model,
+                    version,
+                )
+            else:
                 # Before the commit point: a visible version always carries its signature.
                 self._put_bytes(final + SIGNATURE_NAME, self.signer.sign(raw), "application/json")
             # The commit point: from here on the version is visible, complete and verified.

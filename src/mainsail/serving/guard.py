@@ -279,7 +279,7 @@ class GuardMiddleware:
         if encoding:
             if encoding != b"gzip":
                 raise GuardError(f"content-encoding {shown(encoding.decode('latin-1'))}", 415)
-            body = _gunzip(body, self.max_body)
+            body = gunzip_bounded(body, self.max_body)
             changed = True
         if path.startswith("/v2/models/") or path.startswith("/v2/repository"):
             binary = headers.get(BINARY_HEADER)
@@ -312,7 +312,8 @@ class GuardMiddleware:
         return _replay(body, receive), scope
 
 
-def _gunzip(body: bytes, limit: int) -> bytes:
+def gunzip_bounded(body: bytes, limit: int) -> bytes:
+    """Inflate a gzip body, refusing (413) one that inflates past `limit` bytes."""
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
         out = inflater.decompress(body, limit + 1)
@@ -580,6 +581,7 @@ __all__ = [
     "check_grpc_request",
     "check_infer_body",
     "decode_binary_request",
+    "gunzip_bounded",
     "install",
     "main",
     "unpack_tensor",

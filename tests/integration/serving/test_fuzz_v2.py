@@ -173,10 +173,12 @@ def malformed(draw: Any, valid: dict[str, Any]) -> tuple[str, dict[str, str | by
         )
     if category == "non_json_numbers":
         token = draw(
-            st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e999", "01", "+1"])
+            st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e999", "01", "+1", ".5"])
         )
-        body = good.replace(json.dumps(valid["inputs"][0]["data"][0]), token, 1)
-        return category, *_request(body.encode())
+        body = json.loads(good)
+        tensor = body["inputs"][draw(st.integers(0, len(body["inputs"]) - 1))]
+        tensor["data"][draw(st.integers(0, len(tensor["data"]) - 1))] = "__NUM__"
+        return category, *_request(json.dumps(body).replace('"__NUM__"', token).encode())
     if category == "gzip":
         kind = draw(st.sampled_from(["garbage", "bomb", "valid", "not_gzip"]))
         if kind == "garbage":
@@ -420,10 +422,15 @@ def _fuzz(target: str, url: str, pid: int, valid: dict[str, Any], out: Path) -> 
         "rss_growth_pct": round(100 * (after - before) / before, 2),
         "process_alive": psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie",
     }
-    FIGURES[target] = figures
-    (out / "fuzz-figures.json").write_text(json.dumps(FIGURES, indent=2))
-    print(f"\nfuzz {target}: {json.dumps(figures)}")
+    _publish(f"fuzz {target}", target, figures, out)
     return figures
+
+
+def _publish(title: str, key: str, figures: dict[str, Any], out: Path) -> None:
+    """Keep the figures (printed with `-s`, and in fuzz-figures.json beside the test)."""
+    FIGURES[key] = figures
+    (out / "fuzz-figures.json").write_text(json.dumps(FIGURES, indent=2))
+    print(f"\n{title}: {json.dumps(figures)}")
 
 
 def _check(figures: dict[str, Any]) -> None:
@@ -555,9 +562,8 @@ def test_grpc_answers_every_malformed_request_with_invalid_argument(
 
     run()
     channel.close()
-    FIGURES["grpc"] = {"requests": sum(codes.values()), "by_code": dict(codes), "failures": bad[:5]}
-    (tmp_path / "fuzz-figures.json").write_text(json.dumps(FIGURES, indent=2))
-    print(f"\nfuzz grpc: {json.dumps(FIGURES['grpc'])}")
+    figures = {"requests": sum(codes.values()), "by_code": dict(codes), "failures": bad[:5]}
+    _publish("fuzz grpc", "grpc", figures, tmp_path)
     assert bad == [], bad[:5]
     assert sum(codes.values()) >= GRPC_REQUESTS * 0.95
     assert mlserver.alive()
@@ -653,9 +659,7 @@ def test_malformed_requests_at_one_a_second_do_not_hurt_other_clients(
         "malformed_answers": {str(k): v for k, v in sorted(malformed_answers.items())},
         "failures": failures[:5],
     }
-    FIGURES["load"] = figures
-    (tmp_path / "fuzz-figures.json").write_text(json.dumps(FIGURES, indent=2))
-    print(f"\nload with malformed traffic: {json.dumps(figures)}")
+    _publish("load with malformed traffic", "load", figures, tmp_path)
     assert ok + failed >= 1000, figures  # enough requests for a 0.1% bound to mean something
     assert failed / (ok + failed) <= 0.001, figures
     assert figures["malformed_sent"] >= LOAD_SECONDS * 0.8

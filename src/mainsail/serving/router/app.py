@@ -386,6 +386,9 @@ class Router:
                 rid,
             )
         try:
+            encoding = headers.get(b"content-encoding")
+            if encoding is not None:
+                body = _inflate(body, encoding, self.cfg.max_body_bytes)
             binary = headers.get(b"inference-header-content-length")
             if binary is not None:
                 # The binary tensor extension (tritonclient's and kserve's default): decoded to
@@ -396,7 +399,8 @@ class Router:
                 payload = parse_infer_request(body)
         except (V2RequestError, LimitError) as err:
             self.metrics.rejected.labels("bad_request").inc()
-            return _error(400, str(err), rid)
+            status = getattr(err, "status", 400)
+            return _error(status, str(err), rid)
         key: str | None = None
         sticky = headers.get(self._sticky_header)
         if sticky is not None:
@@ -675,6 +679,15 @@ class Router:
         await self.check(variant, first=True)
         self._persist()
         return _json(200, self.snapshot())
+
+
+def _inflate(body: bytes, encoding: bytes, limit: int) -> bytes:
+    """A gzip body inflated within `limit` bytes (MLServer accepts gzip; forwarded inflated)."""
+    from mainsail.serving.guard import GuardError, gunzip_bounded
+
+    if encoding.strip().lower() != b"gzip":
+        raise GuardError(f"content-encoding {encoding[:20].decode('latin-1')!r}", 415)
+    return gunzip_bounded(body, limit)
 
 
 def _decode_binary(body: bytes, header: bytes) -> dict[str, Any]:
