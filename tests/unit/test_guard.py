@@ -9,6 +9,7 @@ import struct
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from mainsail.core.limits import (
@@ -194,3 +195,77 @@ def test_the_guard_patches_mlserver_in_the_serving_env() -> None:
         [str(python), "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert out.returncode == 0 and "patched" in out.stdout, out.stderr[-2000:]
+
+
+async def _echo(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+    """A stand-in for MLServer's app: answers 200 with the body it got, or an empty health."""
+    body = b""
+    while True:
+        message = await receive()  # type: ignore[operator]
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    if scope["path"].endswith(("/live", "/ready")):
+        body = b""
+    await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+    await send({"type": "http.response.body", "body": body})  # type: ignore[operator]
+
+
+def _run(coro_factory: object) -> object:
+    import asyncio
+
+    return asyncio.run(coro_factory())  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("path", ["/v2/repository/index", "/v2/repository/models/m/load"])
+def test_the_repository_api_refuses_unauthenticated_callers(path: str) -> None:
+    from mainsail.serving.guard import GuardMiddleware
+
+    async def call(token: str | None, peer: str, auth: str | None) -> httpx.Response:
+        transport = httpx.ASGITransport(GuardMiddleware(_echo, token=token), client=(peer, 5555))
+        async with httpx.AsyncClient(transport=transport, base_url="http://mlserver") as c:
+            headers = {"authorization": auth} if auth else {}
+            return await c.post(path, content=b"{}", headers=headers)
+
+    # No token configured: loopback only (Seldon's agent in the pod).
+    assert _run(lambda: call(None, "10.1.2.3", None)).status_code == 403  # type: ignore[attr-defined]
+    assert _run(lambda: call(None, "127.0.0.1", None)).status_code == 200  # type: ignore[attr-defined]
+    # A token configured: everyone needs it, loopback too.
+    for peer in ("10.1.2.3", "127.0.0.1"):
+        for auth, status in ((None, 401), ("Bearer nope", 401), ("Bearer t0k", 200)):
+            answer = _run(lambda p=peer, a=auth: call("t0k", p, a))  # type: ignore[misc]
+            assert answer.status_code == status  # type: ignore[attr-defined]
+
+
+def test_health_answers_get_json_bodies() -> None:
+    from mainsail.serving.guard import GuardMiddleware
+
+    async def get(path: str) -> httpx.Response:
+        transport = httpx.ASGITransport(GuardMiddleware(_echo), client=("127.0.0.1", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://mlserver") as c:
+            return await c.get(path)
+
+    live = _run(lambda: get("/v2/health/live"))
+    assert live.json() == {"live": True}  # type: ignore[attr-defined]
+    ready = _run(lambda: get("/v2/models/churn/ready"))
+    assert ready.json() == {"ready": True}  # type: ignore[attr-defined]
+
+
+def test_the_guard_grpc_peer_rule() -> None:
+    from mainsail.serving.guard import _grpc_token_ok
+
+    class Context:
+        def __init__(self, peer: str, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+            self._peer, self._metadata = peer, metadata
+
+        def peer(self) -> str:
+            return self._peer
+
+        def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+            return self._metadata
+
+    assert _grpc_token_ok(Context("ipv4:127.0.0.1:5000"), None)
+    assert _grpc_token_ok(Context("ipv6:[::1]:5000"), None)
+    assert not _grpc_token_ok(Context("ipv4:10.0.0.7:5000"), None)
+    assert not _grpc_token_ok(Context("ipv4:127.0.0.1:5000"), "t0k")
+    assert _grpc_token_ok(Context("ipv4:10.0.0.7:1", (("authorization", "Bearer t0k"),)), "t0k")
