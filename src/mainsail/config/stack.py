@@ -126,8 +126,11 @@ class StackConfig(StrictModel):
     s3_port: int = Field(default=8333, ge=1, le=65535)
     """S3 port of the local SeaweedFS (its internal ports are picked free at start)."""
     mlserver_command: list[str] | None = None
-    """Command that runs MLServer (argv prefix, e.g. `[".venv/serving/bin/mlserver"]`); null =
-    `.venv/serving/bin/mlserver` beside the running venv or under the working dir, else PATH."""
+    """Command that runs MLServer (argv prefix, `start FOLDER` is appended), e.g.
+    `[".venv/serving/bin/python", "-m", "mainsail.serving.guard"]`: MLServer's CLI behind
+    Mainsail's guard (bounded requests, the repository API's token). A bare `mlserver` runs
+    without the guard. Null = the guard in the serving venv beside the running venv or under
+    the working dir, else beside the `mlserver` on PATH."""
     router: RouterConfig = Field(default_factory=lambda: RouterConfig())
     """The canary router."""
     backend: Literal["local", "kubernetes"] = "local"
