@@ -327,15 +327,19 @@ def _mlservers(ctx: StackContext) -> list[ProcessSpec]:
     specs = []
     command = mlserver_command(ctx)
     # The repository API (load/unload) answers only holders of the stack's token.
-    env = {ENV_REPOSITORY_TOKEN: stack_token(ctx, "repository", ENV_REPOSITORY_TOKEN)}
-    # The runtime checks each served version's signature with the registry's public key.
+    token = {ENV_REPOSITORY_TOKEN: stack_token(ctx, "repository", ENV_REPOSITORY_TOKEN)}
     from mainsail.registry.seaweedfs import local_signing_keys
 
     reg = ctx.config.registry
-    env[reg.public_keys_env] = local_signing_keys(reg, ctx.data_dir)[1]
+    public = local_signing_keys(reg, ctx.data_dir)[1]
     for variant in ("champion", "challenger"):
         ports = getattr(ctx.config.stack, variant)
         root = write_mlserver_repository(ctx, variant)
+        env = dict(token)
+        if ports.model_dir is None:
+            # Served from the registry: the runtime checks the version's signature again with
+            # the registry's public key (a folder named in stack.<variant>.model_dir is yours).
+            env[reg.public_keys_env] = public
         specs.append(
             ProcessSpec(
                 name=f"mlserver-{variant}",
