@@ -60,6 +60,8 @@ if [ ${#envs[@]} -eq 0 ]; then
   envs=(pipeline serving drift)
   # tools: command-line checkers with pins of their own (checkov) that cannot share the pipeline env
   [ -f requirements/tools.lock ] && envs+=(tools)
+  # clients: independent V2 clients (kserve) for the interop tests, pins of their own
+  [ -f requirements/clients.lock ] && envs+=(clients)
 fi
 
 for env in "${envs[@]}"; do
@@ -78,7 +80,7 @@ for env in "${envs[@]}"; do
   echo "env $env: installing $(grep -c "==" "$lock") pinned packages$note"
   rm -rf "$venv"
   # --seed gives the runtime envs pip (handy for debugging); the tools env stays exactly its lock.
-  seed=(--seed); [ "$env" = tools ] && seed=()
+  seed=(--seed); case "$env" in tools|clients) seed=() ;; esac
   "$uv" venv -q "${seed[@]}" -p "$PY" "$venv"
   # --no-deps: the lock already lists the whole resolved set, so no resolver pass is needed.
   if [ "$variant" = cpu ]; then
@@ -91,7 +93,7 @@ for env in "${envs[@]}"; do
     VIRTUAL_ENV="$venv" "$uv" pip install -q --no-deps -r "$lock"
   fi
   # The runtime envs get the library itself (editable); the tools env holds only checkers.
-  if [ "$env" != tools ]; then
+  if [ "$env" != tools ] && [ "$env" != clients ]; then
     VIRTUAL_ENV="$venv" "$uv" pip install -q --no-deps --no-build-isolation -e .
   fi
   VIRTUAL_ENV="$venv" "$uv" pip check >/dev/null 2>&1 || {

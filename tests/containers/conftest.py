@@ -162,11 +162,21 @@ def churn_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def published(s3_client: Any, churn_artifact: Path) -> int:
-    """The artifact published to the cluster's S3 as `churn`, alias champion; its version."""
+def signing_keys() -> tuple[str, str]:
+    """The registry's Ed25519 key pair (private for the publisher, public for the servers)."""
+    from mainsail.registry.signing import generate_keypair
+
+    return generate_keypair()
+
+
+@pytest.fixture(scope="session")
+def published(s3_client: Any, churn_artifact: Path, signing_keys: tuple[str, str]) -> int:
+    """The artifact published (signed) to the cluster's S3 as `churn`, alias champion; its
+    version."""
+    from mainsail.registry.signing import Signer
     from mainsail.registry.store import ModelRegistry
 
-    registry = ModelRegistry(s3_client, BUCKET)
+    registry = ModelRegistry(s3_client, BUCKET, signer=Signer(signing_keys[0]))
     registry.ensure_bucket()
     info = registry.publish("churn", churn_artifact)
     registry.promote("churn", info.version, "champion")

@@ -19,7 +19,14 @@ import pytest
 import yaml
 
 from mainsail.core import naming
-from tests.support.containers import BUCKET, REPO, SELDON_MODELS_VOLUME, seldon_server_pod, v2_body
+from tests.support.containers import (
+    BUCKET,
+    REPO,
+    SELDON_MODELS_VOLUME,
+    chart_values,
+    seldon_server_pod,
+    v2_body,
+)
 from tests.support.pods import Cluster, Pod
 
 pytestmark = [pytest.mark.containers, pytest.mark.integration, pytest.mark.slow]
@@ -138,7 +145,13 @@ def test_the_retrain_trigger_is_ready_and_takes_an_alert(cluster: Cluster) -> No
     try:
         _ready_within_liveness(pod, "retrain-trigger", "trigger")
         alert = {"alerts": [{"status": "firing", "labels": {"alertname": "SomethingElse"}}]}
-        response = httpx.post(pod.url("retrain-trigger", "http", "/alerts"), json=alert, timeout=10)
+        url = pod.url("retrain-trigger", "http", "/alerts")
+        # Without the token from the chart's auth Secret (what Alertmanager sends): refused.
+        assert httpx.post(url, json=alert, timeout=10).status_code == 401
+        token = chart_values()["auth"]["triggerToken"]
+        response = httpx.post(
+            url, json=alert, headers={"authorization": f"Bearer {token}"}, timeout=10
+        )
         assert response.status_code == 200, response.text
         assert "decisions" in response.json()
     finally:
@@ -159,6 +172,7 @@ def test_the_feast_feature_server_is_ready(cluster: Cluster, minio: Pod) -> None
 
 
 RUNTIME = "mainsail.serving.runtime.MainsailRuntime"
+REPOSITORY_TOKEN = "repository-test-token"
 
 
 def _readable(folder: Path) -> Path:
@@ -170,7 +184,11 @@ def _readable(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def mlserver_s3(
-    cluster: Cluster, minio: Pod, published: int, tmp_path_factory: pytest.TempPathFactory
+    cluster: Cluster,
+    minio: Pod,
+    published: int,
+    tmp_path_factory: pytest.TempPathFactory,
+    signing_keys: tuple[str, str],
 ) -> Any:
     """MLServer in the serving image as the chart's Server runs it (with what Seldon adds),
     and a model whose settings point the Mainsail runtime at the registry: the runtime
@@ -181,7 +199,12 @@ def mlserver_s3(
     drift = next(c for c in full["containers"] if c["name"] == "drift")
     s3_env = [e for e in drift["env"] if e["name"].startswith(("MAINSAIL_S3_", "AWS_"))]
     mlserver = spec["containers"][0]
-    mlserver["env"] = [*mlserver["env"], *s3_env]
+    # The chart's `serving.registryPublicKeys` (the runtime checks the version's signature),
+    # and a repository token so this test, outside the pod, may load the model.
+    keys = {"name": "MAINSAIL_REGISTRY_PUBLIC_KEYS", "value": signing_keys[1]}
+    token = {"name": "MAINSAIL_REPOSITORY_TOKEN", "value": REPOSITORY_TOKEN}
+    env = [e for e in mlserver["env"] if e["name"] != keys["name"]]
+    mlserver["env"] = [*env, *s3_env, keys, token]
     endpoint = next(e["value"] for e in s3_env if e["name"] == naming.ENV_S3_ENDPOINT)
     agent = tmp_path_factory.mktemp("agent")
     folder = agent / "models" / "churn-s3"
@@ -197,8 +220,13 @@ def mlserver_s3(
         "mlserver-s3", spec, labels, host_volumes={SELDON_MODELS_VOLUME: _readable(agent)}
     )
     _ready_within_liveness(pod, "mlserver", "mlserver")
+    load_url = pod.url("mlserver", "server-http", "/v2/repository/models/churn-s3/load")
+    # From outside the pod the repository API needs the token (Seldon's agent, in the pod,
+    # reaches it over loopback).
+    refused = httpx.post(load_url, timeout=30)
+    assert refused.status_code == 401, refused.text
     load = httpx.post(
-        pod.url("mlserver", "server-http", "/v2/repository/models/churn-s3/load"), timeout=120
+        load_url, headers={"authorization": f"Bearer {REPOSITORY_TOKEN}"}, timeout=120
     )
     assert load.status_code == 200, f"{load.text}\n{pod.logs('mlserver')}"
     yield pod

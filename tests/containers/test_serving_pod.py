@@ -21,13 +21,21 @@ from typing import Any
 import httpx
 import pytest
 
+from mainsail.registry.signing import Verifier
 from mainsail.registry.store import ModelRegistry
-from tests.support.containers import BUCKET, SELDON_MODELS_VOLUME, seldon_server_pod, v2_body
+from tests.support.containers import (
+    BUCKET,
+    SELDON_MODELS_VOLUME,
+    chart_values,
+    seldon_server_pod,
+    v2_body,
+)
 from tests.support.pods import Cluster, Pod
 
 pytestmark = [pytest.mark.containers, pytest.mark.integration, pytest.mark.slow]
 
 READY: dict[str, float] = {}
+REPOSITORY_TOKEN = "repository-test-token"
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +45,13 @@ def serving_pod(
     published: int,
     s3_client: Any,
     tmp_path_factory: pytest.TempPathFactory,
+    signing_keys: tuple[str, str],
 ) -> Any:
     agent = tmp_path_factory.mktemp("agent")
-    local = ModelRegistry(s3_client, BUCKET).download("churn", published, agent / "rclone")
+    # As Seldon's rclone copies the version folder: its manifest.sig comes along.
+    verifier = Verifier.from_text(signing_keys[1])
+    registry = ModelRegistry(s3_client, BUCKET, verifier=verifier)
+    local = registry.download("churn", published, agent / "rclone")
     folder = agent / "models" / "churn"
     folder.parent.mkdir(parents=True)
     shutil.copytree(local.path, folder)
@@ -47,6 +59,14 @@ def serving_pod(
     for path in [agent, *agent.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     spec, labels = seldon_server_pod(cluster)
+    # The chart's serving.registryPublicKeys set (the runtime verifies the signature), and a
+    # repository token: this test loads the model from outside the pod, where Seldon's agent
+    # would use loopback.
+    mlserver = next(c for c in spec["containers"] if c["name"] == "mlserver")
+    keys = {"name": "MAINSAIL_REGISTRY_PUBLIC_KEYS", "value": signing_keys[1]}
+    env = [e for e in mlserver["env"] if e["name"] != keys["name"]]
+    token = {"name": "MAINSAIL_REPOSITORY_TOKEN", "value": REPOSITORY_TOKEN}
+    mlserver["env"] = [*env, keys, token]
     pod = cluster.start_pod("serving", spec, labels, host_volumes={SELDON_MODELS_VOLUME: agent})
     for container in ("mlserver", "drift"):
         _, budget = pod.probe(container, "livenessProbe")
@@ -54,7 +74,9 @@ def serving_pod(
         READY[f"{container}_budget"] = budget
     print(f"serving pod ready: {READY}")
     load = httpx.post(
-        pod.url("mlserver", "server-http", "/v2/repository/models/churn/load"), timeout=120
+        pod.url("mlserver", "server-http", "/v2/repository/models/churn/load"),
+        headers={"authorization": f"Bearer {REPOSITORY_TOKEN}"},
+        timeout=120,
     )
     assert load.status_code == 200, f"{load.text}\n{pod.logs('mlserver')}"
     yield pod
@@ -105,10 +127,10 @@ def test_served_rows_reach_the_sidecar_over_the_pods_loopback(
 
 def test_the_sidecar_checks_the_served_window(serving_pod: Pod, published: int) -> None:
     """A drift check on demand over the rows served above: the sidecar's verdict is there."""
-    check = httpx.post(
-        serving_pod.url("drift", "drift", f"/v1/check?model=churn&version={published}"),
-        timeout=60,
-    )
+    url = serving_pod.url("drift", "drift", f"/v1/check?model=churn&version={published}")
+    assert httpx.post(url, timeout=60).status_code == 401  # the drift token is required
+    token = chart_values()["auth"]["driftToken"]
+    check = httpx.post(url, headers={"authorization": f"Bearer {token}"}, timeout=60)
     assert check.status_code == 200, check.text
     status = _status(serving_pod)[f"churn/{published}"]
     assert status["checks"] >= 1 and status["last_result"] is not None

@@ -44,7 +44,11 @@ def test_every_mainsail_variable_of_the_render_is_read_by_the_code(
     scenario_objects: dict[str, list[checks.Obj]],
 ) -> None:
     registry = RegistryConfig()
-    known = set(naming.CHART_ENV) | {registry.access_key_env, registry.secret_key_env}
+    known = set(naming.CHART_ENV) | {
+        registry.access_key_env,
+        registry.secret_key_env,
+        registry.public_keys_env,
+    }
     for scenario, objects in scenario_objects.items():
         rendered = {k: v for k, v in _rendered_env(objects).items() if k.startswith("MAINSAIL_")}
         unread = {k: sorted(v) for k, v in rendered.items() if k not in known}

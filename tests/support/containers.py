@@ -80,3 +80,12 @@ def v2_body(churn_artifact: Path, rows: int, seed: int) -> dict[str, Any]:
 
     schema = FeatureSchema.load(churn_artifact / "feature_schema.json")
     return {"inputs": v2_inputs(churn_frame(rows, seed=seed), schema)}
+
+
+def chart_values() -> dict[str, Any]:
+    """The chart's default values (helm/mainsail/values.yaml): e.g. the development service
+    tokens of its `auth` Secret, which the rendered containers receive."""
+    import yaml
+
+    data: dict[str, Any] = yaml.safe_load((REPO / "helm" / "mainsail" / "values.yaml").read_text())
+    return data

@@ -59,7 +59,12 @@ def stack_config(tmp: Path, **stack: object) -> ProjectConfig:
                 "metrics": free_port(),
                 "model_dir": str(challenger),
             },
-            "mlserver_command": [str(REPO / ".venv" / "serving" / "bin" / "mlserver")],
+            # MLServer's CLI behind Mainsail's guard, in the serving venv (what `up` runs).
+            "mlserver_command": [
+                str(REPO / ".venv" / "serving" / "bin" / "python"),
+                "-m",
+                "mainsail.serving.guard",
+            ],
             "router": {
                 "port": free_port(),
                 "weights": {"champion": 90, "challenger": 10},

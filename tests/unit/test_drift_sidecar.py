@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -25,16 +26,25 @@ from mainsail.registry.seaweedfs import free_port
 
 pytestmark = pytest.mark.slow
 
+TOKEN = "drift-test-token"
+
 
 def _call(
-    url: str, body: Any = None, method: str = "POST", raw: bytes | None = None
+    url: str,
+    body: Any = None,
+    method: str = "POST",
+    raw: bytes | None = None,
+    token: str | None = TOKEN,
 ) -> tuple[int, Any]:
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(
         url,
         data=data if method == "POST" else None,
         method=method,
-        headers={"Content-Type": "application/json"},
+        headers=headers,
     )
     try:
         with urllib.request.urlopen(req, timeout=120) as resp:
@@ -66,6 +76,7 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess
             "mmd_permutations": 50,
             "mmd_max_rows": 300,
         },
+        env={**os.environ, "MAINSAIL_DRIFT_TOKEN": TOKEN},
     )
     with proc:
         yield proc
@@ -152,13 +163,33 @@ def test_metrics_pass_promtool_and_carry_the_check_results(sidecar: SidecarProce
 
 def test_window_is_served_as_parquet_with_predictions(sidecar: SidecarProcess) -> None:
     rows, _ = churn_rows(1000, drift=0.6, seed=102)
-    req = urllib.request.urlopen(sidecar.url + "/v1/window?model=churn&version=2", timeout=30)
-    frame = pd.read_parquet(io.BytesIO(req.read()))
+    req = urllib.request.Request(
+        sidecar.url + "/v1/window?model=churn&version=2",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    frame = pd.read_parquet(io.BytesIO(urllib.request.urlopen(req, timeout=30).read()))
     assert len(frame) == 1000
     assert "prediction" in frame.columns
     assert frame["support_calls"].tolist() == [r["support_calls"] for r in rows]
     code, body = _call(sidecar.url + "/v1/window?model=churn&version=9", method="GET")
     assert code == 404 and "version '9'" in body["error"]
+
+
+def test_raw_rows_and_checks_need_the_token(sidecar: SidecarProcess) -> None:
+    window = sidecar.url + "/v1/window?model=churn&version=2"
+    check = sidecar.url + "/v1/check?model=churn&version=2"
+    for token in (None, "wrong"):
+        code, body = _call(window, method="GET", token=token)
+        assert code == 401 and "token" in body["error"]
+        assert _call(check, token=token)[0] == 401
+    # The feed from the runtime in the same pod (loopback) needs no token.
+    rows, preds = churn_rows(10, seed=9)
+    got = _call(
+        sidecar.url + "/v1/rows",
+        {"model": "churn", "version": "4", "rows": rows, "predictions": preds},
+        token=None,
+    )
+    assert got[0] == 202
 
 
 def test_mmd_runs_on_demand(sidecar: SidecarProcess) -> None:

@@ -142,3 +142,21 @@ imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
+
+{{- define "mainsail.authSecretName" -}}
+{{- if .Values.auth.existingSecret -}}
+{{- .Values.auth.existingSecret -}}
+{{- else -}}
+{{- include "mainsail.fullname" (dict "root" . "component" "auth") -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* One service token from the auth Secret as an env var: (list root VAR key). */}}
+{{- define "mainsail.tokenEnv" -}}
+{{- $root := index . 0 -}}
+- name: {{ index . 1 }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mainsail.authSecretName" $root }}
+      key: {{ index . 2 }}
+{{- end -}}

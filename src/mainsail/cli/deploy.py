@@ -83,10 +83,12 @@ def deploy(
         )
     except Exception as err:
         from mainsail.registry import RegistryError
+        from mainsail.registry.errors import store_error_message
         from mainsail.stack.process import StackError
 
-        if isinstance(err, DeployError | RegistryError | StackError):
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        message = store_error_message(err)
+        if message is not None or isinstance(err, DeployError | RegistryError | StackError):
+            err_console.print(f"[bold red]error:[/] {message or err}", highlight=False)
             raise typer.Exit(1) from None
         raise
     if result.yaml is not None and dry_run:

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from mainsail.config import ConfigError, load_config
 from mainsail.registry.connect import open_registry
-from mainsail.registry.errors import RegistryError
+from mainsail.registry.errors import RegistryError, store_error_message
 from mainsail.registry.store import ModelRegistry
 
 app = typer.Typer(help="Model registry: versions, aliases and integrity.", no_args_is_help=True)
@@ -44,7 +44,12 @@ def _registry(config: Path, endpoint: str | None) -> ModelRegistry:
 
 
 def _fail(err: Exception) -> typer.Exit:
-    _console.print(f"[red]error:[/red] {err}")
+    """One line for a user-facing error (registry, config, object store); anything else is a
+    bug and propagates."""
+    message = store_error_message(err)
+    if message is None and not isinstance(err, RegistryError | ConfigError | OSError):
+        raise err
+    _console.print(f"[red]error:[/red] {message or err}", highlight=False)
     return typer.Exit(code=1)
 
 
@@ -79,7 +84,7 @@ def list_cmd(
             _console.print(table)
             return
         versions = registry.versions(model)
-    except (RegistryError, ConfigError) as err:
+    except Exception as err:
         raise _fail(err) from None
     if as_json:
         _emit([v.__dict__ for v in versions])
@@ -104,7 +109,7 @@ def show(
     """Show one version: files with sha256, aliases, metrics, lineage, storage URI (JSON)."""
     try:
         _emit(_registry(config, endpoint).show(model, ref))
-    except (RegistryError, ConfigError) as err:
+    except Exception as err:
         raise _fail(err) from None
 
 
@@ -125,7 +130,7 @@ def publish(
         info = registry.publish(model, folder)
         if alias:
             registry.promote(model, info.version, alias)
-    except (RegistryError, ConfigError) as err:
+    except Exception as err:
         raise _fail(err) from None
     suffix = f" as {alias}" if alias else ""
     _console.print(f"published {model} v{info.version}{suffix}")
@@ -142,7 +147,7 @@ def promote(
     """Point an alias (champion by default) at a version."""
     try:
         version = _registry(config, endpoint).promote(model, ref, alias)
-    except (RegistryError, ConfigError) as err:
+    except Exception as err:
         raise _fail(err) from None
     _console.print(f"{model}: {alias} -> v{version}")
 
@@ -157,7 +162,7 @@ def rollback(
     """Point an alias back at the version it held before its last promotion."""
     try:
         version = _registry(config, endpoint).rollback(model, alias)
-    except (RegistryError, ConfigError) as err:
+    except Exception as err:
         raise _fail(err) from None
     _console.print(f"{model}: {alias} rolled back to v{version}")
 
@@ -172,6 +177,45 @@ def unset_alias(
     """Remove an alias (challenger by default), e.g. once an A/B test has ended."""
     try:
         version = _registry(config, endpoint).unset_alias(model, alias)
-    except (RegistryError, ConfigError) as err:
+    except Exception as err:
         raise _fail(err) from None
     _console.print(f"{model}: {alias} removed (it pointed at v{version})")
+
+
+@app.command()
+def gc(
+    model: Annotated[str | None, typer.Argument(help="Model; every model when omitted.")] = None,
+    older_than: Annotated[
+        float, typer.Option(help="Only staging objects older than this many seconds.")
+    ] = 3600.0,
+    config: ConfigOpt = Path("configs/churn.yaml"),
+    endpoint: EndpointOpt = None,
+) -> None:
+    """Remove what failed publishes left under `<model>/staging/` (never a published version;
+    the next publish of a model does it too)."""
+    try:
+        removed = _registry(config, endpoint).gc(model, older_than_s=older_than)
+    except Exception as err:
+        raise _fail(err) from None
+    for prefix in removed:
+        _console.print(f"removed {prefix}", highlight=False)
+    _console.print(f"{len(removed)} staging prefix(es) removed")
+
+
+@app.command()
+def keygen(
+    out: Annotated[
+        Path, typer.Option(help="Folder for registry-signing.key (0600) and registry-public.key.")
+    ] = Path(),
+) -> None:
+    """Make an Ed25519 key pair for signing registry manifests: the private key for publishers
+    (registry.signing_key_env), the public key for every server (registry.public_keys_env)."""
+    from mainsail.core.files import write_private
+    from mainsail.registry.signing import generate_keypair
+
+    private, public = generate_keypair()
+    key = write_private(out / "registry-signing.key", private + "\n")
+    pub = out / "registry-public.key"
+    pub.write_text(public + "\n")
+    _console.print(f"private key: {key} (mode 0600; publishers only)", highlight=False)
+    _console.print(f"public key:  {pub} ({public})", highlight=False)

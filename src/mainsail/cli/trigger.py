@@ -53,8 +53,24 @@ def serve(
         raise _fail(str(err)) from None
     tcfg = cfg.monitor.trigger
     folder = state_dir or state_dir_for(tcfg, config)
+    import os
+
+    token = os.environ.get(tcfg.token_env)
+    if not token:
+        typer.secho(
+            f"warning: {tcfg.token_env} is not set: POST /alerts and GET /v1/runs stay refused",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
     try:
-        trigger = RetrainTrigger(tcfg, folder, config_path=config.resolve())
+        trigger = RetrainTrigger(
+            tcfg,
+            folder,
+            config_path=config.resolve(),
+            models={cfg.name},
+            token=token,
+            drift_token=os.environ.get(cfg.drift.token_env),
+        )
         server = TriggerServer(trigger, host or tcfg.host, tcfg.port if port is None else port)
     except (ValueError, OSError) as err:
         raise _fail(str(err)) from None

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from mainsail.config.base import StrictModel
+from mainsail.core import naming
 
 
 class DriftConfig(StrictModel):
@@ -16,6 +17,10 @@ class DriftConfig(StrictModel):
     """Address the sidecar's HTTP server binds to."""
     port: int = Field(default=8010, ge=0, le=65535)
     """TCP port of the sidecar (rows in, `/metrics` out); 0 picks a free port."""
+    token_env: str = Field(default=naming.ENV_DRIFT_TOKEN, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Environment variable holding the bearer token for the endpoints that serve raw rows or
+    start work (`GET /v1/window`, `POST /v1/check`); refused while it is unset. `POST /v1/rows`
+    (the runtime's feed) takes loopback callers (the serving pod) or the token."""
     reference: str = "s3://mainsail-models/{model}/versions/{version}"
     """Folder of each model version's reference sample and feature schema: a local path or
     `s3://bucket/prefix`, with `{model}` and `{version}` filled in per batch (the registry's

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from mainsail.config.base import StrictModel
+from mainsail.core import naming
 
 #: A Prometheus duration such as `30s`, `5m`, `1h30m`.
 DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d|w|y))+$"
@@ -76,8 +77,15 @@ class RetrainTriggerConfig(StrictModel):
     kfp_experiment: str = "mainsail-retrain"
     """KFP experiment that receives the retraining runs."""
     sidecar_url: str | None = None
-    """Base URL of the drift sidecar to fetch the drifted window from; when empty the alert's
-    `instance` label is used."""
+    """Base URL of the drift sidecar to fetch the drifted window from (with the drift token,
+    `drift.token_env`); when empty no window is fetched. Alert labels never choose a URL."""
+    token_env: str = Field(default=naming.ENV_TRIGGER_TOKEN, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Environment variable holding the bearer token that `POST /alerts` and `GET /v1/runs`
+    require (Alertmanager sends it through its webhook's `http_config.authorization`); both are
+    refused while it is unset or empty."""
+    models: list[str] = Field(default_factory=list)
+    """Model names (the alerts' `model` label) the trigger may retrain besides the project's
+    own (`name`); an alert for any other model is acknowledged and ignored."""
 
     @field_validator("command")
     @classmethod

@@ -26,6 +26,15 @@ class RegistryConfig(StrictModel):
     """Environment variable that holds the S3 access key (keys are never written in config)."""
     secret_key_env: str = "MAINSAIL_S3_SECRET_KEY"
     """Environment variable that holds the S3 secret key."""
+    signing_key_env: str = "MAINSAIL_REGISTRY_SIGNING_KEY"
+    """Environment variable with the Ed25519 private key (base64, `mainsail models keygen`)
+    that signs each version's manifest at publish; publishers only, never the servers."""
+    public_keys_env: str = "MAINSAIL_REGISTRY_PUBLIC_KEYS"
+    """Environment variable with the trusted Ed25519 public key(s) (base64, comma-separated)
+    that every load by version or alias checks the manifest's signature against."""
+    require_signature: bool = True
+    """Refuse to load any version whose signature cannot be checked (no public key configured,
+    or no signature). Off only to read a registry published before signing existed."""
     cache_dir: Path = Path(".cache/models")
     """Local folder where downloaded versions are kept (verified again on every load)."""
     history_limit: int = Field(50, ge=2, le=10_000)

@@ -48,8 +48,11 @@ class RouterConfig(StrictModel):
     variant refusing connections takes it out at once)."""
     healthy_after: int = Field(default=2, ge=1, le=100)
     """Consecutive passed checks that put a variant back into rotation."""
-    upstream_timeout_s: float = Field(default=10.0, gt=0.0, le=600.0)
-    """Timeout of one forwarded inference request."""
+    upstream_timeout_s: float = Field(default=2.0, gt=0.0, le=600.0)
+    """Deadline of one forwarded inference request: a variant that has not answered by then is
+    cut off and the request re-sent once to the other variant. Keep it well below your
+    clients' own timeouts (tritonclient and the kserve client wait 60 s) and above the slowest
+    legitimate request (`serving.max_rows` rows)."""
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     """Largest request body accepted; larger ones get 413."""
     mirror_concurrency: int = Field(default=32, ge=1, le=10_000)
@@ -123,8 +126,11 @@ class StackConfig(StrictModel):
     s3_port: int = Field(default=8333, ge=1, le=65535)
     """S3 port of the local SeaweedFS (its internal ports are picked free at start)."""
     mlserver_command: list[str] | None = None
-    """Command that runs MLServer (argv prefix, e.g. `[".venv/serving/bin/mlserver"]`); null =
-    `.venv/serving/bin/mlserver` beside the running venv or under the working dir, else PATH."""
+    """Command that runs MLServer (argv prefix, `start FOLDER` is appended), e.g.
+    `[".venv/serving/bin/python", "-m", "mainsail.serving.guard"]`: MLServer's CLI behind
+    Mainsail's guard (bounded requests, the repository API's token). A bare `mlserver` runs
+    without the guard. Null = the guard in the serving venv beside the running venv or under
+    the working dir, else beside the `mlserver` on PATH."""
     router: RouterConfig = Field(default_factory=lambda: RouterConfig())
     """The canary router."""
     backend: Literal["local", "kubernetes"] = "local"

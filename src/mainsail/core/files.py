@@ -10,11 +10,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["file_digest", "jsonable", "sha256_file", "sha256_stream", "write_json"]
+__all__ = [
+    "file_digest",
+    "jsonable",
+    "sha256_file",
+    "sha256_stream",
+    "write_json",
+    "write_private",
+]
 
 _CHUNK = 1 << 20
 
@@ -72,5 +80,22 @@ def write_json(path: Path, doc: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(jsonable(doc), indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def write_private(path: Path, data: bytes | str) -> Path:
+    """Write a file only its owner can read (0600) atomically: for secrets and anything that
+    holds one. The mode is set when the file is created, so it is never readable by others."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode() if isinstance(data, str) else data
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, raw)
+    finally:
+        os.close(fd)
     tmp.replace(path)
     return path

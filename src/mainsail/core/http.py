@@ -1,9 +1,10 @@
 """The base of Mainsail's small JSON HTTP services (the drift sidecar, the retrain trigger).
 
 :class:`JsonHandler` is a `BaseHTTPRequestHandler` that speaks JSON: keep-alive with Nagle off,
-one place for sending bodies and errors, path and query parsing, and a request body read that
-answers 411 without a Content-Length and 413 above the service's limit. Subclasses implement
-`do_GET` / `do_POST` with these helpers. Standard library only.
+one place for sending bodies and errors, path and query parsing, a request body read that
+answers 411 without a Content-Length and 413 above the service's limit, JSON parsing bounded in
+depth (`mainsail.core.limits`), and a bearer-token check (:meth:`JsonHandler.authorized`).
+Subclasses implement `do_GET` / `do_POST` with these helpers. Standard library only.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import logging
 import urllib.parse
 from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from mainsail.core.limits import LimitError, bearer_ok, load_json
 
 __all__ = ["JsonHandler"]
 
@@ -73,9 +76,27 @@ class JsonHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length)
 
     def parse_json(self, raw: bytes) -> tuple[bool, Any]:
-        """`(True, value)`, or `(False, None)` after answering 400 for a body that is not JSON."""
+        """`(True, value)`, or `(False, None)` after answering 400 for a body that is not JSON
+        or is nested too deeply."""
         try:
-            return True, json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            self.send_error_json(400, f"body is not valid JSON: {err}")
+            return True, load_json(raw)
+        except LimitError as err:
+            self.send_error_json(400, str(err))
             return False, None
+
+    def authorized(self, token: str | None, env_name: str) -> bool:
+        """Whether the request carries `Authorization: Bearer <token>`; answers 401 (wrong or
+        missing token) or 403 (no token configured: the endpoint stays closed) when not."""
+        if not token:
+            self.send_error_json(403, f"this endpoint is disabled: set {env_name} and restart")
+            return False
+        if not bearer_ok(self.headers.get("Authorization"), token):
+            self.send_response(401)
+            body = json.dumps({"error": "missing or wrong bearer token"}).encode()
+            self.send_header("Content-Type", "application/json")
+            self.send_header("WWW-Authenticate", 'Bearer realm="mainsail"')
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return False
+        return True

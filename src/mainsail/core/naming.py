@@ -63,6 +63,7 @@ Component = Literal[
     "minio",
     "s3",
     "s3-rclone",
+    "auth",
     "redis",
     "feast",
     "ray",
@@ -76,7 +77,7 @@ Component = Literal[
 ]
 COMPONENTS: Final[tuple[Component, ...]] = get_args(Component)
 """Values of `app.kubernetes.io/component` used by the chart and the KFP runs (pipeline;
-s3: credentials, network: NetworkPolicies, alerts: the PrometheusRule)."""
+s3: credentials, auth: service tokens, network: NetworkPolicies, alerts: the PrometheusRule)."""
 
 Variant = Literal["champion", "challenger"]
 VARIANTS: Final[tuple[Variant, ...]] = get_args(Variant)
@@ -128,7 +129,20 @@ ENV_DRIFT_URL: Final = "MAINSAIL_DRIFT_URL"
 sidecar on loopback, http://127.0.0.1:8010; empty: no feed)."""
 ENV_FEATURE_SERVER_URL: Final = "MAINSAIL_FEATURE_SERVER_URL"
 """The serving runtime's `feature_server_url` where a model's settings leave it unset."""
-CHART_ENV: Final = (ENV_S3_ENDPOINT, ENV_S3_BUCKET, ENV_DRIFT_URL, ENV_FEATURE_SERVER_URL)
+ENV_TRIGGER_TOKEN: Final = "MAINSAIL_TRIGGER_TOKEN"
+"""Bearer token of the retrain trigger's webhook (`monitor.trigger.token_env`'s default); the
+chart takes it from the Secret `<release>-auth` (key `trigger-token`)."""
+ENV_DRIFT_TOKEN: Final = "MAINSAIL_DRIFT_TOKEN"
+"""Bearer token of the drift sidecar's `/v1/window` and `/v1/check` (`drift.token_env`'s
+default); the chart takes it from the Secret `<release>-auth` (key `drift-token`)."""
+CHART_ENV: Final = (
+    ENV_S3_ENDPOINT,
+    ENV_S3_BUCKET,
+    ENV_DRIFT_URL,
+    ENV_FEATURE_SERVER_URL,
+    ENV_TRIGGER_TOKEN,
+    ENV_DRIFT_TOKEN,
+)
 
 # Prometheus metric names the alert rules (mainsail.monitor.rules, rendered into the chart's
 # PrometheusRule) and dashboards reference; emitted by mainsail.serving.router.metrics,
@@ -199,6 +213,11 @@ def server_name(release: str = RELEASE_NAME) -> str:
 def s3_secret_name(release: str = RELEASE_NAME) -> str:
     """Secret with the S3 credentials (keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)."""
     return fullname(release, "s3")
+
+
+def auth_secret_name(release: str = RELEASE_NAME) -> str:
+    """Secret with the service tokens (keys `trigger-token`, `drift-token`)."""
+    return fullname(release, "auth")
 
 
 def rclone_secret_name(release: str = RELEASE_NAME) -> str:

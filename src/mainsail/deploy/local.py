@@ -60,15 +60,20 @@ class LocalDeployer:
 
         import httpx
 
-        from mainsail.stack.providers import StackContext, write_model_settings
+        from mainsail.serving.guard import ENV_REPOSITORY_TOKEN
+        from mainsail.stack.providers import StackContext, stack_token, write_model_settings
 
         ctx = StackContext(config=self.cfg, data_dir=self.cfg.stack.data_dir.resolve())
         settings = write_model_settings(ctx, variant, model_dir)
         version = str(settings.get("parameters", {}).get("version") or variant)
         port = getattr(self.cfg.stack, variant).http
         url = f"http://{self.host}:{port}/v2/repository/models/{self.cfg.name}/load"
+        # The stack's MLServers guard their repository API with the stack's token.
+        token = stack_token(ctx, "repository", ENV_REPOSITORY_TOKEN)
         try:
-            resp = httpx.post(url, timeout=self.timeout)
+            resp = httpx.post(
+                url, headers={"authorization": f"Bearer {token}"}, timeout=self.timeout
+            )
         except httpx.HTTPError as err:
             raise DeployError(f"{variant} MLServer at {url} unreachable: {err}") from None
         if resp.status_code != 200:

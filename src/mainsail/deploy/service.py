@@ -59,7 +59,9 @@ def deploy(
     reg = registry if registry is not None else open_registry(cfg)
     model = cfg.name
     version, _ = reg.resolve(model, ref)
-    reg.manifest(model, version)  # only a complete version can be deployed
+    # Only a complete version whose signature verifies can be deployed (the servers check it
+    # again before they load it).
+    reg.verify_signature(model, version)
     champion = reg.aliases(model).get("champion")
     mirror_version = reg.resolve(model, mirror)[0] if mirror is not None else None
     result = DeployResult(backend, champion, version, canary, dry_run)

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     # not held up by it and a ready sidecar is really ready.
     import alibi_detect.cd  # noqa: F401
 
-    sidecar = DriftSidecar(cfg, loader)
+    sidecar = DriftSidecar(cfg, loader, token=os.environ.get(cfg.token_env))
     sidecar.start()
     print(f"mainsail drift sidecar listening on {sidecar.url}", flush=True)
     sidecar.wait()

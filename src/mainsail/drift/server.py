@@ -13,6 +13,10 @@ Endpoints (JSON in and out unless noted):
 * `GET /v1/window?model=&version=` — the current window as parquet (what a retraining run gets).
 * `GET /metrics` — Prometheus metrics; `GET /healthz` — liveness of the server and the worker.
 
+Authentication: `/v1/window` (raw rows) and `/v1/check` need `Authorization: Bearer <token>`,
+the token in the variable `drift.token_env` names (refused while it is unset); `/v1/rows` takes
+loopback callers (the runtime in the same pod) or the token.
+
 Requests are parsed and encoded on the HTTP threads; windows and checks belong to one worker
 thread fed by a bounded queue, so a check never holds up a request.
 """
@@ -33,6 +37,7 @@ import numpy as np
 
 from mainsail.config.drift import DriftConfig
 from mainsail.core.http import JsonHandler
+from mainsail.core.limits import is_loopback
 from mainsail.drift.detectors import CheckResult, VersionDetectors
 from mainsail.drift.encoding import BatchError, Encoder, parse_batch
 from mainsail.drift.metrics import DriftMetrics
@@ -102,9 +107,10 @@ class _Version:
 class DriftSidecar:
     """The sidecar service; `start()` binds and runs it in background threads."""
 
-    def __init__(self, cfg: DriftConfig, loader: ReferenceLoader) -> None:
+    def __init__(self, cfg: DriftConfig, loader: ReferenceLoader, token: str | None = None) -> None:
         self.cfg = cfg
         self.loader = loader
+        self.token = token or None
         self.metrics = DriftMetrics(cfg.queue_batches)
         self._queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=cfg.queue_batches)
         self._versions: dict[tuple[str, str], _Version] = {}
@@ -432,6 +438,8 @@ class _Handler(JsonHandler):
             elif path == "/v1/status":
                 self.send_json(200, sc.status())
             elif path == "/v1/window":
+                if not self.authorized(sc.token, sc.cfg.token_env):
+                    return
                 mv = self._model_version(q)
                 if mv is None:
                     return
@@ -454,6 +462,10 @@ class _Handler(JsonHandler):
         if raw is None:
             return
         if path == "/v1/rows":
+            if not is_loopback(self.client_address[0]) and not self.authorized(
+                sc.token, sc.cfg.token_env
+            ):
+                return
             ok, body = self.parse_json(raw)
             if not ok:
                 sc.metrics.batches_rejected.labels("invalid").inc()
@@ -469,6 +481,8 @@ class _Handler(JsonHandler):
             else:
                 self.send_json(202, {"accepted": n})
         elif path == "/v1/check":
+            if not self.authorized(sc.token, sc.cfg.token_env):
+                return
             mv = self._model_version(q)
             if mv is None:
                 return

@@ -9,6 +9,7 @@ id, so a client that retries after a restart does not double-count.
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import time
@@ -116,8 +117,12 @@ class FeedbackStore:
         self.engine.dispose()
 
     def _insert_ignore(self, table: sa.Table, rows: Sequence[dict[str, Any]]) -> int:
+        return len(self._insert_new(table, rows))
+
+    def _insert_new(self, table: sa.Table, rows: Sequence[dict[str, Any]]) -> list[str]:
+        """Insert, skipping ids already stored; returns the ids really inserted."""
         if not rows:
-            return 0
+            return []
         if self.engine.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -130,10 +135,15 @@ class FeedbackStore:
         stmt = stmt.returning(table.c.request_id)
         with self.engine.begin() as conn:
             result = conn.execute(stmt, list(rows))
-            return len(result.all())
+            return [str(row[0]) for row in result.all()]
 
     def record_predictions(self, records: Iterable[PredictionRecord]) -> int:
-        """Store served requests; a request id already stored is ignored. Returns rows added."""
+        """Store served requests; returns rows added.
+
+        A request id that is already stored (a client reusing its `x-request-id`) is never
+        dropped: the later prediction is stored as `<id>~2` (`~3`, ...), kept in
+        :attr:`renamed` (id -> stored id) for the caller to count and log, and labelled by
+        that name."""
         now = time.time()
         rows = [
             {
@@ -149,7 +159,25 @@ class FeedbackStore:
             }
             for r in records
         ]
-        return self._insert_ignore(predictions, rows)
+        added = self._insert_new(predictions, rows)
+        self.renamed: dict[str, str] = {}
+        inserted = collections.Counter(added)
+        pending = []
+        for row in rows:  # several rows of one batch may share an id too
+            rid = str(row["request_id"])
+            if inserted[rid] > 0:
+                inserted[rid] -= 1
+            else:
+                pending.append(row)
+        for row in pending:
+            base = str(row["request_id"])
+            for n in range(2, 1000):
+                name = f"{base}~{n}"
+                if self._insert_new(predictions, [{**row, "request_id": name}]):
+                    self.renamed[base] = name
+                    added.append(name)
+                    break
+        return len(added)
 
     def record_feedback(self, labels: dict[str, Any]) -> dict[str, int]:
         """Store ground truth by request id. Unknown ids are counted, not stored."""
@@ -163,6 +191,10 @@ class FeedbackStore:
                 )
             if label is None or (isinstance(label, float) and math.isnan(label)):
                 raise FeedbackError(f"label for request {request_id!r} is missing")
+            if not isinstance(label, str | int | float) or len(str(label)) > 256:
+                raise FeedbackError(
+                    f"label for request {request_id!r} must be a class name or a number"
+                )
         with self.engine.connect() as conn:
             known = {
                 row[0]

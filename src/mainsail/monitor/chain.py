@@ -8,13 +8,17 @@ targets (the router, the feature server) when given.
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from mainsail.config.drift import DriftConfig
 from mainsail.config.monitor import AlertRulesConfig, MonitorConfig, RetrainTriggerConfig
+from mainsail.core.files import write_private
 from mainsail.core.ports import free_port
 from mainsail.drift.process import SidecarProcess
 from mainsail.monitor.local import LocalAlertmanager, LocalPrometheus
@@ -64,6 +68,8 @@ class ChainSettings:
     """More scrape jobs (router, feature server...)."""
     action: RetrainAction | None = None
     """A Python callable instead of `retrain_command`."""
+    models: Sequence[str] = ("churn",)
+    """Models the trigger may retrain (its allow-list)."""
 
 
 class MonitoringChain:
@@ -74,10 +80,20 @@ class MonitoringChain:
         self.settings = settings
         workdir.mkdir(parents=True, exist_ok=True)
         ports = {k: free_port(HOST) for k in ("sidecar", "prom", "am")}
+        #: Tokens of the trigger (Alertmanager sends it) and the sidecar (the trigger sends it).
+        self.trigger_token = secrets.token_hex(16)
+        self.drift_token = secrets.token_hex(16)
         self.trigger = RetrainTrigger(
-            RetrainTriggerConfig(command=settings.retrain_command, cooldown_s=settings.cooldown_s),
+            RetrainTriggerConfig(
+                command=settings.retrain_command,
+                cooldown_s=settings.cooldown_s,
+                sidecar_url=f"http://{HOST}:{ports['sidecar']}",
+            ),
             workdir / "trigger",
             action=settings.action,
+            models=set(settings.models),
+            token=self.trigger_token,
+            drift_token=self.drift_token,
         )
         self.trigger_server = TriggerServer(self.trigger, HOST, 0)
         trigger_port = int(self.trigger_server.url.rsplit(":", 1)[1])
@@ -107,15 +123,19 @@ class MonitoringChain:
                 alertmanagers=[f"{HOST}:{ports['am']}"],
             ),
         )
+        credentials = write_private(workdir / "trigger.token", self.trigger_token)
         write_yaml(
             workdir / "alertmanager.yml",
-            alertmanager_config(self.config, f"{self.trigger_server.url}/alerts"),
+            alertmanager_config(
+                self.config, f"{self.trigger_server.url}/alerts", credentials_file=credentials
+            ),
         )
         self.sidecar = SidecarProcess(
             reference=settings.reference,
             port=ports["sidecar"],
             log=workdir / "sidecar.log",
             settings=settings.sidecar,
+            env={**os.environ, DriftConfig().token_env: self.drift_token},
         )
         self.alertmanager = LocalAlertmanager(
             workdir / "alertmanager.yml", workdir / "alertmanager", ports["am"]

@@ -81,8 +81,25 @@ def prometheus_config(
     return config
 
 
-def alertmanager_config(cfg: MonitorConfig, webhook_url: str) -> dict[str, Any]:
-    """The `alertmanager.yml` mapping: retrain alerts to the trigger, the rest dropped."""
+def alertmanager_config(
+    cfg: MonitorConfig, webhook_url: str, *, credentials_file: str | Path | None = None
+) -> dict[str, Any]:
+    """The `alertmanager.yml` mapping: retrain alerts to the trigger, the rest dropped.
+
+    The webhook authenticates with `Authorization: Bearer <token>` read from
+    `credentials_file` (the trigger refuses calls without it); the default path is where the
+    chart mounts the trigger token's Secret into Alertmanager."""
+    webhook: dict[str, Any] = {
+        "url": webhook_url,
+        "send_resolved": True,
+        "max_alerts": 0,
+        "http_config": {
+            "authorization": {
+                "type": "Bearer",
+                "credentials_file": str(credentials_file or TRIGGER_CREDENTIALS_FILE),
+            }
+        },
+    }
     return {
         "route": {
             "receiver": "default",
@@ -102,10 +119,15 @@ def alertmanager_config(cfg: MonitorConfig, webhook_url: str) -> dict[str, Any]:
             {"name": "default"},
             {
                 "name": RETRAIN_RECEIVER,
-                "webhook_configs": [{"url": webhook_url, "send_resolved": True, "max_alerts": 0}],
+                "webhook_configs": [webhook],
             },
         ],
     }
+
+
+#: Where Alertmanager reads the trigger's token on a cluster: the chart's Secret
+#: `<release>-auth`, key `trigger-token`, mounted into Alertmanager (`alertmanager.secrets`).
+TRIGGER_CREDENTIALS_FILE = "/etc/alertmanager/secrets/mainsail-auth/trigger-token"
 
 
 def local_targets(

@@ -6,7 +6,9 @@ Where it is: an explicit `endpoint`, else `registry.endpoint` (MinIO on a cluste
 environment's MAINSAIL_S3_ENDPOINT (what the chart sets on every workload), else, for a project
 config, the local stack's SeaweedFS at `stack.host:stack.s3_port`. Keys come from the
 environment variables the registry section names; for the local stack, from the file that
-`mainsail up` generated when those variables are unset.
+`mainsail up` generated when those variables are unset. The same holds for the manifest signing
+key pair (`registry.signing_key_env`, `registry.public_keys_env`; see
+:mod:`mainsail.registry.signing`).
 """
 
 from __future__ import annotations
@@ -39,11 +41,15 @@ def open_registry(
     registry = cfg.registry
     if endpoint or registry.endpoint or env.get(naming.ENV_S3_ENDPOINT):
         return ModelRegistry.from_config(registry, env, endpoint=endpoint)
-    from mainsail.registry.seaweedfs import local_credentials
+    from mainsail.registry.seaweedfs import local_credentials, local_signing_keys
 
     access, secret = local_credentials(registry, cfg.stack.data_dir.resolve())
     env.setdefault(registry.access_key_env, access)
     env.setdefault(registry.secret_key_env, secret)
+    # The local stack's own key pair: its publishes are signed, its loads verified.
+    private, public = local_signing_keys(registry, cfg.stack.data_dir.resolve())
+    env.setdefault(registry.signing_key_env, private)
+    env.setdefault(registry.public_keys_env, public)
     return ModelRegistry.from_config(
         registry, env, endpoint=f"{cfg.stack.host}:{cfg.stack.s3_port}"
     )

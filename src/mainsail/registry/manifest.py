@@ -9,12 +9,15 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mainsail.core.files import file_digest
 from mainsail.registry.errors import ArtifactError, IntegrityError
+
+if TYPE_CHECKING:
+    from mainsail.registry.signing import Verifier
 
 MANIFEST_NAME = "manifest.json"
 MODEL_SETTINGS_NAME = "model-settings.json"
@@ -24,7 +27,7 @@ SCHEMA_FILE = "feature_schema.json"
 #: are published when present.
 REQUIRED_FILES = (MODEL_FILE, SCHEMA_FILE)
 #: Files the registry writes itself; a source folder's copies are ignored.
-GENERATED_FILES = (MANIFEST_NAME, MODEL_SETTINGS_NAME)
+GENERATED_FILES = (MANIFEST_NAME, MODEL_SETTINGS_NAME, "manifest.sig")
 
 
 class FileEntry(BaseModel):
@@ -112,18 +115,30 @@ def scan_artifact(folder: Path) -> dict[str, FileEntry]:
     return entries
 
 
-def verify_folder(folder: Path, *, require: tuple[str, ...] = REQUIRED_FILES) -> Manifest:
+def verify_folder(
+    folder: Path,
+    *,
+    require: tuple[str, ...] = REQUIRED_FILES,
+    verifier: Verifier | None = None,
+) -> Manifest:
     """Check every file of a downloaded version against its manifest.json.
 
     Raises :class:`IntegrityError` naming the first file that is missing, has the wrong size or
     the wrong sha256, and when a `require`d file is not covered by the manifest at all (so a
-    model file dropped beside a manifest is never loaded unverified).
+    model file dropped beside a manifest is never loaded unverified). With a `verifier`, the
+    manifest's signature (`manifest.sig` beside it) must verify first.
     """
     manifest_path = folder / MANIFEST_NAME
     if not manifest_path.is_file():
         raise IntegrityError(f"{folder}: no {MANIFEST_NAME}; refusing to load an unverified model")
-    manifest = Manifest.from_bytes(manifest_path.read_bytes(), str(manifest_path))
+    raw = manifest_path.read_bytes()
+    manifest = Manifest.from_bytes(raw, str(manifest_path))
     where = f"{manifest.model} v{manifest.version}"
+    if verifier is not None:
+        from mainsail.registry.signing import SIGNATURE_NAME
+
+        sig = folder / SIGNATURE_NAME
+        verifier.verify(raw, sig.read_bytes() if sig.is_file() else None, f"{where} ({folder})")
     for name in require:
         if name not in manifest.files:
             raise IntegrityError(f"{where}: {name} is not listed in the manifest")
@@ -150,11 +165,15 @@ def check_entry(where: str, name: str, entry: FileEntry, digest: str, size: int)
         )
 
 
-def seal_folder(folder: Path, model: str, version: int, created_at: str = "") -> Manifest:
-    """Write manifest.json for a local artifact folder (the registry does this on publish).
+def seal_folder(
+    folder: Path, model: str, version: int, created_at: str = "", signer: Any = None
+) -> Manifest:
+    """Write manifest.json for a local artifact folder (the registry does this on publish),
+    and with a :class:`~mainsail.registry.signing.Signer` its signature (manifest.sig).
 
     For serving a folder that never went through the registry (tests, benchmarks, a model
-    copied by hand): the runtime refuses folders without a manifest.
+    copied by hand): the runtime refuses folders without a manifest, and without a valid
+    signature when it is given the registry's public keys.
     """
     entries = scan_artifact(folder)
     settings = folder / MODEL_SETTINGS_NAME
@@ -169,5 +188,10 @@ def seal_folder(folder: Path, model: str, version: int, created_at: str = "") ->
         files=entries,
         problem_type=schema.get("problem_type"),
     )
-    (folder / MANIFEST_NAME).write_bytes(manifest.to_bytes())
+    raw = manifest.to_bytes()
+    if signer is not None:
+        from mainsail.registry.signing import SIGNATURE_NAME
+
+        (folder / SIGNATURE_NAME).write_bytes(signer.sign(raw))
+    (folder / MANIFEST_NAME).write_bytes(raw)
     return manifest

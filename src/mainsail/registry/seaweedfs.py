@@ -218,6 +218,27 @@ def local_credentials(registry: RegistryConfig, stack_data_dir: Path) -> tuple[s
     return access, secret
 
 
+def local_signing_keys(registry: RegistryConfig, stack_data_dir: Path) -> tuple[str, str]:
+    """The local stack's registry key pair (private, public; base64 Ed25519): from the
+    registry's env vars, else generated once and kept in `<stack data dir>/secrets/`
+    (`registry-signing.key` mode 0600; `registry-public.key`)."""
+    from mainsail.core.files import write_private
+    from mainsail.registry.signing import Signer, generate_keypair
+
+    private = os.environ.get(registry.signing_key_env, "").strip()
+    public = os.environ.get(registry.public_keys_env, "").strip()
+    if private:
+        return private, public or Signer(private).public_b64()
+    folder = stack_data_dir / "secrets"
+    key, pub = folder / "registry-signing.key", folder / "registry-public.key"
+    if key.exists() and pub.exists():
+        return key.read_text().strip(), public or pub.read_text().strip()
+    private, generated = generate_keypair()
+    write_private(key, private)
+    pub.write_text(generated + "\n")
+    return private, public or generated
+
+
 class SeaweedS3:
     """One `weed server` process with master, volume, filer and S3 gateway on loopback."""
 

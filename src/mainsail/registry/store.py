@@ -3,6 +3,7 @@
 Layout inside the bucket, under `prefix`::
 
     <model>/versions/<N>/<files...>          the artifact, model-settings.json included
+    <model>/versions/<N>/manifest.sig        Ed25519 signature of the manifest (see signing)
     <model>/versions/<N>/manifest.json       written LAST: a version exists iff this exists
     <model>/staging/<token>/<files...>       uploads in progress (never read by readers)
     <model>/aliases.json                     champion/challenger -> version, with history
@@ -15,6 +16,15 @@ ever used under `versions/` (complete or not), so they only grow and never reuse
 
 Downloads stream every file through sha256 and compare with the manifest before the folder is
 moved into place; a tampered file raises :class:`IntegrityError` and nothing is left behind.
+With a :class:`~mainsail.registry.signing.Verifier` (the public keys of
+`registry.public_keys_env`), every download by version or alias first checks the manifest's
+signature, so a model rewritten together with its manifest is refused; with
+`registry.require_signature` (the default) a registry opened without public keys refuses to
+download at all. A publish signs when it has a :class:`~mainsail.registry.signing.Signer`.
+
+Staging: a publish that dies half-way leaves objects under `staging/`; the next publish of the
+model removes those older than `STAGING_GRACE_S`, and :meth:`ModelRegistry.gc` removes them on
+demand (`mainsail models gc`).
 
 Concurrency: one publisher per model at a time (the pipeline's publish step); alias updates are
 read-modify-write of one small object.
@@ -26,6 +36,8 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
+import re
 import secrets
 import shutil
 import tempfile
@@ -56,14 +68,19 @@ from mainsail.registry.manifest import (
     verify_folder,
 )
 from mainsail.registry.mlserver import model_settings_bytes
+from mainsail.registry.signing import SIGNATURE_NAME, Signer, Verifier
 
 if TYPE_CHECKING:
     from minio import Minio
 
     from mainsail.config.registry import RegistryConfig
 
+log = logging.getLogger("mainsail.registry")
+
 ALIASES = ("champion", "challenger")
 _MODEL_NAME = r"^[a-z][a-z0-9-]{0,39}$"
+STAGING_GRACE_S = 3600.0
+"""Staging objects older than this belong to a dead publish (a live one takes seconds)."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +162,15 @@ class ModelRegistry:
     """Versions, aliases and verified downloads of models in one S3 bucket."""
 
     def __init__(
-        self, client: Minio, bucket: str, prefix: str = "", *, history_limit: int = 50
+        self,
+        client: Minio,
+        bucket: str,
+        prefix: str = "",
+        *,
+        history_limit: int = 50,
+        signer: Signer | None = None,
+        verifier: Verifier | None = None,
+        require_signature: bool = False,
     ) -> None:
         if prefix and not prefix.endswith("/"):
             raise RegistryError(f"registry prefix {prefix!r} must be empty or end with '/'")
@@ -153,6 +178,10 @@ class ModelRegistry:
         self.bucket = bucket
         self.prefix = prefix
         self.history_limit = history_limit
+        self.signer = signer
+        self.verifier = verifier
+        #: Refuse every download when there is no verifier (no public key configured).
+        self.require_signature = require_signature
 
     # -- construction ---------------------------------------------------------------------
 
@@ -187,9 +216,27 @@ class ModelRegistry:
                 f"S3 credentials missing: set {cfg.access_key_env} and {cfg.secret_key_env}"
             )
         client = Minio(
-            address, access_key=access, secret_key=secret, secure=secure, region=cfg.region
+            address,
+            access_key=access,
+            secret_key=secret,
+            secure=secure,
+            region=cfg.region,
+            http_client=_http_client(),
         )
-        return cls(client, cfg.bucket, cfg.prefix, history_limit=cfg.history_limit)
+        signing = environ.get(cfg.signing_key_env, "").strip()
+        public = environ.get(cfg.public_keys_env, "").strip()
+        signer = Signer(signing) if signing else None
+        if not public and signer is not None:
+            public = signer.public_b64()  # a publisher trusts its own key
+        return cls(
+            client,
+            cfg.bucket,
+            cfg.prefix,
+            history_limit=cfg.history_limit,
+            signer=signer,
+            verifier=Verifier.from_text(public) if public else None,
+            require_signature=cfg.require_signature,
+        )
 
     def ensure_bucket(self) -> None:
         """Create the bucket when it does not exist."""
@@ -316,6 +363,29 @@ class ModelRegistry:
             )
         return manifest, sha256_bytes(raw)
 
+    def verify_signature(self, model: str, version: int) -> tuple[Manifest, str, str | None]:
+        """The manifest, its sha256 and the id of the key that signed it, after checking the
+        signature (:class:`IntegrityError` when it does not verify, or when signatures are
+        required and no public key is configured). Without a verifier and without
+        `require_signature`, the key id is None (not checked)."""
+        raw = self._get_bytes(f"{self._version_prefix(model, version)}{MANIFEST_NAME}")
+        if raw is None:
+            self.manifest(model, version)  # raises VersionNotFoundError with the versions
+            raise VersionNotFoundError(f"model {model!r} has no version {version}")
+        manifest, digest = self.manifest(model, version)
+        if manifest.to_bytes() != raw:
+            raise IntegrityError(f"{model} v{version}: the manifest is not in canonical form")
+        where = f"{model} v{version}"
+        if self.verifier is None:
+            if self.require_signature:
+                raise IntegrityError(
+                    f"{where}: no registry public key is configured (registry.public_keys_env), "
+                    "so the model's signature cannot be checked; refusing to load it"
+                )
+            return manifest, digest, None
+        signature = self._get_bytes(f"{self._version_prefix(model, version)}{SIGNATURE_NAME}")
+        return manifest, digest, self.verifier.verify(raw, signature, where)
+
     def resolve(self, model: str, ref: str | int) -> tuple[int, str | None]:
         """A version number for `ref` (a number, `latest`, or an alias) and, for an alias,
         the manifest sha256 recorded when the alias was set."""
@@ -360,6 +430,7 @@ class ModelRegistry:
             _read_json(folder / "lineage.json", "lineage") if "lineage.json" in entries else {}
         )
 
+        self.gc(model, older_than_s=STAGING_GRACE_S)
         version = self._highest_used(model) + 1
         settings = model_settings_bytes(model, version)
         entries[MODEL_SETTINGS_NAME] = FileEntry(sha256=sha256_bytes(settings), size=len(settings))
@@ -403,6 +474,16 @@ class ModelRegistry:
                 lineage=lineage,
             )
             raw = manifest.to_bytes()
+            if self.signer is None:
+                log.warning(
+                    "%s v%d is published unsigned: servers that require signatures will refuse "
+                    "it (set the registry's signing key, `mainsail models keygen`)",
+                    model,
+                    version,
+                )
+            else:
+                # Before the commit point: a visible version always carries its signature.
+                self._put_bytes(final + SIGNATURE_NAME, self.signer.sign(raw), "application/json")
             # The commit point: from here on the version is visible, complete and verified.
             self._put_bytes(final + MANIFEST_NAME, raw, "application/json")
         except BaseException as err:
@@ -419,6 +500,35 @@ class ModelRegistry:
         return VersionInfo(
             model, version, manifest.created_at, (), manifest.metrics, sha256_bytes(raw)
         )
+
+    def gc(self, model: str | None = None, *, older_than_s: float = 0.0) -> list[str]:
+        """Remove the staging objects of dead publishes (of `model`, or of every model) whose
+        newest object is older than `older_than_s`; returns the staging prefixes removed."""
+        now = datetime.now(UTC)
+        models = [model] if model else self._all_model_roots()
+        removed = []
+        for name in models:
+            root = f"{self._model_root(name)}staging/"
+            newest: dict[str, datetime] = {}
+            for obj in self.client.list_objects(self.bucket, prefix=root, recursive=True):
+                key = obj.object_name or ""
+                token = key[len(root) :].split("/", 1)[0]
+                stamp = obj.last_modified or now
+                if token and (token not in newest or stamp > newest[token]):
+                    newest[token] = stamp
+            for token, stamp in sorted(newest.items()):
+                if (now - stamp).total_seconds() >= older_than_s:
+                    self._remove_prefix(f"{root}{token}/")
+                    removed.append(f"{root}{token}/")
+        return removed
+
+    def _all_model_roots(self) -> list[str]:
+        names = []
+        for obj in self.client.list_objects(self.bucket, prefix=self.prefix):
+            name = (obj.object_name or "")[len(self.prefix) :].rstrip("/")
+            if obj.is_dir and re.match(_MODEL_NAME, name):
+                names.append(name)
+        return sorted(names)
 
     def _cleanup(self, staging: str, final: str) -> None:
         # Best effort: the missing manifest already hides the version from every reader.
@@ -451,16 +561,21 @@ class ModelRegistry:
         object raises :class:`IntegrityError`; nothing is left in `dest_root` then.
         """
         version, alias_digest = self.resolve(model, ref)
-        manifest, manifest_digest = self.manifest(model, version)
+        manifest, manifest_digest, _ = self.verify_signature(model, version)
         if alias_digest is not None and alias_digest != manifest_digest:
             raise IntegrityError(
                 f"{model} v{version}: manifest sha256 {manifest_digest} differs from "
                 f"{alias_digest} recorded when alias {ref!r} was set: it was replaced"
             )
+        signature = (
+            self._get_bytes(f"{self._version_prefix(model, version)}{SIGNATURE_NAME}")
+            if self.verifier is not None
+            else None
+        )
         target = Path(dest_root) / model / str(version)
         if target.is_dir():
             with contextlib.suppress(IntegrityError):
-                local = verify_folder(target)
+                local = verify_folder(target, verifier=self.verifier)
                 if local.to_bytes() == manifest.to_bytes():
                     return LocalVersion(target, local)
             shutil.rmtree(target)
@@ -473,6 +588,8 @@ class ModelRegistry:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 digest, size = self._fetch(prefix + name, path)
                 check_entry(f"{model} v{version}", name, entry, digest, size)
+            if signature is not None:  # servers of the folder check it again before loading
+                (tmp / SIGNATURE_NAME).write_bytes(signature)
             (tmp / MANIFEST_NAME).write_bytes(manifest.to_bytes())
             tmp.replace(target)
         except BaseException:
@@ -614,6 +731,18 @@ class ModelRegistry:
         ):
             if obj.object_name:
                 yield obj.object_name
+
+
+def _http_client() -> Any:
+    """urllib3 pool for the minio client: short connect timeout and one retry, so an
+    unreachable S3 fails in ~2 s with one clear error instead of ~8 s of retries."""
+    import urllib3
+
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=2.0, read=60.0),
+        retries=urllib3.Retry(total=1, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)),
+        maxsize=10,
+    )
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:

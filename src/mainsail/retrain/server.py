@@ -1,5 +1,9 @@
 """The retrain trigger's HTTP face: `POST /alerts` (the Alertmanager webhook), `GET /v1/runs`,
-`/metrics` and `/healthz`, on the JSON handler that the drift sidecar uses too."""
+`/metrics` and `/healthz`, on the JSON handler that the drift sidecar uses too.
+
+`POST /alerts` and `GET /v1/runs` need `Authorization: Bearer <token>` (the variable
+`monitor.trigger.token_env` names it; Alertmanager sends it from its webhook's
+`http_config.authorization.credentials_file`); both are refused while no token is set."""
 
 from __future__ import annotations
 
@@ -59,7 +63,8 @@ class _Handler(JsonHandler):
         elif path == "/healthz":
             self.send_json(200, {"status": "ok"})
         elif path == "/v1/runs":
-            self.send_json(200, {"runs": self.trigger.runs()})
+            if self.authorized(self.trigger.token, self.trigger.cfg.token_env):
+                self.send_json(200, {"runs": self.trigger.runs()})
         else:
             self.send_error_json(404, f"no such endpoint: GET {path}")
 
@@ -71,6 +76,8 @@ class _Handler(JsonHandler):
         if path not in ("/alerts", "/v1/alerts"):
             self.send_error_json(404, f"no such endpoint: POST {path}")
             return
+        if not self.authorized(self.trigger.token, self.trigger.cfg.token_env):
+            return
         ok, payload = self.parse_json(raw)
         if not ok:
             return
@@ -79,8 +86,8 @@ class _Handler(JsonHandler):
         except PayloadError as err:
             self.send_error_json(400, str(err))
             return
-        except Exception as err:
+        except Exception:
             log.exception("webhook handling failed")
-            self.send_error_json(500, f"internal error: {err}")
+            self.send_error_json(500, "internal error (see the trigger's log)")
             return
         self.send_json(200, {"decisions": decisions})

@@ -11,8 +11,13 @@ One incident starts one run:
   action starts, so a restarted trigger does not start the same run again.
 
 The action is pluggable (`mainsail.retrain.actions`). Before the action, the trigger saves the
-sidecar's current window of the drifted model version (`GET /v1/window`) so the run can use the
-data that drifted. The HTTP side is `mainsail.retrain.server`.
+sidecar's current window of the drifted model version (`GET /v1/window`, with the drift token)
+so the run can use the data that drifted. The HTTP side is `mainsail.retrain.server`.
+
+Alert labels are the caller's words: the trigger only acts on a `model` label in its allow-list
+(the project's name and `monitor.trigger.models`) and a `version` label of digits (a registry
+version); anything else is acknowledged as `ignored` and writes nothing. No path or URL is built
+from a label: the window comes from `monitor.trigger.sidecar_url` only.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 import urllib.error
@@ -41,7 +47,8 @@ __all__ = ["PayloadError", "RetrainTrigger", "state_dir_for"]
 log = logging.getLogger("mainsail.trigger")
 
 STATE_FILE = "trigger-state.json"
-MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_BODY_BYTES = 1024 * 1024
+_VERSION = re.compile(r"[0-9]{1,9}")
 
 
 class PayloadError(ValueError):
@@ -106,8 +113,16 @@ class RetrainTrigger:
         *,
         clock: Callable[[], float] = time.time,
         config_path: Path | None = None,
+        models: frozenset[str] | set[str] | None = None,
+        token: str | None = None,
+        drift_token: str | None = None,
     ) -> None:
         self.cfg = cfg
+        #: Models the trigger may retrain (the alert's `model` label must be one of them).
+        self.models = frozenset(models or ()) | frozenset(cfg.models)
+        #: Bearer token of `POST /alerts` and `GET /v1/runs` (None: both refused).
+        self.token = token or None
+        self.drift_token = drift_token or None
         self.state_dir = state_dir
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.clock = clock
@@ -178,6 +193,12 @@ class RetrainTrigger:
 
         if name not in self.cfg.alerts:
             return decided("ignored")
+        model = labels.get("model", "")
+        version = labels.get("version", "")
+        if model not in self.models:
+            return decided("ignored", reason="model label not in the trigger's allow-list")
+        if _VERSION.fullmatch(version) is None:
+            return decided("ignored", reason="version label is not a registry version number")
         known = self.state["incidents"].get(incident)
         if status == "resolved":
             if known is not None:
@@ -186,8 +207,6 @@ class RetrainTrigger:
             return decided("resolved")
         if known is not None and known["status"] in ("starting", "started"):
             return decided("duplicate", run_id=known.get("run_id"))
-        model = labels.get("model", "")
-        version = labels.get("version", "")
         now = self.clock()
         last = self.state["last_run"].get(model)
         if last is not None and now - float(last) < self.cfg.cooldown_s:
@@ -206,7 +225,7 @@ class RetrainTrigger:
 
         stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%S}"
         seq = len(self.state["runs"]) + 1
-        run_id = f"{model or 'model'}-{version or 'x'}-{stamp}-{seq:04d}"
+        run_id = f"{model}-{version}-{stamp}-{seq:04d}"  # allow-listed parts: a safe file name
         # Written before the action starts: a crash from here on never starts this run twice.
         self.state["incidents"][incident] = {
             "status": "starting",
@@ -231,7 +250,7 @@ class RetrainTrigger:
         }
         self._save()
 
-        window, window_error = self._fetch_window(labels, model, version, run_id)
+        window, window_error = self._fetch_window(model, version, run_id)
         request = RetrainRequest(
             run_id=run_id,
             model=model,
@@ -288,23 +307,27 @@ class RetrainTrigger:
                 self.metrics.duration.labels(model).observe(max(0.0, self.clock() - float(started)))
 
     def _fetch_window(
-        self, labels: dict[str, str], model: str, version: str, run_id: str
+        self, model: str, version: str, run_id: str
     ) -> tuple[Path | None, str | None]:
-        base = self.cfg.sidecar_url or (
-            f"http://{labels['instance']}" if labels.get("instance") else None
-        )
-        if not base or not model or not version:
-            return None, "no sidecar URL (monitor.trigger.sidecar_url or the alert's instance)"
+        base = self.cfg.sidecar_url
+        if not base:
+            return None, "no sidecar URL (monitor.trigger.sidecar_url)"
         query = urllib.parse.urlencode({"model": model, "version": version})
         url = f"{base.rstrip('/')}/v1/window?{query}"
+        request = urllib.request.Request(url)
+        if self.drift_token:
+            request.add_header("Authorization", f"Bearer {self.drift_token}")
         try:
-            with urllib.request.urlopen(url, timeout=10) as resp:
+            with urllib.request.urlopen(request, timeout=10) as resp:
                 data = resp.read()
         except (urllib.error.URLError, OSError) as err:
             log.warning("could not fetch the drifted window from %s: %s", url, err)
             return None, f"GET {url}: {err}"
-        path = self.state_dir / "windows" / f"{run_id}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        folder = (self.state_dir / "windows").resolve()
+        path = folder / f"{run_id}.parquet"
+        if path.parent != folder:  # run ids are built from allow-listed parts; belt and braces
+            return None, f"refusing to write outside {folder}"
+        folder.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         return path, None
 

@@ -252,9 +252,12 @@ class MLServerProcess:
             return self
         env = dict(os.environ if self.env is None else self.env)
         log = self.log_path.open("ab")
+        # MLServer's own CLI behind Mainsail's guards (mainsail.serving.guard), with the
+        # Python of the venv that holds this `mlserver`.
+        python = self.binary.parent / "python"
         try:
             self.proc = subprocess.Popen(
-                [str(self.binary), "start", str(self.folder)],
+                [str(python), "-m", "mainsail.serving.guard", "start", str(self.folder)],
                 cwd=self.folder,
                 env=env,
                 stdout=log,

@@ -33,13 +33,20 @@ import numpy as np
 import pandas as pd
 from mlserver import MLModel
 from mlserver.errors import InferenceError, MLServerError
-from mlserver.types import InferenceRequest, InferenceResponse, Parameters, ResponseOutput
+from mlserver.types import (
+    InferenceRequest,
+    InferenceResponse,
+    MetadataTensor,
+    Parameters,
+    ResponseOutput,
+)
 from mlserver.utils import get_model_uri
 from pydantic import Field
 
 from mainsail.config.base import StrictModel
 from mainsail.config.registry import RegistryConfig
 from mainsail.core import naming
+from mainsail.core.limits import LimitError, check_request_id
 from mainsail.data.schema import FeatureSchema
 from mainsail.registry.errors import RegistryError
 from mainsail.registry.manifest import MODEL_FILE, SCHEMA_FILE, verify_folder
@@ -158,9 +165,11 @@ class MainsailRuntime(MLModel):
             folder = Path(await get_model_uri(self.settings))
             if folder.is_file():
                 folder = folder.parent
-        # Verify before unpickling: joblib.load runs code from the file.
+        # Verify before unpickling: joblib.load runs code from the file. With the registry's
+        # public keys in the environment, the manifest's signature must verify too.
         try:
-            self.manifest = await asyncio.to_thread(verify_folder, folder)
+            verifier = _verifier(self.options.registry, os.environ)
+            self.manifest = await asyncio.to_thread(verify_folder, folder, verifier=verifier)
         except RegistryError as err:
             raise MLServerError(f"model {self.name}: refusing to load: {err}", 422) from None
         self.folder = folder
@@ -193,6 +202,7 @@ class MainsailRuntime(MLModel):
             self._feed_columns = tuple(self.schema.names)
         self._registry_name = self.options.model or self.manifest.model
         self._registry_version = str(self.manifest.version)
+        self.inputs, self.outputs = _metadata(self.schema, self._classification)
         return True
 
     async def unload(self) -> bool:
@@ -221,6 +231,12 @@ class MainsailRuntime(MLModel):
     # -- inference ------------------------------------------------------------------------
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        if payload.id:
+            # MLServer copies the id into response headers (ce-id): refuse what cannot be one.
+            try:
+                check_request_id(payload.id, "id")
+            except LimitError as err:
+                raise InferenceError(f"model {self.name}: {err}") from None
         tensors = [
             TensorIn(
                 i.name,
@@ -492,6 +508,38 @@ def _feed_rows(frame: pd.DataFrame | np.ndarray, values: list[list[Any]] | None)
     return rows
 
 
+_DATATYPES = {"numeric": "FP64", "categorical": "BYTES", "boolean": "BOOL"}
+
+
+def _metadata(
+    schema: FeatureSchema, classification: bool
+) -> tuple[list[MetadataTensor], list[MetadataTensor]]:
+    """V2 model metadata: one input per feature ([-1] rows, its datatype; `parameters` say
+    whether it may be null and, for a categorical one, its categories) and the outputs."""
+    inputs = []
+    for spec in schema.features:
+        extra: dict[str, Any] = {"nullable": spec.nullable, "kind": spec.kind}
+        if spec.kind == "categorical" and spec.categories and not spec.open_vocabulary:
+            extra["categories"] = list(spec.categories)
+        inputs.append(
+            MetadataTensor(
+                name=spec.name,
+                datatype=_DATATYPES[spec.kind],
+                shape=[-1],
+                parameters=Parameters(**extra),
+            )
+        )
+    if classification:
+        outputs = [
+            MetadataTensor(name="label", datatype="BYTES", shape=[-1]),
+            MetadataTensor(name="probability", datatype="FP64", shape=[-1]),
+            MetadataTensor(name="probabilities", datatype="FP64", shape=[-1, -1]),
+        ]
+    else:
+        outputs = [MetadataTensor(name="value", datatype="FP64", shape=[-1])]
+    return inputs, outputs
+
+
 def _mid(low: float | None, high: float | None) -> float:
     if low is not None and high is not None:
         return (low + high) / 2
@@ -502,6 +550,22 @@ def _mid(low: float | None, high: float | None) -> float:
 
 def _datatype(value: Any) -> str:
     return str(getattr(value, "value", value))
+
+
+def _verifier(source: RegistryConfig | None, environ: Mapping[str, str]) -> Any:
+    """The registry public keys of the environment (`registry.public_keys_env`); a registry
+    source with `require_signature` and no keys is refused."""
+    from mainsail.registry.signing import Verifier
+
+    cfg = source or RegistryConfig()
+    keys = environ.get(cfg.public_keys_env, "").strip()
+    if keys:
+        return Verifier.from_text(keys)
+    if source is not None and source.require_signature:
+        raise RegistryError(
+            f"{cfg.public_keys_env} is not set: the model's signature cannot be checked"
+        )
+    return None
 
 
 def _load_model(path: Path) -> Any:

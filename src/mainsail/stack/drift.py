@@ -11,7 +11,12 @@ import os
 
 from mainsail.drift.process import drift_python, sidecar_argv
 from mainsail.stack.process import ProcessSpec
-from mainsail.stack.providers import StackContext, register_provider, seaweedfs_credentials
+from mainsail.stack.providers import (
+    StackContext,
+    register_provider,
+    seaweedfs_credentials,
+    stack_token,
+)
 
 
 def drift_specs(ctx: StackContext) -> list[ProcessSpec]:
@@ -35,6 +40,7 @@ def drift_specs(ctx: StackContext) -> list[ProcessSpec]:
         )
         argv += ["--s3-endpoint", f"{scheme}://{endpoint}"]
         env = {"AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret}
+    env[cfg.token_env] = stack_token(ctx, "drift", cfg.token_env)
     return [
         ProcessSpec(
             name="drift-sidecar",

@@ -21,7 +21,7 @@ from mainsail.monitor.prometheus import (
 )
 from mainsail.monitor.rules import render_rules
 from mainsail.stack.process import ProcessSpec
-from mainsail.stack.providers import StackContext, register_provider
+from mainsail.stack.providers import StackContext, register_provider, stack_token
 
 
 def monitoring_specs(ctx: StackContext) -> list[ProcessSpec]:
@@ -51,10 +51,22 @@ def monitoring_specs(ctx: StackContext) -> list[ProcessSpec]:
             alertmanagers=[f"{host}:{mon.alertmanager_port}"],
         ),
     )
-    write_yaml(folder / "alertmanager.yml", alertmanager_config(mon, f"{trigger_url}/alerts"))
-    # The trigger fills `{config}` with this copy of the project config (paths are absolute).
+    # Alertmanager authenticates to the trigger with the stack's token, read from a 0600 file.
+    from mainsail.core.files import write_private
+
+    trigger_token = stack_token(ctx, "trigger", mon.trigger.token_env)
+    credentials = write_private(folder / "trigger.token", trigger_token)
+    write_yaml(
+        folder / "alertmanager.yml",
+        alertmanager_config(mon, f"{trigger_url}/alerts", credentials_file=credentials),
+    )
+    # The trigger fills `{config}` with this copy of the project config (paths are absolute);
+    # it fetches drifted windows from the stack's sidecar, never from a URL an alert names.
     project = folder / "project.yaml"
-    project.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    dumped = cfg.model_dump(mode="json")
+    if not mon.trigger.sidecar_url:
+        dumped["monitor"]["trigger"]["sidecar_url"] = f"http://{host}:{cfg.drift.port}"
+    project.write_text(yaml.safe_dump(dumped, sort_keys=False))
     state_dir = (
         mon.trigger.state_dir
         if mon.trigger.state_dir.is_absolute()
@@ -88,6 +100,10 @@ def monitoring_specs(ctx: StackContext) -> list[ProcessSpec]:
                 "--state-dir",
                 str(state_dir),
             ],
+            env={
+                mon.trigger.token_env: trigger_token,
+                cfg.drift.token_env: stack_token(ctx, "drift", cfg.drift.token_env),
+            },
             port=mon.trigger.port,
             health_url=f"{trigger_url}/healthz",
             cwd=str(folder),

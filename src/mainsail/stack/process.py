@@ -125,12 +125,12 @@ def read_state(data_dir: Path) -> list[RunningProcess]:
 
 
 def write_state(data_dir: Path, processes: list[RunningProcess]) -> None:
-    """Write the state file atomically (a crash never leaves half a file)."""
-    path = data_dir / STATE_FILE
-    tmp = path.with_suffix(".tmp")
+    """Write the state file atomically (a crash never leaves half a file), mode 0600."""
+    from mainsail.core.files import write_private
+
+    # 0600: the processes' environments hold secrets (S3 keys, tokens).
     payload = {"written_at": time.time(), "processes": [asdict(p) for p in processes]}
-    tmp.write_text(json.dumps(payload, indent=2))
-    tmp.replace(path)
+    write_private(data_dir / STATE_FILE, json.dumps(payload, indent=2))
 
 
 def start(spec: ProcessSpec, data_dir: Path) -> RunningProcess:

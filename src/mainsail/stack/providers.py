@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -108,6 +109,24 @@ def process_specs(ctx: StackContext) -> list[ProcessSpec]:
 # -- built-in providers -----------------------------------------------------------------------
 
 
+def stack_token(ctx: StackContext, name: str, env: str | None = None) -> str:
+    """A service token of the local stack (`trigger`, `drift`, `repository`): the environment
+    variable `env` when set, else generated once and kept (mode 0600) in
+    `<stack data dir>/secrets/<name>.token`, so every process of the stack agrees on it."""
+    import secrets as _secrets
+
+    from mainsail.core.files import write_private
+
+    if env and os.environ.get(env):
+        return os.environ[env]
+    path = ctx.data_dir / "secrets" / f"{name}.token"
+    if path.exists():
+        return path.read_text().strip()
+    token = _secrets.token_hex(24)
+    write_private(path, token)
+    return token
+
+
 def seaweedfs_credentials(ctx: StackContext) -> tuple[str, str]:
     """S3 keys of the stack's SeaweedFS (`mainsail.registry.seaweedfs.local_credentials`)."""
     from mainsail.registry.seaweedfs import local_credentials
@@ -173,19 +192,21 @@ def _feature_server(ctx: StackContext) -> list[ProcessSpec]:
 
 
 def mlserver_command(ctx: StackContext) -> list[str]:
-    """How to run MLServer: config, else the serving venv beside this one or in cwd, else PATH."""
+    """How to run MLServer: config, else the serving venv beside this one or in cwd, else PATH;
+    always MLServer's CLI behind Mainsail's guards (`python -m mainsail.serving.guard`)."""
     if ctx.config.stack.mlserver_command:
         return list(ctx.config.stack.mlserver_command)
     venv = Path(sys.prefix)
+    guard = ["-m", "mainsail.serving.guard"]
     for candidate in (
         venv.parent / "serving" / "bin" / "mlserver",
         Path.cwd() / ".venv" / "serving" / "bin" / "mlserver",
     ):
         if candidate.exists():
-            return [str(candidate)]
+            return [str(candidate.parent / "python"), *guard]
     found = shutil.which("mlserver")
     if found:
-        return [found]
+        return [str(Path(found).parent / "python"), *guard]
     raise StackError(
         "mlserver not found: build the serving env (.venv/serving) or set stack.mlserver_command"
     )
@@ -228,6 +249,16 @@ def registry_model_dir(ctx: StackContext, variant: str) -> Path:
         ) from None
     except RegistryError as err:
         raise StackError(f"{variant}: cannot fetch the model from the registry: {err}") from None
+    except Exception as err:  # minio's S3Error, urllib3's connection errors
+        from mainsail.registry.errors import store_error_message
+
+        message = store_error_message(err)
+        if message is None:
+            raise
+        raise StackError(
+            f"{variant}: cannot fetch the model from the registry: {message}; publish and "
+            f"promote a version of {cfg.name!r} first, or set stack.{variant}.model_dir"
+        ) from None
 
 
 def write_mlserver_repository(ctx: StackContext, variant: str) -> Path:
@@ -291,15 +322,29 @@ def write_model_settings(ctx: StackContext, variant: str, source: Path) -> dict[
 
 
 def _mlservers(ctx: StackContext) -> list[ProcessSpec]:
+    from mainsail.serving.guard import ENV_REPOSITORY_TOKEN
+
     specs = []
     command = mlserver_command(ctx)
+    # The repository API (load/unload) answers only holders of the stack's token.
+    token = {ENV_REPOSITORY_TOKEN: stack_token(ctx, "repository", ENV_REPOSITORY_TOKEN)}
+    from mainsail.registry.seaweedfs import local_signing_keys
+
+    reg = ctx.config.registry
+    public = local_signing_keys(reg, ctx.data_dir)[1]
     for variant in ("champion", "challenger"):
         ports = getattr(ctx.config.stack, variant)
         root = write_mlserver_repository(ctx, variant)
+        env = dict(token)
+        if ports.model_dir is None:
+            # Served from the registry: the runtime checks the version's signature again with
+            # the registry's public key (a folder named in stack.<variant>.model_dir is yours).
+            env[reg.public_keys_env] = public
         specs.append(
             ProcessSpec(
                 name=f"mlserver-{variant}",
                 argv=[*command, "start", str(root)],
+                env=env,
                 port=ports.http,
                 extra_ports=(ports.grpc, ports.metrics),
                 health_url=f"http://{ctx.host}:{ports.http}/v2/models/{ctx.config.name}/ready",

@@ -18,12 +18,15 @@ from mainsail.registry.seaweedfs import SeaweedS3, free_port
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+TOKEN = "drift-s3-test-token"
+
+
 def _post(url: str, body: Any) -> tuple[int, Any]:
     req = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
         method="POST",
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
     )
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
@@ -48,6 +51,7 @@ def test_reference_is_loaded_from_the_registry_layout_on_s3(tmp_path: Path) -> N
                 **os.environ,
                 "AWS_ACCESS_KEY_ID": ep.access_key,
                 "AWS_SECRET_ACCESS_KEY": ep.secret_key,
+                "MAINSAIL_DRIFT_TOKEN": TOKEN,
             },
             extra_args=["--s3-endpoint", ep.url],
         )

@@ -7,6 +7,7 @@ KFP action is tested against a stand-in client object and the test says so.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import threading
@@ -26,6 +27,10 @@ from mainsail.retrain.server import TriggerServer
 from mainsail.retrain.trigger import RetrainTrigger
 
 pytestmark = pytest.mark.integration
+
+TOKEN = "trigger-test-token"
+#: The trigger as the CLI builds it for the churn project: only `churn` may be retrained.
+Trigger = functools.partial(RetrainTrigger, models={"churn"}, token=TOKEN)
 
 RECORDER = (
     "import json, os, sys; from pathlib import Path; "
@@ -103,7 +108,7 @@ def test_one_incident_starts_one_run_across_repeats_and_restarts(tmp_path: Path)
     clock = Clock()
     cfg = _config(tmp_path)
     state = tmp_path / "state"
-    trig = RetrainTrigger(cfg, state, clock=clock, config_path=tmp_path / "churn.yaml")
+    trig = Trigger(cfg, state, clock=clock, config_path=tmp_path / "churn.yaml")
     first = trig.handle(notification(alert()))
     assert first[0]["decision"] == "started"
     runs = _wait_runs(tmp_path / "ran", 1)
@@ -112,7 +117,7 @@ def test_one_incident_starts_one_run_across_repeats_and_restarts(tmp_path: Path)
     clock.now += 300
     assert trig.handle(notification(alert()))[0]["decision"] == "duplicate"
     # A restarted trigger reads the state and still knows the incident.
-    trig2 = RetrainTrigger(cfg, state, clock=clock)
+    trig2 = Trigger(cfg, state, clock=clock)
     assert trig2.handle(notification(alert()))[0]["decision"] == "duplicate"
     time.sleep(0.3)
     assert len(list((tmp_path / "ran").glob("*.json"))) == 1
@@ -121,7 +126,7 @@ def test_one_incident_starts_one_run_across_repeats_and_restarts(tmp_path: Path)
 
 def test_cooldown_blocks_new_incidents_of_the_model_until_it_ends(tmp_path: Path) -> None:
     clock = Clock()
-    trig = RetrainTrigger(_config(tmp_path, cooldown_s=600), tmp_path / "state", clock=clock)
+    trig = Trigger(_config(tmp_path, cooldown_s=600), tmp_path / "state", clock=clock)
     assert trig.handle(notification(alert()))[0]["decision"] == "started"
     # The alert resolved and fired again: a new incident, but within the cool-down.
     trig.handle(notification(alert(status="resolved")))
@@ -137,7 +142,7 @@ def test_cooldown_blocks_new_incidents_of_the_model_until_it_ends(tmp_path: Path
 
 
 def test_other_alerts_and_resolutions_start_nothing(tmp_path: Path) -> None:
-    trig = RetrainTrigger(_config(tmp_path), tmp_path / "state", clock=Clock())
+    trig = Trigger(_config(tmp_path), tmp_path / "state", clock=Clock())
     out = trig.handle(
         notification(
             alert(name="MainsailHighErrorRate"), alert(status="resolved", fingerprint="zz")
@@ -156,7 +161,7 @@ def test_a_failed_start_leaves_no_cooldown_and_is_retried(tmp_path: Path) -> Non
             raise RuntimeError("cluster unreachable")
         return RunInfo("test", {"attempt": len(calls)})
 
-    trig = RetrainTrigger(_config(tmp_path), tmp_path / "state", action=flaky, clock=Clock())
+    trig = Trigger(_config(tmp_path), tmp_path / "state", action=flaky, clock=Clock())
     first = trig.handle(notification(alert()))[0]
     assert first["decision"] == "failed" and "cluster unreachable" in first["error"]
     assert trig.handle(notification(alert()))[0]["decision"] == "started"
@@ -166,7 +171,7 @@ def test_a_failed_start_leaves_no_cooldown_and_is_retried(tmp_path: Path) -> Non
 
 def test_run_end_is_recorded_with_its_outcome(tmp_path: Path) -> None:
     cfg = _config(tmp_path, command=[sys.executable, "-c", "import sys; sys.exit(3)"])
-    trig = RetrainTrigger(cfg, tmp_path / "state", clock=Clock())
+    trig = Trigger(cfg, tmp_path / "state", clock=Clock())
     run_id = trig.handle(notification(alert()))[0]["run_id"]
     deadline = time.monotonic() + 20
     while trig.runs()[run_id]["status"] == "running" and time.monotonic() < deadline:
@@ -185,6 +190,7 @@ class _WindowServer:
 
     def __init__(self) -> None:
         self.paths: list[str] = []
+        self.auth: list[str | None] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -193,6 +199,7 @@ class _WindowServer:
 
             def do_GET(self) -> None:
                 outer.paths.append(self.path)
+                outer.auth.append(self.headers.get("Authorization"))
                 body = b"PAR1-window-bytes"
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
@@ -215,10 +222,12 @@ def window_server() -> Iterator[_WindowServer]:
 def test_the_drifted_window_is_saved_and_handed_to_the_run(
     tmp_path: Path, window_server: _WindowServer
 ) -> None:
-    trig = RetrainTrigger(_config(tmp_path), tmp_path / "state", clock=Clock())
-    trig.handle(notification(alert(instance=window_server.address)))
+    cfg = _config(tmp_path, sidecar_url=f"http://{window_server.address}")
+    trig = Trigger(cfg, tmp_path / "state", clock=Clock(), drift_token="d-token")
+    trig.handle(notification(alert()))
     run = _wait_runs(tmp_path / "ran", 1)[0]
     assert window_server.paths == ["/v1/window?model=churn&version=3"]
+    assert window_server.auth == ["Bearer d-token"]
     window = Path(run["window"])
     assert run["argv"][-1] == str(window)
     assert window.read_bytes() == b"PAR1-window-bytes"
@@ -242,7 +251,7 @@ def test_kfp_action_submits_the_compiled_pipeline(tmp_path: Path) -> None:
     action = KFPAction(
         "http://kfp.example:8888", pipeline, "mainsail-retrain", client_factory=FakeClient
     )
-    trig = RetrainTrigger(_config(tmp_path), tmp_path / "state", action=action, clock=Clock())
+    trig = Trigger(_config(tmp_path), tmp_path / "state", action=action, clock=Clock())
     out = trig.handle(notification(alert()))[0]
     assert out["decision"] == "started"
     path, kwargs = FakeClient.calls[0]
@@ -252,10 +261,11 @@ def test_kfp_action_submits_the_compiled_pipeline(tmp_path: Path) -> None:
     assert trig.runs()[out["run_id"]]["kfp_run_id"] == "kfp-run-1"
 
 
-def _post(url: str, raw: bytes) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(
-        url, data=raw, method="POST", headers={"Content-Type": "application/json"}
-    )
+def _post(url: str, raw: bytes, token: str | None = TOKEN) -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=raw, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
@@ -264,7 +274,7 @@ def _post(url: str, raw: bytes) -> tuple[int, dict[str, Any]]:
 
 
 def test_webhook_server_answers_malformed_requests_with_4xx(tmp_path: Path) -> None:
-    trig = RetrainTrigger(_config(tmp_path), tmp_path / "state", clock=Clock())
+    trig = Trigger(_config(tmp_path), tmp_path / "state", clock=Clock())
     server = TriggerServer(trig).start()
     try:
         assert _post(server.url + "/alerts", b"{oops")[0] == 400
@@ -290,4 +300,80 @@ def test_a_corrupt_state_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "trigger-state.json").write_text("{half")
     with pytest.raises(ValueError, match="trigger state is not valid JSON"):
-        RetrainTrigger(_config(tmp_path), tmp_path / "state")
+        Trigger(_config(tmp_path), tmp_path / "state")
+
+
+def _get(url: str, token: str | None = None) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+
+
+def test_the_webhook_and_the_runs_refuse_unauthenticated_calls(tmp_path: Path) -> None:
+    trig = Trigger(_config(tmp_path), tmp_path / "state", clock=Clock())
+    server = TriggerServer(trig).start()
+    body = json.dumps(notification(alert())).encode()
+    try:
+        for token in (None, "wrong", TOKEN + "x"):
+            code, answer = _post(server.url + "/alerts", body, token=token)
+            assert code == 401 and "token" in answer["error"]
+            assert _get(server.url + "/v1/runs", token) == 401
+        assert trig.runs() == {} and not (tmp_path / "ran").exists()
+        assert _get(server.url + "/v1/runs", TOKEN) == 200
+        assert _get(server.url + "/healthz") == 200  # probes need no token
+    finally:
+        server.stop()
+    # A trigger started without a token refuses every webhook call (403): closed by default.
+    closed = RetrainTrigger(_config(tmp_path), tmp_path / "state2", models={"churn"})
+    server = TriggerServer(closed).start()
+    try:
+        code, answer = _post(server.url + "/alerts", body)
+        assert code == 403 and "MAINSAIL_TRIGGER_TOKEN" in answer["error"]
+    finally:
+        server.stop()
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def test_crafted_labels_write_nothing_outside_the_state_dir_and_fetch_nothing(
+    tmp_path: Path, window_server: _WindowServer
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    cfg = _config(work, sidecar_url=f"http://{window_server.address}", cooldown_s=3600)
+    trig = Trigger(cfg, work / "state", clock=Clock())
+    before = _tree(tmp_path)
+    crafted = [
+        {"model": "../../escape", "version": "3"},
+        {"model": "churn/../../escape", "version": "3"},
+        {"model": "churn", "version": "../../../escape"},
+        {"model": "churn", "version": "3/../../x"},
+        {"model": "other-model", "version": "3"},
+        {"model": "", "version": "3"},
+        # `instance` never chooses the URL: the configured sidecar_url does.
+        {"model": "evil", "version": "1", "instance": "attacker.example:9"},
+    ]
+    for i, labels in enumerate(crafted):
+        bad = alert(fingerprint=f"fp{i}")
+        bad["labels"].update(labels)
+        out = trig.handle(notification(bad))[0]
+        assert out["decision"] == "ignored", (labels, out)
+    assert window_server.paths == []
+    assert trig.runs() == {}
+    assert _tree(tmp_path) - before <= {"work/state"}
+    # Each new model value no longer slips past the cool-down: unknown models start nothing.
+    ok = alert(instance="attacker.example:9")
+    assert trig.handle(notification(ok))[0]["decision"] == "started"
+    assert window_server.paths == ["/v1/window?model=churn&version=3"]
+    for i in range(5):
+        again = alert(starts=f"2026-11-26T11:0{i}:00Z", fingerprint=f"new{i}")
+        again["labels"]["model"] = f"churn{i}"
+        assert trig.handle(notification(again))[0]["decision"] == "ignored"
+    outside = {p for p in _tree(tmp_path) - before if not p.startswith(("work/state", "work/ran"))}
+    assert outside == set()
+    assert not any(".." in p.name for p in (work / "state" / "windows").iterdir())

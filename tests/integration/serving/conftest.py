@@ -16,6 +16,7 @@ import pytest
 
 from mainsail.registry.manifest import seal_folder
 from mainsail.registry.seaweedfs import SeaweedS3
+from mainsail.registry.signing import Signer, Verifier, generate_keypair
 from mainsail.registry.store import ModelRegistry
 from mainsail.serving.mlserver import (
     MLServerProcess,
@@ -36,8 +37,22 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
 
 
 @pytest.fixture(scope="session")
-def registry(seaweed: SeaweedS3) -> ModelRegistry:
-    return ModelRegistry(seaweed.client(), BUCKET)
+def signing_keys() -> tuple[str, str]:
+    """The test registry's Ed25519 key pair (private, public)."""
+    return generate_keypair()
+
+
+@pytest.fixture(scope="session")
+def registry(seaweed: SeaweedS3, signing_keys: tuple[str, str]) -> ModelRegistry:
+    """The registry as a publisher opens it: signs at publish, verifies every download."""
+    private, public = signing_keys
+    return ModelRegistry(
+        seaweed.client(),
+        BUCKET,
+        signer=Signer(private),
+        verifier=Verifier.from_text(public),
+        require_signature=True,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -47,11 +62,15 @@ def churn_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def sealed_artifact(churn_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sealed_artifact(
+    churn_artifact: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    signing_keys: tuple[str, str],
+) -> Path:
     """A copy of the artifact with a manifest, for serving from a local folder."""
     folder = tmp_path_factory.mktemp("sealed") / "churn"
     shutil.copytree(churn_artifact, folder)
-    seal_folder(folder, "churn", 1)
+    seal_folder(folder, "churn", 1, signer=Signer(signing_keys[0]))
     return folder
 
 
@@ -81,6 +100,7 @@ def mlserver(
     drift_sink: DriftSink,
     blackhole: str,
     tmp_path_factory: pytest.TempPathFactory,
+    signing_keys: tuple[str, str],
 ) -> Iterator[MLServerProcess]:
     """One MLServer (parallel_workers 0) with four models on our runtime:
 
@@ -120,5 +140,7 @@ def mlserver(
     env = dict(os.environ)
     env["MAINSAIL_S3_ACCESS_KEY"] = ep.access_key
     env["MAINSAIL_S3_SECRET_KEY"] = ep.secret_key
+    # The servers hold only the public key: every version they load must be signed.
+    env["MAINSAIL_REGISTRY_PUBLIC_KEYS"] = signing_keys[1]
     with MLServerProcess(repo, env=env).start([m.name for m in models]) as server:
         yield server

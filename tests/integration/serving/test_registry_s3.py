@@ -22,6 +22,7 @@ from mainsail.registry.errors import (
 )
 from mainsail.registry.manifest import MANIFEST_NAME, verify_folder
 from mainsail.registry.seaweedfs import SeaweedS3
+from mainsail.registry.signing import SIGNATURE_NAME
 from mainsail.registry.store import ModelRegistry
 
 pytestmark = pytest.mark.integration
@@ -69,7 +70,7 @@ def test_publish_lists_versions_with_manifest_and_model_settings(
     # Nothing staged is left behind, and the version folder holds exactly the manifest's files.
     assert _keys(registry, f"{model}/staging/") == []
     stored = {k.split("/versions/2/", 1)[1] for k in _keys(registry, f"{model}/versions/2/")}
-    assert stored == expected | {MANIFEST_NAME}
+    assert stored == expected | {MANIFEST_NAME, SIGNATURE_NAME}
 
     local = registry.download(model, 2, tmp_path / "cache")
     settings = json.loads((local.path / "model-settings.json").read_text())
@@ -252,8 +253,12 @@ def test_replaced_manifest_is_caught_through_the_alias(
         f"{model}/versions/1/{MANIFEST_NAME}",
         manifest.model_copy(update={"files": files}).to_bytes(),
     )
-    with pytest.raises(IntegrityError, match="recorded when alias 'champion' was set"):
+    # The signature catches it first; an unsigned registry still has the alias's digest.
+    with pytest.raises(IntegrityError, match="signature does not verify"):
         registry.download(model, "champion", tmp_path / "cache")
+    unsigned = ModelRegistry(registry.client, registry.bucket, registry.prefix)
+    with pytest.raises(IntegrityError, match="recorded when alias 'champion' was set"):
+        unsigned.download(model, "champion", tmp_path / "cache")
 
 
 def test_download_reuses_an_intact_copy_and_replaces_a_tampered_one(
@@ -350,6 +355,89 @@ def test_cli_publish_list_show_promote_rollback(
     assert "MAINSAIL_S3_ACCESS_KEY" in nokeys.output
 
 
+def test_store_failures_are_one_line_errors_in_every_command(
+    seaweed: SeaweedS3, churn_artifact: Path, repo_root: Path, tmp_path: Path
+) -> None:
+    """S3 down, or the bucket missing: one line, exit 1, no traceback, in a few seconds."""
+    import socket
+    import time
+
+    from mainsail.cli.deploy import app as deploy_app
+
+    ep = seaweed.endpoint
+    keys = {"MAINSAIL_S3_ACCESS_KEY": ep.access_key, "MAINSAIL_S3_SECRET_KEY": ep.secret_key}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{sock.getsockname()[1]}"  # nothing listens here
+    import yaml
+
+    config = tmp_path / "project.yaml"
+    data = yaml.safe_load((repo_root / "configs" / "churn.yaml").read_text())
+    data.setdefault("registry", {})["bucket"] = "no-such-bucket-here"
+    config.write_text(yaml.safe_dump(data))
+    runner = CliRunner()
+    cases = [
+        (app, ["list", "--config", str(config), "--endpoint", dead], "unreachable"),
+        (
+            app,
+            ["publish", "churn", str(churn_artifact), "--config", str(config), "--endpoint", dead],
+            "unreachable",
+        ),
+        (app, ["list", "--config", str(config), "--endpoint", ep.endpoint], "does not exist"),
+        (
+            app,
+            ["show", "churn", "--config", str(config), "--endpoint", ep.endpoint],
+            "does not exist",
+        ),
+        (app, ["gc", "--config", str(config), "--endpoint", ep.endpoint], "does not exist"),
+        (
+            deploy_app,  # `mainsail deploy`
+            [
+                "churn",
+                "--version",
+                "1",
+                "--config",
+                str(config),
+                "--dry-run",
+                "--backend",
+                "kubernetes",
+            ],
+            "unreachable",
+        ),
+    ]
+    for cli, args, message in cases:
+        started = time.monotonic()
+        env = {**keys, "MAINSAIL_S3_ENDPOINT": dead if cli is deploy_app else ""}
+        result = runner.invoke(cli, args, env=env)
+        elapsed = time.monotonic() - started
+        assert result.exit_code == 1, (args, result.output, result.exception)
+        assert message in result.output, (args, result.output)
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 3
+        assert elapsed < 8, (args, elapsed)
+
+
+def test_models_gc_removes_what_a_dead_publish_left(
+    seaweed: SeaweedS3, registry: ModelRegistry, repo_root: Path
+) -> None:
+    model = _model()
+    for name in ("model.joblib", "feature_schema.json"):
+        _put(registry, f"{model}/staging/deadbeef/{name}", b"half an upload")
+    env = {
+        "MAINSAIL_S3_ACCESS_KEY": seaweed.endpoint.access_key,
+        "MAINSAIL_S3_SECRET_KEY": seaweed.endpoint.secret_key,
+        "MAINSAIL_S3_ENDPOINT": seaweed.endpoint.endpoint,
+    }
+    config = str(repo_root / "configs" / "churn.yaml")
+    fresh = CliRunner().invoke(app, ["gc", model, "--config", config], env=env)
+    assert fresh.exit_code == 0 and "0 staging prefix(es) removed" in fresh.output
+    result = CliRunner().invoke(
+        app, ["gc", model, "--older-than", "0", "--config", config], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert f"removed {model}/staging/deadbeef/" in result.output
+    assert _keys(registry, f"{model}/staging/") == []
+
+
 def test_seaweedfs_start_failure_is_a_clear_error(tmp_path: Path) -> None:
     import socket
 
@@ -363,3 +451,24 @@ def test_seaweedfs_start_failure_is_a_clear_error(tmp_path: Path) -> None:
         with pytest.raises(SeaweedError, match="address already in use"):
             s3.start()
         assert not s3.running
+
+
+def test_the_stack_on_an_empty_registry_says_what_to_do(
+    seaweed: SeaweedS3, repo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first `mainsail up` on an empty store: one clear StackError, not NoSuchBucket."""
+    from mainsail.config import load_config
+    from mainsail.stack.process import StackError
+    from mainsail.stack.providers import StackContext, registry_model_dir
+
+    ep = seaweed.endpoint
+    monkeypatch.setenv("MAINSAIL_S3_ACCESS_KEY", ep.access_key)
+    monkeypatch.setenv("MAINSAIL_S3_SECRET_KEY", ep.secret_key)
+    cfg = load_config(repo_root / "configs" / "churn.yaml")
+    registry = cfg.registry.model_copy(update={"endpoint": ep.endpoint, "bucket": "empty-store"})
+    stack = cfg.stack.model_copy(update={"data_dir": tmp_path / "stack"})
+    cfg = cfg.model_copy(update={"registry": registry, "stack": stack})
+    with pytest.raises(StackError) as err:
+        registry_model_dir(StackContext(config=cfg, data_dir=tmp_path / "stack"), "champion")
+    message = str(err.value)
+    assert "'empty-store' does not exist" in message and "publish and promote" in message

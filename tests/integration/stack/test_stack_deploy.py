@@ -158,3 +158,29 @@ def test_stack_fetches_a_variant_from_the_registry_when_no_folder_is_set(
     cfg.name = "nobody"
     with pytest.raises(StackError, match="registry has no 'champion' version of 'nobody'"):
         registry_model_dir(ctx, "champion")
+
+
+def test_the_stacks_mlserver_repository_api_needs_the_stacks_token(
+    running_stack: ProjectConfig,
+) -> None:
+    """MLServer's load/unload answer only the stack's token holders (`mainsail deploy`); its
+    secrets and state file are readable by their owner only."""
+    import httpx
+
+    from mainsail.stack.providers import StackContext, stack_token
+
+    cfg = running_stack
+    port = cfg.stack.champion.http
+    url = f"http://{cfg.stack.host}:{port}/v2/repository/index"
+    assert httpx.post(url, json={}, timeout=10).status_code == 401
+    wrong = httpx.post(url, json={}, headers={"authorization": "Bearer nope"}, timeout=10)
+    assert wrong.status_code == 401
+    ctx = StackContext(config=cfg, data_dir=cfg.stack.data_dir.resolve())
+    token = stack_token(ctx, "repository")
+    ok = httpx.post(url, json={}, headers={"authorization": f"Bearer {token}"}, timeout=10)
+    assert ok.status_code == 200, ok.text
+    data = cfg.stack.data_dir.resolve()
+    for path in [data / "state.json", *(data / "secrets").iterdir()]:
+        if path.name.endswith(".key") and "public" in path.name:
+            continue
+        assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"

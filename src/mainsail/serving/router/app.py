@@ -23,7 +23,16 @@ Failures: an active health check (`GET /v2/models/{model}/ready`) per variant ta
 out of rotation after `unhealthy_after` failures and puts it back after `healthy_after` passes.
 A request whose variant gives no answer (refused, reset) takes that variant out at once and is
 re-sent once to another variant in rotation: V2 inference has no side effects, so a repeat is
-safe. A timeout is not retried (the caller's deadline is already spent).
+safe. A variant that hangs is cut at `upstream_timeout_s` (a deadline well below a client's:
+2 s by default against the 60 s of tritonclient and the kserve client) and the request is
+re-sent once to the other variant; the timeout counts as one failed health check.
+
+Client input: the body is bounded (`max_body_bytes`), depth-checked and structurally checked
+(`mainsail.serving.router.v2`) before it is forwarded; a V2 `id` and an `x-request-id` header
+must be valid request ids (`mainsail.core.limits`), else 400 naming the field. A request in the
+binary tensor extension (`Inference-Header-Content-Length`) is decoded to JSON first. An
+upstream's 4xx answer (the client's fault) is passed back and counted in the variant's
+requests by status, never in its errors nor against its health.
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ from starlette.routing import Route
 
 from mainsail.config.base import StrictModel
 from mainsail.config.stack import RouterConfig
+from mainsail.core.limits import LimitError, check_request_id
 from mainsail.serving.router.feedback import FeedbackRecorder
 from mainsail.serving.router.metrics import RouterMetrics
 from mainsail.serving.router.upstream import (
@@ -59,7 +69,12 @@ from mainsail.serving.router.upstream import (
     UpstreamPool,
     UpstreamTimeoutError,
 )
-from mainsail.serving.router.v2 import V2RequestError, parse_infer_request, sticky_value
+from mainsail.serving.router.v2 import (
+    V2RequestError,
+    check_infer_payload,
+    parse_infer_request,
+    sticky_value,
+)
 
 log = logging.getLogger("mainsail.router")
 
@@ -268,6 +283,14 @@ class Router:
             and v.weight > 0
             and role not in exclude
         ]
+        if not pool and exclude:
+            # A retry: any other healthy variant, even one at weight 0, beats failing.
+            pool = [
+                v
+                for role in ROUTED
+                if (v := self.variants.get(role)) is not None and v.healthy and role not in exclude
+            ]
+            return pool[0] if pool else None
         if not pool:
             return None
         total = sum(v.weight for v in pool)
@@ -341,7 +364,14 @@ class Router:
 
         `headers` are the request's (lower-case names); `body` is None when it was larger than
         `max_body_bytes`. The answer's headers carry no content-length (the server adds it)."""
-        request_id = headers.get(b"x-request-id") or self._new_request_id()
+        given = headers.get(b"x-request-id")
+        if given is not None:
+            try:
+                check_request_id(given.decode("latin-1"), "x-request-id")
+            except LimitError as err:
+                self.metrics.rejected.labels("bad_request").inc()
+                return _error(400, str(err), [])
+        request_id = given or self._new_request_id()
         rid = [(b"x-request-id", request_id)]
         if method != "POST":
             return _error(405, "use POST for infer", [(b"allow", b"POST"), *rid])
@@ -356,10 +386,21 @@ class Router:
                 rid,
             )
         try:
-            payload = parse_infer_request(body)
-        except V2RequestError as err:
+            encoding = headers.get(b"content-encoding")
+            if encoding is not None:
+                body = _inflate(body, encoding, self.cfg.max_body_bytes)
+            binary = headers.get(b"inference-header-content-length")
+            if binary is not None:
+                # The binary tensor extension (tritonclient's and kserve's default): decoded to
+                # V2 JSON here, and forwarded as JSON.
+                payload = _decode_binary(body, binary)
+                body = json.dumps(payload).encode()
+            else:
+                payload = parse_infer_request(body)
+        except (V2RequestError, LimitError) as err:
             self.metrics.rejected.labels("bad_request").inc()
-            return _error(400, str(err), rid)
+            status = getattr(err, "status", 400)
+            return _error(status, str(err), rid)
         key: str | None = None
         sticky = headers.get(self._sticky_header)
         if sticky is not None:
@@ -387,7 +428,13 @@ class Router:
                     timeout=self.cfg.upstream_timeout_s,
                 )
             except UpstreamTimeoutError as err:
+                # A hung variant: one failed health check, and the request goes to the other
+                # variant once (inference is idempotent) within a deadline of its own.
                 self.metrics.errors.labels(*variant.labels(), err.reason).inc()
+                self._set_health(variant, ok=False)
+                if self.choose(key, frozenset(tried)) is not None:
+                    self.metrics.retries.labels(variant.role, err.reason).inc()
+                    continue
                 return _error(504, f"{variant.role} timed out: {err}", rid)
             except (ConnectError, ResponseError) as err:
                 self.metrics.errors.labels(*variant.labels(), err.reason).inc()
@@ -429,7 +476,8 @@ class Router:
                 self.metrics.requests, *labels, str(status)
             )
         counter.inc()
-        if status >= 400:
+        if status >= 500:
+            # A 4xx is the client's fault: counted by status above, never as the variant's error.
             self.metrics.errors.labels(*labels, f"status_{status // 100}xx").inc()
         elif status == 200:
             self.metrics.observe_predictions(*labels, body)
@@ -631,6 +679,24 @@ class Router:
         await self.check(variant, first=True)
         self._persist()
         return _json(200, self.snapshot())
+
+
+def _inflate(body: bytes, encoding: bytes, limit: int) -> bytes:
+    """A gzip body inflated within `limit` bytes (MLServer accepts gzip; forwarded inflated)."""
+    from mainsail.serving.guard import GuardError, gunzip_bounded
+
+    if encoding.strip().lower() != b"gzip":
+        raise GuardError(f"content-encoding {encoding[:20].decode('latin-1')!r}", 415)
+    return gunzip_bounded(body, limit)
+
+
+def _decode_binary(body: bytes, header: bytes) -> dict[str, Any]:
+    """A binary-extension request as checked V2 JSON (:class:`V2RequestError` when malformed)."""
+    from mainsail.serving.guard import decode_binary_request
+
+    if not header.isdigit():
+        raise V2RequestError("Inference-Header-Content-Length: expected a byte count")
+    return check_infer_payload(decode_binary_request(body, int(header)))
 
 
 def _first_error(err: Exception) -> str:

@@ -11,6 +11,12 @@ them, and refreshes the per-variant quality gauges that Prometheus scrapes:
 - `mainsail_feedback_total{outcome}`: labels `accepted`, `unknown` (no such request) or
   `duplicate` (already labelled).
 - `mainsail_feedback_dropped_total`: predictions not recorded because the queue was full.
+- `mainsail_feedback_reused_ids_total`: predictions whose request id was already stored (a client
+  reusing its `x-request-id`): kept as `<id>~2`, `<id>~3`, ..., never dropped.
+
+Labels are checked before anything is stored: for classification a class name (or integer)
+among the classes the model answers with (`parameters.classes` of its V2 answers), for
+regression a finite number; otherwise 400 naming the request id. The body is depth-bounded.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from mainsail.core.limits import LimitError, load_json, shown
 from mainsail.feedback.store import FeedbackError, FeedbackStore, PredictionRecord
 
 log = logging.getLogger("mainsail.router.feedback")
@@ -53,6 +60,7 @@ class FeedbackRecorder:
         self._pending: list[PredictionRecord] = []
         self._versions: dict[str, str] = {}
         self._task: asyncio.Task[None] | None = None
+        self._flush_lock: asyncio.Lock | None = None
         self.quality = Gauge(
             "mainsail_variant_quality",
             "Quality of a variant over its labelled requests.",
@@ -74,6 +82,13 @@ class FeedbackRecorder:
         self.dropped = Counter(
             "mainsail_feedback_dropped", "Predictions not recorded: queue full.", registry=registry
         )
+        self.reused = Counter(
+            "mainsail_feedback_reused_ids",
+            "Predictions whose request id was already stored (kept as <id>~N).",
+            registry=registry,
+        )
+        #: Class names the model answers with (learned from its answers' `classes`).
+        self.classes: set[str] = set()
 
     # -- request path (no I/O) -----------------------------------------------------------
 
@@ -114,9 +129,13 @@ class FeedbackRecorder:
     def _predictions(self, body: bytes) -> list[tuple[str | None, float | None]]:
         """Each row's label and positive-class probability (or value) from a V2 answer."""
         try:
-            outputs = {o["name"]: o["data"] for o in json.loads(body)["outputs"]}
+            answer = json.loads(body)
+            outputs = {o["name"]: o["data"] for o in answer["outputs"]}
         except (ValueError, KeyError, TypeError):
             return [(None, None)]
+        classes = (answer.get("parameters") or {}).get("classes")
+        if isinstance(classes, list) and len(self.classes) < 1000:
+            self.classes.update(str(c) for c in classes)
         if self.problem_type == "regression":
             values = outputs.get("value") or next(iter(outputs.values()), None)
             return [(None, float(v)) for v in values] if values else [(None, None)]
@@ -145,15 +164,34 @@ class FeedbackRecorder:
         self.store.close()
 
     async def flush(self) -> None:
+        # One flush at a time: a label must not overtake the write of the prediction it labels
+        # (the background loop may be writing it right now).
+        if self._flush_lock is None:
+            self._flush_lock = asyncio.Lock()
+        async with self._flush_lock:
+            await self._flush()
+
+    async def _flush(self) -> None:
         batch, self._pending = self._pending, []
         if batch:
             try:
-                await asyncio.to_thread(self.store.record_predictions, batch)
+                await asyncio.to_thread(self._record, batch)
             except Exception:  # the store is down: keep serving, keep the batch for a retry
                 log.exception(
                     "feedback store write failed; %d predictions kept for retry", len(batch)
                 )
                 self._pending = batch + self._pending
+
+    def _record(self, batch: list[PredictionRecord]) -> None:
+        self.store.record_predictions(batch)
+        renamed = getattr(self.store, "renamed", {})
+        if renamed:
+            self.reused.inc(len(renamed))
+            log.warning(
+                "%d reused request id(s) stored under new names, e.g. %s",
+                len(renamed),
+                next(iter(renamed.items())),
+            )
 
     async def _flush_loop(self) -> None:
         while True:
@@ -165,11 +203,13 @@ class FeedbackRecorder:
     async def endpoint(self, request: Request) -> Response:
         """`{"labels": {"<request id>": <label>, ...}}` -> counts per outcome."""
         try:
-            payload = json.loads(await request.body())
+            payload = load_json(await request.body())
             labels = payload["labels"]
             if not isinstance(labels, dict):
                 raise TypeError
-        except (ValueError, KeyError, TypeError):
+        except LimitError as err:
+            return JSONResponse({"error": str(err)}, status_code=400)
+        except (KeyError, TypeError):
             return JSONResponse(
                 {"error": 'expected a JSON object {"labels": {"<request id>": <label>, ...}}'},
                 status_code=400,
@@ -179,6 +219,13 @@ class FeedbackRecorder:
                 {"error": f"at most {MAX_LABELS_PER_POST} labels per request, got {len(labels)}"},
                 status_code=413,
             )
+        for request_id, label in labels.items():
+            problem = self._check_label(label)
+            if problem is not None:
+                return JSONResponse(
+                    {"error": f"label for request {shown(request_id, 140)}: {problem}"},
+                    status_code=400,
+                )
         await self.flush()  # the predictions being labelled may still sit in the queue
         try:
             counts = await asyncio.to_thread(self.store.record_feedback, labels)
@@ -188,6 +235,22 @@ class FeedbackRecorder:
             self.feedback.labels(outcome).inc(n)
         await asyncio.to_thread(self.refresh_quality)
         return JSONResponse(counts)
+
+    def _check_label(self, label: Any) -> str | None:
+        """Why `label` cannot be ground truth for this model, or None when it can."""
+        if self.problem_type == "regression":
+            if isinstance(label, bool) or not isinstance(label, int | float):
+                return f"expected a number, got {shown(label)}"
+            if label != label or label in (float("inf"), float("-inf")):
+                return "expected a finite number"
+            return None
+        if isinstance(label, bool) or not isinstance(label, str | int):
+            return f"expected a class name, got {shown(label)}"
+        if self.classes and str(label) not in self.classes:
+            return f"{shown(label)} is not a class of the model ({', '.join(sorted(self.classes))})"
+        if not self.classes and len(str(label)) > 64:
+            return "a class name has at most 64 characters"
+        return None
 
     def refresh_quality(self) -> None:
         for variant, version in list(self._versions.items()):

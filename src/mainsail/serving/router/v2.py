@@ -8,9 +8,10 @@ runtime's job, since only it knows the model's schema.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
+
+from mainsail.core.limits import LimitError, check_request_id, load_json, shown
 
 # V2 tensor datatypes and the Python types their JSON elements may take.
 _INT_RANGES: dict[str, tuple[int, int]] = {
@@ -34,23 +35,40 @@ class V2RequestError(ValueError):
     """A request that is not a valid V2 infer request; the message names the field."""
 
 
+#: Top-level fields of a V2 infer request; `model_name` / `model_version` are what the kserve
+#: client (and gRPC's ModelInferRequest as JSON) adds, and MLServer accepts.
+TOP_LEVEL = frozenset({"id", "parameters", "inputs", "outputs", "model_name", "model_version"})
+
+
 def parse_infer_request(body: bytes) -> dict[str, Any]:
-    """Parse and check a V2 infer request body; raise :class:`V2RequestError` when malformed."""
+    """Parse and check a V2 infer request body; raise :class:`V2RequestError` when malformed.
+
+    The JSON is depth-checked before it is parsed (`mainsail.core.limits`), and `id` must be a
+    valid request id: MLServer copies it into response headers."""
     if not body:
         raise V2RequestError("request body is empty; expected a V2 infer request (JSON object)")
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise V2RequestError(f"request body is not valid JSON: {err}") from None
-    except RecursionError:
-        raise V2RequestError("request body is nested too deeply") from None
+        payload = load_json(body, what="request body")
+    except LimitError as err:
+        raise V2RequestError(str(err)) from None
+    return check_infer_payload(payload)
+
+
+def check_infer_payload(payload: Any) -> dict[str, Any]:
+    """Check a parsed V2 infer request (see :func:`parse_infer_request`)."""
     if not isinstance(payload, dict):
         raise V2RequestError(f"request body must be a JSON object, got {type(payload).__name__}")
-    unknown = sorted(set(payload) - {"id", "parameters", "inputs", "outputs"})
+    unknown = sorted(set(payload) - TOP_LEVEL)
     if unknown:
-        raise V2RequestError(f"unknown top-level field(s) {unknown}")
-    if "id" in payload and not isinstance(payload["id"], str):
-        raise V2RequestError("id: expected a string")
+        raise V2RequestError(f"unknown top-level field(s) {[u[:40] for u in unknown[:5]]}")
+    for name in ("model_name", "model_version"):
+        if name in payload and not isinstance(payload[name], str | None):
+            raise V2RequestError(f"{name}: expected a string")
+    if payload.get("id") is not None:
+        try:
+            check_request_id(payload["id"], "id")
+        except LimitError as err:
+            raise V2RequestError(str(err)) from None
     if "parameters" in payload and not isinstance(payload["parameters"], dict):
         raise V2RequestError("parameters: expected a JSON object")
     inputs = payload.get("inputs")
@@ -60,7 +78,7 @@ def parse_infer_request(body: bytes) -> dict[str, Any]:
     for i, tensor in enumerate(inputs):
         _check_tensor(tensor, f"inputs[{i}]")
         if tensor["name"] in names:
-            raise V2RequestError(f"inputs[{i}].name: duplicate input {tensor['name']!r}")
+            raise V2RequestError(f"inputs[{i}].name: duplicate input {shown(tensor['name'])}")
         names.add(tensor["name"])
     outputs = payload.get("outputs")
     if outputs is not None:
@@ -78,7 +96,7 @@ def _check_tensor(tensor: Any, where: str) -> None:
     name = tensor.get("name")
     if not isinstance(name, str) or not name:
         raise V2RequestError(f"{where}.name: expected a non-empty string")
-    where = f"{where} ({name!r})"
+    where = f"{where} ({shown(name)})"
     shape = tensor.get("shape")
     if (
         not isinstance(shape, list)
@@ -89,7 +107,7 @@ def _check_tensor(tensor: Any, where: str) -> None:
     datatype = tensor.get("datatype")
     if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise V2RequestError(
-            f"{where}.datatype: expected one of {sorted(DATATYPES)}, got {datatype!r}"
+            f"{where}.datatype: expected one of {sorted(DATATYPES)}, got {shown(datatype)}"
         )
     expected = math.prod(shape)
     if expected > MAX_ELEMENTS:
@@ -112,13 +130,18 @@ def _check_tensor(tensor: Any, where: str) -> None:
 
 
 def _flatten(data: Any, out: list[Any], limit: int, where: str) -> None:
-    if isinstance(data, list):
-        for item in data:
-            _flatten(item, out, limit, where)
-    else:
-        out.append(data)
-        if len(out) > limit:
-            raise V2RequestError(f"{where}.data: more elements than the shape allows ({limit})")
+    # Iterative: the body's depth is bounded, but a stack of lists costs no recursion anyway.
+    stack = [iter([data])]
+    while stack:
+        item = next(stack[-1], _OK)
+        if item is _OK:
+            stack.pop()
+        elif isinstance(item, list):
+            stack.append(iter(item))
+        else:
+            out.append(item)
+            if len(out) > limit:
+                raise V2RequestError(f"{where}.data: more elements than the shape allows ({limit})")
 
 
 def _check_elements(flat: list[Any], datatype: str, where: str) -> None:
@@ -148,7 +171,7 @@ def _check_elements(flat: list[Any], datatype: str, where: str) -> None:
         )
         kind = f"integers in [{low}, {high}]"
     if bad is not _OK:
-        raise V2RequestError(f"{where}.data: {datatype} needs {kind}, got {bad!r}")
+        raise V2RequestError(f"{where}.data: {datatype} needs {kind}, got {shown(bad)}")
 
 
 _OK = object()
