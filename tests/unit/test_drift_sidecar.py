@@ -97,8 +97,12 @@ def test_undrifted_traffic_is_not_flagged(sidecar: SidecarProcess) -> None:
     assert result["window_rows"] == 1000
     assert result["row_is_drift"] is False, result["drifted_features"]
     assert result["prediction"]["is_drift"] is False
-    # Bonferroni over the 14 features.
+    # Benjamini-Hochberg over the 14 features, nothing discovered: the threshold is 0.05 / 14.
+    assert result["correction"] == "fdr"
     assert result["threshold"] == pytest.approx(0.05 / 14)
+    for feature in result["features"].values():
+        assert feature["corrected_p_value"] >= feature["p_value"]
+        assert feature["min_distance"] == 0.05
     assert result["features"]["support_calls"]["test"] == "ks"
     assert result["features"]["contract"]["test"] == "chi2"
 

@@ -40,9 +40,23 @@ class DriftConfig(StrictModel):
     check_interval_s: float = Field(default=30.0, gt=0)
     """... or this many seconds after the previous check when any new row arrived."""
     p_value: float = Field(default=0.05, gt=0.0, lt=0.5)
-    """Significance level of every test (before the correction for many features)."""
-    correction: Literal["bonferroni", "fdr"] = "bonferroni"
-    """Multiple-testing correction across features, used for per-feature and whole-row verdicts."""
+    """Significance level of the corrected p-values (the false discovery rate with `fdr`, the
+    family-wise error rate with `bonferroni`) of each check."""
+    correction: Literal["bonferroni", "fdr"] = "fdr"
+    """Multiple-testing correction across features, used for per-feature and whole-row verdicts:
+    `fdr` (Benjamini-Hochberg) or `bonferroni` (stricter: any false alarm, not their share)."""
+    min_distance_numeric: float = Field(default=0.05, ge=0.0, le=1.0)
+    """Effect-size floor of numeric features and predicted scores: a feature is drifted only when
+    significant AND its KS distance (largest gap between the reference's and the window's
+    cumulative distributions) is at least this; with large windows every negligible difference
+    is significant, the floor is what keeps them quiet. 0 = significance alone."""
+    min_distance_categorical: float = Field(default=0.05, ge=0.0, le=1.0)
+    """Effect-size floor of categorical features and predicted labels: total variation distance
+    (share of the rows that would have to change category) that a significant change must
+    reach to count as drift."""
+    min_distance_features: dict[str, float] = Field(default_factory=dict)
+    """Per-feature floors overriding the two above, by feature name (`prediction` for the
+    prediction test)."""
     row_test: Literal["derived", "tabular"] = "derived"
     """Whole-row verdict: `derived` applies TabularDrift's correction to the per-feature p-values
     already computed (same answer, one pass); `tabular` runs alibi-detect's TabularDrift again."""
@@ -56,6 +70,13 @@ class DriftConfig(StrictModel):
     """Largest batch one POST may carry (larger ones get 413)."""
     seed: int = 42
     """Seed of the reference subsample and the MMD permutations."""
+
+    @model_validator(mode="after")
+    def _floors_are_distances(self) -> DriftConfig:
+        bad = {k: v for k, v in self.min_distance_features.items() if not 0.0 <= v <= 1.0}
+        if bad:
+            raise ValueError(f"drift.min_distance_features must lie in [0, 1], got {bad}")
+        return self
 
     @model_validator(mode="after")
     def _window_fits(self) -> DriftConfig:

@@ -44,16 +44,42 @@ class DriftMetrics:
             [*_MV, "feature", "test"],
             registry=r,
         )
+        self.corrected_p_value = Gauge(
+            "mainsail_drift_feature_corrected_p_value",
+            "p-value of the latest drift test of a feature after the multiple-testing correction",
+            [*_MV, "feature", "test"],
+            registry=r,
+        )
+        self.significant = Gauge(
+            "mainsail_drift_feature_significant",
+            "1 when the corrected p-value is at most the significance level, else 0",
+            [*_MV, "feature"],
+            registry=r,
+        )
         self.distance = Gauge(
             "mainsail_drift_feature_distance",
-            "Test statistic of the latest drift test of a feature (KS distance or chi-square)",
+            "Effect size of the latest drift test of a feature (KS distance; total variation "
+            "distance for categories)",
+            [*_MV, "feature", "test"],
+            registry=r,
+        )
+        self.distance_threshold = Gauge(
+            "mainsail_drift_feature_distance_threshold",
+            "Effect-size floor of a feature's drift test: drift needs a distance at least this",
             [*_MV, "feature", "test"],
             registry=r,
         )
         self.is_drift = Gauge(
             "mainsail_drift_feature_is_drift",
-            "1 when the latest check found the feature drifted (corrected threshold), else 0",
+            "1 when the latest check found the feature drifted (significant after the correction "
+            "AND distance at least its floor), else 0",
             [*_MV, "feature"],
+            registry=r,
+        )
+        self.significance = Gauge(
+            "mainsail_drift_significance_level",
+            "Level the corrected p-values are compared with, by correction (fdr, bonferroni)",
+            [*_MV, "correction"],
             registry=r,
         )
         self.missing = Gauge(
@@ -82,7 +108,7 @@ class DriftMetrics:
         )
         self.threshold = Gauge(
             "mainsail_drift_p_value_threshold",
-            "p-value threshold of the latest check after the multiple-testing correction",
+            "Raw p-value threshold of the latest check after the multiple-testing correction",
             _MV,
             registry=r,
         )
@@ -100,8 +126,15 @@ class DriftMetrics:
         )
         self.pred_is_drift = Gauge(
             "mainsail_drift_prediction_is_drift",
-            "1 when the latest check found the predictions drifted, else 0",
+            "1 when the latest check found the predictions drifted (significant AND distance "
+            "at least its floor), else 0",
             _MV,
+            registry=r,
+        )
+        self.pred_distance_threshold = Gauge(
+            "mainsail_drift_prediction_distance_threshold",
+            "Effect-size floor of the prediction drift test",
+            [*_MV, "test"],
             registry=r,
         )
         self.mmd_p_value = Gauge(
@@ -177,9 +210,15 @@ class DriftMetrics:
         for f in result.features:
             if not math.isnan(f.p_value):
                 self.p_value.labels(model, version, f.name, f.test).set(f.p_value)
+                self.corrected_p_value.labels(model, version, f.name, f.test).set(
+                    f.corrected_p_value
+                )
                 self.distance.labels(model, version, f.name, f.test).set(f.distance)
+            self.distance_threshold.labels(model, version, f.name, f.test).set(f.min_distance)
+            self.significant.labels(model, version, f.name).set(float(f.significant))
             self.is_drift.labels(model, version, f.name).set(float(f.is_drift))
             self.missing.labels(model, version, f.name).set(f.missing_ratio)
+        self.significance.labels(model, version, result.correction).set(result.alpha)
         self.row_is_drift.labels(model, version).set(float(result.row_is_drift))
         self.drifted_features.labels(model, version).set(len(result.drifted_features))
         self.consecutive.labels(model, version).set(consecutive)
@@ -204,8 +243,12 @@ class DriftMetrics:
 #: Every metric family name the sidecar exports (counters with their `_total` suffix).
 METRIC_NAMES = (
     "mainsail_drift_feature_p_value",
+    "mainsail_drift_feature_corrected_p_value",
+    "mainsail_drift_feature_significant",
     "mainsail_drift_feature_distance",
+    "mainsail_drift_feature_distance_threshold",
     "mainsail_drift_feature_is_drift",
+    "mainsail_drift_significance_level",
     "mainsail_drift_feature_missing_ratio",
     "mainsail_drift_row_is_drift",
     "mainsail_drift_drifted_features",

@@ -200,6 +200,8 @@ class DriftSidecar:
             mmd_permutations=cfg.mmd_permutations,
             mmd_max_rows=cfg.mmd_max_rows,
             seed=cfg.seed,
+            min_distance={"ks": cfg.min_distance_numeric, "chi2": cfg.min_distance_categorical},
+            feature_min_distance=cfg.min_distance_features,
         )
         w = cfg.window_rows
         self.metrics.reference_rows.labels(model, version).set(len(frame))
