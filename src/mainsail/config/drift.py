@@ -29,6 +29,23 @@ class DriftConfig(StrictModel):
     """Column of the reference sample holding the model's predictions (the same kind of value the
     serving runtime posts: labels or scores); when the sample lacks it, the first full window of
     served predictions becomes the prediction baseline."""
+    calibration_file: str = "calibration.parquet"
+    """File name of the labelled calibration sample in the version folder (held-out rows with
+    the target, `prediction` and `proba_<class>`; written by training): what the label-free
+    performance estimate is fitted and checked on. A version without it gets no estimate."""
+    card_file: str = "model_card.yaml"
+    """File name of the model card in the version folder: its `metrics.test` are the validated
+    figures the estimate is exported beside (and alerted against)."""
+    performance: bool = True
+    """Estimate each version's performance from its served scores (CBPE for binary
+    classifiers: expected accuracy, F1, ROC AUC; DLE for regressors: expected MAE, RMSE)."""
+    recalibrate: bool = True
+    """CBPE: recalibrate the scores with an isotonic map fitted on the calibration sample
+    (false: trust the model's own probabilities)."""
+    calibration_max_error: float = Field(default=0.05, gt=0.0, lt=1.0)
+    """CBPE: largest expected calibration error (cross-fitted, on the calibration sample) at
+    which the estimate is trusted; above it `mainsail_performance_reliable` is 0 and the
+    performance alert stays silent."""
     reference_rows: int = Field(default=5000, ge=50, le=1_000_000)
     """Most reference rows used by the detectors (a seeded subsample of a larger sample)."""
     window_rows: int = Field(default=1000, ge=20, le=1_000_000)

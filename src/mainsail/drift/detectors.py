@@ -72,10 +72,15 @@ class CheckResult:
     features: list[FeatureResult]
     row_is_drift: bool
     threshold: float
-    """p-value threshold after the multiple-testing correction."""
+    """Raw p-value threshold after the multiple-testing correction."""
     window_rows: int
+    alpha: float = 0.05
+    """Significance level the corrected p-values are compared with."""
+    correction: str = "fdr"
     prediction: FeatureResult | None = None
     mmd: dict[str, float] | None = None
+    performance: dict[str, Any] | None = None
+    """The label-free performance estimate of the window (mainsail.drift.performance)."""
     duration_s: float = 0.0
     timestamp: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -118,10 +123,14 @@ class CheckResult:
                 "test": p.test,
                 "p_value": num(p.p_value),
                 "distance": num(p.distance),
+                "min_distance": p.min_distance,
+                "statistic": num(p.statistic),
                 "is_drift": p.is_drift,
             }
         if self.mmd is not None:
             out["mmd"] = self.mmd
+        if self.performance is not None:
+            out["performance"] = self.performance
         return out
 
 

@@ -1,9 +1,13 @@
 """The sidecar's Prometheus metrics, in a registry of their own (names: see `METRIC_NAMES`).
 
-Per model version and feature: p-value, distance, verdict and missing share of the latest check;
+Per model version and feature: p-value, corrected p-value (multiple comparisons), whether that
+is significant, distance (effect size) and its floor, verdict (significant AND at least the floor)
+and missing share of the latest check; the significance level and correction per version;
 per model version: the whole-row verdict, how many checks in a row found drift (the alert rule
-asks for several), window and reference size, the time of the last check; and the sidecar's
-own health: queue depth, rejected batches, check errors and durations, the worker's heartbeat.
+asks for several), window and reference size, the time of the last check; the label-free
+performance estimate (CBPE / DLE: `mainsail_performance_*`) beside the model card's validated
+figures and the calibration check; and the sidecar's own health: queue depth, rejected
+batches, check errors and durations, the worker's heartbeat.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from prometheus_client import (
 )
 
 from mainsail.drift.detectors import CheckResult
+from mainsail.drift.performance import VersionPerformance
 
 __all__ = ["METRIC_NAMES", "DriftMetrics"]
 
@@ -149,6 +154,44 @@ class DriftMetrics:
             _MV,
             registry=r,
         )
+        self.perf_estimate = Gauge(
+            "mainsail_performance_estimate",
+            "Label-free estimate of a metric over the window (CBPE: accuracy, f1, roc_auc; "
+            "DLE: mae, rmse)",
+            [*_MV, "metric"],
+            registry=r,
+        )
+        self.perf_validated = Gauge(
+            "mainsail_performance_validated",
+            "The model card's validated test value of a metric",
+            [*_MV, "metric"],
+            registry=r,
+        )
+        self.perf_reference = Gauge(
+            "mainsail_performance_reference",
+            "The metric realised on the labelled calibration sample",
+            [*_MV, "metric"],
+            registry=r,
+        )
+        self.perf_rows = Gauge(
+            "mainsail_performance_estimate_rows",
+            "Window rows behind the latest performance estimate",
+            _MV,
+            registry=r,
+        )
+        self.calibration_error = Gauge(
+            "mainsail_performance_calibration_error",
+            "Expected calibration error of the scores on the calibration sample "
+            "(scores=raw, or calibrated: after the isotonic map, cross-fitted)",
+            [*_MV, "scores"],
+            registry=r,
+        )
+        self.perf_reliable = Gauge(
+            "mainsail_performance_reliable",
+            "1 when the estimate can be trusted (calibration check passed), else 0",
+            _MV,
+            registry=r,
+        )
         self.window_rows = Gauge(
             "mainsail_drift_window_rows",
             "Rows in the sliding window of a model version",
@@ -228,12 +271,38 @@ class DriftMetrics:
             self.pred_p_value.labels(model, version, p.test).set(p.p_value)
             self.pred_distance.labels(model, version, p.test).set(p.distance)
             self.pred_is_drift.labels(model, version).set(float(p.is_drift))
+            self.pred_distance_threshold.labels(model, version, p.test).set(p.min_distance)
         if result.mmd is not None:
             self.mmd_p_value.labels(model, version).set(result.mmd["p_value"])
             self.mmd_is_drift.labels(model, version).set(result.mmd["is_drift"])
+        if result.performance is not None:
+            perf = result.performance
+            for metric, value in perf["estimate"].items():
+                if math.isfinite(value):
+                    self.perf_estimate.labels(model, version, metric).set(value)
+            self.perf_rows.labels(model, version).set(perf["rows"])
         self.last_check.labels(model, version).set(result.timestamp)
         self.checks.labels(model, version).inc()
         self.check_duration.observe(result.duration_s)
+
+    def record_validated(
+        self, model: str, version: str, perf: VersionPerformance, max_error: float
+    ) -> None:
+        """Export what a version's estimates are compared with (once, when it loads)."""
+        for metric in perf.metrics:
+            if metric in perf.validated:
+                self.perf_validated.labels(model, version, metric).set(perf.validated[metric])
+            value = perf.reference.get(metric)
+            if value is not None and math.isfinite(value):
+                self.perf_reference.labels(model, version, metric).set(value)
+        reliable = True
+        if perf.calibration:
+            raw = perf.calibration["raw_ece"]
+            calibrated = perf.calibration["calibrated_ece"]
+            self.calibration_error.labels(model, version, "raw").set(raw)
+            self.calibration_error.labels(model, version, "calibrated").set(calibrated)
+            reliable = math.isfinite(calibrated) and calibrated <= max_error
+        self.perf_reliable.labels(model, version).set(1.0 if reliable else 0.0)
 
     def exposition(self) -> bytes:
         """The text exposition format, as served on `/metrics`."""
@@ -257,8 +326,15 @@ METRIC_NAMES = (
     "mainsail_drift_prediction_p_value",
     "mainsail_drift_prediction_distance",
     "mainsail_drift_prediction_is_drift",
+    "mainsail_drift_prediction_distance_threshold",
     "mainsail_drift_mmd_p_value",
     "mainsail_drift_mmd_is_drift",
+    "mainsail_performance_estimate",
+    "mainsail_performance_validated",
+    "mainsail_performance_reference",
+    "mainsail_performance_estimate_rows",
+    "mainsail_performance_calibration_error",
+    "mainsail_performance_reliable",
     "mainsail_drift_window_rows",
     "mainsail_drift_reference_rows",
     "mainsail_drift_last_check_timestamp_seconds",
