@@ -31,6 +31,12 @@ class ShadowConfig(StrictModel):
     """Largest acceptable slow-down of the mirrored answers (mean log-latency ratio, relative;
     mirrored copies share the machine with the champion's answer, hence looser than the
     canary's guardrail)."""
+    min_requests: int = Field(100, ge=2)
+    """Paired requests (after the warm-up) before the gate decides: errors and latency are
+    judged per request, and a request may carry many rows."""
+    warmup_requests: int = Field(20, ge=0)
+    """The stage's first paired requests left out of the latency comparison: a challenger that
+    has just loaded its model answers its first requests slowly."""
     min_labelled: int = Field(100, ge=2)
     """Labelled paired rows before their loss delta takes part: a challenger significantly worse
     on them is stopped, one significantly better passes whatever its disagreement."""

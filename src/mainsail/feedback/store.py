@@ -125,7 +125,8 @@ class ShadowPairs:
     label: np.ndarray
     """Ground truth per paired row as text, '' where none arrived yet."""
     champion_error: np.ndarray
-    """1.0 where the request failed on that side, else 0.0 (per paired request)."""
+    """1.0 where the request failed on that side, else 0.0 (per paired request, in the order
+    the requests were served)."""
     challenger_error: np.ndarray
     champion_latency_s: np.ndarray
     """Latency per paired request (NaN where that side failed)."""
@@ -279,7 +280,7 @@ class FeedbackStore:
         if since is not None:
             champ_where.append(predictions.c.ts >= since)
             shadow_where.append(shadow.c.ts >= since)
-        cols = ("request_id", "prediction", "score", "latency_s", "error")
+        cols = ("request_id", "prediction", "score", "latency_s", "error", "ts")
         with self.engine.connect() as conn:
             champ = conn.execute(
                 sa.select(*(predictions.c[c] for c in cols), feedback.c.label)
@@ -292,16 +293,17 @@ class FeedbackStore:
 
         # Requests: errors and latency are per request; a failed request has one row without
         # a `#i` suffix on the side that failed, whatever the other side answered.
-        def per_request(rows: dict[str, Any]) -> dict[str, tuple[float, float]]:
-            out: dict[str, tuple[float, float]] = {}
+        def per_request(rows: dict[str, Any]) -> dict[str, tuple[float, float, float]]:
+            out: dict[str, tuple[float, float, float]] = {}
             for rid, row in rows.items():
                 base = rid.split("#", 1)[0]
                 err = bool(row[4])
-                out.setdefault(base, (float(err), math.nan if err else float(row[3])))
+                out.setdefault(base, (float(err), math.nan if err else float(row[3]), row[5]))
             return out
 
         champ_req, shadow_req = per_request(champ_rows), per_request(shadow_rows)
-        both = sorted(set(champ_req) & set(shadow_req))
+        # Requests in the order they were served (the first ones may be a cold start).
+        both = sorted(set(champ_req) & set(shadow_req), key=lambda b: (champ_req[b][2], b))
         paired_rows = sorted(
             rid
             for rid in set(champ_rows) & set(shadow_rows)
@@ -319,7 +321,7 @@ class FeedbackStore:
             challenger_prediction=text([shadow_rows[r][1] for r in paired_rows]),
             champion_score=number([champ_rows[r][2] for r in paired_rows]),
             challenger_score=number([shadow_rows[r][2] for r in paired_rows]),
-            label=text([champ_rows[r][5] for r in paired_rows]),
+            label=text([champ_rows[r][6] for r in paired_rows]),
             champion_error=np.array([champ_req[b][0] for b in both], dtype=float),
             challenger_error=np.array([shadow_req[b][0] for b in both], dtype=float),
             champion_latency_s=np.array([champ_req[b][1] for b in both], dtype=float),

@@ -280,6 +280,8 @@ def shadow_policy_from_config(cfg: ProjectConfig, tau_loss: float) -> ShadowPoli
         max_error_increase=s.max_error_increase,
         latency_tolerance=s.latency_tolerance,
         min_labelled=s.min_labelled,
+        min_requests=s.min_requests,
+        warmup_requests=s.warmup_requests,
         alpha=cfg.promotion.alpha,
         tau_disagreement=s.tau_disagreement,
         tau_loss=tau_loss,

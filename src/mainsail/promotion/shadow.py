@@ -13,12 +13,15 @@ same requests:
   loss or squared error, challenger minus champion), with an always-valid interval: a paired
   comparison on the same rows, with no caller exposed to the challenger;
 - **error rate** of each side and their paired difference, and **latency** p50 / p99 of each
-  side with the difference, plus the interval of the mean log-latency ratio.
+  side with the difference, plus the interval of the mean log-latency ratio (after the
+  warm-up).
 
 Every interval is a confidence sequence (:func:`mainsail.promotion.ab.mean_look`), intersected
 over looks, so the gate may be checked after every batch.
 
-The gate, in order: too few pairs -> keep shadowing; the challenger fails more often (error-rate
+The gate, in order: too few paired rows or requests (the first `warmup_requests` requests
+of the stage do not count: a challenger that has just loaded answers them slowly) -> keep
+shadowing; the challenger fails more often (error-rate
 difference above `max_error_increase`), is slower (mean latency ratio above 1 +
 `latency_tolerance`) or is worse on the labelled pairs -> **fail** (stopped at shadow); better on
 the labelled pairs -> **pass** (a disagreement is then the champion's mistakes corrected);
@@ -62,6 +65,12 @@ class ShadowPolicy:
     """Largest acceptable slow-down of the mean (log) latency, relative (0.5 = 50%)."""
     min_labelled: int = 100
     """Labelled paired rows before the loss delta takes part in the gate."""
+    min_requests: int = 100
+    """Paired requests (after the warm-up) before the gate decides anything: errors and latency
+    are judged per request, and a batch of many rows is one request."""
+    warmup_requests: int = 20
+    """The stage's first paired requests left out of the latency comparison (a challenger that
+    has just loaded its model answers its first requests slowly)."""
     alpha: float = 0.05
     """Error bound of every interval, however often the gate looks."""
     tau_disagreement: float = 0.05
@@ -150,7 +159,9 @@ def shadow_look(
         return est
 
     n = pairs.rows
-    enough = n >= max(2, policy.min_pairs)
+    warm = min(policy.warmup_requests, pairs.requests)
+    settled = pairs.requests - warm
+    enough = n >= max(2, policy.min_pairs) and settled >= max(2, policy.min_requests)
     a, b = pairs.champion_score, pairs.challenger_score
     if problem_type == "regression":
         scale = np.maximum(np.abs(a), 1e-9)
@@ -176,22 +187,22 @@ def shadow_look(
         loss_delta = look("shadow_loss_delta", lb - la, policy.tau_loss)
     error_delta = None
     log_ratio = None
-    if enough and pairs.requests >= 2:
+    champ_lat, chall_lat = pairs.champion_latency_s[warm:], pairs.challenger_latency_s[warm:]
+    if enough:
         error_delta = look(
             "shadow_error_delta", pairs.challenger_error - pairs.champion_error, policy.tau_error
         )
-        ok = np.isfinite(pairs.champion_latency_s) & np.isfinite(pairs.challenger_latency_s)
+        ok = np.isfinite(champ_lat) & np.isfinite(chall_lat)
         if int(ok.sum()) >= 2:
-            ratio = np.log(np.maximum(pairs.challenger_latency_s[ok], 1e-6)) - np.log(
-                np.maximum(pairs.champion_latency_s[ok], 1e-6)
+            ratio = np.log(np.maximum(chall_lat[ok], 1e-6)) - np.log(
+                np.maximum(champ_lat[ok], 1e-6)
             )
             log_ratio = look("shadow_log_latency_ratio", ratio, policy.tau_latency)
 
-    lat = {
-        "champion": _quantiles(pairs.champion_latency_s),
-        "challenger": _quantiles(pairs.challenger_latency_s),
-    }
-    gate, reason = _gate(policy, n, disagreement, loss_delta, error_delta, log_ratio, problem_type)
+    lat = {"champion": _quantiles(champ_lat), "challenger": _quantiles(chall_lat)}
+    gate, reason = _gate(
+        policy, n, settled, disagreement, loss_delta, error_delta, log_ratio, problem_type
+    )
     report = ShadowReport(
         problem_type=problem_type,
         pairs=n,
@@ -219,6 +230,7 @@ def shadow_look(
 def _gate(
     policy: ShadowPolicy,
     n: int,
+    requests: int,
     disagreement: Estimate | None,
     loss_delta: Estimate | None,
     error_delta: Estimate | None,
@@ -226,7 +238,10 @@ def _gate(
     problem_type: str,
 ) -> tuple[Gate, str]:
     if disagreement is None:
-        return "pending", f"shadowing: {n} of {policy.min_pairs} paired answers"
+        return "pending", (
+            f"shadowing: {n} of {policy.min_pairs} paired answers, {requests} of "
+            f"{policy.min_requests} paired requests after the warm-up"
+        )
     if error_delta is not None and error_delta.ci_low > policy.max_error_increase:
         return "fail", (
             f"shadow: the challenger fails {error_delta.estimate:+.2%} more requests than the "

@@ -59,8 +59,14 @@ def answers(flip_share: float) -> Any:
 class Shadow:
     """Champion and challenger servers, the router mirroring to the challenger, the config."""
 
-    def __init__(self, tmp: Path, flip_share: float, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.champ = ServerThread(V2Upstream(answer=answers(0.0))).start()
+    def __init__(
+        self,
+        tmp: Path,
+        flip_share: float,
+        monkeypatch: pytest.MonkeyPatch,
+        champion_flip: float = 0.0,
+    ) -> None:
+        self.champ = ServerThread(V2Upstream(answer=answers(champion_flip))).start()
         self.chall = ServerThread(V2Upstream(answer=answers(flip_share))).start()
         store_url = f"sqlite:///{tmp / 'feedback.db'}"
         settings = RouterSettings.model_validate(
@@ -166,8 +172,8 @@ class Shadow:
 def shadow_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     made: list[Shadow] = []
 
-    def make(flip_share: float) -> Shadow:
-        made.append(Shadow(tmp_path, flip_share, monkeypatch))
+    def make(flip_share: float, champion_flip: float = 0.0) -> Shadow:
+        made.append(Shadow(tmp_path, flip_share, monkeypatch, champion_flip))
         return made[-1]
 
     yield make
@@ -187,13 +193,13 @@ def test_a_challenger_disagreeing_on_30_percent_is_stopped_at_shadow(shadow_fact
     metrics = PromotionMetrics()
     controller = build_controller(s.cfg, metrics=metrics)
     assert controller.step() is not None  # the first look opens the stage
-    s.traffic(20, labels=False)
+    s.traffic(130, labels=False)
     decision = controller.step()
     assert decision is not None and decision.action == "rollback", decision
     assert decision.reason.startswith("stopped at shadow")
     report = decision.shadow
     assert report is not None and report["gate"] == "fail"
-    assert report["pairs"] >= 950 and report["labelled"] == 0
+    assert report["pairs"] >= 6000 and report["labelled"] == 0
     rate = report["disagreement"]
     assert abs(rate["estimate"] - 0.30) < 0.05 and rate["ci_low"] > 0.15
     # The challenger never served anyone and is out of the router: no weight, no mirror.
@@ -216,19 +222,23 @@ def test_a_challenger_disagreeing_on_30_percent_is_stopped_at_shadow(shadow_fact
     assert "data:image/png;base64," in page and "stopped at shadow" in page
 
 
-def test_an_agreeing_challenger_passes_the_gate_and_starts_the_canary(shadow_factory: Any) -> None:
-    s = shadow_factory(0.03)
+def test_an_agreeing_better_challenger_passes_the_gate_and_starts_the_canary(
+    shadow_factory: Any,
+) -> None:
+    # The champion answers the wrong class on 8% of the rows; the challenger never does: they
+    # disagree on those 8%, and the labelled pairs show whose answers are right.
+    s = shadow_factory(0.0, champion_flip=0.08)
     metrics = PromotionMetrics()
     controller = build_controller(s.cfg, metrics=metrics)
     controller.step()
-    s.traffic(20, labels=True)
+    s.traffic(130, labels=True)
     decision = controller.step()
     assert decision is not None and decision.action == "ramp", decision
     assert decision.next_weight == s.cfg.promotion.ramp[0] == 10
     report = decision.shadow
     assert report is not None and report["gate"] == "pass"
     assert report["disagreement"]["ci_high"] <= s.cfg.promotion.shadow.max_disagreement
-    assert report["labelled"] >= 950  # ground truth joined to the pairs by request id
+    assert report["labelled"] >= 6000  # ground truth joined to the pairs by request id
     assert report["latency_s"]["challenger"]["p99"] > 0
     assert report["error_rate"] == {"champion": 0.0, "challenger": 0.0}
     state = s.state()

@@ -115,7 +115,9 @@ def _experiment_looks(metrics: PromotionMetrics) -> None:
         rng.lognormal(-4.4, 0.3, 40),
     )
     report, _ = shadow_look(
-        pairs, ShadowPolicy(min_pairs=100, min_labelled=100), problem_type="classification"
+        pairs,
+        ShadowPolicy(min_pairs=100, min_labelled=100, min_requests=10, warmup_requests=5),
+        problem_type="classification",
     )
     shadow = Decision("keep_testing", report.reason, None, shadow=report.to_dict())
     metrics.record("churn", "3", 0, shadow)
