@@ -33,12 +33,26 @@ def check_common(outcome: dict, workdir: Path) -> None:
     )
     acted = [d for d in decisions if d["action"] != "keep_testing"]
     assert [h["action"] for h in card["promotion_history"]] == [d["action"] for d in acted]
-    for entry in card["promotion_history"]:
+    # The first acted-on decision is the shadow gate's: its report (numbers, plot) is in the
+    # card, the decision log and Prometheus; the canary decisions carry the A/B evidence.
+    shadow, *canary = card["promotion_history"]
+    assert shadow["shadow"]["gate"] == outcome["shadow"]["gate"]
+    assert shadow["shadow"]["pairs"] >= 200 and shadow["shadow"]["labelled"] >= 100
+    assert "data:image/png;base64," in Path(shadow["shadow"]["report"]).read_text()
+    series = outcome["shadow_series"]
+    assert series["gate"] == (1 if outcome["shadow"]["gate"] == "pass" else -1)
+    assert series["pairs"] == outcome["shadow"]["pairs"]
+    for entry in canary:
         assert entry["quality"]["p_value"] is not None
+        assert entry["srm"] is not None and not entry["srm"]["mismatch"]
 
 
 def test_better_challenger_is_promoted(tmp_path: Path) -> None:
     outcome = run_loop_demo(workdir=tmp_path, rows=4000, timeout_s=600)
+    # The shadow gate passed (the drift makes the retrained model disagree with the stale
+    # champion, but the labelled pairs show it is the champion that is wrong), then the canary.
+    assert outcome["shadow"]["gate"] == "pass"
+    assert outcome["decisions"][0]["shadow"]["gate"] in ("pass", "pending")
     assert outcome["final"] == "promote"
     assert outcome["aliases"]["champion"] == outcome["challenger"]
     last = outcome["decisions"][-1]
@@ -53,8 +67,14 @@ def test_better_challenger_is_promoted(tmp_path: Path) -> None:
     check_common(outcome, tmp_path)
 
 
-def test_worse_challenger_is_rolled_back(tmp_path: Path) -> None:
+def test_worse_challenger_is_stopped_at_shadow(tmp_path: Path) -> None:
     outcome = run_loop_demo(workdir=tmp_path, rows=4000, worse=True, timeout_s=600)
     assert outcome["final"] == "rollback"
     assert outcome["aliases"]["champion"] == 1  # the champion stays
+    # Stopped before serving anyone: the only acted-on decision is the shadow gate's.
+    assert outcome["shadow"]["gate"] == "fail"
+    assert [d["action"] for d in outcome["decisions"] if d["action"] != "keep_testing"] == [
+        "rollback"
+    ]
+    assert outcome["decisions"][-1]["reason"].startswith("stopped at shadow")
     check_common(outcome, tmp_path)

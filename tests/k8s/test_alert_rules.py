@@ -30,6 +30,10 @@ REQUIRED_ALERTS = {
     "MainsailFeaturesStale",
     "MainsailCanaryErrorsWorse",
     "MainsailCanaryLatencyWorse",
+    "MainsailFeatureDrift",
+    "MainsailSampleRatioMismatch",
+    "MainsailShadowGateFailed",
+    "MainsailEstimatedPerformanceDrop",
 }
 SRC = checks.ROOT / "src" / "mainsail"
 

@@ -12,6 +12,7 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +126,8 @@ class V2Upstream:
     delay_s: float = 0.0
     received: list[dict[str, Any]] = field(default_factory=list)
     request_ids: list[str] = field(default_factory=list)
+    answer: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None
+    """Outputs of the answer, computed from the request (default: `label` and 0.25)."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -147,7 +150,9 @@ class V2Upstream:
                 await asyncio.sleep(self.delay_s)
             payload = {
                 "model_name": self.model,
-                "outputs": [
+                "outputs": self.answer(self.received[-1])
+                if self.answer is not None
+                else [
                     {"name": "predict", "datatype": "INT64", "shape": [1], "data": [self.label]},
                     {"name": "proba", "datatype": "FP64", "shape": [1], "data": [0.25]},
                 ],

@@ -2,7 +2,8 @@
 
 `build_churn_artifact(folder)` writes a complete model artifact, as training writes one: a
 scikit-learn Pipeline (ColumnTransformer + LogisticRegression) on the synthetic churn data,
-its feature schema, card, metrics, report, drift reference, lineage and a plot. Only
+its feature schema, card, metrics, report, drift reference, calibration sample, lineage and a
+plot. Only
 scikit-learn objects are pickled, so the serving env unpickles it without our test code.
 """
 
@@ -121,7 +122,10 @@ def build_churn_artifact(folder: Path, *, rows: int = 1500, seed: int = 7) -> Pa
     cut = int(len(frame) * 0.8)
     train, test = frame.iloc[:cut], frame.iloc[cut:]
     model = build_churn_pipeline().fit(train[FEATURES], train["churned"])
-    auc = float(roc_auc_score(test["churned"], model.predict_proba(test[FEATURES])[:, 1]))
+    proba = model.predict_proba(test[FEATURES])
+    auc = float(roc_auc_score(test["churned"], proba[:, 1]))
+    predicted = model.predict(test[FEATURES])
+    accuracy = float((predicted == test["churned"].to_numpy()).mean())
     joblib.dump(model, folder / "model.joblib")
     _schema(train).save(folder / "feature_schema.json")
     (folder / "metrics.json").write_text(
@@ -129,9 +133,21 @@ def build_churn_artifact(folder: Path, *, rows: int = 1500, seed: int = 7) -> Pa
     )
     (folder / "model_card.yaml").write_text(
         yaml.safe_dump(
-            {"name": "churn", "problem_type": "classification", "metrics": {"roc_auc": auc}}
+            {
+                "name": "churn",
+                "problem_type": "classification",
+                "metrics": {"test": {"roc_auc": auc, "accuracy": accuracy}},
+            }
         )
     )
+    # The held-out rows with their target and the model's outputs, as training writes them
+    # (the drift sidecar's label-free performance estimate is fitted on them).
+    calibration = test[FEATURES].reset_index(drop=True).copy()
+    calibration["prediction"] = predicted
+    for j, c in enumerate(model.classes_.tolist()):
+        calibration[f"proba_{c}"] = proba[:, j]
+    calibration["churned"] = test["churned"].to_numpy()
+    calibration.to_parquet(folder / "calibration.parquet")
     (folder / "lineage.json").write_text(
         json.dumps({"data_sha256": "0" * 64, "seed": seed, "code_version": "test"})
     )

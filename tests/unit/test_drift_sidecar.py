@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from mainsail.demos.churn import churn_rows, write_churn_reference
+from mainsail.demos.churn import churn_labelled_rows, churn_rows, write_churn_reference
 from mainsail.drift.process import SidecarProcess
 from mainsail.registry.seaweedfs import free_port
 
@@ -61,7 +61,7 @@ def _call(
 @pytest.fixture(scope="module")
 def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess]:
     root = tmp_path_factory.mktemp("drift")
-    for version in ("1", "2", "3", "4"):
+    for version in ("1", "2", "3", "4", "5"):
         write_churn_reference(root / "refs" / "churn" / version, rows=5000, seed=42)
     proc = SidecarProcess(
         reference=str(root / "refs" / "{model}" / "{version}"),
@@ -108,8 +108,12 @@ def test_undrifted_traffic_is_not_flagged(sidecar: SidecarProcess) -> None:
     assert result["window_rows"] == 1000
     assert result["row_is_drift"] is False, result["drifted_features"]
     assert result["prediction"]["is_drift"] is False
-    # Bonferroni over the 14 features.
+    # Benjamini-Hochberg over the 14 features, nothing discovered: the threshold is 0.05 / 14.
+    assert result["correction"] == "fdr"
     assert result["threshold"] == pytest.approx(0.05 / 14)
+    for feature in result["features"].values():
+        assert feature["corrected_p_value"] >= feature["p_value"]
+        assert feature["min_distance"] == 0.05
     assert result["features"]["support_calls"]["test"] == "ks"
     assert result["features"]["contract"]["test"] == "chi2"
 
@@ -159,6 +163,47 @@ def test_metrics_pass_promtool_and_carry_the_check_results(sidecar: SidecarProce
     assert 'mainsail_drift_row_is_drift{model="churn",version="1"} 0.0' in text
     assert "mainsail_drift_last_check_timestamp_seconds{" in text
     assert "mainsail_drift_worker_heartbeat_timestamp_seconds " in text
+
+
+def test_performance_is_estimated_from_scores_and_exported(sidecar: SidecarProcess) -> None:
+    """CBPE on the real sidecar path: the version's calibration sample and card are read, the
+    served scores estimate the accuracy of the window, the metrics carry it all."""
+    rows, scores, labels = churn_labelled_rows(1000, drift=0.0, seed=104)
+    predicted = [int(s >= 0.5) for s in scores]
+    for i in range(0, 1000, 250):
+        code, body = _call(
+            sidecar.url + "/v1/rows",
+            {
+                "model": "churn",
+                "version": "5",
+                "rows": rows[i : i + 250],
+                "predictions": predicted[i : i + 250],
+                "scores": scores[i : i + 250],
+            },
+        )
+        assert code == 202, body
+    perf = _check(sidecar, "5")["performance"]
+    truth = sum(int(p == y) for p, y in zip(predicted, labels, strict=True)) / 1000
+    assert perf["kind"] == "cbpe" and perf["rows"] == 1000
+    assert abs(perf["estimate"]["accuracy"] - truth) <= 0.03, (perf["estimate"], truth)
+    assert set(perf["estimate"]) == {"accuracy", "f1", "roc_auc"}
+    assert perf["validated"]["accuracy"] > 0.8  # from the version's model card
+    assert perf["calibration"]["calibrated_ece"] < 0.05
+    text = urllib.request.urlopen(sidecar.url + "/metrics", timeout=10).read().decode()
+    estimate = next(
+        ln
+        for ln in text.splitlines()
+        if ln.startswith('mainsail_performance_estimate{metric="accuracy"') and 'version="5"' in ln
+    )
+    assert float(estimate.rsplit(" ", 1)[1]) == pytest.approx(perf["estimate"]["accuracy"])
+    assert 'mainsail_performance_reliable{model="churn",version="5"} 1.0' in text
+    assert 'mainsail_performance_validated{metric="roc_auc",model="churn",version="5"}' in text
+    # Scores outside [0, 1] are refused with the reason.
+    code, body = _call(
+        sidecar.url + "/v1/rows",
+        {"model": "churn", "version": "5", "rows": rows[:1], "scores": [1.5]},
+    )
+    assert code == 400 and "scores[0]" in body["error"]
 
 
 def test_window_is_served_as_parquet_with_predictions(sidecar: SidecarProcess) -> None:

@@ -41,7 +41,13 @@ ENV_MODULES: dict[str, tuple[str, ...]] = {
         "mainsail.train.model",
         "mainsail.train.mlp_model",
     ),
-    "drift": ("mainsail.config", "mainsail.core", "mainsail.data.schema", "mainsail.drift"),
+    "drift": (
+        "mainsail.config",
+        "mainsail.core",
+        "mainsail.data.schema",
+        "mainsail.drift",
+        "mainsail.performance",
+    ),
 }
 # Modules of the pipeline env that need a package only another env has (mlserver).
 NOT_IN_PIPELINE = ("mainsail.serving.runtime",)

@@ -74,4 +74,6 @@ def test_dashboards_have_unique_panels_with_prometheus_targets() -> None:
         "mainsail-drift",
         "mainsail-features",
         "mainsail-training-runs",
+        "mainsail-experiments",
+        "mainsail-model-quality",
     }

@@ -61,7 +61,7 @@ def test_rendered_rules_pass_promtool_check(tmp_path: Path) -> None:
     assert PROMTOOL is not None, NO_PROMTOOL
     proc = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 13 rules found" in proc.stdout
+    assert "SUCCESS: 17 rules found" in proc.stdout
 
 
 def test_drift_alert_needs_several_drifted_checks_held_for_the_duration(tmp_path: Path) -> None:
@@ -375,3 +375,175 @@ def test_a_wrong_expectation_fails_so_the_harness_can_fail(tmp_path: Path) -> No
     )
     assert rc != 0
     assert "MainsailDriftSustained" in out
+
+
+def test_feature_drift_needs_significance_and_size(tmp_path: Path) -> None:
+    """Three features: significant and large (alert), significant but below the effect floor
+    (no alert: the big-window case), large but not significant (no alert)."""
+    base = {**DRIFT, "model": "churn", "version": "3"}
+
+    def feature(name: str, corrected_p: float, distance: float) -> list[dict[str, str]]:
+        labels = {**base, "feature": name, "test": "ks"}
+        return [
+            _series("mainsail_drift_feature_corrected_p_value", labels, f"{corrected_p}x30"),
+            _series("mainsail_drift_feature_distance", labels, f"{distance}x30"),
+            _series("mainsail_drift_feature_distance_threshold", labels, "0.05x30"),
+        ]
+
+    level = _series("mainsail_drift_significance_level", {**base, "correction": "fdr"}, "0.05x30")
+    _ok(
+        tmp_path,
+        [
+            {
+                "interval": "1m",
+                "input_series": [
+                    level,
+                    *feature("support_calls", 1e-12, 0.12),
+                    *feature("tenure_months", 1e-9, 0.012),
+                    *feature("region", 0.4, 0.08),
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "10m", "alertname": "MainsailFeatureDrift", "exp_alerts": []},
+                    {
+                        "eval_time": "20m",
+                        "alertname": "MainsailFeatureDrift",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    **base,
+                                    "severity": "info",
+                                    "feature": "support_calls",
+                                    "test": "ks",
+                                }
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    )
+
+
+def test_sample_ratio_mismatch_and_failed_shadow_gate_alert(tmp_path: Path) -> None:
+    job = {"job": "mainsail-promotion", "instance": "127.0.0.1:8030"}
+    _ok(
+        tmp_path,
+        [
+            {
+                "interval": "1m",
+                "input_series": [
+                    _series(
+                        "mainsail_ab_srm_mismatch",
+                        {**job, "model": "churn", "version": "4"},
+                        "0 0 0 1 1 1",
+                    ),
+                    _series(
+                        "mainsail_ab_srm_mismatch",
+                        {**job, "model": "iris", "version": "2"},
+                        "0 0 0 0 0 0",
+                    ),
+                    _series(
+                        "mainsail_shadow_gate", {**job, "model": "churn", "version": "5"}, "0 0 -1"
+                    ),
+                    _series(
+                        "mainsail_shadow_gate", {**job, "model": "iris", "version": "3"}, "0 1 1"
+                    ),
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "2m",
+                        "alertname": "MainsailSampleRatioMismatch",
+                        "exp_alerts": [],
+                    },
+                    {
+                        "eval_time": "4m",
+                        "alertname": "MainsailSampleRatioMismatch",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "critical",
+                                    "model": "churn",
+                                    "version": "4",
+                                }
+                            }
+                        ],
+                    },
+                    {"eval_time": "1m", "alertname": "MainsailShadowGateFailed", "exp_alerts": []},
+                    {
+                        "eval_time": "2m",
+                        "alertname": "MainsailShadowGateFailed",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "warning",
+                                    "model": "churn",
+                                    "version": "5",
+                                }
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    )
+
+
+def test_estimated_performance_below_the_validated_value_alerts(tmp_path: Path) -> None:
+    """Accuracy estimate 0.80 against a validated 0.87 (margin 0.05): alert; the same on a
+    version whose calibration check failed: silent; 0.84 (within the margin): silent; an
+    estimated MAE 30% above the validated one (margin 25%): alert."""
+
+    def version(v: str, metric: str, estimate: float, validated: float, reliable: int) -> list:
+        labels = {**DRIFT, "model": "churn", "version": v}
+        return [
+            _series(
+                "mainsail_performance_estimate", {**labels, "metric": metric}, f"{estimate}x40"
+            ),
+            _series(
+                "mainsail_performance_validated", {**labels, "metric": metric}, f"{validated}x40"
+            ),
+            _series("mainsail_performance_reliable", labels, f"{reliable}x40"),
+        ]
+
+    fired = {"severity": "warning", "model": "churn", "instance": DRIFT["instance"]}
+    _ok(
+        tmp_path,
+        [
+            {
+                "interval": "1m",
+                "input_series": [
+                    *version("1", "accuracy", 0.80, 0.87, 1),
+                    *version("2", "accuracy", 0.80, 0.87, 0),
+                    *version("3", "accuracy", 0.84, 0.87, 1),
+                    *version("4", "mae", 1.30, 1.0, 1),
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "10m",
+                        "alertname": "MainsailEstimatedPerformanceDrop",
+                        "exp_alerts": [],
+                    },
+                    {
+                        "eval_time": "20m",
+                        "alertname": "MainsailEstimatedPerformanceDrop",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    **fired,
+                                    "version": "1",
+                                    "metric": "accuracy",
+                                }
+                            },
+                            {
+                                "exp_labels": {
+                                    **fired,
+                                    "version": "4",
+                                    "metric": "mae",
+                                }
+                            },
+                        ],
+                    },
+                ],
+            }
+        ],
+    )

@@ -1,4 +1,4 @@
-"""`mainsail deploy MODEL --canary 10 [--backend local|kubernetes] [--dry-run]`.
+"""`mainsail deploy MODEL [--canary 10 | --shadow] [--backend local|kubernetes] [--dry-run]`.
 
 Mount with :func:`register` (a top-level command) or use :data:`app`.
 """
@@ -22,8 +22,21 @@ err_console = Console(stderr=True)
 def deploy(
     model: Annotated[str, typer.Argument(help="Model name (the config's `name`).")],
     canary: Annotated[
-        int, typer.Option(min=0, max=100, help="Percent of traffic for the challenger.")
-    ] = 10,
+        int | None,
+        typer.Option(
+            min=0,
+            max=100,
+            help="Percent of traffic for the challenger (skips the shadow stage).",
+        ),
+    ] = None,
+    shadow: Annotated[
+        bool | None,
+        typer.Option(
+            "--shadow/--no-shadow",
+            help="Start in the shadow: weight 0, every request mirrored to the challenger "
+            "(default: promotion.shadow.enabled, unless --canary is given).",
+        ),
+    ] = None,
     version: Annotated[
         str, typer.Option("--version", "-v", help="Version number, `latest` or an alias.")
     ] = "latest",
@@ -47,7 +60,8 @@ def deploy(
         "configs/churn.yaml"
     ),
 ) -> None:
-    """Move the challenger alias to VERSION of MODEL and send it CANARY percent of traffic."""
+    """Move the challenger alias to VERSION of MODEL and send it CANARY percent of traffic, or
+    put it in the shadow (the ramp's first stage: it answers mirrored copies only)."""
     from mainsail.deploy.kubernetes import DeployError
     from mainsail.deploy.service import deploy as run_deploy
 
@@ -68,15 +82,23 @@ def deploy(
             "[bold red]error:[/] --measure-s needs --measure-request", highlight=False
         )
         raise typer.Exit(2)
+    if shadow and canary is not None:
+        err_console.print(
+            "[bold red]error:[/] --shadow and --canary exclude each other", highlight=False
+        )
+        raise typer.Exit(2)
+    if shadow is None:
+        shadow = canary is None and mirror is None and cfg.promotion.shadow.enabled
     ref: str | int = int(version) if version.isdigit() else version
     try:
         result = run_deploy(
             cfg,
             ref,
-            canary,
+            10 if canary is None else canary,
             backend=backend,
             dry_run=dry_run,
             mirror=mirror,
+            shadow=shadow,
             measure_s=measure_s,
             measure_body=body,
             log=lambda line: console.print(f"[green]✓[/] {line}"),

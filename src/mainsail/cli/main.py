@@ -303,21 +303,42 @@ def promote(
     timeout: Annotated[
         float | None, typer.Option(help="With --watch: give up after this many seconds.")
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Lift a pause (sample-ratio mismatch) after fixing its cause: the experiment "
+            "restarts from now.",
+        ),
+    ] = False,
     set_: SetOpt = None,
 ) -> None:
     """Analyse champion vs challenger and ramp, promote or roll back (one look; --watch to loop).
 
+    A challenger in the shadow moves to the first canary step when the shadow gate passes and is
+    stopped when it fails; a canary whose observed split does not match its weight pauses the
+    experiment (sample-ratio mismatch) until `--resume`.
+
     Without --watch it looks once and exits, which is the scheduled mode (cron, a Kubernetes
     CronJob): state lives in the feedback store, so consecutive runs continue one experiment.
+    With --watch and `promotion.metrics_port` set, its metrics are served for Prometheus.
     """
     from mainsail.promotion.ab import Decision
     from mainsail.promotion.controller import build_controller
+    from mainsail.promotion.metrics import PromotionMetrics
 
     cfg = read_config(config, set_)
+    metrics = PromotionMetrics()
     try:
-        controller = build_controller(cfg, log=console.print)
+        controller = build_controller(cfg, log=console.print, metrics=metrics)
     except (ConfigError, RuntimeError, ValueError) as err:
         raise fail(str(err)) from None
+    if resume:
+        if controller.resume():
+            console.print("resumed: the experiment restarts from now")
+        else:
+            console.print("nothing to resume: no paused experiment")
+        return
 
     def report(decision: Decision | None) -> None:
         if decision is None:
@@ -326,6 +347,19 @@ def promote(
             console.print(f"[bold]{decision.action}[/]: {decision.reason}", highlight=False)
 
     if watch:
+        if cfg.promotion.metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            try:
+                start_http_server(cfg.promotion.metrics_port, cfg.stack.host, metrics.registry)
+            except OSError as err:
+                raise fail(
+                    f"cannot serve metrics on {cfg.stack.host}:{cfg.promotion.metrics_port} "
+                    f"({err}); set promotion.metrics_port to a free port, or null"
+                ) from None
+            console.print(
+                f"metrics on http://{cfg.stack.host}:{cfg.promotion.metrics_port}/metrics"
+            )
         controller.watch(cfg.promotion.interval_s, timeout_s=timeout, report=report)
     else:
         report(controller.step())

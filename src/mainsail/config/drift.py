@@ -34,6 +34,23 @@ class DriftConfig(StrictModel):
     """Column of the reference sample holding the model's predictions (the same kind of value the
     serving runtime posts: labels or scores); when the sample lacks it, the first full window of
     served predictions becomes the prediction baseline."""
+    calibration_file: str = "calibration.parquet"
+    """File name of the labelled calibration sample in the version folder (held-out rows with
+    the target, `prediction` and `proba_<class>`; written by training): what the label-free
+    performance estimate is fitted and checked on. A version without it gets no estimate."""
+    card_file: str = "model_card.yaml"
+    """File name of the model card in the version folder: its `metrics.test` are the validated
+    figures the estimate is exported beside (and alerted against)."""
+    performance: bool = True
+    """Estimate each version's performance from its served scores (CBPE for binary
+    classifiers: expected accuracy, F1, ROC AUC; DLE for regressors: expected MAE, RMSE)."""
+    recalibrate: bool = True
+    """CBPE: recalibrate the scores with an isotonic map fitted on the calibration sample
+    (false: trust the model's own probabilities)."""
+    calibration_max_error: float = Field(default=0.05, gt=0.0, lt=1.0)
+    """CBPE: largest expected calibration error (cross-fitted, on the calibration sample) at
+    which the estimate is trusted; above it `mainsail_performance_reliable` is 0 and the
+    performance alert stays silent."""
     reference_rows: int = Field(default=5000, ge=50, le=1_000_000)
     """Most reference rows used by the detectors (a seeded subsample of a larger sample)."""
     window_rows: int = Field(default=1000, ge=20, le=1_000_000)
@@ -45,9 +62,23 @@ class DriftConfig(StrictModel):
     check_interval_s: float = Field(default=30.0, gt=0)
     """... or this many seconds after the previous check when any new row arrived."""
     p_value: float = Field(default=0.05, gt=0.0, lt=0.5)
-    """Significance level of every test (before the correction for many features)."""
-    correction: Literal["bonferroni", "fdr"] = "bonferroni"
-    """Multiple-testing correction across features, used for per-feature and whole-row verdicts."""
+    """Significance level of the corrected p-values (the false discovery rate with `fdr`, the
+    family-wise error rate with `bonferroni`) of each check."""
+    correction: Literal["bonferroni", "fdr"] = "fdr"
+    """Multiple-testing correction across features, used for per-feature and whole-row verdicts:
+    `fdr` (Benjamini-Hochberg) or `bonferroni` (stricter: any false alarm, not their share)."""
+    min_distance_numeric: float = Field(default=0.05, ge=0.0, le=1.0)
+    """Effect-size floor of numeric features and predicted scores: a feature is drifted only when
+    significant AND its KS distance (largest gap between the reference's and the window's
+    cumulative distributions) is at least this; with large windows every negligible difference
+    is significant, the floor is what keeps them quiet. 0 = significance alone."""
+    min_distance_categorical: float = Field(default=0.05, ge=0.0, le=1.0)
+    """Effect-size floor of categorical features and predicted labels: total variation distance
+    (share of the rows that would have to change category) that a significant change must
+    reach to count as drift."""
+    min_distance_features: dict[str, float] = Field(default_factory=dict)
+    """Per-feature floors overriding the two above, by feature name (`prediction` for the
+    prediction test)."""
     row_test: Literal["derived", "tabular"] = "derived"
     """Whole-row verdict: `derived` applies TabularDrift's correction to the per-feature p-values
     already computed (same answer, one pass); `tabular` runs alibi-detect's TabularDrift again."""
@@ -61,6 +92,13 @@ class DriftConfig(StrictModel):
     """Largest batch one POST may carry (larger ones get 413)."""
     seed: int = 42
     """Seed of the reference subsample and the MMD permutations."""
+
+    @model_validator(mode="after")
+    def _floors_are_distances(self) -> DriftConfig:
+        bad = {k: v for k, v in self.min_distance_features.items() if not 0.0 <= v <= 1.0}
+        if bad:
+            raise ValueError(f"drift.min_distance_features must lie in [0, 1], got {bad}")
+        return self
 
     @model_validator(mode="after")
     def _window_fits(self) -> DriftConfig:

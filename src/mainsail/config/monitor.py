@@ -45,6 +45,22 @@ class AlertRulesConfig(StrictModel):
     """Canary comparisons need at least this many requests per second on each variant."""
     canary_for: str = Field(default="10m", pattern=DURATION_PATTERN)
     """How long the canary must stay worse."""
+    feature_drift_for: str = Field(default="15m", pattern=DURATION_PATTERN)
+    """How long one feature must stay drifted (corrected p-value significant AND distance at
+    least its floor) before the per-feature (info) alert."""
+    srm_for: str = Field(default="0s", pattern=DURATION_PATTERN)
+    """How long a sample-ratio mismatch must hold before its alert (the controller's test is
+    already sequential and the experiment is paused at once)."""
+    shadow_for: str = Field(default="0s", pattern=DURATION_PATTERN)
+    """How long a failed shadow gate is shown before its alert."""
+    performance_margin: float = Field(default=0.05, gt=0.0, lt=1.0)
+    """The label-free estimate of accuracy, F1 or ROC AUC alerts when it falls below the model
+    card's validated value by more than this (absolute)."""
+    performance_error_margin: float = Field(default=0.25, gt=0.0)
+    """... of MAE or RMSE (regression) when it rises above the validated value by more than
+    this share of it."""
+    performance_for: str = Field(default="15m", pattern=DURATION_PATTERN)
+    """How long the estimate must stay beyond the margin."""
     champion_variant: str = "champion"
     """`variant` label value of the champion in the router's metrics."""
     canary_variant: str = "challenger"

@@ -2,9 +2,55 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from mainsail.config.base import StrictModel
+
+
+class ShadowConfig(StrictModel):
+    """The shadow stage before the canary: the challenger answers mirrored copies only, and the
+    ramp's first step waits for this gate (see `mainsail.promotion.shadow`)."""
+
+    enabled: bool = True
+    """Start a deployed challenger in the shadow (`mainsail deploy` without `--canary`, and the
+    loop demo); false starts it at the ramp's first canary step."""
+    min_pairs: int = Field(200, ge=2)
+    """Paired answers (rows answered by both) before the gate decides anything."""
+    max_pairs: int = Field(5000, ge=2)
+    """Paired answers after which a challenger not shown to pass is stopped at shadow."""
+    max_disagreement: float = Field(0.15, gt=0.0, lt=1.0)
+    """Largest acceptable share of answers that differ from the champion's; the challenger is
+    stopped when the disagreement's always-valid interval lies above it, passes when it lies
+    below (unless the labelled pairs decide first, see below)."""
+    regression_tolerance: float = Field(0.1, gt=0.0)
+    """Regression: two values differ when they are more than this share of the champion's value
+    apart."""
+    max_error_increase: float = Field(0.01, ge=0.0, lt=1.0)
+    """Largest acceptable increase of the failed-request rate over the champion's (absolute)."""
+    latency_tolerance: float = Field(0.5, ge=0.0)
+    """Largest acceptable slow-down of the mirrored answers (mean log-latency ratio, relative;
+    mirrored copies share the machine with the champion's answer, hence looser than the
+    canary's guardrail)."""
+    min_requests: int = Field(100, ge=2)
+    """Paired requests (after the warm-up) before the gate decides: errors and latency are
+    judged per request, and a request may carry many rows."""
+    warmup_requests: int = Field(20, ge=0)
+    """The stage's first paired requests left out of the latency comparison: a challenger that
+    has just loaded its model answers its first requests slowly."""
+    min_labelled: int = Field(100, ge=2)
+    """Labelled paired rows before their loss delta takes part: a challenger significantly worse
+    on them is stopped, one significantly better passes whatever its disagreement."""
+    tau_disagreement: float = Field(0.05, gt=0.0)
+    """Mixing standard deviation of the disagreement rate's confidence sequence."""
+
+    @model_validator(mode="after")
+    def _pairs_order(self) -> ShadowConfig:
+        if self.max_pairs < self.min_pairs:
+            raise ValueError(
+                f"promotion.shadow.max_pairs ({self.max_pairs}) must be at least min_pairs "
+                f"({self.min_pairs})"
+            )
+        return self
 
 
 class PromotionConfig(StrictModel):
@@ -34,6 +80,20 @@ class PromotionConfig(StrictModel):
     """Allowed relative slow-down of the challenger before the latency guardrail trips."""
     interval_s: float = Field(10.0, gt=0.0)
     """Seconds between two looks of `mainsail promote --watch`."""
+    srm_alpha: float = Field(0.001, gt=0.0, lt=0.5)
+    """Sample-ratio check: bound on the chance of pausing an experiment whose split is correct,
+    however often the controller looks (always-valid sequential test of the requests per
+    variant in each ramp stage against the configured weight)."""
+    srm_concentration: float = Field(1000.0, gt=0.0)
+    """Sample-ratio check: concentration of the Dirichlet mixture (the alternative's share
+    spreads about sqrt(p (1 - p) / concentration) around the configured one; 1000 suits
+    mismatches of a few percentage points)."""
+    metrics_port: int | None = Field(8030, ge=1, le=65535)
+    """Port where `mainsail promote --watch` serves its Prometheus metrics (sample-ratio check,
+    shadow report, decisions; scraped by the local stack's Prometheus as `mainsail-promotion`);
+    null serves none."""
+    shadow: ShadowConfig = Field(default_factory=lambda: ShadowConfig())
+    """The shadow stage before the first canary step."""
 
     @field_validator("ramp")
     @classmethod

@@ -146,7 +146,8 @@ CHART_ENV: Final = (
 
 # Prometheus metric names the alert rules (mainsail.monitor.rules, rendered into the chart's
 # PrometheusRule) and dashboards reference; emitted by mainsail.serving.router.metrics,
-# mainsail.drift.metrics and mainsail.features.metrics. tests/k8s checks both directions.
+# mainsail.drift.metrics, mainsail.features.metrics and mainsail.promotion.metrics. tests/k8s
+# checks both directions.
 METRIC_REQUESTS: Final = "mainsail_router_requests_total"
 """Counter of answered requests; labels: variant, model, version, code (HTTP status)."""
 METRIC_ERRORS: Final = "mainsail_router_errors_total"
@@ -163,6 +164,24 @@ METRIC_DRIFT_HEARTBEAT: Final = "mainsail_drift_worker_heartbeat_timestamp_secon
 """Gauge, Unix time the sidecar's check worker last showed it is alive."""
 METRIC_FEATURE_AGE: Final = "mainsail_feature_age_seconds"
 """Histogram of the age of served online feature values; labels: view."""
+METRIC_DRIFT_CORRECTED_P: Final = "mainsail_drift_feature_corrected_p_value"
+"""Gauge, a feature's p-value after the multiple-testing correction; labels: feature, test."""
+METRIC_DRIFT_LEVEL: Final = "mainsail_drift_significance_level"
+"""Gauge, the level corrected p-values are compared with; labels: correction."""
+METRIC_DRIFT_DISTANCE: Final = "mainsail_drift_feature_distance"
+"""Gauge, a feature's effect size (KS or total variation distance); labels: feature, test."""
+METRIC_DRIFT_DISTANCE_FLOOR: Final = "mainsail_drift_feature_distance_threshold"
+"""Gauge, the effect-size floor a drifted feature's distance must reach."""
+METRIC_SRM_MISMATCH: Final = "mainsail_ab_srm_mismatch"
+"""Gauge, 1 when a canary's split does not match its weight (experiment paused)."""
+METRIC_SHADOW_GATE: Final = "mainsail_shadow_gate"
+"""Gauge, the shadow gate of a challenger: 1 passed, 0 pending, -1 failed."""
+METRIC_PERFORMANCE_ESTIMATE: Final = "mainsail_performance_estimate"
+"""Gauge, a label-free estimate of a metric over the served window; labels: metric."""
+METRIC_PERFORMANCE_VALIDATED: Final = "mainsail_performance_validated"
+"""Gauge, the model card's validated value of a metric; labels: metric."""
+METRIC_PERFORMANCE_RELIABLE: Final = "mainsail_performance_reliable"
+"""Gauge, 1 when the estimate's calibration check passed."""
 METRICS: Final = (
     METRIC_REQUESTS,
     METRIC_ERRORS,
@@ -172,6 +191,15 @@ METRICS: Final = (
     METRIC_PREDICTION_DRIFT,
     METRIC_DRIFT_HEARTBEAT,
     METRIC_FEATURE_AGE,
+    METRIC_DRIFT_CORRECTED_P,
+    METRIC_DRIFT_LEVEL,
+    METRIC_DRIFT_DISTANCE,
+    METRIC_DRIFT_DISTANCE_FLOOR,
+    METRIC_SRM_MISMATCH,
+    METRIC_SHADOW_GATE,
+    METRIC_PERFORMANCE_ESTIMATE,
+    METRIC_PERFORMANCE_VALIDATED,
+    METRIC_PERFORMANCE_RELIABLE,
 )
 """Every metric name above; histograms also expose `<name>_bucket`, `_sum` and `_count`."""
 DRIFT_SCRAPE_JOB: Final = "mainsail-drift"

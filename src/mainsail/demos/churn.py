@@ -18,7 +18,14 @@ import pandas as pd
 from mainsail.data.schema import FeatureSchema, FeatureSpec
 from mainsail.data.synthetic import BOOLEAN, CATEGORICAL, FEATURES, NUMERIC, generate_churn
 
-__all__ = ["CHURN_FEATURES", "churn_rows", "churn_schema", "score", "write_churn_reference"]
+__all__ = [
+    "CHURN_FEATURES",
+    "churn_labelled_rows",
+    "churn_rows",
+    "churn_schema",
+    "score",
+    "write_churn_reference",
+]
 
 CHURN_FEATURES = FEATURES
 
@@ -61,7 +68,11 @@ def score(frame: pd.DataFrame) -> np.ndarray:
 
 def write_churn_reference(folder: Path, rows: int = 5000, seed: int = 42) -> Path:
     """Write `reference.parquet` (features + `prediction`) and `feature_schema.json` (the
-    registry's names) into `folder`."""
+    registry's names) into `folder`, and, as training does, `calibration.parquet` (held-out
+    labelled rows with `prediction` and `proba_0` / `proba_1` of the fixed score) and a
+    `model_card.yaml` whose `metrics.test` are the score's figures on those rows."""
+    import yaml
+
     folder.mkdir(parents=True, exist_ok=True)
     # One snapshot per customer: served windows hold many customers, not a few repeated ones.
     frame = generate_churn(rows, entities=rows * 20, seed=seed)
@@ -69,6 +80,28 @@ def write_churn_reference(folder: Path, rows: int = 5000, seed: int = 42) -> Pat
     ref["prediction"] = score(frame)
     ref.to_parquet(folder / "reference.parquet", index=False)
     churn_schema().save(folder / "feature_schema.json")
+    held_out = generate_churn(rows, entities=rows * 20, seed=seed + 1000)
+    cal = held_out[list(CHURN_FEATURES)].copy()
+    p = score(held_out)
+    cal["prediction"] = (p >= 0.5).astype(np.int64)
+    cal["proba_0"], cal["proba_1"] = 1.0 - p, p
+    cal["churned"] = held_out["churned"].to_numpy()
+    cal.to_parquet(folder / "calibration.parquet", index=False)
+    y = cal["churned"].to_numpy(np.float64)
+    yhat = cal["prediction"].to_numpy(np.float64)
+    tp = float((y * yhat).sum())
+    order = np.argsort(p, kind="stable")
+    ranks = np.empty(len(p))
+    ranks[order] = np.arange(1, len(p) + 1)
+    pos = y == 1
+    auc = (ranks[pos].sum() - pos.sum() * (pos.sum() + 1) / 2) / (pos.sum() * (~pos).sum())
+    test = {
+        "accuracy": round(float((y == yhat).mean()), 5),
+        "f1": round(2 * tp / (2 * tp + float(((1 - y) * yhat).sum() + (y * (1 - yhat)).sum())), 5),
+        "roc_auc": round(float(auc), 5),
+    }
+    card = {"model_name": "churn", "problem_type": "classification", "metrics": {"test": test}}
+    (folder / "model_card.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
     return folder
 
 
@@ -76,6 +109,14 @@ def churn_rows(
     rows: int, *, drift: float = 0.0, seed: int = 7
 ) -> tuple[list[dict[str, Any]], list[float]]:
     """Served rows (JSON-ready dicts of the features) and their scores."""
+    out, preds, _ = churn_labelled_rows(rows, drift=drift, seed=seed)
+    return out, preds
+
+
+def churn_labelled_rows(
+    rows: int, *, drift: float = 0.0, seed: int = 7
+) -> tuple[list[dict[str, Any]], list[float], list[int]]:
+    """Served rows, their scores, and the ground truth (`churned`) that arrives later."""
     frame = generate_churn(rows, entities=rows * 20, drift=drift, seed=seed)
     # The generator sorts by time, and tenure grows with time: shuffle so that any slice of the
     # rows is a sample of the whole period, like the reference.
@@ -86,7 +127,7 @@ def churn_rows(
     out: list[dict[str, Any]] = []
     for rec in feats.to_dict(orient="records"):
         out.append({k: _plain(v) for k, v in rec.items()})
-    return out, preds
+    return out, preds, [int(v) for v in frame["churned"].tolist()]
 
 
 def _plain(value: Any) -> Any:

@@ -6,14 +6,18 @@
 3. Normal traffic with ground truth, then drifted traffic (the generator's drift knob, which
    also changes why customers churn): the drift alert fires, Alertmanager calls the retrain
    trigger, and the trigger runs `mainsail run` on the freshest labelled window.
-4. The retrained model is published and deployed as the challenger at a 10% canary.
+4. The retrained model is published and deployed as the challenger in the shadow: the router
+   mirrors every request to it and records its answers, which nobody sees.
 5. Drifted traffic keeps coming, with ground truth fed back to the router by request id; the
-   promotion controller looks after every batch, ramps the challenger, and promotes it (or
-   rolls it back), logging each decision with its evidence into the store and the model card.
+   promotion controller looks after every batch: in the shadow it pairs the challenger's
+   answers with the champion's (disagreement, loss on the labelled pairs, errors, latency) and
+   either stops it there or moves it to a 10% canary; then it checks the split, ramps, and
+   promotes (or rolls back), logging each decision with its evidence into the store and the
+   model card. The controller's metrics are scraped by the demo's Prometheus.
 
 `worse=True` retrains on a window whose classes a broken labelling job swapped: the model
-looks fine offline, live feedback shows it is worse, and it must be rolled back. Every step
-is printed with a timestamp.
+looks fine offline, but its mirrored answers are worse on the labelled pairs, and it is stopped
+at shadow before it serves anyone. Every step is printed with a timestamp.
 """
 
 from __future__ import annotations
@@ -89,6 +93,8 @@ class LoopDemo:
         self.t0 = time.monotonic()
         self.outcome: dict[str, Any] = {"decisions": []}
         self._cleanup: list[Callable[[], None]] = []
+        self.metrics: Any = None
+        """The promotion controller's metrics (started with the monitoring chain)."""
 
     def say(self, message: str) -> None:
         stamp = datetime.now(UTC).strftime("%H:%M:%S")
@@ -148,12 +154,26 @@ class LoopDemo:
             shutil.copy2(model_dir / name, refs / name)
         return int(info.version)
 
-    def start_monitoring(self, retrain_config: Path) -> Any:
-        from mainsail.monitor.chain import ChainSettings, MonitoringChain
+    def start_monitoring(self, cfg: ProjectConfig, retrain_config: Path) -> Any:
+        from prometheus_client import start_http_server
 
+        from mainsail.monitor.chain import ChainSettings, MonitoringChain
+        from mainsail.monitor.prometheus import PROMOTION_JOB, ScrapeTarget
+        from mainsail.promotion.metrics import PromotionMetrics
+
+        # The controller's metrics (split check, shadow report) are served from this process.
+        self.metrics = PromotionMetrics()
+        port = free_port()
+        server, _ = start_http_server(port, "127.0.0.1", registry=self.metrics.registry)
+        self._cleanup.append(server.shutdown)
         command = [sys.executable, "-m", "mainsail.cli", "run", str(retrain_config)]
         settings = ChainSettings(
-            reference=str(self.workdir / "refs" / "{model}" / "{version}"), retrain_command=command
+            reference=str(self.workdir / "refs" / "{model}" / "{version}"),
+            retrain_command=command,
+            extra_targets=[
+                ScrapeTarget(PROMOTION_JOB, [f"127.0.0.1:{port}"]),
+                ScrapeTarget("mainsail-router", [f"{cfg.stack.host}:{cfg.stack.router.port}"]),
+            ],
         )
         chain = MonitoringChain(self.workdir / "monitoring", settings).start()
         self._cleanup.append(chain.stop)
@@ -262,6 +282,26 @@ class LoopDemo:
         )
         return controller
 
+    def shadow_series(self, chain: Any, version: int, pairs: int) -> dict[str, float]:
+        """The shadow gate's series as Prometheus scraped them after the gate's look."""
+        deadline = time.monotonic() + 20
+        found: dict[str, float] = {}
+        while time.monotonic() < deadline and found.get("pairs") != pairs:
+            for name, expr in (
+                ("gate", f'mainsail_shadow_gate{{version="{version}"}}'),
+                ("pairs", f'mainsail_shadow_pairs{{version="{version}"}}'),
+                (
+                    "disagreement",
+                    f'mainsail_shadow_disagreement{{version="{version}", stat="estimate"}}',
+                ),
+            ):
+                series = chain.query(expr)
+                if series:
+                    found[name] = float(series[0]["value"][1])
+            time.sleep(0.5)
+        self.say(f"  Prometheus has the shadow report: {found}")
+        return found
+
     def sidecar_outage(self, cfg: ProjectConfig, chain: Any, rows: pd.DataFrame) -> None:
         """Stop the drift sidecar under load: serving must not notice, Prometheus must."""
         self.say("failure isolation: stopping the drift sidecar under load")
@@ -309,7 +349,7 @@ class LoopDemo:
             retrain_config = self.workdir / "retrain.yaml"
             retrain_config.write_text(yaml.safe_dump(retrain, sort_keys=False))
 
-            chain = self.start_monitoring(retrain_config)
+            chain = self.start_monitoring(cfg, retrain_config)
             cfg.serving.drift_url = chain.sidecar.url
             self.start_serving(cfg)
 
@@ -335,30 +375,35 @@ class LoopDemo:
             challenger_dir = self.wait_for_retraining(chain, self.workdir / "retrain-runs")
             version = self.publish(cfg, challenger_dir, alias=None)
 
-            result = deploy(cfg, ref=version, canary=10, log=lambda line: self.say(f"  {line}"))
+            shadow = cfg.promotion.shadow.enabled
+            result = deploy(
+                cfg, ref=version, canary=10, shadow=shadow, log=lambda line: self.say(f"  {line}")
+            )
+            where = "in the shadow" if result.shadow else f"at {result.canary}%"
             self.say(
-                f"challenger v{result.challenger} deployed at {result.canary}% "
-                f"(champion v{result.champion})"
+                f"challenger v{result.challenger} deployed {where} (champion v{result.champion})"
             )
 
-            self.say("phase 3: canary analysis on drifted traffic with ground truth")
-            controller = build_controller(cfg, log=lambda line: self.say(f"  {line}"))
-            decision = None
+            self.say("phase 3: shadow and canary analysis on drifted traffic with ground truth")
+            controller = build_controller(
+                cfg, log=lambda line: self.say(f"  {line}"), metrics=self.metrics
+            )
+            decision = controller.step()  # opens the first stage: its traffic counts from here
             while time.monotonic() < deadline:
                 counts = self.traffic(cfg, next_rows(1000))
                 decision = controller.step()
                 if decision is None:
                     break
                 self.outcome["decisions"].append(decision.to_dict())
-                q = decision.quality
-                numbers = (
-                    f"loss champion {q.mean_champion:.4f} vs challenger "
-                    f"{q.mean_challenger:.4f}, effect {q.effect:+.4f} "
-                    f"CI [{q.ci_low:.4f}, {q.ci_high:.4f}], p={q.p_value:.4f}"
-                    if q is not None
-                    else "not enough labelled outcomes yet"
+                self.say(
+                    f"  served {counts}; {decision.action}: {decision.reason} "
+                    f"({_numbers(decision)})"
                 )
-                self.say(f"  served {counts}; {decision.action}: {decision.reason} ({numbers})")
+                if decision.shadow is not None and decision.action != "keep_testing":
+                    self.outcome["shadow"] = decision.shadow
+                    self.outcome["shadow_series"] = self.shadow_series(
+                        chain, version, decision.shadow["pairs"]
+                    )
                 if decision.action in ("promote", "rollback"):
                     break
                 if decision.action == "ramp" and "restart" not in self.outcome:
@@ -378,6 +423,24 @@ class LoopDemo:
                 except Exception as err:  # keep stopping the rest
                     self.say(f"cleanup: {err}")
             self.say("stopped every process the demo started")
+
+
+def _numbers(decision: Any) -> str:
+    """The evidence of a decision in one line."""
+    q = decision.quality
+    if q is not None:
+        return (
+            f"loss champion {q.mean_champion:.4f} vs challenger {q.mean_challenger:.4f}, effect "
+            f"{q.effect:+.4f} CI [{q.ci_low:.4f}, {q.ci_high:.4f}], p={q.p_value:.4f}"
+        )
+    shadow = decision.shadow
+    if shadow is not None and shadow.get("disagreement"):
+        d, loss = shadow["disagreement"], shadow.get("loss_delta")
+        text = f"{shadow['pairs']} pairs, disagreement {d['estimate']:.1%}"
+        if loss:
+            text += f", loss delta {loss['estimate']:+.4f} on {loss['n']} labelled pairs"
+        return text
+    return "not enough evidence yet"
 
 
 def run_loop_demo(

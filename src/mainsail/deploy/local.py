@@ -3,7 +3,9 @@
 The variant's MLServer (started by `mainsail up`) gets the new model-settings in its model
 repository and reloads it through MLServer's repository API (`POST
 /v2/repository/models/{name}/load`: the new version loads, the old one is unloaded). The router
-is then told the variant's version and the weights through its admin API (bearer token).
+is then told the variant's version and the weights through its admin API (bearer token). A
+shadow deployment gives the challenger weight 0 and makes the router mirror every request to
+the challenger's MLServer (its answers are recorded and paired, never returned).
 """
 
 from __future__ import annotations
@@ -100,8 +102,33 @@ class LocalDeployer:
             "PUT", "/admin/weights", {"champion": 100 - canary, "challenger": canary}
         )
 
-    def deploy(self, model_dir: Path, canary: int) -> dict[str, Any]:
-        """Serve `model_dir` as challenger at `canary` percent; returns the router's state."""
+    def set_mirror(self, variant: str, version: str, percent: int = 100) -> dict[str, Any]:
+        """Copy `percent` of the requests to the variant's MLServer (the shadow)."""
+        port = getattr(self.cfg.stack, variant).http
+        return self._admin(
+            "PUT",
+            "/admin/variants/mirror",
+            {
+                "url": f"http://{self.host}:{port}",
+                "model": self.cfg.name,
+                "version": version,
+                "weight": percent,
+            },
+        )
+
+    def remove_mirror(self) -> dict[str, Any]:
+        """Stop mirroring (a no-op when nothing is mirrored)."""
+        return self._admin("DELETE", "/admin/variants/mirror", {})
+
+    def deploy(self, model_dir: Path, canary: int, shadow: bool = False) -> dict[str, Any]:
+        """Serve `model_dir` as challenger at `canary` percent, or in the shadow (weight 0, every
+        request mirrored to it); returns the router's state."""
         version = self.load_model("challenger", model_dir)
         self.set_variant("challenger", version)
-        return self.set_canary(canary)
+        if shadow:
+            self.set_canary(0)
+            return self.set_mirror("challenger", version)
+        state = self.set_canary(canary)
+        if canary > 0:
+            state = self.remove_mirror()
+        return state

@@ -1,4 +1,5 @@
-"""`mainsail deploy`: move the challenger alias to a version and set the canary split.
+"""`mainsail deploy`: move the challenger alias to a version and set the canary split, or put it
+in the shadow (weight 0, every request mirrored to it; see `mainsail.promotion.shadow`).
 
 Order: the backend first (the local stack loads the version and sets the split, or the Seldon
 resources are applied), then the registry's `challenger` alias, so the alias never names a
@@ -31,6 +32,7 @@ class DeployResult:
     challenger: int
     canary: int
     dry_run: bool
+    shadow: bool = False
     actions: list[str] = field(default_factory=list)
     yaml: str | None = None
     card: Path | None = None
@@ -44,18 +46,24 @@ def deploy(
     backend: str | None = None,
     dry_run: bool = False,
     mirror: str | int | None = None,
+    shadow: bool = False,
     registry: ModelRegistry | None = None,
     measure_s: float = 0.0,
     measure_body: dict[str, Any] | None = None,
     api_client: Any = None,
     log: Callable[[str], None] = lambda _line: None,
 ) -> DeployResult:
-    """Deploy version `ref` of the project's model as challenger at `canary` percent."""
+    """Deploy version `ref` of the project's model as challenger at `canary` percent, or, with
+    `shadow`, at 0 percent with every request mirrored to it (the ramp's shadow stage)."""
     backend = backend or cfg.stack.backend
     if backend not in ("local", "kubernetes"):
         raise DeployError(f"unknown backend {backend!r}; use local or kubernetes")
     if not 0 <= canary <= 100:
         raise DeployError(f"--canary must be a percent between 0 and 100, got {canary}")
+    if shadow and mirror is not None:
+        raise DeployError("a shadow deployment mirrors to the challenger; drop --mirror")
+    if shadow:
+        canary = 0
     reg = registry if registry is not None else open_registry(cfg)
     model = cfg.name
     version, _ = reg.resolve(model, ref)
@@ -64,7 +72,14 @@ def deploy(
     reg.verify_signature(model, version)
     champion = reg.aliases(model).get("champion")
     mirror_version = reg.resolve(model, mirror)[0] if mirror is not None else None
-    result = DeployResult(backend, champion, version, canary, dry_run)
+    if shadow:
+        mirror_version = version
+    result = DeployResult(backend, champion, version, canary, dry_run, shadow)
+    split = (
+        "in the shadow (every request mirrored to it, weight 0)"
+        if shadow
+        else f"champion {100 - canary} / challenger {canary}"
+    )
 
     if backend == "kubernetes":
         if champion is None:
@@ -80,17 +95,17 @@ def deploy(
     else:
         if dry_run:
             result.actions.append(
-                f"would load {model} v{version} on the challenger MLServer and set the router "
-                f"to champion {100 - canary} / challenger {canary}"
+                f"would load {model} v{version} on the challenger MLServer and set the router: "
+                f"challenger {split}"
             )
             return result
         from mainsail.deploy.local import LocalDeployer
 
         local = reg.download(model, version, cfg.registry.cache_dir.resolve())
         deployer = LocalDeployer(cfg)
-        deployer.deploy(local.path, canary)
+        deployer.deploy(local.path, canary, shadow=shadow)
         result.actions.append(f"challenger MLServer serves {model} v{version}")
-        result.actions.append(f"router split champion {100 - canary} / challenger {canary}")
+        result.actions.append(f"router: challenger {split}")
         if measure_s > 0 and measure_body is not None:
             result.card = _measure_into_card(cfg, local.path, version, measure_s, measure_body)
             result.actions.append(f"model card with measured deployment fields: {result.card}")

@@ -130,11 +130,14 @@ def encode_batch(
     predictions: Sequence[Any] | None = None,
     *,
     columns: Sequence[str] | None = None,
+    scores: Sequence[float | None] | None = None,
 ) -> bytes:
     """The JSON body the sidecar's `POST /v1/rows` takes (NaN and pandas.NA become null):
-    rows as {feature: value} objects, or, with `columns`, as value arrays in that order. The
-    same encoding as a feed's POST of merged batches: one definition of the body."""
-    return _Item.body([_Item.encode(model, version, rows, predictions, _columns(columns))])
+    rows as {feature: value} objects, or, with `columns`, as value arrays in that order;
+    `scores` are a classifier's probabilities of its last class. The same encoding as a feed's
+    POST of merged batches: one definition of the body."""
+    item = _Item.encode(model, version, rows, predictions, _columns(columns), scores)
+    return _Item.body([item])
 
 
 def _columns(columns: Sequence[str] | None) -> tuple[str, ...] | None:
@@ -200,14 +203,16 @@ class _FeedBase:
         predictions: Sequence[Any] | None = None,
         *,
         columns: tuple[str, ...] | None = None,
+        scores: Sequence[float | None] | None = None,
     ) -> bool:
         """Queue one batch; False (and counted as dropped) when the queue is full or closed.
 
         `rows` are {feature: value} objects, or value sequences in the order of `columns`
-        (a tuple: batches of the same model version and columns merge into one POST)."""
+        (a tuple: batches of the same model version and columns merge into one POST);
+        `scores` are a classifier's probabilities of its last class, one per row."""
         if not rows:
             return True
-        item = self._accept(model, version, rows, predictions, columns)
+        item = self._accept(model, version, rows, predictions, columns, scores)
         return item is not None and self._enqueue(item)
 
     def pending(self) -> int:
@@ -221,6 +226,7 @@ class _FeedBase:
         rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]],
         predictions: Sequence[Any] | None,
         columns: tuple[str, ...] | None,
+        scores: Sequence[float | None] | None = None,
     ) -> _Item | None:
         """The batch, encoded and counted as submitted; None (counted as dropped) when the feed
         is closed or full or a value cannot be encoded. Never raises."""
@@ -231,7 +237,7 @@ class _FeedBase:
         try:
             if columns is not None and columns is not self._columns:
                 self._columns = _columns(columns)  # checked once per names tuple, not per call
-            item = _Item.encode(model, version, rows, predictions, columns)
+            item = _Item.encode(model, version, rows, predictions, columns, scores)
         except (TypeError, ValueError) as err:  # never the caller's problem
             self.stats.add("dropped_rows", n)
             self.stats.last_error = f"drift feed: rows could not be encoded: {err}"
@@ -592,6 +598,7 @@ class _Item:
     encoded_predictions: bytes | None
     columns: tuple[str, ...] | None = None
     """The names of the values in each row; None when rows are {feature: value} objects."""
+    encoded_scores: bytes | None = None
 
     @classmethod
     def encode(
@@ -601,10 +608,16 @@ class _Item:
         rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]],
         predictions: Sequence[Any] | None,
         columns: tuple[str, ...] | None = None,
+        scores: Sequence[float | None] | None = None,
     ) -> _Item:
         """One batch, encoded (TypeError or ValueError if a value cannot be)."""
         preds = None if predictions is None else _encode_items(predictions)
-        return cls(model, str(version), len(rows), _encode_items(rows), preds, columns)
+        if scores is not None and len(scores) != len(rows):
+            raise ValueError(f"{len(scores)} scores for {len(rows)} rows")
+        encoded_scores = None if scores is None else _encode_items(scores)
+        return cls(
+            model, str(version), len(rows), _encode_items(rows), preds, columns, encoded_scores
+        )
 
     def joins(self, first: _Item) -> bool:
         """Whether this batch can go in the same POST as `first`."""
@@ -612,6 +625,7 @@ class _Item:
             self.model == first.model
             and self.version == first.version
             and (self.encoded_predictions is None) == (first.encoded_predictions is None)
+            and (self.encoded_scores is None) == (first.encoded_scores is None)
             and (self.columns is first.columns or self.columns == first.columns)
         )
 
@@ -627,6 +641,9 @@ class _Item:
         if first.encoded_predictions is not None:
             preds = b",".join(i.encoded_predictions or b"" for i in batch)
             parts += [b',"predictions":[', preds, b"]"]
+        if first.encoded_scores is not None:
+            scores = b",".join(i.encoded_scores or b"" for i in batch)
+            parts += [b',"scores":[', scores, b"]"]
         parts.append(b"}")
         return b"".join(parts)
 

@@ -39,6 +39,9 @@ class ParsedBatch:
     version: str
     rows: list[dict[str, Any]]
     predictions: list[Any] | None
+    scores: list[float | None] | None = None
+    """Classification: the model's probability of its last class per row (label-free
+    performance estimation); None when the batch carries none."""
 
 
 def parse_batch(body: Any, max_rows: int) -> ParsedBatch:
@@ -48,11 +51,11 @@ def parse_batch(body: Any, max_rows: int) -> ParsedBatch:
     in that order (the serving runtime's form: names once per batch, not once per row)."""
     if not isinstance(body, dict):
         raise BatchError("body: expected a JSON object with model, version and rows")
-    unknown = sorted(set(body) - {"model", "version", "columns", "rows", "predictions"})
+    unknown = sorted(set(body) - {"model", "version", "columns", "rows", "predictions", "scores"})
     if unknown:
         raise BatchError(
             f"body: unknown field(s) {unknown}; expected model, version, rows, predictions "
-            "and optionally columns"
+            "and optionally columns and scores"
         )
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -82,7 +85,21 @@ def parse_batch(body: Any, max_rows: int) -> ParsedBatch:
         raise BatchError(
             f"predictions: expected a list with one value per row ({len(rows)}), got {n}"
         )
-    return ParsedBatch(model, str(version), rows, predictions)
+    scores = body.get("scores")
+    if scores is not None:
+        if not isinstance(scores, list) or len(scores) != len(rows):
+            n = len(scores) if isinstance(scores, list) else type(scores).__name__
+            raise BatchError(
+                f"scores: expected a list with one value per row ({len(rows)}), got {n}"
+            )
+        for i, v in enumerate(scores):
+            if v is not None and (
+                isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 <= v <= 1.0
+            ):
+                raise BatchError(
+                    f"scores[{i}]: expected a probability in [0, 1] or null, got {v!r}"
+                )
+    return ParsedBatch(model, str(version), rows, predictions, scores)
 
 
 def _rows_from_arrays(columns: Any, rows: list[Any]) -> list[dict[str, Any]]:

@@ -1,9 +1,13 @@
 """The sidecar's Prometheus metrics, in a registry of their own (names: see `METRIC_NAMES`).
 
-Per model version and feature: p-value, distance, verdict and missing share of the latest check;
+Per model version and feature: p-value, corrected p-value (multiple comparisons), whether that
+is significant, distance (effect size) and its floor, verdict (significant AND at least the floor)
+and missing share of the latest check; the significance level and correction per version;
 per model version: the whole-row verdict, how many checks in a row found drift (the alert rule
-asks for several), window and reference size, the time of the last check; and the sidecar's
-own health: queue depth, rejected batches, check errors and durations, the worker's heartbeat.
+asks for several), window and reference size, the time of the last check; the label-free
+performance estimate (CBPE / DLE: `mainsail_performance_*`) beside the model card's validated
+figures and the calibration check; and the sidecar's own health: queue depth, rejected
+batches, check errors and durations, the worker's heartbeat.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from prometheus_client import (
 )
 
 from mainsail.drift.detectors import CheckResult
+from mainsail.drift.performance import VersionPerformance
 
 __all__ = ["METRIC_NAMES", "DriftMetrics"]
 
@@ -44,16 +49,42 @@ class DriftMetrics:
             [*_MV, "feature", "test"],
             registry=r,
         )
+        self.corrected_p_value = Gauge(
+            "mainsail_drift_feature_corrected_p_value",
+            "p-value of the latest drift test of a feature after the multiple-testing correction",
+            [*_MV, "feature", "test"],
+            registry=r,
+        )
+        self.significant = Gauge(
+            "mainsail_drift_feature_significant",
+            "1 when the corrected p-value is at most the significance level, else 0",
+            [*_MV, "feature"],
+            registry=r,
+        )
         self.distance = Gauge(
             "mainsail_drift_feature_distance",
-            "Test statistic of the latest drift test of a feature (KS distance or chi-square)",
+            "Effect size of the latest drift test of a feature (KS distance; total variation "
+            "distance for categories)",
+            [*_MV, "feature", "test"],
+            registry=r,
+        )
+        self.distance_threshold = Gauge(
+            "mainsail_drift_feature_distance_threshold",
+            "Effect-size floor of a feature's drift test: drift needs a distance at least this",
             [*_MV, "feature", "test"],
             registry=r,
         )
         self.is_drift = Gauge(
             "mainsail_drift_feature_is_drift",
-            "1 when the latest check found the feature drifted (corrected threshold), else 0",
+            "1 when the latest check found the feature drifted (significant after the correction "
+            "AND distance at least its floor), else 0",
             [*_MV, "feature"],
+            registry=r,
+        )
+        self.significance = Gauge(
+            "mainsail_drift_significance_level",
+            "Level the corrected p-values are compared with, by correction (fdr, bonferroni)",
+            [*_MV, "correction"],
             registry=r,
         )
         self.missing = Gauge(
@@ -82,7 +113,7 @@ class DriftMetrics:
         )
         self.threshold = Gauge(
             "mainsail_drift_p_value_threshold",
-            "p-value threshold of the latest check after the multiple-testing correction",
+            "Raw p-value threshold of the latest check after the multiple-testing correction",
             _MV,
             registry=r,
         )
@@ -100,8 +131,15 @@ class DriftMetrics:
         )
         self.pred_is_drift = Gauge(
             "mainsail_drift_prediction_is_drift",
-            "1 when the latest check found the predictions drifted, else 0",
+            "1 when the latest check found the predictions drifted (significant AND distance "
+            "at least its floor), else 0",
             _MV,
+            registry=r,
+        )
+        self.pred_distance_threshold = Gauge(
+            "mainsail_drift_prediction_distance_threshold",
+            "Effect-size floor of the prediction drift test",
+            [*_MV, "test"],
             registry=r,
         )
         self.mmd_p_value = Gauge(
@@ -113,6 +151,44 @@ class DriftMetrics:
         self.mmd_is_drift = Gauge(
             "mainsail_drift_mmd_is_drift",
             "1 when the latest on-demand MMD test found drift, else 0",
+            _MV,
+            registry=r,
+        )
+        self.perf_estimate = Gauge(
+            "mainsail_performance_estimate",
+            "Label-free estimate of a metric over the window (CBPE: accuracy, f1, roc_auc; "
+            "DLE: mae, rmse)",
+            [*_MV, "metric"],
+            registry=r,
+        )
+        self.perf_validated = Gauge(
+            "mainsail_performance_validated",
+            "The model card's validated test value of a metric",
+            [*_MV, "metric"],
+            registry=r,
+        )
+        self.perf_reference = Gauge(
+            "mainsail_performance_reference",
+            "The metric realised on the labelled calibration sample",
+            [*_MV, "metric"],
+            registry=r,
+        )
+        self.perf_rows = Gauge(
+            "mainsail_performance_estimate_rows",
+            "Window rows behind the latest performance estimate",
+            _MV,
+            registry=r,
+        )
+        self.calibration_error = Gauge(
+            "mainsail_performance_calibration_error",
+            "Expected calibration error of the scores on the calibration sample "
+            "(scores=raw, or calibrated: after the isotonic map, cross-fitted)",
+            [*_MV, "scores"],
+            registry=r,
+        )
+        self.perf_reliable = Gauge(
+            "mainsail_performance_reliable",
+            "1 when the estimate can be trusted (calibration check passed), else 0",
             _MV,
             registry=r,
         )
@@ -177,9 +253,15 @@ class DriftMetrics:
         for f in result.features:
             if not math.isnan(f.p_value):
                 self.p_value.labels(model, version, f.name, f.test).set(f.p_value)
+                self.corrected_p_value.labels(model, version, f.name, f.test).set(
+                    f.corrected_p_value
+                )
                 self.distance.labels(model, version, f.name, f.test).set(f.distance)
+            self.distance_threshold.labels(model, version, f.name, f.test).set(f.min_distance)
+            self.significant.labels(model, version, f.name).set(float(f.significant))
             self.is_drift.labels(model, version, f.name).set(float(f.is_drift))
             self.missing.labels(model, version, f.name).set(f.missing_ratio)
+        self.significance.labels(model, version, result.correction).set(result.alpha)
         self.row_is_drift.labels(model, version).set(float(result.row_is_drift))
         self.drifted_features.labels(model, version).set(len(result.drifted_features))
         self.consecutive.labels(model, version).set(consecutive)
@@ -189,12 +271,38 @@ class DriftMetrics:
             self.pred_p_value.labels(model, version, p.test).set(p.p_value)
             self.pred_distance.labels(model, version, p.test).set(p.distance)
             self.pred_is_drift.labels(model, version).set(float(p.is_drift))
+            self.pred_distance_threshold.labels(model, version, p.test).set(p.min_distance)
         if result.mmd is not None:
             self.mmd_p_value.labels(model, version).set(result.mmd["p_value"])
             self.mmd_is_drift.labels(model, version).set(result.mmd["is_drift"])
+        if result.performance is not None:
+            perf = result.performance
+            for metric, value in perf["estimate"].items():
+                if math.isfinite(value):
+                    self.perf_estimate.labels(model, version, metric).set(value)
+            self.perf_rows.labels(model, version).set(perf["rows"])
         self.last_check.labels(model, version).set(result.timestamp)
         self.checks.labels(model, version).inc()
         self.check_duration.observe(result.duration_s)
+
+    def record_validated(
+        self, model: str, version: str, perf: VersionPerformance, max_error: float
+    ) -> None:
+        """Export what a version's estimates are compared with (once, when it loads)."""
+        for metric in perf.metrics:
+            if metric in perf.validated:
+                self.perf_validated.labels(model, version, metric).set(perf.validated[metric])
+            value = perf.reference.get(metric)
+            if value is not None and math.isfinite(value):
+                self.perf_reference.labels(model, version, metric).set(value)
+        reliable = True
+        if perf.calibration:
+            raw = perf.calibration["raw_ece"]
+            calibrated = perf.calibration["calibrated_ece"]
+            self.calibration_error.labels(model, version, "raw").set(raw)
+            self.calibration_error.labels(model, version, "calibrated").set(calibrated)
+            reliable = math.isfinite(calibrated) and calibrated <= max_error
+        self.perf_reliable.labels(model, version).set(1.0 if reliable else 0.0)
 
     def exposition(self) -> bytes:
         """The text exposition format, as served on `/metrics`."""
@@ -204,8 +312,12 @@ class DriftMetrics:
 #: Every metric family name the sidecar exports (counters with their `_total` suffix).
 METRIC_NAMES = (
     "mainsail_drift_feature_p_value",
+    "mainsail_drift_feature_corrected_p_value",
+    "mainsail_drift_feature_significant",
     "mainsail_drift_feature_distance",
+    "mainsail_drift_feature_distance_threshold",
     "mainsail_drift_feature_is_drift",
+    "mainsail_drift_significance_level",
     "mainsail_drift_feature_missing_ratio",
     "mainsail_drift_row_is_drift",
     "mainsail_drift_drifted_features",
@@ -214,8 +326,15 @@ METRIC_NAMES = (
     "mainsail_drift_prediction_p_value",
     "mainsail_drift_prediction_distance",
     "mainsail_drift_prediction_is_drift",
+    "mainsail_drift_prediction_distance_threshold",
     "mainsail_drift_mmd_p_value",
     "mainsail_drift_mmd_is_drift",
+    "mainsail_performance_estimate",
+    "mainsail_performance_validated",
+    "mainsail_performance_reference",
+    "mainsail_performance_estimate_rows",
+    "mainsail_performance_calibration_error",
+    "mainsail_performance_reliable",
     "mainsail_drift_window_rows",
     "mainsail_drift_reference_rows",
     "mainsail_drift_last_check_timestamp_seconds",

@@ -87,6 +87,13 @@ class ReferenceLoader:
             raise ReferenceError(f"{where}/{self.reference_file}: the reference sample has no rows")
         return ReferenceData(schema=schema, frame=frame, location=where)
 
+    def read_optional(self, model: str, version: str, name: str) -> bytes | None:
+        """Another file of the version's folder, or None when it is not there."""
+        try:
+            return self._read(self.location(model, version), name)
+        except ReferenceError:
+            return None
+
     def _read(self, where: str, name: str) -> bytes:
         if where.startswith("s3://"):
             bucket, _, prefix = where[len("s3://") :].partition("/")

@@ -41,6 +41,7 @@ from mainsail.core.limits import is_loopback
 from mainsail.drift.detectors import CheckResult, VersionDetectors
 from mainsail.drift.encoding import BatchError, Encoder, parse_batch
 from mainsail.drift.metrics import DriftMetrics
+from mainsail.drift.performance import VersionPerformance
 from mainsail.drift.reference import ReferenceError, ReferenceLoader
 
 __all__ = ["DriftSidecar"]
@@ -96,6 +97,8 @@ class _Version:
     raw: deque[dict[str, Any]]
     predictions: deque[Any]
     has_reference_predictions: bool
+    scores: deque[float | None] = field(default_factory=deque)
+    performance: VersionPerformance | None = None
     rows_since_check: int = 0
     last_check: float = 0.0
     consecutive: int = 0
@@ -206,7 +209,10 @@ class DriftSidecar:
             mmd_permutations=cfg.mmd_permutations,
             mmd_max_rows=cfg.mmd_max_rows,
             seed=cfg.seed,
+            min_distance={"ks": cfg.min_distance_numeric, "chi2": cfg.min_distance_categorical},
+            feature_min_distance=cfg.min_distance_features,
         )
+        performance = self._performance(model, version, ref.schema, encoder)
         w = cfg.window_rows
         self.metrics.reference_rows.labels(model, version).set(len(frame))
         log.info(
@@ -223,9 +229,39 @@ class DriftSidecar:
             raw=deque(maxlen=w),
             predictions=deque(maxlen=w),
             has_reference_predictions=ref_preds is not None,
+            scores=deque(maxlen=w),
+            performance=performance,
             # The interval rule counts from the first rows, not from the epoch.
             last_check=time.time(),
         )
+
+    def _performance(
+        self, model: str, version: str, schema: Any, encoder: Encoder
+    ) -> VersionPerformance | None:
+        """The label-free estimator of a version, when it has a calibration sample."""
+        cfg = self.cfg
+        if not cfg.performance:
+            return None
+        sample = self.loader.read_optional(model, version, cfg.calibration_file)
+        if sample is None:
+            log.info("%s/%s: no %s, no performance estimate", model, version, cfg.calibration_file)
+            return None
+        try:
+            perf = VersionPerformance.build(
+                schema,
+                encoder,
+                sample,
+                self.loader.read_optional(model, version, cfg.card_file),
+                prediction_column=cfg.prediction_column,
+                recalibrate=cfg.recalibrate,
+                seed=cfg.seed,
+            )
+        except Exception:  # a bad sample must not keep the drift checks from running
+            log.exception("%s/%s: the performance estimator could not be built", model, version)
+            return None
+        if perf is not None:
+            self.metrics.record_validated(model, version, perf, cfg.calibration_max_error)
+        return perf
 
     # -- requests (HTTP threads) ----------------------------------------------------------
     def submit(self, body: Any) -> int:
@@ -246,7 +282,9 @@ class DriftSidecar:
             self.metrics.batches_rejected.labels("invalid").inc()
             raise
         try:
-            self._queue.put_nowait(("rows", (state, num, cat, batch.rows, batch.predictions)))
+            self._queue.put_nowait(
+                ("rows", (state, num, cat, batch.rows, batch.predictions, batch.scores))
+            )
         except queue.Full:
             self.metrics.batches_rejected.labels("queue_full").inc()
             self.metrics.rows_dropped.inc(len(batch.rows))
@@ -336,12 +374,14 @@ class DriftSidecar:
         cat: np.ndarray,
         rows: list[dict[str, Any]],
         predictions: list[Any] | None,
+        scores: list[float | None] | None = None,
     ) -> None:
         with state.lock:
             state.num.extend(num)
             state.cat.extend(cat)
             state.raw.extend(rows)
             state.predictions.extend(predictions if predictions is not None else [None] * len(rows))
+            state.scores.extend(scores if scores is not None else [None] * len(rows))
             state.rows_since_check += len(rows)
             window = max(state.num.count, state.cat.count)
         self.metrics.window_rows.labels(state.model, state.version).set(window)
@@ -376,6 +416,7 @@ class DriftSidecar:
                 num = state.num.view().copy()
                 cat = state.cat.view().copy()
                 preds = list(state.predictions)
+                scores = list(state.scores)
                 state.rows_since_check = 0
             if max(len(num), len(cat)) < self.cfg.min_rows and not mmd:
                 raise ValueError(
@@ -384,6 +425,10 @@ class DriftSidecar:
                 )
             with_preds = preds if any(p is not None for p in preds) else None
             result = state.detectors.check(num, cat, with_preds, mmd=mmd)
+            if state.performance is not None:
+                result.performance = state.performance.estimate(
+                    preds, scores, num, cat, self.cfg.min_rows
+                )
         except Exception:
             self.metrics.check_errors.labels(state.model, state.version).inc()
             raise

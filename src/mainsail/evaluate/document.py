@@ -33,6 +33,7 @@ MODEL_FILE = "model.joblib"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
 REFERENCE_FILE = "reference.parquet"
+CALIBRATION_FILE = "calibration.parquet"
 
 
 class TuningOutcome(Protocol):
@@ -205,6 +206,7 @@ def write_model_folder(
     if chosen is not None:
         model_path = save_model(model, model_dir / MODEL_FILE)
         reference_path = write_reference(model, data, model_dir / REFERENCE_FILE, cfg)
+        write_calibration_sample(model, data, model_dir / CALIBRATION_FILE)
     else:
         (model_dir / MODEL_FILE).unlink(missing_ok=True)
     tick("report", 0.3)
@@ -310,6 +312,24 @@ def write_reference(
         proba = model.predict_proba(sample[data.features])
         for j, c in enumerate(model.classes_.tolist()):
             sample[f"proba_{c}"] = proba[:, j]
+    tmp = path.with_suffix(".parquet.tmp")
+    sample.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def write_calibration_sample(model: TabularModel, data: DataStageResult, path: Path) -> Path:
+    """The held-out test rows with their target, the model's prediction and (classification)
+    its `proba_<class>` columns: the drift sidecar fits and checks its label-free performance
+    estimate on them (mainsail.drift.performance)."""
+    X = data.X("test")
+    sample = X.reset_index(drop=True).copy()
+    sample["prediction"] = model.predict(sample)
+    if data.problem_type == "classification":
+        proba = model.predict_proba(sample[data.features])
+        for j, c in enumerate(model.classes_.tolist()):
+            sample[f"proba_{c}"] = proba[:, j]
+    sample[data.target] = data.y("test").to_numpy()
     tmp = path.with_suffix(".parquet.tmp")
     sample.to_parquet(tmp, index=False)
     tmp.replace(path)

@@ -1,9 +1,12 @@
 """The durable feedback store: what each variant predicted, the ground truth that came later,
-and every promotion decision, in SQLite (default) or Postgres (when configured).
+what a shadowed challenger answered to the same requests, and every promotion decision, in SQLite
+(default) or Postgres (when configured).
 
 The router records one row per served request (request id, variant, model version, score,
-latency, error); the feedback endpoint records labels by request id; the promotion controller
-reads joined outcomes per variant and appends its decisions. Writes are idempotent per request
+latency, error) and one row per mirrored answer of a shadowed challenger (same request id, its
+own table); the feedback endpoint records labels by request id; the promotion controller reads
+joined outcomes per variant, pairs shadow answers with the champion's, counts requests per
+variant for the sample-ratio check, and appends its decisions. Writes are idempotent per request
 id, so a client that retries after a restart does not double-count.
 """
 
@@ -59,6 +62,18 @@ feedback = sa.Table(
     sa.Column("label", sa.String(256), nullable=False),
     sa.Column("ts", sa.Float, nullable=False),
 )
+shadow = sa.Table(
+    "mainsail_shadow",
+    metadata,
+    sa.Column("request_id", sa.String(128), primary_key=True),
+    sa.Column("model", sa.String(64), nullable=False, index=True),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("prediction", sa.String(256)),
+    sa.Column("score", sa.Float),
+    sa.Column("latency_s", sa.Float, nullable=False),
+    sa.Column("error", sa.Boolean, nullable=False, default=False),
+    sa.Column("ts", sa.Float, nullable=False, index=True),
+)
 decisions = sa.Table(
     "mainsail_decisions",
     metadata,
@@ -92,6 +107,43 @@ class PredictionRecord:
     latency_s: float
     error: bool = False
     ts: float = 0.0
+
+
+@dataclass
+class ShadowPairs:
+    """A shadowed challenger's answers paired with the champion's by request id.
+
+    Row arrays (`*_prediction`, `*_score`, `label`) hold one entry per predicted row answered by
+    both (ids `<request>` or `<request>#<i>`); request arrays (`*_error`, `*_latency_s`) hold one
+    entry per request both saw (a batch counts once)."""
+
+    champion_prediction: np.ndarray
+    """Champion's predicted label (classification) per paired row, as text; '' when absent."""
+    challenger_prediction: np.ndarray
+    champion_score: np.ndarray
+    """P(positive class) or the predicted value per paired row; NaN when absent."""
+    challenger_score: np.ndarray
+    label: np.ndarray
+    """Ground truth per paired row as text, '' where none arrived yet."""
+    champion_error: np.ndarray
+    """1.0 where the request failed on that side, else 0.0 (per paired request, in the order
+    the requests were served)."""
+    challenger_error: np.ndarray
+    champion_latency_s: np.ndarray
+    """Latency per paired request (NaN where that side failed)."""
+    challenger_latency_s: np.ndarray
+    unpaired_champion: int = 0
+    """Champion requests with no shadow answer (mirror copy dropped or still in flight)."""
+    unpaired_challenger: int = 0
+    """Shadow answers with no champion record."""
+
+    @property
+    def rows(self) -> int:
+        return int(self.champion_score.size)
+
+    @property
+    def requests(self) -> int:
+        return int(self.champion_error.size)
 
 
 class FeedbackError(ValueError):
@@ -144,21 +196,7 @@ class FeedbackStore:
         dropped: the later prediction is stored as `<id>~2` (`~3`, ...), kept in
         :attr:`renamed` (id -> stored id) for the caller to count and log, and labelled by
         that name."""
-        now = time.time()
-        rows = [
-            {
-                "request_id": r.request_id,
-                "model": r.model,
-                "variant": r.variant,
-                "version": r.version,
-                "prediction": r.prediction,
-                "score": r.score,
-                "latency_s": r.latency_s,
-                "error": r.error,
-                "ts": r.ts or now,
-            }
-            for r in records
-        ]
+        rows = _rows(records, with_variant=True)
         added = self._insert_new(predictions, rows)
         self.renamed: dict[str, str] = {}
         inserted = collections.Counter(added)
@@ -178,6 +216,10 @@ class FeedbackStore:
                     added.append(name)
                     break
         return len(added)
+
+    def record_shadow(self, records: Iterable[PredictionRecord]) -> int:
+        """Store a shadowed (mirrored) variant's answers; ids already stored are ignored."""
+        return self._insert_ignore(shadow, _rows(records, with_variant=False))
 
     def record_feedback(self, labels: dict[str, Any]) -> dict[str, int]:
         """Store ground truth by request id. Unknown ids are counted, not stored."""
@@ -249,6 +291,77 @@ class FeedbackStore:
         latencies = np.array([lat for e, lat in requests.values() if not e])
         losses = _losses(labelled, problem_type, positive_label)
         return VariantOutcomes(losses=losses, errors=errors, latencies_s=latencies)
+
+    def requests_per_variant(self, model: str, since: float | None = None) -> dict[str, int]:
+        """Requests answered per variant (a batch counts once), for the sample-ratio check."""
+        where = [predictions.c.model == model]
+        if since is not None:
+            where.append(predictions.c.ts >= since)
+        query = sa.select(predictions.c.variant, predictions.c.request_id).where(*where)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        seen: dict[str, set[str]] = {}
+        for variant, request_id in rows:
+            seen.setdefault(str(variant), set()).add(str(request_id).split("#", 1)[0])
+        return {variant: len(ids) for variant, ids in seen.items()}
+
+    def shadow_pairs(self, model: str, since: float | None = None) -> ShadowPairs:
+        """The shadow answers since `since`, each paired with the champion's answer to the same
+        request id, with ground truth where it arrived."""
+        champ_where = [predictions.c.model == model, predictions.c.variant == "champion"]
+        shadow_where = [shadow.c.model == model]
+        if since is not None:
+            champ_where.append(predictions.c.ts >= since)
+            shadow_where.append(shadow.c.ts >= since)
+        cols = ("request_id", "prediction", "score", "latency_s", "error", "ts")
+        with self.engine.connect() as conn:
+            champ = conn.execute(
+                sa.select(*(predictions.c[c] for c in cols), feedback.c.label)
+                .outerjoin(feedback, feedback.c.request_id == predictions.c.request_id)
+                .where(*champ_where)
+            ).all()
+            mirrored = conn.execute(sa.select(*(shadow.c[c] for c in cols)).where(*shadow_where))
+            shadow_rows = {str(r[0]): r for r in mirrored.all()}
+        champ_rows = {str(r[0]): r for r in champ}
+
+        # Requests: errors and latency are per request; a failed request has one row without
+        # a `#i` suffix on the side that failed, whatever the other side answered.
+        def per_request(rows: dict[str, Any]) -> dict[str, tuple[float, float, float]]:
+            out: dict[str, tuple[float, float, float]] = {}
+            for rid, row in rows.items():
+                base = rid.split("#", 1)[0]
+                err = bool(row[4])
+                out.setdefault(base, (float(err), math.nan if err else float(row[3]), row[5]))
+            return out
+
+        champ_req, shadow_req = per_request(champ_rows), per_request(shadow_rows)
+        # Requests in the order they were served (the first ones may be a cold start).
+        both = sorted(set(champ_req) & set(shadow_req), key=lambda b: (champ_req[b][2], b))
+        paired_rows = sorted(
+            rid
+            for rid in set(champ_rows) & set(shadow_rows)
+            if not champ_rows[rid][4] and not shadow_rows[rid][4]
+        )
+
+        def text(values: list[Any]) -> np.ndarray:
+            return np.array(["" if v is None else str(v) for v in values], dtype=object)
+
+        def number(values: list[Any]) -> np.ndarray:
+            return np.array([math.nan if v is None else float(v) for v in values], dtype=float)
+
+        return ShadowPairs(
+            champion_prediction=text([champ_rows[r][1] for r in paired_rows]),
+            challenger_prediction=text([shadow_rows[r][1] for r in paired_rows]),
+            champion_score=number([champ_rows[r][2] for r in paired_rows]),
+            challenger_score=number([shadow_rows[r][2] for r in paired_rows]),
+            label=text([champ_rows[r][6] for r in paired_rows]),
+            champion_error=np.array([champ_req[b][0] for b in both], dtype=float),
+            challenger_error=np.array([shadow_req[b][0] for b in both], dtype=float),
+            champion_latency_s=np.array([champ_req[b][1] for b in both], dtype=float),
+            challenger_latency_s=np.array([shadow_req[b][1] for b in both], dtype=float),
+            unpaired_champion=len(set(champ_req) - set(shadow_req)),
+            unpaired_challenger=len(set(shadow_req) - set(champ_req)),
+        )
 
     def quality(
         self,
@@ -329,6 +442,27 @@ class FeedbackStore:
                 sa.select(decisions).where(decisions.c.model == model).order_by(decisions.c.id)
             ).mappings()
             return [{**row, "evidence": json.loads(row["evidence"])} for row in rows]
+
+
+def _rows(records: Iterable[PredictionRecord], *, with_variant: bool) -> list[dict[str, Any]]:
+    """Table rows of records (`ts` defaults to now)."""
+    now = time.time()
+    rows = []
+    for r in records:
+        row = {
+            "request_id": r.request_id,
+            "model": r.model,
+            "version": r.version,
+            "prediction": r.prediction,
+            "score": r.score,
+            "latency_s": r.latency_s,
+            "error": r.error,
+            "ts": r.ts or now,
+        }
+        if with_variant:
+            row["variant"] = r.variant
+        rows.append(row)
+    return rows
 
 
 def _log_loss(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:

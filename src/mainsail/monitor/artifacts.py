@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mainsail.config.drift import DriftConfig
 from mainsail.config.monitor import MonitorConfig
+from mainsail.config.promotion import PromotionConfig
 from mainsail.monitor.dashboards import dashboard_json, dashboards
 from mainsail.monitor.prometheus import alertmanager_config, local_targets, prometheus_config
 from mainsail.monitor.rules import render_rules
@@ -24,17 +25,22 @@ HEADER = (
 
 
 def render_all(
-    monitor: MonitorConfig | None = None, drift: DriftConfig | None = None
+    monitor: MonitorConfig | None = None,
+    drift: DriftConfig | None = None,
+    promotion: PromotionConfig | None = None,
 ) -> dict[str, str]:
     import yaml
 
     monitor = monitor or MonitorConfig()
     drift = drift or DriftConfig()
+    promotion = promotion or PromotionConfig()
     host = "127.0.0.1"
     files: dict[str, str] = {"prometheus/rules.yml": render_rules(monitor.rules)}
     prom = prometheus_config(
         monitor,
-        local_targets(monitor, host=host, drift_port=drift.port),
+        local_targets(
+            monitor, host=host, drift_port=drift.port, promotion_port=promotion.metrics_port
+        ),
         rule_files=["rules.yml"],
         alertmanagers=[f"{host}:{monitor.alertmanager_port}"],
     )

@@ -1,10 +1,13 @@
 """Grafana dashboards generated from code, checked in as JSON under monitoring/dashboards/.
 
-Four dashboards: model overview (traffic, errors, latency per variant), drift (p-values per
-feature over time, is_drift heat map, sidecar health), features (freshness, missing values) and
-training runs (what the retrain trigger started and how the runs ended). Every panel query is a
-:class:`Query` that says whether data is expected once the stack runs; the live test evaluates
-each one against a real Prometheus.
+Six dashboards: model overview (traffic, errors, latency per variant), drift (raw and corrected
+p-values per feature over time, distances against their effect-size floors, is_drift heat map,
+sidecar health), features (freshness, missing values), training runs (what the retrain trigger
+started and how the runs ended), experiments (the sample-ratio check of each canary stage, the
+shadow stage's paired report, the controller's decisions) and model quality (the label-free
+performance estimate against the model card's validated value, the calibration check). Every
+panel query is a :class:`Query` that says whether data is expected once the stack runs; the
+live test evaluates each one against a real Prometheus.
 """
 
 from __future__ import annotations
@@ -217,9 +220,49 @@ def dashboards() -> list[Dashboard]:
                     Query(f"mainsail_drift_p_value_threshold{{{SEL_V}}}", "threshold"),
                 ),
                 unit="short",
-                description="Low p-values mean the window differs from the reference.",
+                description="Raw p-values; the threshold is the raw p-value the multiple-testing "
+                "correction lets through in this check.",
                 width=24,
                 height=10,
+            ),
+            Panel(
+                "Corrected p-value per feature",
+                (
+                    Query(
+                        f"mainsail_drift_feature_corrected_p_value{{{SEL_V}}}",
+                        "{{feature}} ({{test}})",
+                    ),
+                    Query(
+                        f"mainsail_drift_significance_level{{{SEL_V}}}",
+                        "significance level ({{correction}})",
+                    ),
+                ),
+                description="After the correction for multiple comparisons (FDR or Bonferroni): "
+                "below the level means significant.",
+            ),
+            Panel(
+                "Distance per feature against its effect-size floor",
+                (
+                    Query(f"mainsail_drift_feature_distance{{{SEL_V}}}", "{{feature}} ({{test}})"),
+                    Query(
+                        f"mainsail_drift_feature_distance_threshold{{{SEL_V}}}",
+                        "floor {{feature}}",
+                    ),
+                ),
+                description="KS distance (numeric) or total variation distance (categories). "
+                "Drift needs significance AND a distance at least the floor.",
+            ),
+            Panel(
+                "Significant but below the effect floor",
+                (
+                    Query(
+                        f"mainsail_drift_feature_significant{{{SEL_V}}} "
+                        f"- mainsail_drift_feature_is_drift{{{SEL_V}}}",
+                        "{{feature}}",
+                    ),
+                ),
+                description="1 where a feature's change is statistically real but too small to "
+                "count: the false alarms the floor keeps quiet on big windows.",
             ),
             Panel(
                 "is_drift heat map",
@@ -404,7 +447,139 @@ def dashboards() -> list[Dashboard]:
             ),
         ),
     )
-    return [overview, drift, features, training]
+    experiments = Dashboard(
+        uid="mainsail-experiments",
+        title="Mainsail / Experiments",
+        description="Shadow stage, sample-ratio check and decisions of the promotion controller.",
+        variables=(
+            ("model", "mainsail_ab_stage_weight"),
+            ("version", "mainsail_ab_stage_weight"),
+        ),
+        panels=(
+            Panel(
+                "Ramp stage (challenger percent; 0 = shadow)",
+                (Query(f"mainsail_ab_stage_weight{{{SEL_V}}}", "v{{version}}"),),
+            ),
+            Panel(
+                "Challenger share: configured vs observed",
+                (
+                    Query(f"mainsail_ab_expected_share{{{SEL_V}}}", "configured v{{version}}"),
+                    Query(f"mainsail_ab_observed_share{{{SEL_V}}}", "observed v{{version}}"),
+                ),
+                unit="percentunit",
+                description="The sample-ratio check compares these at every look.",
+            ),
+            Panel(
+                "Sample-ratio check p-values",
+                (Query(f"mainsail_ab_srm_p_value{{{SEL_V}}}", "{{test}} v{{version}}"),),
+                description="`sequential` decides (always valid, however often it looks); "
+                "`chi2` is the one-look chi-square test, for reference.",
+            ),
+            Panel(
+                "Requests per variant in the stage",
+                (Query(f"mainsail_ab_requests{{{SEL_V}}}", "{{variant}}"),),
+            ),
+            Panel(
+                "Mismatch and pause",
+                (
+                    Query(f"mainsail_ab_srm_mismatch{{{SEL_V}}}", "mismatch v{{version}}"),
+                    Query(f"mainsail_ab_paused{{{SEL_V}}}", "paused v{{version}}"),
+                ),
+            ),
+            Panel(
+                "Decisions",
+                (
+                    Query(
+                        f"sum by (action) (mainsail_ab_decisions_total{{{SEL}}})",
+                        "{{action}}",
+                    ),
+                ),
+                kind="stat",
+            ),
+            Panel(
+                "Shadow: disagreement with the champion",
+                (Query(f"mainsail_shadow_disagreement{{{SEL_V}}}", "{{stat}}"),),
+                unit="percentunit",
+                description="Share of paired answers that differ, with its always-valid "
+                "interval (ci_low, ci_high).",
+            ),
+            Panel(
+                "Shadow: loss delta on labelled pairs",
+                (Query(f"mainsail_shadow_loss_delta{{{SEL_V}}}", "{{stat}}"),),
+                description="Challenger minus champion loss on the same requests (negative: "
+                "the challenger is better).",
+            ),
+            Panel(
+                "Shadow: latency p50 / p99 per side",
+                (
+                    Query(
+                        f"mainsail_shadow_latency_seconds{{{SEL_V}}}", "{{variant}} {{quantile}}"
+                    ),
+                    Query(
+                        f"mainsail_shadow_latency_diff_seconds{{{SEL_V}}}",
+                        "difference {{quantile}}",
+                    ),
+                ),
+                unit="s",
+            ),
+            Panel(
+                "Shadow: error rate per side and gate",
+                (
+                    Query(f"mainsail_shadow_error_rate{{{SEL_V}}}", "{{variant}} errors"),
+                    Query(f"mainsail_shadow_gate{{{SEL_V}}}", "gate (1 pass, 0 pending, -1 fail)"),
+                    Query(f"mainsail_shadow_pairs{{{SEL_V}}}", "pairs"),
+                ),
+            ),
+        ),
+    )
+    quality = Dashboard(
+        uid="mainsail-model-quality",
+        title="Mainsail / Model quality",
+        description="Label-free performance estimates (CBPE, DLE) of served versions against "
+        "their validated values, and the calibration they rely on.",
+        variables=(
+            ("model", "mainsail_performance_estimate"),
+            ("version", "mainsail_performance_estimate"),
+        ),
+        panels=(
+            Panel(
+                "Estimated vs validated metric",
+                (
+                    Query(
+                        f"mainsail_performance_estimate{{{SEL_V}}}",
+                        "estimated {{metric}} v{{version}}",
+                    ),
+                    Query(
+                        f"mainsail_performance_validated{{{SEL_V}}}",
+                        "validated {{metric}} v{{version}}",
+                    ),
+                ),
+                width=24,
+                height=10,
+                description="The estimate comes from served scores alone; the alert fires when "
+                "it falls below the model card's validated value by more than the margin.",
+            ),
+            Panel(
+                "Calibration error on the reference sample",
+                (
+                    Query(
+                        f"mainsail_performance_calibration_error{{{SEL_V}}}",
+                        "{{scores}} v{{version}}",
+                    ),
+                ),
+                description="Expected calibration error of the raw scores and after the "
+                "isotonic recalibration (cross-fitted). CBPE is trusted only when it is small.",
+            ),
+            Panel(
+                "Estimate rows and reliability",
+                (
+                    Query(f"mainsail_performance_estimate_rows{{{SEL_V}}}", "rows v{{version}}"),
+                    Query(f"mainsail_performance_reliable{{{SEL_V}}}", "reliable v{{version}}"),
+                ),
+            ),
+        ),
+    )
+    return [overview, drift, features, training, experiments, quality]
 
 
 def dashboard_json(d: Dashboard) -> str:

@@ -27,6 +27,8 @@ __all__ = [
 ]
 
 TRIGGER_JOB = "mainsail-trigger"
+#: Scrape job of the promotion controller (`mainsail promote --watch`).
+PROMOTION_JOB = "mainsail-promotion"
 RETRAIN_RECEIVER = "mainsail-retrain"
 
 
@@ -135,15 +137,19 @@ def local_targets(
     *,
     host: str = "127.0.0.1",
     drift_port: int,
+    promotion_port: int | None = None,
     extra: Sequence[ScrapeTarget] = (),
 ) -> list[ScrapeTarget]:
-    """Scrape jobs of the local stack: Prometheus, Alertmanager, drift sidecar, trigger, `extra`."""
+    """Scrape jobs of the local stack: Prometheus, Alertmanager, drift sidecar, trigger, the
+    promotion controller (when it serves metrics), `extra`."""
     targets = [
         ScrapeTarget("prometheus", [f"{host}:{cfg.prometheus_port}"]),
         ScrapeTarget("alertmanager", [f"{host}:{cfg.alertmanager_port}"]),
         ScrapeTarget(DRIFT_JOB, [f"{host}:{drift_port}"]),
         ScrapeTarget(TRIGGER_JOB, [f"{host}:{cfg.trigger.port}"]),
     ]
+    if promotion_port is not None:
+        targets.append(ScrapeTarget(PROMOTION_JOB, [f"{host}:{promotion_port}"]))
     return targets + list(extra)
 
 

@@ -5,6 +5,12 @@ Drift alerts need the sidecar to find the whole row drifted in several consecuti
 unlucky window never pages anybody. Serving rules use the router's per-variant series, and the
 canary rules compare the challenger with the champion of the same model.
 
+A feature is drifted only when its corrected p-value (multiple comparisons) is significant AND
+its distance reaches the effect-size floor; the per-feature alert reads both from their own
+series, so its rule says in PromQL what the sidecar decides. The experiment rules read the
+promotion controller's series (sample-ratio mismatch, shadow gate); the performance rule
+compares the sidecar's label-free estimate with the model card's validated value.
+
 Alerts that should start a retraining run carry the label `action="retrain"`; Alertmanager routes
 exactly those to the retrain trigger (see :mod:`mainsail.monitor.alertmanager`).
 """
@@ -60,6 +66,19 @@ def alert_rules(cfg: AlertRulesConfig, *, drift_job: str = DRIFT_JOB) -> dict[st
                 f"The drift sidecar found the served rows drifted in {{{{ $value }}}} consecutive "
                 f"checks (alert from {cfg.drift_windows}); a retraining run is requested.",
                 action="retrain",
+            ),
+            _alert(
+                "MainsailFeatureDrift",
+                "(mainsail_drift_feature_corrected_p_value <= on (model, version, instance) "
+                "group_left max by (model, version, instance) (mainsail_drift_significance_level)) "
+                "and on (model, version, instance, feature, test) "
+                "(mainsail_drift_feature_distance >= mainsail_drift_feature_distance_threshold)",
+                cfg.feature_drift_for,
+                "info",
+                "Feature {{ $labels.feature }} of {{ $labels.model }} version "
+                "{{ $labels.version }} drifted",
+                "Its corrected p-value is {{ $value }} (significant) and its distance is at least "
+                "its floor: a change both real and large enough to matter.",
             ),
             _alert(
                 "MainsailPredictionDrift",
@@ -172,7 +191,59 @@ def alert_rules(cfg: AlertRulesConfig, *, drift_job: str = DRIFT_JOB) -> dict[st
             ),
         ],
     }
-    return {"groups": [drift, serving, features]}
+    m = cfg.performance_margin
+    em = cfg.performance_error_margin
+    reliable = "and on (model, version, instance) (mainsail_performance_reliable == 1)"
+    experiments = {
+        "name": "mainsail-experiments",
+        "rules": [
+            _alert(
+                "MainsailSampleRatioMismatch",
+                "max by (model, version) (mainsail_ab_srm_mismatch) == 1",
+                cfg.srm_for,
+                "critical",
+                "Sample-ratio mismatch in the canary of {{ $labels.model }} version "
+                "{{ $labels.version }}: experiment paused",
+                "The challenger's observed share of requests does not match its configured "
+                "weight (always-valid sequential test). Every comparison on this split is "
+                "biased, so the experiment is paused: no promotion, no rollback. Find the cause "
+                "(sticky sessions, a failing variant, the router), then `mainsail promote "
+                "--resume`.",
+            ),
+            _alert(
+                "MainsailShadowGateFailed",
+                "min by (model, version) (mainsail_shadow_gate) == -1",
+                cfg.shadow_for,
+                "warning",
+                "Challenger {{ $labels.model }} version {{ $labels.version }} stopped at shadow",
+                "Its mirrored answers failed the shadow gate (disagreement, errors, latency or "
+                "loss on the labelled pairs); it never served a caller. See the shadow report "
+                "beside the deployed model card.",
+            ),
+        ],
+    }
+    performance = {
+        "name": "mainsail-performance",
+        "rules": [
+            _alert(
+                "MainsailEstimatedPerformanceDrop",
+                '(mainsail_performance_estimate{metric=~"accuracy|f1|roc_auc"} '
+                "< on (model, version, metric, instance) "
+                f"(mainsail_performance_validated - {m}) {reliable}) "
+                'or (mainsail_performance_estimate{metric=~"mae|rmse"} '
+                "> on (model, version, metric, instance) "
+                f"(mainsail_performance_validated * {1 + em}) {reliable})",
+                cfg.performance_for,
+                "warning",
+                "Estimated {{ $labels.metric }} of {{ $labels.model }} version "
+                "{{ $labels.version }} below its validated value",
+                f"The label-free estimate is {{{{ $value }}}}, beyond the model card's validated "
+                f"value by more than the margin ({m} absolute for scores, {em:.0%} for errors); "
+                "labels will tell for sure, but the served rows say the model does worse here.",
+            ),
+        ],
+    }
+    return {"groups": [drift, serving, features, experiments, performance]}
 
 
 def render_rules(cfg: AlertRulesConfig, *, drift_job: str = DRIFT_JOB) -> str:

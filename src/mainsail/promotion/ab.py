@@ -11,6 +11,10 @@ Per-request outcomes are losses (lower is better): log loss or 0/1 error for cla
 squared or absolute error for regression, 1.0 for a failed request (error-rate guardrail), log
 latency (latency guardrail). The analysis compares challenger minus champion.
 
+Before any of that, the split itself is checked (:mod:`mainsail.promotion.srm`): when the
+challenger's observed share of requests does not match its configured weight, every comparison
+above is biased, so the analysis pauses instead of deciding.
+
 Pure numpy; no I/O. The state of a running test (the always-valid p-value so far and the
 intersection of the confidence sequence) is a small JSON-able object the controller persists.
 """
@@ -23,9 +27,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mainsail.core.files import jsonable
 from mainsail.feedback.store import VariantOutcomes
+from mainsail.promotion.srm import SRMResult, SRMState, srm_look
 
-Action = Literal["promote", "keep_testing", "rollback", "ramp"]
+Action = Literal["promote", "keep_testing", "rollback", "ramp", "pause"]
 
 
 @dataclass
@@ -72,11 +78,8 @@ class Comparison:
     significant: bool
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        for key in ("ci_low", "ci_high"):
-            if math.isinf(out[key]):
-                out[key] = None
-        return out
+        """JSON-safe: an unbounded side of the interval is None."""
+        return dict(jsonable(asdict(self)))
 
 
 def msprt_look(
@@ -133,6 +136,66 @@ def msprt_look(
 
 
 @dataclass(frozen=True)
+class Estimate:
+    """An always-valid confidence interval of one mean (intersected over looks)."""
+
+    metric: str
+    n: int
+    estimate: float
+    ci_low: float
+    ci_high: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: an unbounded side of the interval is None."""
+        return dict(jsonable(asdict(self)))
+
+
+def mean_look(
+    values: np.ndarray,
+    *,
+    alpha: float,
+    tau: float,
+    state: SequentialState | None = None,
+    metric: str = "mean",
+    smoothing: bool = False,
+) -> tuple[Estimate, SequentialState]:
+    """The one-sample twin of :func:`msprt_look`: an always-valid (1 - alpha) confidence
+    sequence of the mean of `values` (normal mixture with standard deviation `tau`, plug-in
+    variance), intersected with the intervals of earlier looks.
+
+    `smoothing` is for 0/1 values: the variance is taken at (k + 1/2) / (n + 1) instead of the
+    raw share, so that no disagreement in the first rows does not give a zero-width interval.
+    """
+    state = state or SequentialState()
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    n = x.size
+    if n < 2:
+        raise ValueError(f"{metric}: need at least 2 values, got {n}")
+    mean = float(x.mean())
+    if smoothing:
+        p = (float(x.sum()) + 0.5) / (n + 1)
+        var = p * (1 - p) / n
+    else:
+        var = max(float(x.var(ddof=1)) / n, 1e-12)
+    tau2 = tau * tau
+    half = math.sqrt(
+        2 * var * (var + tau2) / tau2 * (math.log(1 / alpha) + 0.5 * math.log((var + tau2) / var))
+    )
+    new = SequentialState(
+        p_value=state.p_value,
+        ci_low=max(state.ci_low, mean - half),
+        ci_high=min(state.ci_high, mean + half),
+        looks=state.looks + 1,
+    )
+    if new.ci_low > new.ci_high:
+        # The intersection emptied (possible when the mean drifts across looks): the latest
+        # interval is the honest answer.
+        new.ci_low, new.ci_high = mean - half, mean + half
+    return Estimate(metric, n, mean, new.ci_low, new.ci_high), new
+
+
+@dataclass(frozen=True)
 class ABPolicy:
     """Thresholds of the analysis (mirrors the monitor config)."""
 
@@ -157,6 +220,12 @@ class ABPolicy:
     promote_from: int = 50
     """Smallest challenger share (percent) at which a better challenger is promoted; below it a
     better challenger is ramped up first, so it has carried real load before it takes it all."""
+    srm_alpha: float = 0.001
+    """Bound on the chance of flagging a correct split as a sample-ratio mismatch, however often
+    the controller looks (always-valid sequential test)."""
+    srm_concentration: float = 1000.0
+    """Concentration of the Dirichlet mixture of the SRM test: the alternative's split spreads
+    about sqrt(p (1 - p) / concentration) around the configured one (1000: a few points)."""
 
 
 @dataclass
@@ -170,6 +239,10 @@ class Decision:
     latency: Comparison | None = None
     next_weight: int | None = None
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    srm: SRMResult | None = None
+    """The sample-ratio check of this look (None in the shadow stage and before any request)."""
+    shadow: dict[str, Any] | None = None
+    """The shadow report of this look (shadow stage only; see mainsail.promotion.shadow)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -179,6 +252,8 @@ class Decision:
             "quality": self.quality.to_dict() if self.quality else None,
             "error_rate": self.error_rate.to_dict() if self.error_rate else None,
             "latency": self.latency.to_dict() if self.latency else None,
+            "srm": self.srm.to_dict() if self.srm else None,
+            "shadow": self.shadow,
             "states": self.states,
         }
 
@@ -190,10 +265,29 @@ def analyse(
     policy: ABPolicy,
     current_weight: int,
     states: dict[str, dict[str, Any]] | None = None,
+    split: tuple[int, int] | None = None,
 ) -> Decision:
-    """Decide: roll back on a guardrail breach or a worse challenger, promote a better one, ramp
-    the traffic share while the evidence is building, or keep testing."""
+    """Decide: pause on a sample-ratio mismatch, roll back on a guardrail breach or a worse
+    challenger, promote a better one, ramp the traffic share while the evidence is building, or
+    keep testing.
+
+    `split` is (champion requests, challenger requests) of the current ramp stage; with it the
+    split is tested against `current_weight` first, and a mismatch pauses the experiment: the
+    other tests are not even updated, since their data are biased."""
     states = dict(states or {})
+    srm: SRMResult | None = None
+    if split is not None and 0 < current_weight < 100 and sum(split) > 0:
+        srm, srm_state = srm_look(
+            split[0],
+            split[1],
+            current_weight,
+            alpha=policy.srm_alpha,
+            concentration=policy.srm_concentration,
+            state=SRMState.from_dict(states.get("srm")),
+        )
+        states["srm"] = srm_state.to_dict()
+        if srm.mismatch:
+            return Decision("pause", srm.describe(), None, states=states, srm=srm)
 
     def look(name: str, a: np.ndarray, b: np.ndarray, tau: float) -> Comparison | None:
         if min(a.size, b.size) < max(2, policy.min_samples):
@@ -213,7 +307,7 @@ def analyse(
     quality = look("quality_loss", champion.losses, challenger.losses, policy.tau)
 
     def decision(action: Action, reason: str, weight: int | None = None) -> Decision:
-        return Decision(action, reason, quality, errors, latency, weight, states)
+        return Decision(action, reason, quality, errors, latency, weight, states, srm)
 
     if errors is not None and errors.significant and errors.ci_low > 0:
         return decision("rollback", f"challenger error rate is higher by {errors.effect:+.2%}", 0)

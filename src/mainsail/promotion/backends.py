@@ -1,12 +1,16 @@
 """Traffic backends for the promotion controller, and the decision log in the model card.
 
-- `LocalRouterBackend`: the local stack. Reads the split from the router's admin API, ramps by
-  setting weights, promotes by moving the registry's `champion` alias and loading the version on
-  the champion MLServer, rolls back by sending all traffic to the champion.
-- `SeldonBackend`: a cluster. Reads the challenger's share from the Seldon Core 2 Experiment,
-  ramps, promotes (all traffic to the challenger, `champion` alias moved) and rolls back (all
-  traffic to the champion) by re-applying the Experiment rendered by the same code as
-  `mainsail deploy --backend kubernetes`.
+- `LocalRouterBackend`: the local stack. Reads the split from the router's admin API (a
+  challenger at weight 0 that the router mirrors to is in the shadow), ramps by setting weights
+  (the first canary step also removes the mirror), promotes by moving the registry's `champion`
+  alias and loading the version on the champion MLServer, rolls back by sending all traffic to
+  the champion and removing the mirror.
+- `SeldonBackend`: a cluster. Reads the challenger's share (and whether the Experiment mirrors to
+  it) from the Seldon Core 2 Experiment, ramps, promotes (all traffic to the challenger,
+  `champion` alias moved) and rolls back (all traffic to the champion) by re-applying the
+  Experiment rendered by the same code as `mainsail deploy --backend kubernetes`. Seldon's
+  mirror discards the mirrored answers: pairing them needs the mainsail router in front, which
+  records them in the feedback store.
 """
 
 from __future__ import annotations
@@ -39,18 +43,22 @@ class LocalRouterBackend:
         variants = self._state()["variants"]
         champion = variants["champion"]
         challenger = variants.get("challenger")
-        if (
-            not challenger
-            or challenger["weight"] <= 0
-            or challenger["version"] == champion["version"]
-        ):
+        mirror = variants.get("mirror")
+        if not challenger or challenger["version"] == champion["version"]:
             return str(champion["version"]), None, 0
+        if challenger["weight"] <= 0:
+            shadow = bool(
+                mirror and mirror["weight"] > 0 and mirror["version"] == challenger["version"]
+            )
+            return str(champion["version"]), str(challenger["version"]) if shadow else None, 0
         total = champion["weight"] + challenger["weight"]
         share = round(100 * challenger["weight"] / total) if total else 0
         return str(champion["version"]), str(challenger["version"]), share
 
     def set_weight(self, model: str, weight: int) -> None:
         self.deployer.set_canary(weight)
+        if weight > 0:
+            self.deployer.remove_mirror()
 
     def promote(self, model: str) -> None:
         _, challenger, _ = self.current(model)
@@ -67,6 +75,7 @@ class LocalRouterBackend:
 
     def rollback(self, model: str) -> None:
         self.deployer.set_canary(0)
+        self.deployer.remove_mirror()
 
 
 def append_decision_to_card(
@@ -119,11 +128,16 @@ class SeldonBackend:
         experiment = read_experiment(self.cfg, self.api_client)
         if challenger is None or challenger == champion or experiment is None:
             return str(champion), None, 0
+        name = naming.model_resource_name(model, challenger)
         weights = {c["name"]: int(c.get("weight", 0)) for c in experiment["spec"]["candidates"]}
-        mine = weights.get(naming.model_resource_name(model, challenger), 0)
+        mine = weights.get(name, 0)
         total = sum(weights.values())
         share = round(100 * mine / total) if total else 0
-        return (str(champion), str(challenger), share) if share > 0 else (str(champion), None, 0)
+        if share > 0:
+            return str(champion), str(challenger), share
+        mirror = experiment["spec"].get("mirror") or {}
+        shadow = mirror.get("name") == name and int(mirror.get("percent", 0)) > 0
+        return str(champion), str(challenger) if shadow else None, 0
 
     def _apply(self, model: str, weight: int) -> None:
         from mainsail.deploy import kubernetes as k8s

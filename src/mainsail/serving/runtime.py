@@ -268,9 +268,9 @@ class MainsailRuntime(MLModel):
         wanted = self._wanted(payload)
         try:
             if len(frame) <= _INLINE_ROWS:
-                outputs, parameters = self._score(frame, wanted)
+                outputs, parameters, scores = self._score(frame, wanted)
             else:
-                outputs, parameters = await asyncio.to_thread(self._score, frame, wanted)
+                outputs, parameters, scores = await asyncio.to_thread(self._score, frame, wanted)
         except (ValueError, TypeError) as err:
             if isinstance(decoded, EntityRequest):
                 # Features came from the store (gaps included): not the client's data.
@@ -288,6 +288,7 @@ class MainsailRuntime(MLModel):
                 _feed_rows(frame, feed_values),
                 outputs[0].data.root,
                 columns=self._feed_columns,
+                scores=scores,
             )
         return InferenceResponse(
             model_name=self.name,
@@ -299,12 +300,14 @@ class MainsailRuntime(MLModel):
 
     def _score(
         self, frame: pd.DataFrame | np.ndarray, wanted: frozenset[str] | None = None
-    ) -> tuple[list[ResponseOutput], Parameters | None]:
+    ) -> tuple[list[ResponseOutput], Parameters | None, list[float] | None]:
+        """The outputs, their parameters, and (binary classification) each row's probability of
+        the last class for the drift sidecar's label-free performance estimate."""
         n = len(frame)
         if not self._classification:
             values = np.asarray(self.model.predict(frame), dtype=np.float64).reshape(n)
             out = ResponseOutput(name="value", shape=[n], datatype="FP64", data=values.tolist())
-            return [out], None
+            return [out], None, None
         proba = np.asarray(self.model.predict_proba(frame), dtype=np.float64)
         best = proba.argmax(axis=1)
         wanted = wanted or DEFAULT_OUTPUTS
@@ -324,7 +327,8 @@ class MainsailRuntime(MLModel):
                     data=proba.ravel().tolist(),
                 )
             )
-        return outputs, Parameters(classes=self._classes.tolist())
+        scores = proba[:, -1].tolist() if proba.shape[1] == 2 and self._feed is not None else None
+        return outputs, Parameters(classes=self._classes.tolist()), scores
 
     def _wanted(self, payload: InferenceRequest) -> frozenset[str] | None:
         """Outputs the request asks for (V2 `outputs`); None = the defaults."""

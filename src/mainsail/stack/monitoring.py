@@ -2,7 +2,8 @@
 
 Registered as stack providers (see :mod:`mainsail.stack.providers`). Their configs are generated
 into `<stack data dir>/monitoring/` at each `up`: Prometheus scrapes the router, both MLServers,
-the drift sidecar, the trigger, Alertmanager and itself; Alertmanager calls the trigger.
+the drift sidecar, the trigger, the promotion controller (`promotion.metrics_port`), Alertmanager
+and itself; Alertmanager calls the trigger.
 """
 
 from __future__ import annotations
@@ -41,7 +42,13 @@ def monitoring_specs(ctx: StackContext) -> list[ProcessSpec]:
             [f"{host}:{cfg.stack.champion.metrics}", f"{host}:{cfg.stack.challenger.metrics}"],
         ),
     ]
-    targets = local_targets(mon, host=host, drift_port=cfg.drift.port, extra=extra)
+    targets = local_targets(
+        mon,
+        host=host,
+        drift_port=cfg.drift.port,
+        promotion_port=cfg.promotion.metrics_port,
+        extra=extra,
+    )
     write_yaml(
         folder / "prometheus.yml",
         prometheus_config(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from mainsail.feedback.store import FeedbackStore, PredictionRecord
 from mainsail.promotion.ab import ABPolicy
@@ -124,3 +125,76 @@ def test_no_challenger_means_nothing_to_decide(tmp_path: Path) -> None:
     backend.challenger = None
     store = FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}")
     assert PromotionController("churn", store, backend, ABPolicy(), "classification").step() is None
+
+
+def test_a_biased_split_pauses_the_experiment_until_resumed(tmp_path: Path) -> None:
+    """50/50 configured, 48% observed over 20,000 requests, a slightly better challenger: the
+    controller pauses instead of going on, says so in the decision log, the model card and its
+    metrics, keeps the split as it is, and starts afresh only when resumed."""
+    from prometheus_client import generate_latest
+
+    from mainsail.config import parse_config
+    from mainsail.evaluate.card import deployed_card_path
+    from mainsail.promotion.backends import append_decision_to_card
+    from mainsail.promotion.metrics import PromotionMetrics
+
+    cfg = parse_config(
+        {
+            "name": "churn",
+            "data": {"path": "x.parquet", "target": "churned"},
+            "stack": {"data_dir": str(tmp_path / "stack")},
+        }
+    )
+    card = deployed_card_path(cfg, "2")
+    card.parent.mkdir(parents=True)
+    card.write_text("model_name: churn\n")
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}")
+    backend = RecordingBackend()
+    backend.weight = 50
+    metrics = PromotionMetrics()
+    controller = PromotionController(
+        "churn",
+        store,
+        backend,
+        ABPolicy(min_samples=100, step_samples=10**6, tau=0.1),
+        "classification",
+        on_decision=lambda _m, version, d: append_decision_to_card(cfg, None, version, d),  # type: ignore[arg-type]
+        metrics=metrics,
+    )
+    controller.step()  # opens the stage
+    rng = np.random.default_rng(13)
+    errs = {"champion": 0.25, "challenger": 0.24}
+    actions = []
+    for k in range(10):
+        records, labels = [], {}
+        for i in range(k * 2000, (k + 1) * 2000):
+            variant = "challenger" if rng.random() < 0.48 else "champion"
+            truth = int(rng.random() < 0.5)
+            p_true = 0.2 if rng.random() < errs[variant] else 0.8
+            score = p_true if truth else 1 - p_true
+            records.append(
+                PredictionRecord(f"r{i}", "churn", variant, "v", str(int(score > 0.5)), score, 0.01)
+            )
+            labels[f"r{i}"] = truth
+        store.record_predictions(records)
+        store.record_feedback(labels)
+        decision = controller.step()
+        assert decision is not None
+        actions.append(decision.action)
+    assert "pause" in actions and "promote" not in actions and "rollback" not in actions
+    assert backend.calls == []  # the split was left alone
+    logged = store.decisions("churn")
+    assert [d["action"] for d in logged] == ["pause"]  # logged once, not at every look
+    srm = logged[0]["evidence"]["srm"]
+    assert srm["mismatch"] and srm["p_value"] <= 0.001 and 0.46 < srm["observed_share"] < 0.5
+    history = yaml.safe_load(card.read_text())["promotion_history"]
+    assert history[-1]["action"] == "pause" and history[-1]["srm"]["mismatch"] is True
+    text = generate_latest(metrics.registry).decode()
+    assert 'mainsail_ab_srm_mismatch{model="churn",version="2"} 1.0' in text
+    assert 'mainsail_ab_paused{model="churn",version="2"} 1.0' in text
+    # Resumed after the cause is fixed: a fresh experiment, the pause is in the log.
+    assert controller.resume()
+    assert [d["action"] for d in store.decisions("churn")] == ["pause", "resume"]
+    after = controller.step()
+    assert after is not None and after.action == "keep_testing"
+    assert not controller.resume()  # nothing paused any more

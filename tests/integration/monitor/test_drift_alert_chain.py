@@ -8,7 +8,10 @@ wire format), and (the negative case, clean
 traffic must raise no alert) as V2 requests through the live MLServer runtime. The router's
 and the feature server's series come from their real metric classes (`RouterMetrics`,
 `FeatureMetrics`) exposed by prometheus_client in this test, because those services are not
-started here; the dashboards test evaluates every panel against all of it.
+started here, and so do the promotion controller's (`PromotionMetrics`, filled by a real
+canary look with its sample-ratio check and a real shadow look); the served model's version
+folder holds its calibration sample and card, so the sidecar estimates its performance from
+the scores the runtime sends. The dashboards test evaluates every panel against all of it.
 
 Intervals and `for` durations are shortened (1 s scrapes, 2 s `for`; see
 mainsail.monitor.chain) to keep this module around two minutes.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import sys
 import threading
 import time
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 from prometheus_client import start_http_server
@@ -36,10 +41,14 @@ from mainsail.demos.churn import churn_rows, write_churn_reference
 from mainsail.drift.client import DriftFeed
 from mainsail.drift.process import SidecarProcess
 from mainsail.features.metrics import FeatureMetrics
+from mainsail.feedback.store import ShadowPairs, VariantOutcomes
 from mainsail.monitor.chain import ChainSettings, MonitoringChain
 from mainsail.monitor.dashboards import dashboards, substitute
 from mainsail.monitor.local import LocalPrometheus
-from mainsail.monitor.prometheus import ScrapeTarget
+from mainsail.monitor.prometheus import PROMOTION_JOB, ScrapeTarget
+from mainsail.promotion.ab import ABPolicy, Decision, analyse
+from mainsail.promotion.metrics import PromotionMetrics
+from mainsail.promotion.shadow import ShadowPolicy, shadow_look
 from mainsail.registry.manifest import seal_folder
 from mainsail.registry.seaweedfs import free_port
 from mainsail.retrain.trigger import RetrainTrigger
@@ -75,12 +84,54 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60.0, every: 
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def _experiment_looks(metrics: PromotionMetrics) -> None:
+    """One canary look (with its sample-ratio check) and one shadow look, exported."""
+    rng = np.random.default_rng(3)
+
+    def outcomes(n: int) -> VariantOutcomes:
+        return VariantOutcomes(rng.random(n), np.zeros(n), rng.lognormal(-4.5, 0.3, n))
+
+    canary = analyse(
+        outcomes(540),
+        outcomes(60),
+        policy=ABPolicy(min_samples=50),
+        current_weight=10,
+        split=(540, 60),
+    )
+    metrics.record("churn", "2", 10, canary, counts={"champion": 540, "challenger": 60}, acted=True)
+    n = 400
+    champ = rng.random(n)
+    chall = np.clip(champ + rng.normal(0, 0.05, n), 0, 1)
+    label = lambda p: np.where(p >= 0.5, "1", "0").astype(object)  # noqa: E731
+    pairs = ShadowPairs(
+        label(champ),
+        label(chall),
+        champ,
+        chall,
+        np.where(rng.random(n) < champ, "1", "0").astype(object),
+        np.zeros(40),
+        np.zeros(40),
+        rng.lognormal(-4.5, 0.3, 40),
+        rng.lognormal(-4.4, 0.3, 40),
+    )
+    report, _ = shadow_look(
+        pairs,
+        ShadowPolicy(min_pairs=100, min_labelled=100, min_requests=10, warmup_requests=5),
+        problem_type="classification",
+    )
+    shadow = Decision("keep_testing", report.reason, None, shadow=report.to_dict())
+    metrics.record("churn", "3", 0, shadow)
+
+
 class _Traffic:
-    """Router and feature-server series, from their real metric classes, changing over time."""
+    """Router, feature-server and promotion-controller series, from their real metric classes,
+    changing over time."""
 
     def __init__(self) -> None:
         self.router = RouterMetrics()
         self.features = FeatureMetrics()
+        self.promotion = PromotionMetrics()
+        _experiment_looks(self.promotion)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -138,11 +189,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("chain")
     for version in ("1", "2"):
         write_churn_reference(root / "refs" / "churn" / version, rows=3000, seed=42)
-    ports = {k: free_port(HOST) for k in ("router", "features")}
+    ports = {k: free_port(HOST) for k in ("router", "features", "promotion")}
     traffic = _Traffic()
     servers = [
         start_http_server(ports["router"], HOST, registry=traffic.router.registry)[0],
         start_http_server(ports["features"], HOST, registry=traffic.features.registry)[0],
+        start_http_server(ports["promotion"], HOST, registry=traffic.promotion.registry)[0],
     ]
     traffic.thread.start()
     ran = root / "ran"
@@ -160,6 +212,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         extra_targets=[
             ScrapeTarget("mainsail-router", [f"{HOST}:{ports['router']}"]),
             ScrapeTarget("mainsail-features", [f"{HOST}:{ports['features']}"]),
+            ScrapeTarget(PROMOTION_JOB, [f"{HOST}:{ports['promotion']}"]),
         ],
     )
     # The served model: the serving tests' churn artifact, sealed as churn-live v1; the
@@ -170,6 +223,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     served_ref = write_churn_reference(root / "refs" / SERVED / "1", rows=3000, seed=42)
     ref = pd.read_parquet(served_ref / "reference.parquet").drop(columns=["prediction"])
     ref.to_parquet(served_ref / "reference.parquet", index=False)
+    # The served model's own labelled calibration sample and card (as training writes them).
+    for name in ("calibration.parquet", "model_card.yaml"):
+        shutil.copy2(artifact / name, served_ref / name)
     chain = MonitoringChain(root / "work", settings)
     repo = root / "mlserver"
     write_repository(
@@ -294,6 +350,19 @@ def test_clean_traffic_through_the_live_runtime_raises_no_drift_alert(stack: Sta
     assert _value(stack.prometheus, drifted) < 2  # the rule's threshold (drift_windows)
     assert _value(stack.prometheus, checks) >= 5
     assert not [p for p in stack.ran.glob("*.json") if SERVED in p.read_text()]
+    # The runtime sent each row's score beside its label: the sidecar estimated the served
+    # version's accuracy without labels, next to the card's validated value, and trusts it.
+    sel = f'model="{SERVED}", version="1", metric="accuracy"'
+    estimate = wait_for(
+        "a performance estimate",
+        lambda: _value(stack.prometheus, f"mainsail_performance_estimate{{{sel}}}"),
+        timeout=30,
+    )
+    validated = _value(stack.prometheus, f"mainsail_performance_validated{{{sel}}}")
+    assert validated > 0.8 and abs(estimate - validated) < 0.05, (estimate, validated)
+    assert _value(stack.prometheus, f'mainsail_performance_reliable{{model="{SERVED}"}}') == 1
+    alerts = 'ALERTS{alertname="MainsailEstimatedPerformanceDrop"}'
+    assert _series(stack.prometheus, alerts) == []
 
 
 def _value(prom: LocalPrometheus, expr: str) -> float:

@@ -62,6 +62,7 @@ def test_publish_lists_versions_with_manifest_and_model_settings(
         "metrics.json",
         "report.html",
         "reference.parquet",
+        "calibration.parquet",
         "lineage.json",
         "plots/roc.svg",
         "model-settings.json",

@@ -57,7 +57,12 @@ def test_ramp_promote_and_rollback_through_the_experiment(
         assert backend.current(model) == (str(v2), None, 0)  # the experiment is over
 
         registry.promote(model, v3, alias="challenger")
-        backend.set_weight(model, 10)
+        # The shadow stage: weight 0, every request mirrored to the challenger.
+        k8s.apply(k8s.render(cfg, v2, v3, 0, mirror=v3), api)
+        assert fake.objects[key]["spec"]["mirror"]["name"] == naming.model_resource_name(model, v3)
+        assert backend.current(model) == (str(v2), str(v3), 0)
+        backend.set_weight(model, 10)  # the shadow gate passed: the first canary step
+        assert "mirror" not in fake.objects[key]["spec"]
         assert backend.current(model) == (str(v2), str(v3), 10)
         backend.rollback(model)
         assert backend.current(model) == (str(v2), None, 0)

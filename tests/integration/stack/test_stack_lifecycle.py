@@ -106,7 +106,19 @@ def test_deploy_command_dry_run_prints_seldon_yaml(
     docs = list(yaml.safe_load_all(result.stdout))
     assert [d["kind"] for d in docs] == ["Model", "Model", "Experiment"]
     assert docs[-1]["spec"]["candidates"][1] == {"name": f"iris-v{versions[-1]}", "weight": 15}
+    assert "mirror" not in docs[-1]["spec"]
     assert registry.aliases(cfg.name) == before
+    # Without --canary the challenger starts in the shadow (promotion.shadow.enabled): weight 0,
+    # every request mirrored to it.
+    result = runner.invoke(
+        app, ["iris", "--backend", "kubernetes", "--dry-run", "--config", config]
+    )
+    assert result.exit_code == 0, result.output
+    spec = list(yaml.safe_load_all(result.stdout))[-1]["spec"]
+    assert spec["candidates"][1] == {"name": f"iris-v{versions[-1]}", "weight": 0}
+    assert spec["mirror"] == {"name": f"iris-v{versions[-1]}", "percent": 100}
+    result = runner.invoke(app, ["iris", "--shadow", "--canary", "10", "--config", config])
+    assert result.exit_code == 2 and "exclude each other" in result.output
     result = runner.invoke(app, ["churn", "--dry-run", "--config", config])
     assert result.exit_code == 2 and "configures model 'iris', not 'churn'" in result.output
 

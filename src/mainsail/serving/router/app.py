@@ -10,7 +10,9 @@ Routes
   `x-request-id` (the caller's or a new one), `x-mainsail-variant` and `x-mainsail-model-version`.
   A caller is pinned to one variant by the sticky header (or the sticky key of the body) through
   a hash of its value. When a mirror is set, a share of requests is copied to it in the
-  background; its answer is counted in the metrics and dropped.
+  background; its answer is counted in the metrics, recorded in the feedback store under the
+  request's id (so the promotion controller can pair it with the champion's answer: the shadow
+  stage) and never returned.
 - `GET /v2/models/{name}`, `GET /v2/models/{name}/ready`: forwarded to a healthy variant.
 - `GET /v2/health/live`, `/v2/health/ready`, `/health`: the router's own liveness / readiness.
 - `GET /metrics`: Prometheus metrics (see :mod:`mainsail.serving.router.metrics`).
@@ -408,7 +410,7 @@ class Router:
         elif self.cfg.sticky_key is not None:
             key = sticky_value(payload, self.cfg.sticky_key)
         fwd_headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id)]
-        self._maybe_mirror(body, fwd_headers)
+        self._maybe_mirror(body, fwd_headers, request_id)
 
         tried: set[str] = set()
         while True:
@@ -482,7 +484,9 @@ class Router:
         elif status == 200:
             self.metrics.observe_predictions(*labels, body)
 
-    def _maybe_mirror(self, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    def _maybe_mirror(
+        self, body: bytes, headers: list[tuple[bytes, bytes]], request_id: bytes
+    ) -> None:
         mirror = self.variants.get("mirror")
         if mirror is None or mirror.weight <= 0 or not mirror.healthy:
             return
@@ -491,12 +495,16 @@ class Router:
         if len(self._mirror_tasks) >= self.cfg.mirror_concurrency:
             self.metrics.mirror_dropped.inc()
             return
-        task = asyncio.create_task(self._mirror(mirror, body, headers))
+        task = asyncio.create_task(self._mirror(mirror, body, headers, request_id))
         self._mirror_tasks.add(task)
         task.add_done_callback(self._mirror_tasks.discard)
 
     async def _mirror(
-        self, mirror: Variant, body: bytes, headers: list[tuple[bytes, bytes]]
+        self,
+        mirror: Variant,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]],
+        request_id: bytes,
     ) -> None:
         labels = mirror.labels()
         start = time.perf_counter()
@@ -506,9 +514,17 @@ class Router:
             )
         except UpstreamError as err:
             self.metrics.errors.labels(*labels, err.reason).inc()
+            if self.feedback is not None:
+                elapsed = time.perf_counter() - start
+                rid = request_id.decode("latin-1")
+                self.feedback.observe_shadow(rid, mirror.version, 599, b"", elapsed)
             return
-        mirror.latency.observe(time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        mirror.latency.observe(elapsed)
         self._count(mirror, resp.status, resp.body)
+        if self.feedback is not None:
+            rid = request_id.decode("latin-1")
+            self.feedback.observe_shadow(rid, mirror.version, resp.status, resp.body, elapsed)
 
     async def _model_passthrough(self, request: Request) -> Response:
         name = request.path_params["name"]

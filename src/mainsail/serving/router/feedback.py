@@ -2,8 +2,10 @@
 
 Every answered inference is queued (request id, variant, version, predicted label and score,
 latency, error) and written to the feedback store in batches by a background task, so the
-request path never waits on the database. `POST /feedback` takes labels by request id, stores
-them, and refreshes the per-variant quality gauges that Prometheus scrapes:
+request path never waits on the database. Mirrored answers (a challenger in the shadow) are
+queued the same way into the store's shadow table, under the id of the request they copy.
+`POST /feedback` takes labels by request id, stores them, and refreshes the per-variant quality
+gauges that Prometheus scrapes:
 
 - `mainsail_variant_quality{model,variant,version,metric}`: accuracy / log_loss / roc_auc
   (classification) or mae / rmse (regression) over the labelled requests of the variant.
@@ -58,6 +60,7 @@ class FeedbackRecorder:
         self.positive_label = positive_label
         self.max_queue = max_queue
         self._pending: list[PredictionRecord] = []
+        self._shadow: list[PredictionRecord] = []
         self._versions: dict[str, str] = {}
         self._task: asyncio.Task[None] | None = None
         self._flush_lock: asyncio.Lock | None = None
@@ -102,17 +105,35 @@ class FeedbackRecorder:
         latency_s: float,
     ) -> None:
         """Queue one answered request; never blocks, drops (and counts) when the queue is full."""
-        if len(self._pending) >= self.max_queue:
+        self._versions[variant] = version
+        self._queue(self._pending, request_id, variant, version, status, body, latency_s)
+
+    def observe_shadow(
+        self, request_id: str, version: str, status: int, body: bytes, latency_s: float
+    ) -> None:
+        """Queue one mirrored answer (status 599: no answer at all); never blocks."""
+        self._queue(self._shadow, request_id, "shadow", version, status, body, latency_s)
+
+    def _queue(
+        self,
+        pending: list[PredictionRecord],
+        request_id: str,
+        variant: str,
+        version: str,
+        status: int,
+        body: bytes,
+        latency_s: float,
+    ) -> None:
+        if len(pending) >= self.max_queue:
             self.dropped.inc()
             return
-        self._versions[variant] = version
         rows = self._predictions(body) if status == 200 else [(None, None)]
         now = time.time()
         for i, (label, score) in enumerate(rows):
             # One record per predicted row: `<request id>` for one row, `<request id>#<i>` for
             # batches, so ground truth can be given row by row.
             rid = request_id if len(rows) == 1 else f"{request_id}#{i}"
-            self._pending.append(
+            pending.append(
                 PredictionRecord(
                     rid,
                     self.model,
@@ -181,6 +202,15 @@ class FeedbackRecorder:
                     "feedback store write failed; %d predictions kept for retry", len(batch)
                 )
                 self._pending = batch + self._pending
+        mirrored, self._shadow = self._shadow, []
+        if mirrored:
+            try:
+                await asyncio.to_thread(self.store.record_shadow, mirrored)
+            except Exception:
+                log.exception(
+                    "feedback store write failed; %d shadow answers kept for retry", len(mirrored)
+                )
+                self._shadow = mirrored + self._shadow
 
     def _record(self, batch: list[PredictionRecord]) -> None:
         self.store.record_predictions(batch)
