@@ -91,7 +91,9 @@ def run(
             )
             console.print(f"chosen model: [bold]{train['chosen']}[/] ({train.get('reason', '')})")
             if scores:
-                console.print(f"test set: {scores}", highlight=False)
+                console.print(f"test set (served model): {scores}", highlight=False)
+            for warning in train.get("warnings") or []:
+                console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
         else:
             console.print(
                 f"[bold yellow]no model chosen:[/] {train.get('reason', '')}; nothing to publish",

@@ -116,6 +116,30 @@ def all_metrics(
     return {m: regression_metric(m, y_true, output) for m in REGRESSION}
 
 
+def per_class_metrics(
+    y_true: np.ndarray, labels: np.ndarray, classes: np.ndarray
+) -> list[dict[str, Any]]:
+    """Precision, recall, F1 and support of every class, from predicted labels."""
+    from sklearn import metrics as skm
+
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        np.asarray(y_true).tolist(),
+        np.asarray(labels).tolist(),
+        labels=np.asarray(classes).tolist(),
+        zero_division=0,
+    )
+    return [
+        {
+            "class": str(c),
+            "precision": float(p),
+            "recall": float(r),
+            "f1": float(f),
+            "support": int(s),
+        }
+        for c, p, r, f, s in zip(classes.tolist(), precision, recall, f1, support, strict=True)
+    ]
+
+
 def metric_fn(
     name: str, problem_type: str, classes: np.ndarray | None
 ) -> Callable[[np.ndarray, np.ndarray], float]:

@@ -77,13 +77,13 @@ def fit_mlp_on_ray(
     """Train on Ray with `ray_cfg.num_workers` workers (GPUs when `ray_cfg.use_gpu`)."""
     import json
 
+    from mainsail.train.ray_runtime import ensure_ray
+
+    ensure_ray(ray_cfg)
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from mainsail.train.ray_runtime import ensure_ray
-
-    ensure_ray(ray_cfg)
     data_ref = ray.put((X, y, X_valid, y_valid, sample_weight))
     storage_dir.mkdir(parents=True, exist_ok=True)
     trainer = TorchTrainer(

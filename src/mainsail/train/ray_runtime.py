@@ -7,8 +7,20 @@ import os
 from mainsail.config.train import RayConfig
 
 
+def quiet_ray() -> None:
+    """Keep Ray's start-up notices off the CLI: token authentication stays on (a token is
+    generated for a new local cluster) but set explicitly, which Ray does not announce; Ray
+    Data's own DeprecationWarnings (raised by its default context, not by our calls) are
+    ignored. Called before anything of Ray is imported or started."""
+    import warnings
+
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray\.data\.context")
+
+
 def ensure_ray(ray_cfg: RayConfig) -> int:
-    """Initialise Ray unless it already runs; return the CPUs it has."""
+    """Initialise Ray (once per process, quietly) unless it already runs; return its CPUs."""
+    quiet_ray()
     import ray
 
     if not ray.is_initialized():

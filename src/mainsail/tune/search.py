@@ -64,6 +64,7 @@ from mainsail.config import ProjectConfig
 from mainsail.config.train import RayConfig
 from mainsail.evaluate.metrics import greater_is_better, metric_fn, model_output
 from mainsail.train.candidates import fit_arrays, search_space
+from mainsail.train.model import align_columns
 from mainsail.train.threads import limit_threads
 
 #: `objective(params, report) -> score`; iterative objectives call `report(step, value)` after
@@ -176,10 +177,13 @@ def evaluate_params(
             X_valid=data.X_valid,
             y_valid=data.y_valid,
             on_epoch=on_epoch,
+            threads=threads,
         )
         if family == "mlp":
             return float(min(h["valid_loss"] for h in model.history))
         out = model_output(model, data.X_valid, data.problem_type)
+    if data.classes is not None:
+        out = align_columns(out, model.classes_, data.classes)
     return metric_fn(metric, data.problem_type, data.classes)(data.y_valid, out)
 
 
