@@ -153,7 +153,7 @@ def test_frame_rows_map_to_the_file_rows_after_cleaning(tmp_path: Path) -> None:
         {
             "customer_id": [f"C{i % 40}" for i in range(200)],
             "event_timestamp": pd.date_range("2024-01-01", periods=200, freq="h", tz="UTC"),
-            "x": np.arange(200, dtype=float),
+            "x": np.arange(200) + 0.5,  # distinct per row, yet not a row number
             "churned": pd.array([i % 3 == 0 for i in range(200)], dtype="boolean"),
         }
     )
@@ -162,7 +162,7 @@ def test_frame_rows_map_to_the_file_rows_after_cleaning(tmp_path: Path) -> None:
     frame.to_parquet(path, index=False)
     result = run_data_stage(make_config(path), None)
     assert len(result.frame) == 199 and result.frame.index.equals(pd.RangeIndex(199))
-    assert result.frame["x"].iloc[7] == 8.0  # the unlabeled row is gone, positions renumbered
+    assert result.frame["x"].iloc[7] == 8.5  # the unlabeled row is gone, positions renumbered
     assert result.problem_type == "classification" and result.classes == [False, True]
 
 
