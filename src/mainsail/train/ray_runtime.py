@@ -8,13 +8,16 @@ from mainsail.config.train import RayConfig
 
 
 def quiet_ray() -> None:
-    """Keep Ray's start-up notices off the CLI: token authentication stays on (a token is
-    generated for a new local cluster) but set explicitly, which Ray does not announce; Ray
-    Data's own DeprecationWarnings (raised by its default context, not by our calls) are
-    ignored. Called before anything of Ray is imported or started."""
+    """Keep Ray's start-up notices off the CLI: the notice that token authentication is on
+    (it stays on: Ray's default for a new local cluster; only the log line is silenced) and Ray
+    Data's own DeprecationWarnings (raised by its default context, not by our calls). Called
+    before anything of Ray is imported or started."""
+    import logging
     import warnings
 
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+        logging.ERROR
+    )
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray\.data\.context")
 
 
