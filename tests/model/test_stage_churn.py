@@ -42,8 +42,8 @@ def trained(
 
 def test_stage_trains_every_candidate_and_selects_one(trained, churn_cfg) -> None:
     res, seen = trained
-    assert set(res.test_metrics) == {"baseline", "linear", "tree", "mlp"}
-    assert res.chosen in {"linear", "tree", "mlp"}
+    assert set(res.test_metrics) == {"baseline", "linear", "tree", "lightgbm", "mlp"}
+    assert res.chosen in {"linear", "tree", "lightgbm", "mlp"}
     assert res.chosen in res.reason
     assert res.test_metrics[res.chosen]["roc_auc"] > 0.7
     assert res.test_metrics["baseline"]["roc_auc"] == 0.5
@@ -67,8 +67,8 @@ def test_run_folder_layout(trained) -> None:
     assert metrics["chosen"] == res.chosen
     assert len(metrics["cv"]["tree"]["folds"]) == 3
     log = read_log(res.log_path)
-    assert len(log) == 3 and {r["family"] for r in log} == {"tree"}
-    assert metrics["params"]["tree"] == max(log, key=lambda r: r["score"])["params"]
+    assert len(log) == 3 and {r["family"] for r in log} == {"lightgbm"}
+    assert metrics["params"]["lightgbm"] == max(log, key=lambda r: r["score"])["params"]
 
 
 def test_model_card_follows_the_template_with_real_values(trained, churn_data) -> None:
@@ -82,11 +82,26 @@ def test_model_card_follows_the_template_with_real_values(trained, churn_data) -
     primary = card["metrics"]["primary"]
     assert primary["name"] == "roc_auc"
     assert primary["test_ci"]["low"] < primary["test"] < primary["test_ci"]["high"]
-    assert primary["test"] == pytest.approx(res.test_metrics[res.chosen]["roc_auc"], abs=1e-5)
+    # The served model's figures: refit on train+validation, calibrated.
+    assert primary["test"] == pytest.approx(res.final_metrics["roc_auc"], abs=1e-5)
+    assert "train and validation rows" in card["model"]["fitted_on"]
+    assert card["training_data"]["fitted_on"] == {
+        "train": len(churn_data.split.train),
+        "valid": len(churn_data.split.valid),
+    }
+    calibration = card["metrics"]["calibration"]
+    assert calibration["method"] in {"sigmoid", "isotonic"}  # class weights: always calibrated
+    assert calibration["ece_after"] < calibration["ece_before"]
+    assert calibration["log_loss_after"] <= calibration["baseline_log_loss"]
+    assert card["model"]["decision_threshold"]["objective"] == "f1"
+    assert card["positive_class"]["label"] == "1"
+    assert card["positive_class"]["decided_by"] == "data.positive_class"
     val = card["metrics"]["validation"]["roc_auc"]
     assert 0.5 < val["mean"] < 1 and val["std"] > 0
     assert card["deployment"] == {"endpoint": None, "latency_p95": None, "throughput": None}
-    assert card["training_data"]["size"] == len(churn_data.split.train)
+    assert card["training_data"]["size"] == len(churn_data.split.train) + len(
+        churn_data.split.valid
+    )
     rng = card["training_data"]["date_range"]
     assert rng["start"] < rng["end"]
     assert [f["name"] for f in card["features"]] == churn_data.features

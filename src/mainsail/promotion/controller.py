@@ -167,6 +167,6 @@ def build_controller(
         backend=backend,
         policy=policy_from_config(cfg),
         problem_type=cfg.data.problem_type or "classification",
-        positive_label=cfg.promotion.positive_label,
+        positive_label=cfg.positive_label(),
         on_decision=on_decision,
     )
