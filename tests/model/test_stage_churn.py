@@ -108,12 +108,25 @@ def test_model_card_follows_the_template_with_real_values(trained, churn_data) -
     assert card["class_balance"]["handling"] == "class weights"
     assert card["lineage"]["model_sha256"] is not None
     assert card["comparison"]["chosen"] == res.chosen
+    # p-values are never rounded to 0: a tiny one reads "< 0.001"; no doubled full stop.
+    for evidence in card["comparison"]["vs_baseline"].values():
+        assert evidence["cv_p_value"] != 0.0
+        assert isinstance(evidence["cv_p_value"], str)
+    assert ".." not in card["intended_use"]
 
 
 def test_report_is_self_contained(trained) -> None:
     res, _ = trained
     html = res.report_path.read_text()
     assert "Paired comparisons" in html and "Data validation" in html
+    # Every section is HTML: the validation report's own sections, the split and the card as
+    # tables and lists, no raw JSON dump.
+    assert "<pre>" not in html and '"issues":' not in html and '"sides":' not in html
+    for section in ("The served model", "CV estimate vs test", "Shift from train to test",
+                    "Leakage checks", "Excluded columns" if "Excluded" in html else "Columns",
+                    "Calibration (test rows)", "Decision threshold"):  # fmt: skip
+        assert section in html, section
+    assert "badge" in html  # the validation badge (passed / passed with warnings)
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html), "no network references"
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(images) >= 5

@@ -127,7 +127,7 @@ def _print_run_result(result: Any) -> None:
                 f"chosen model: [bold]{train['chosen']}[/] ({escape(train.get('reason', ''))})"
             )
             if scores:
-                console.print(f"test set (served model): {scores}", highlight=False)
+                console.print(f"test set (served model): {scores}", highlight=False, soft_wrap=True)
             for warning in train.get("warnings") or []:
                 console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
         else:
@@ -231,6 +231,7 @@ def check_config(
         f"data: {loaded.path} ({report.rows:,} rows, {len(report.features)} features), "
         f"{report.problem_type}{positive}",
         highlight=False,
+        soft_wrap=True,
     )
     from rich.markup import escape
 
