@@ -24,7 +24,7 @@ class EvaluateConfig(StrictModel):
     """Bootstrap resamples for test-set confidence intervals."""
     permutation_repeats: int = Field(5, ge=1, le=100)
     """Repeats of the permutation importance."""
-    cv_max_rows: int | None = Field(60_000, ge=100)
+    cv_max_rows: int | None = Field(40_000, ge=100)
     """Cross-validation folds are cut from a seeded sample of this many train+validation rows
     (in time order for time splits) when there are more; null uses every row."""
     importance_rows: int = Field(5000, ge=100)

@@ -82,7 +82,7 @@ class TuneConfig(StrictModel):
     """Candidates to tune (others keep their defaults)."""
     num_trials: int = Field(20, ge=1, le=10_000)
     """Trials per tuned candidate (at most: `auto_budget` may run fewer on large data)."""
-    max_rows: int | None = Field(50_000, ge=100)
+    max_rows: int | None = Field(20_000, ge=100)
     """Trials fit on a seeded sample of this many training rows when there are more (they are
     scored on every validation row); the final fits use every row. Null: every row."""
     auto_budget: bool = True

@@ -94,9 +94,16 @@ def paired_test_gain(
     """Paired-bootstrap interval of model a's gain over model b in `score(y, output)` on the
     same test rows; positive = a better, whatever the metric's direction."""
     sign = 1.0 if greater_is_better else -1.0
+    resampled = getattr(score, "on", None)
+    if resampled is not None:  # a MetricFn: its fast path for resamples
+        stat_a, stat_b = resampled(y_test, out_a), resampled(y_test, out_b)
 
-    def diff(idx: np.ndarray) -> float:
-        return sign * (score(y_test[idx], out_a[idx]) - score(y_test[idx], out_b[idx]))
+        def diff(idx: np.ndarray) -> float:
+            return sign * (stat_a(idx) - stat_b(idx))
+    else:
+
+        def diff(idx: np.ndarray) -> float:
+            return sign * (score(y_test[idx], out_a[idx]) - score(y_test[idx], out_b[idx]))
 
     return bootstrap_ci(diff, len(y_test), resamples=resamples, seed=seed, level=level)
 

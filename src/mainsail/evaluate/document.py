@@ -23,7 +23,7 @@ from mainsail.data.prepared import DataStageResult
 from mainsail.evaluate.card import CARD_FILE
 from mainsail.evaluate.compare import Selection, best_by_cv, select
 from mainsail.evaluate.cv import CVResult
-from mainsail.evaluate.metrics import all_metrics, metric_fn, model_output
+from mainsail.evaluate.metrics import MetricFn, all_metrics, metric_fn, model_output
 from mainsail.evaluate.stats import BootstrapCI, bootstrap_ci
 from mainsail.train.final import FinalModel
 from mainsail.train.fit import class_labels
@@ -133,7 +133,7 @@ def evaluate_on_test(
 
     def ci_of(out: np.ndarray) -> BootstrapCI:
         return bootstrap_ci(
-            lambda idx: fn(y_test[idx], out[idx]),
+            fn.on(y_test, out),
             len(y_test),
             resamples=cfg.evaluate.bootstrap,
             seed=seed,
@@ -145,10 +145,9 @@ def evaluate_on_test(
     return TestEvaluation(outputs, test_metrics, selection, test_ci)
 
 
-def _ci(cfg: ProjectConfig, fn: Callable[[np.ndarray, np.ndarray], float], y: np.ndarray,
-        out: np.ndarray) -> BootstrapCI:  # fmt: skip
+def _ci(cfg: ProjectConfig, fn: MetricFn, y: np.ndarray, out: np.ndarray) -> BootstrapCI:
     return bootstrap_ci(
-        lambda idx: fn(y[idx], out[idx]),
+        fn.on(y, out),
         len(y),
         resamples=cfg.evaluate.bootstrap,
         seed=cfg.seed,

@@ -97,7 +97,7 @@ def search_space(family: str, problem_type: str, cfg: ProjectConfig) -> SearchSp
     def lightgbm(trial: Any) -> dict[str, Any]:
         return {
             "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
-            "n_estimators": trial.suggest_int("n_estimators", 50, 800, log=True),
+            "n_estimators": trial.suggest_int("n_estimators", 50, 500, log=True),
             "num_leaves": trial.suggest_int("num_leaves", 7, 127, log=True),
             "min_child_samples": trial.suggest_int("min_child_samples", 5, 200, log=True),
             "subsample": trial.suggest_float("subsample", 0.5, 1.0),
