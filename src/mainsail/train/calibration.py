@@ -19,6 +19,12 @@ import numpy as np
 from mainsail.train.model import Calibrator
 
 METHODS = ("none", "sigmoid", "isotonic")
+#: Isotonic regression is tried only from this many validation rows: a step function learnt
+#: from fewer overfits (and ties scores, which lowers the ROC AUC).
+ISOTONIC_MIN_ROWS = 1000
+#: A more flexible method must lower the cross-validated log loss by more than this to be
+#: chosen over a simpler one (none < sigmoid < isotonic).
+LOSS_TOLERANCE = 0.002
 
 
 def _codes(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -44,7 +50,10 @@ def _fit_column(method: str, p: np.ndarray, truth: np.ndarray) -> tuple[np.ndarr
         return np.array([float(lr.coef_[0, 0])]), np.array([float(lr.intercept_[0])])
     from sklearn.isotonic import IsotonicRegression
 
-    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, truth)
+    # Never exactly 0 or 1: a step at 0 learnt from a few hundred rows would give an error on a
+    # new row an unbounded log loss. Half a row's worth of probability stays on either side.
+    eps = 0.5 / max(len(p), 1)
+    iso = IsotonicRegression(y_min=eps, y_max=1 - eps, out_of_bounds="clip").fit(p, truth)
     return np.asarray(iso.X_thresholds_, dtype=np.float64), np.asarray(
         iso.y_thresholds_, dtype=np.float64
     )
@@ -100,14 +109,21 @@ def fit_calibration(
         cal = fit_map(setting, proba, codes)
         return CalibrationChoice(setting, cal, {}, f"evaluate.calibration is {setting}")
     tried = ["sigmoid", "isotonic"] if reweighted else list(METHODS)
+    if len(codes) < ISOTONIC_MIN_ROWS:
+        tried.remove("isotonic")
     folds = 3 if len(codes) >= 60 else 2
     losses = {m: _cv_loss(m, proba, codes, seed, folds) for m in tried}
-    best = min(tried, key=lambda m: (losses[m], METHODS.index(m)))
+    lowest = min(losses.values())
+    best = next(m for m in tried if losses[m] <= lowest + LOSS_TOLERANCE)  # the simplest
     why = (
         "class weights / oversampling distort probabilities, so a calibration is always fitted; "
         if reweighted
         else ""
-    ) + f"{best} has the lowest {folds}-fold log loss on the validation rows"
+    ) + (
+        f"{best} is the simplest method within {LOSS_TOLERANCE} of the lowest {folds}-fold log "
+        f"loss on the {len(codes)} validation rows"
+        + (f" (isotonic needs {ISOTONIC_MIN_ROWS} rows)" if len(codes) < ISOTONIC_MIN_ROWS else "")
+    )
     return CalibrationChoice(best, fit_map(best, proba, codes), losses, why)
 
 
