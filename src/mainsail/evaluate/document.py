@@ -168,6 +168,7 @@ def evaluate_final(
     from mainsail.evaluate.metrics import (
         expected_calibration_error,
         greater_is_better,
+        label_metrics,
         per_class_metrics,
     )
 
@@ -195,6 +196,9 @@ def evaluate_final(
         }
         labels = model.predict(X_test)
         extra["per_class"] = per_class_metrics(y_test, labels, classes)
+        # The served model's label metrics are those of its decisions (the threshold chosen on
+        # validation rows), not of the most probable class.
+        metrics.update(label_metrics(y_test, labels, classes))
         if final.threshold is not None and final.threshold.threshold is not None:
             positive = classes[-1]
             truth, said = y_test == positive, labels == positive

@@ -116,6 +116,22 @@ def all_metrics(
     return {m: regression_metric(m, y_true, output) for m in REGRESSION}
 
 
+def label_metrics(y_true: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> dict[str, float]:
+    """F1 (of the positive class, the last; macro for multiclass), accuracy and balanced
+    accuracy of predicted labels."""
+    from sklearn import metrics as skm
+
+    codes, pred = _encode(y_true, classes), _encode(labels, classes)
+    binary = len(classes) == 2
+    return {
+        "f1": float(
+            skm.f1_score(codes, pred, average="binary" if binary else "macro", zero_division=0)
+        ),
+        "accuracy": float(skm.accuracy_score(codes, pred)),
+        "balanced_accuracy": float(skm.balanced_accuracy_score(codes, pred)),
+    }
+
+
 def per_class_metrics(
     y_true: np.ndarray, labels: np.ndarray, classes: np.ndarray
 ) -> list[dict[str, Any]]:
