@@ -43,6 +43,8 @@ class SuiteResult:
     baseline_log_loss: float | None
     seconds: float
     warnings: list[str]
+    card: str = ""
+    """Path of the model card."""
 
 
 def reference_hgb(data: Any, metric: str, cfg: ProjectConfig) -> tuple[float, float]:
@@ -117,6 +119,7 @@ def run_suite_config(name: str, tmp: Path, **overrides: Any) -> SuiteResult:
         baseline_log_loss=calibration.get("baseline_log_loss"),
         seconds=round(seconds, 1),
         warnings=list(res.warnings),
+        card=str(res.card_path),
     )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a") as fh:

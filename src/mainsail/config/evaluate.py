@@ -21,7 +21,8 @@ class EvaluateConfig(StrictModel):
     alpha: float = Field(0.05, gt=0.0, lt=0.5)
     """Significance level of the paired tests."""
     bootstrap: int = Field(1000, ge=100, le=100_000)
-    """Bootstrap resamples for test-set confidence intervals."""
+    """Bootstrap resamples for test-set confidence intervals (fewer in proportion above 20,000
+    test rows, at least 200: such intervals are narrow and each resample costs per row)."""
     permutation_repeats: int = Field(5, ge=1, le=100)
     """Repeats of the permutation importance."""
     cv_max_rows: int | None = Field(40_000, ge=100)
@@ -40,13 +41,15 @@ class EvaluateConfig(StrictModel):
     """For time splits: the selection ranks candidates by their mean over this many latest
     forward-in-time folds (what predicts the most recent period), not over all folds."""
     calibration: Literal["auto", "sigmoid", "isotonic", "none"] = "auto"
-    """Probability calibration of the chosen classifier, fitted on the validation rows: `auto`
-    picks none, sigmoid or isotonic by cross-validated log loss on those rows (always sigmoid
-    or isotonic after class weights or oversampling, which distort probabilities)."""
+    """Probability calibration of the chosen classifier, fitted on held-out predictions (the
+    cross-validation's out-of-fold outputs of the chosen family): `auto` picks none, sigmoid or
+    isotonic by cross-validated log loss on those rows (always sigmoid or isotonic after class
+    weights or oversampling, which distort probabilities)."""
     threshold: Literal["f1", "cost", "none"] = "f1"
-    """Decision threshold of a binary classifier, chosen on the validation rows: `f1` maximises
-    the positive class's F1, `cost` minimises `cost_fp` * false positives + `cost_fn` * false
-    negatives; `none` keeps 0.5. Stored with the model; serving's `label` output uses it."""
+    """Decision threshold of a binary classifier, chosen on the same held-out predictions: `f1`
+    maximises the positive class's F1, `cost` minimises `cost_fp` * false positives +
+    `cost_fn` * false negatives; `none` keeps 0.5. Stored with the model; serving's `label`
+    output uses it."""
     cost_fp: float = Field(1.0, ge=0.0)
     """Cost of a false positive (threshold `cost`)."""
     cost_fn: float = Field(1.0, ge=0.0)

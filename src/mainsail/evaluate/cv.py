@@ -37,6 +37,11 @@ class CVResult:
     fit_seconds: list[float] = field(default_factory=list)
     recent: int | None = None
     """Time splits: the selection estimate is the mean of this many latest folds."""
+    oof_rows: np.ndarray | None = None
+    """Row positions scored by the folds, in fold order (a row at most once)."""
+    oof_output: np.ndarray | None = None
+    """The fold models' outputs on `oof_rows` (out-of-fold: each row scored by a model that did
+    not see it); the served model's calibration is fitted on them."""
 
     def scores(self, metric: str) -> np.ndarray:
         return np.array([f[metric] for f in self.folds], dtype=np.float64)
@@ -50,20 +55,20 @@ class CVResult:
         return float(np.mean(scores))
 
     def interval(self, metric: str, level: float = 0.95) -> tuple[float, float]:
-        """Interval of the selection estimate: t-quantile times the fold scores' standard error
-        (inflated by the Nadeau-Bengio n_test / n_train term; the folds share rows)."""
+        """Interval of the selection estimate: t-quantile times the standard error of a mean of
+        the folds used (the recent ones for a time split), the spread taken from every fold and
+        inflated by the Nadeau-Bengio n_test / n_train term (the folds share rows)."""
         from scipy import stats
 
         scores = self.scores(metric)
-        if self.recent:
-            scores = scores[-self.recent :]
         k = len(scores)
         if k < 2:
             return (float("nan"), float("nan"))
+        used = min(self.recent or k, k)
         sd = float(np.std(scores, ddof=1))
-        se = sd * float(np.sqrt(1.0 / k + self.n_test / max(self.n_train, 1.0)))
+        se = sd * float(np.sqrt(1.0 / used + self.n_test / max(self.n_train, 1.0)))
         q = float(stats.t.ppf(0.5 + level / 2, df=k - 1))
-        mid = float(np.mean(scores))
+        mid = self.estimate(metric)
         return (mid - q * se, mid + q * se)
 
     def summary(self) -> dict[str, dict[str, float]]:
@@ -200,6 +205,7 @@ def cross_validate(
     import time
 
     results, secs = [], []
+    oof_rows, oof_out = [], []
     y_all = data.frame[data.target].to_numpy()
     for fit_rows, score_rows in folds:
         start = time.perf_counter()
@@ -210,8 +216,19 @@ def cross_validate(
         if classes is not None:
             out = align_columns(out, model.classes_, classes)
         results.append(all_metrics(data.problem_type, y_all[score_rows], out, classes))
+        oof_rows.append(score_rows)
+        oof_out.append(out)
         if on_fold is not None:
             on_fold()
     n_train = float(np.mean([len(a) for a, _ in folds]))
     n_test = float(np.mean([len(b) for _, b in folds]))
-    return CVResult(family, results, n_train, n_test, secs, recent)
+    return CVResult(
+        family,
+        results,
+        n_train,
+        n_test,
+        secs,
+        recent,
+        np.concatenate(oof_rows) if oof_rows else None,
+        np.concatenate(oof_out) if oof_out else None,
+    )

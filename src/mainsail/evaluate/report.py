@@ -139,7 +139,7 @@ def _final_section(final: FinalEvaluation, metric: str) -> str:
         ]
     thr = final.extra.get("threshold")
     if thr:
-        parts += ["<h3>Decision threshold (chosen on validation rows)</h3>", _tree(thr)]
+        parts += ["<h3>Decision threshold (chosen on held-out predictions)</h3>", _tree(thr)]
     per_class = final.extra.get("per_class")
     if per_class:
         parts += ["<h3>Per-class metrics (test rows, served labels)</h3>", _table(per_class)]

@@ -98,9 +98,15 @@ def evaluate_candidates(
     if chosen is not None:
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="mainsail-refit-") as scratch:
+            folds = cv[chosen]
+            oof = (
+                (folds.oof_rows, folds.oof_output)
+                if folds.oof_rows is not None and folds.oof_output is not None
+                else None
+            )
             served = finalize(
                 cfg, data, chosen, candidates.params[chosen], candidates.models[chosen],
-                Path(scratch),
+                Path(scratch), out_of_fold=oof,
             )  # fmt: skip
         final = evaluate_final(cfg, data, served, evaluation, cv)
         timings["refit_s"] = time.perf_counter() - t0

@@ -1,13 +1,14 @@
-"""Probability calibration and decision thresholds, both chosen on the validation rows.
+"""Probability calibration and decision thresholds, both chosen on held-out predictions.
 
 Class weights and oversampling move a classifier's probabilities away from the real class
 frequencies (the log loss of a weighted model can be worse than a constant's); the served
 probabilities, the thresholds and anything estimated from scores (label-free performance
 estimates) need calibrated ones. :func:`fit_calibration` fits sigmoid (Platt) and isotonic maps
-on the validation rows' predictions of the train-only model and keeps the one with the lowest
-cross-validated log loss on those rows (or none, when nothing distorted the probabilities and
-none is better). :func:`choose_threshold` then picks the binary decision threshold for the
-configured objective. The fitted map is a :class:`mainsail.train.model.Calibrator` (numpy only).
+on held-out predictions (out-of-fold, see `mainsail.train.final`) and keeps the simplest whose
+cross-validated log loss on those rows is within a tolerance of the lowest (none is a
+candidate too when nothing distorted the probabilities). :func:`choose_threshold` then picks
+the binary decision threshold for the configured objective. The fitted map is a
+:class:`mainsail.train.model.Calibrator` (numpy only).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from mainsail.train.model import Calibrator
 
 METHODS = ("none", "sigmoid", "isotonic")
-#: Isotonic regression is tried only from this many validation rows: a step function learnt
+#: Isotonic regression is tried only from this many held-out rows: a step function learnt
 #: from fewer overfits (and ties scores, which lowers the ROC AUC).
 ISOTONIC_MIN_ROWS = 1000
 #: A more flexible method must lower the cross-validated log loss by more than this to be
@@ -82,12 +83,12 @@ def _cv_loss(method: str, proba: np.ndarray, codes: np.ndarray, seed: int, folds
 
 @dataclass
 class CalibrationChoice:
-    """Which calibration was chosen on the validation rows, and the evidence."""
+    """Which calibration was chosen on the held-out rows, and the evidence."""
 
     method: str
     calibrator: Calibrator | None
     cv_log_loss: dict[str, float] = field(default_factory=dict)
-    """Cross-validated log loss on the validation rows of each method tried."""
+    """Cross-validated log loss on the held-out rows of each method tried."""
     reason: str = ""
 
 
@@ -121,7 +122,7 @@ def fit_calibration(
         else ""
     ) + (
         f"{best} is the simplest method within {LOSS_TOLERANCE} of the lowest {folds}-fold log "
-        f"loss on the {len(codes)} validation rows"
+        f"loss on {len(codes)} held-out rows"
         + (f" (isotonic needs {ISOTONIC_MIN_ROWS} rows)" if len(codes) < ISOTONIC_MIN_ROWS else "")
     )
     return CalibrationChoice(best, fit_map(best, proba, codes), losses, why)
@@ -129,12 +130,12 @@ def fit_calibration(
 
 @dataclass
 class ThresholdChoice:
-    """The binary decision threshold and what it optimises on the validation rows."""
+    """The binary decision threshold and what it optimises on the held-out rows."""
 
     objective: str
     threshold: float | None
     value: float | None = None
-    """The objective's value at the threshold on the validation rows (F1, or mean cost)."""
+    """The objective's value at the threshold on the held-out rows (F1, or mean cost)."""
 
 
 def choose_threshold(
@@ -146,7 +147,7 @@ def choose_threshold(
     cost_fn: float = 1.0,
 ) -> ThresholdChoice:
     """The threshold on the positive class's probability that maximises F1 (`f1`) or
-    minimises the mean cost (`cost`) on the validation rows; None for `none`."""
+    minimises the mean cost (`cost`) on held-out rows; None for `none`."""
     if objective == "none" or len(p_positive) == 0:
         return ThresholdChoice(objective, None)
     order = np.argsort(-p_positive, kind="stable")

@@ -3,7 +3,7 @@
 It imports only numpy (and scipy for sparse input), so the serving env unpickles it without
 Ray, Optuna, Feast or kfp. The fitted preprocessor (scikit-learn), the fitted estimator
 (scikit-learn, LightGBM or :class:`mainsail.train.mlp_model.MLPModel`), the probability
-calibration and the decision threshold chosen on validation rows travel inside it.
+calibration and the decision threshold chosen on held-out predictions travel inside it.
 
 Class order: `classes_` is the data stage's order, which for a binary target puts the positive
 class last (column 1 of `predict_proba` is the positive class's probability, whatever its label

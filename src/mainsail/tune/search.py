@@ -13,7 +13,8 @@ Why Ray Tune's defaults are slow here (read from Ray 2.60's source):
 What this module does instead:
 
 * `auto` picks the way from a probe: trial 0 runs in-process, and if it took less than
-  `tune.short_trial_s` the search stays in-process (an Optuna study with the same seeded TPE
+  `tune.short_trial_s`, or Ray would run fewer than `MIN_RAY_BATCH` trials at once (a two-CPU
+  machine), the search stays in-process (an Optuna study with the same seeded TPE
   sampler, no scheduling overhead at all), otherwise the rest goes to Ray. When Ray already
   runs in this process (started by the caller, an earlier Ray search or a Ray Train fit), the
   probe shares the first batch: trials 1..k-1 run as Ray tasks while it runs, so it costs no
@@ -141,6 +142,12 @@ class SearchSettings:
     ray: RayConfig = field(default_factory=lambda: RayConfig.model_validate({}))
     storage_dir: Path | None = None
     threads: int = 1
+
+
+#: `auto` moves long trials to Ray only when Ray runs at least this many at once: with two
+#: CPUs (this project's machines), Ray's start-up (tens of seconds on a loaded machine) costs
+#: more than running the trials one after the other saves.
+MIN_RAY_BATCH = 3
 
 
 class _PrunedError(Exception):
@@ -400,7 +407,12 @@ def run_search(
                 raw = dict(trial.params)
                 keep(_record(number, out.backend, raw, p, settings, value, out.state, out.seconds))
                 number += 1
-            if backend == "auto" and first and records[0].duration_s >= settings.short_trial_s:
+            if (
+                backend == "auto"
+                and first
+                and k >= MIN_RAY_BATCH
+                and records[0].duration_s >= settings.short_trial_s
+            ):
                 where = "ray_tune" if settings.iterative else "ray"
                 if where == "ray_tune":
                     break
