@@ -13,8 +13,8 @@ Why Ray Tune's defaults are slow here (read from Ray 2.60's source):
 What this module does instead:
 
 * `auto` picks the way from a probe: trial 0 runs in-process, and if it took less than
-  `tune.short_trial_s`, or Ray would run fewer than `MIN_RAY_BATCH` trials at once (a two-CPU
-  machine), the search stays in-process (an Optuna study with the same seeded TPE
+  `tune.short_trial_s`, or Ray is not running and would run fewer than `MIN_RAY_BATCH` trials at
+  once (a two-CPU machine), the search stays in-process (an Optuna study with the same seeded TPE
   sampler, no scheduling overhead at all), otherwise the rest goes to Ray. When Ray already
   runs in this process (started by the caller, an earlier Ray search or a Ray Train fit), the
   probe shares the first batch: trials 1..k-1 run as Ray tasks while it runs, so it costs no
@@ -144,9 +144,9 @@ class SearchSettings:
     threads: int = 1
 
 
-#: `auto` moves long trials to Ray only when Ray runs at least this many at once: with two
+#: `auto` starts Ray for long trials only when it runs at least this many at once: with two
 #: CPUs (this project's machines), Ray's start-up (tens of seconds on a loaded machine) costs
-#: more than running the trials one after the other saves.
+#: more than running the trials one after the other saves. A Ray already running is used.
 MIN_RAY_BATCH = 3
 
 
@@ -410,7 +410,7 @@ def run_search(
             if (
                 backend == "auto"
                 and first
-                and k >= MIN_RAY_BATCH
+                and (k >= MIN_RAY_BATCH or _ray_running())
                 and records[0].duration_s >= settings.short_trial_s
             ):
                 where = "ray_tune" if settings.iterative else "ray"
