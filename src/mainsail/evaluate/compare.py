@@ -110,7 +110,12 @@ def paired_test_gain(
 
 def beats(gain: BootstrapCI) -> bool:
     """The test-set win rule: the interval of the gain lies above zero (it excludes zero)."""
-    return gain.low > 0
+    return beats_interval((gain.low, gain.high))
+
+
+def beats_interval(interval: tuple[float, float]) -> bool:
+    """:func:`beats` for a (low, high) interval of a gain."""
+    return interval[0] > 0
 
 
 def best_by_cv(cv: Mapping[str, CVResult], metric: str, baseline: str = "baseline") -> str | None:
@@ -118,40 +123,6 @@ def best_by_cv(cv: Mapping[str, CVResult], metric: str, baseline: str = "baselin
     sign = 1.0 if greater_is_better(metric) else -1.0
     others = [c for c in cv if c != baseline]
     return max(others, key=lambda c: sign * cv[c].estimate(metric), default=None)
-
-
-def tied_with(
-    leader: str,
-    candidate: str,
-    cv: Mapping[str, CVResult],
-    test_output: Mapping[str, np.ndarray],
-    y_test: np.ndarray,
-    *,
-    metric: str,
-    problem_type: str,
-    classes: np.ndarray | None,
-    alpha: float,
-    resamples: int,
-    seed: int,
-) -> bool:
-    """Neither the CV t-test (p < alpha) nor the test interval (above zero) shows `leader`
-    better than `candidate`: the two are statistically equal."""
-    gib = greater_is_better(metric)
-    a, b = cv[leader], cv[candidate]
-    tt = corrected_resampled_ttest(
-        a.scores(metric), b.scores(metric), int(a.n_train), int(a.n_test), greater_is_better=gib
-    )
-    ci = paired_test_gain(
-        metric_fn(metric, problem_type, classes),
-        gib,
-        test_output[leader],
-        test_output[candidate],
-        y_test,
-        level=1 - alpha,
-        resamples=resamples,
-        seed=seed,
-    )
-    return bool(tt.p_value >= alpha and not beats(ci))
 
 
 def compare(
@@ -247,8 +218,10 @@ def select(
         )
         return sel
     leader = max(eligible, key=lambda c: sign * cv[c].estimate(metric))
+    # Tied: neither the CV t-test nor the test interval shows the leader better.
+    ahead = {c: compare(leader, c, cv, test_output, y_test, **kw) for c in eligible if c != leader}
     tied = [leader] + [
-        c for c in eligible if c != leader and tied_with(leader, c, cv, test_output, y_test, **kw)
+        c for c, v in ahead.items() if v.cv_p_value >= alpha and not beats_interval(v.test_ci)
     ]
 
     def cost(c: str) -> tuple[int, float]:

@@ -9,7 +9,6 @@ is a :class:`mainsail.train.lgbm_model.BoosterModel`.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +55,8 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train
     from ray.train.lightgbm import get_network_params
 
+    from mainsail.train.ray_runtime import report_from_rank0
+
     shard = ray.train.get_dataset_shard("train").materialize().to_pandas()
     y = shard.pop(_LABEL).to_numpy()
     w = shard.pop(_WEIGHT).to_numpy()
@@ -67,14 +68,12 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
         **get_network_params(),
     }
     booster = lgb.train(params, lgb.Dataset(X, label=y, weight=w), config["rounds"])
-    rank = ray.train.get_context().get_world_rank()
     metrics = {"rows": len(X), "trees": booster.num_trees()}
-    if rank == 0:
-        with tempfile.TemporaryDirectory() as tmp:
-            booster.save_model(str(Path(tmp) / _MODEL_FILE))
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-    else:
-        ray.train.report(metrics)
+
+    def write(folder: Path) -> None:
+        booster.save_model(str(folder / _MODEL_FILE))
+
+    report_from_rank0(metrics, write)
 
 
 def fit_lightgbm_on_ray(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from mainsail.config.train import RayConfig
 
@@ -52,3 +55,18 @@ def preload_worker_modules() -> None:
     'pandas' has no attribute '_pandas_datetime_CAPI'"), which failed a tuning trial in CI."""
     import pandas  # noqa: F401
     import sklearn.base  # noqa: F401
+
+
+def report_from_rank0(metrics: dict[str, Any], write: Callable[[Path], None]) -> None:
+    """Inside a Ray Train worker: every rank reports `metrics`; rank 0 also hands back a
+    checkpoint, the folder that `write(folder)` fills (the fitted model's files)."""
+    import tempfile
+
+    import ray.train
+
+    if ray.train.get_context().get_world_rank() == 0:
+        with tempfile.TemporaryDirectory() as tmp:
+            write(Path(tmp))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+    else:
+        ray.train.report(metrics)
