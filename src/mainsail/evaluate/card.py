@@ -31,7 +31,7 @@ from mainsail.evaluate.compare import Selection, format_p
 from mainsail.evaluate.stats import BootstrapCI
 
 if TYPE_CHECKING:
-    from mainsail.evaluate.document import FinalEvaluation
+    from mainsail.evaluate.results import FinalEvaluation
 
 CARD_VERSION = 1
 CARD_FILE = "model_card.yaml"
@@ -155,8 +155,20 @@ def build_card(
             },
             "validation": {
                 "method": f"{cfg.evaluate.cv_folds}-fold cross-validation on train+validation "
-                f"rows ({data.split.strategy} split)",
-                **{k: {"mean": _r(v["mean"]), "std": _r(v["std"])} for k, v in cv_sub.items()},
+                f"rows ({data.split.strategy} split"
+                + (
+                    f"; at most {cfg.evaluate.cv_max_rows} rows sampled"
+                    if cfg.evaluate.cv_max_rows
+                    else ""
+                )
+                + (
+                    f"; forward in time, ranked by the mean of the {cfg.evaluate.recent_folds} "
+                    "latest folds: recent_mean"
+                    if data.split.strategy == "time"
+                    else ""
+                )
+                + ")",
+                **{k: {name: _r(value) for name, value in v.items()} for k, v in cv_sub.items()},
             },
             "test": {k: _r(v) for k, v in subject_test.items()},
             "calibration": None

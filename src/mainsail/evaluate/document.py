@@ -24,6 +24,7 @@ from mainsail.evaluate.card import CARD_FILE
 from mainsail.evaluate.compare import Selection, best_by_cv, select
 from mainsail.evaluate.cv import CVResult
 from mainsail.evaluate.metrics import MetricFn, all_metrics, metric_fn, model_output
+from mainsail.evaluate.results import FinalEvaluation, TestEvaluation
 from mainsail.evaluate.stats import BootstrapCI, bootstrap_ci
 from mainsail.train.final import FinalModel
 from mainsail.train.fit import class_labels
@@ -51,35 +52,6 @@ class TuningOutcome(Protocol):
 
 def _noop(stage: str, advance: float) -> None:
     return None
-
-
-@dataclass
-class TestEvaluation:
-    """Every candidate on the test rows, the selection and the intervals."""
-
-    outputs: dict[str, np.ndarray]
-    """Model output per family (probabilities or values) on the test rows."""
-    test_metrics: dict[str, dict[str, float]]
-    selection: Selection
-    test_ci: dict[str, BootstrapCI]
-    """Bootstrap interval of the primary metric per family."""
-
-
-@dataclass
-class FinalEvaluation:
-    """The served model (refit, calibrated, thresholded) on the test rows, and the checks."""
-
-    final: FinalModel
-    output: np.ndarray
-    """Its output on the test rows (calibrated probabilities, or values)."""
-    metrics: dict[str, float]
-    ci: BootstrapCI
-    """Bootstrap interval of the primary metric."""
-    extra: dict[str, Any]
-    """Calibration before/after, threshold metrics, baseline log loss, CV vs test per
-    candidate, per-class metrics (JSON-safe)."""
-    warnings: list[str]
-    """Things a user must look at: "too good to be true", CV and test disagreeing."""
 
 
 @dataclass

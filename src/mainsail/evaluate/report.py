@@ -18,7 +18,7 @@ from mainsail.data.prepared import DataStageResult
 from mainsail.evaluate.compare import Selection, format_p
 
 if TYPE_CHECKING:
-    from mainsail.evaluate.document import FinalEvaluation
+    from mainsail.evaluate.results import FinalEvaluation
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:4px 8px;
