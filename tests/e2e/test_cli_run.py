@@ -22,8 +22,9 @@ def small_config(tmp_path: Path, **data_overrides: object) -> Path:
     raw["runs_dir"] = str(tmp_path / "runs")
     raw["features"]["repo_dir"] = str(tmp_path / "feature_repo")
     raw["tune"]["num_trials"] = 3
-    # The MLP on Ray Train has its own tests (tests/model); here the CLI path is what counts.
+    # The MLP and LightGBM have their own tests (tests/model); here the CLI path is what counts.
     raw["train"]["candidates"] = ["baseline", "linear", "tree"]
+    raw["tune"]["candidates"] = ["tree"]
     raw["train"]["mlp"]["epochs"] = 3
     raw["evaluate"]["cv_folds"] = 3
     path = tmp_path / "churn.yaml"
@@ -44,6 +45,13 @@ def test_mainsail_run_writes_a_complete_run_folder(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "run folder:" in proc.stdout
+    # Output to a pipe still shows progress: a line per stage and quarter, with the time.
+    for stage in ("data", "tune", "train", "cross-validate", "evaluate", "report"):
+        assert f"] {stage} 100%" in proc.stdout, stage
+    assert "test set (served model): roc_auc" in proc.stdout
+    # Ray starts quietly: no token-auth notice, no deprecation warnings.
+    assert "Token authentication" not in proc.stdout + proc.stderr
+    assert "DeprecationWarning" not in proc.stderr
     runs = [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")]
     assert len(runs) == 1
     run_dir = runs[0]
@@ -84,3 +92,29 @@ def test_mainsail_run_on_bad_config_fails_cleanly_and_writes_nothing(tmp_path: P
     assert "data.targett: unknown key; did you mean 'target'?" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.e2e
+def test_check_config_opens_the_data(tmp_path: Path) -> None:
+    """A target typo passes the config's own checks but not the data's: check-config reads
+    the data file and says so, naming the column and the closest one."""
+    config = small_config(tmp_path, target="churnd")
+    proc = subprocess.run(
+        [str(MAINSAIL), "check-config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2, proc.stdout
+    assert "target column 'churnd' is not in" in proc.stderr
+    assert "did you mean 'churned'?" in proc.stderr
+    ok = subprocess.run(
+        [str(MAINSAIL), "check-config", str(small_config(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "classification, positive class '1'" in ok.stdout

@@ -111,6 +111,7 @@ def test_mlp_trains_data_parallel_on_ray_train(
     """TorchTrainer with two workers (DDP over gloo): each trains on half of the rows."""
     cfg = churn_cfg.model_copy(deep=True)
     cfg.train.ray.num_workers = 2
+    cfg.train.distributed = "always"  # small data fits in process under `auto`
     arrays = train_arrays(churn_data, cfg.seed)
     X_valid = to_dense(churn_data.preprocessor.transform(churn_data.X("valid")))
     params = {**_params("mlp", cfg), "lr": 1e-2, "epochs": 5}
@@ -122,6 +123,57 @@ def test_mlp_trains_data_parallel_on_ray_train(
 
     y = (churn_data.y("test").to_numpy() == 1).astype(int)
     assert roc_auc_score(y, proba[:, 1]) > 0.65
+
+
+@pytest.mark.slow
+def test_lightgbm_trains_data_parallel_on_ray_train_over_ray_data(
+    ray_session, churn_cfg, churn_data, tmp_path
+) -> None:
+    """LightGBMTrainer with two workers, the rows as a Ray Dataset sharded across them
+    (`data_parallel` tree learner): scores like the in-process fit of the same parameters,
+    and the served object unpickles and scores in the serving env (no Ray, no torch)."""
+    import subprocess
+
+    from mainsail.train.fit import distributed
+    from mainsail.train.lgbm_model import BoosterModel
+    from tests.support.configs import REPO
+
+    cfg = churn_cfg.model_copy(deep=True)
+    cfg.train.ray.num_workers = 2
+    assert not distributed("lightgbm", cfg, len(churn_data.split.train))  # small: in process
+    cfg.train.distributed = "always"
+    assert distributed("lightgbm", cfg, len(churn_data.split.train))
+    arrays = train_arrays(churn_data, cfg.seed)
+    X_valid = to_dense(churn_data.preprocessor.transform(churn_data.X("valid")))
+    params = {**_params("lightgbm", cfg), "n_estimators": 60}
+    model = fit_final("lightgbm", params, churn_data, cfg, arrays, X_valid, tmp_path)
+    assert isinstance(model.estimator, BoosterModel)
+    assert model.estimator.booster.num_trees() == 60
+    local = fit_final("lightgbm", params, churn_data, cfg, arrays, X_valid, tmp_path, use_ray=False)
+    from sklearn.metrics import roc_auc_score
+
+    X_test = churn_data.X("test")
+    y = (churn_data.y("test").to_numpy() == 1).astype(int)
+    auc_ray = roc_auc_score(y, model.predict_proba(X_test)[:, 1])
+    auc_local = roc_auc_score(y, local.predict_proba(X_test)[:, 1])
+    assert auc_ray > 0.65 and abs(auc_ray - auc_local) < 0.05
+    path = tmp_path / "lgbm.pkl"
+    path.write_bytes(pickle.dumps(model))
+    sample = tmp_path / "rows.parquet"
+    X_test.head(20).to_parquet(sample)
+    script = (
+        "import sys, pickle, json, pandas as pd\n"
+        f"m = pickle.load(open({str(path)!r}, 'rb'))\n"
+        f"p = m.predict_proba(pd.read_parquet({str(sample)!r}))[:, 1]\n"
+        "bad = [x for x in ('ray', 'torch', 'optuna') if x in sys.modules]\n"
+        "print(json.dumps({'p': p.tolist(), 'bad': bad}))\n"
+    )
+    python = REPO / ".venv" / "serving" / "bin" / "python"
+    out = subprocess.run([str(python), "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = __import__("json").loads(out.stdout.strip().splitlines()[-1])
+    assert got["bad"] == []
+    np.testing.assert_allclose(got["p"], model.predict_proba(X_test.head(20))[:, 1], rtol=1e-9)
 
 
 @pytest.mark.parametrize(

@@ -42,8 +42,8 @@ def trained(
 
 def test_stage_trains_every_candidate_and_selects_one(trained, churn_cfg) -> None:
     res, seen = trained
-    assert set(res.test_metrics) == {"baseline", "linear", "tree", "mlp"}
-    assert res.chosen in {"linear", "tree", "mlp"}
+    assert set(res.test_metrics) == {"baseline", "linear", "tree", "lightgbm", "mlp"}
+    assert res.chosen in {"linear", "tree", "lightgbm", "mlp"}
     assert res.chosen in res.reason
     assert res.test_metrics[res.chosen]["roc_auc"] > 0.7
     assert res.test_metrics["baseline"]["roc_auc"] == 0.5
@@ -67,8 +67,8 @@ def test_run_folder_layout(trained) -> None:
     assert metrics["chosen"] == res.chosen
     assert len(metrics["cv"]["tree"]["folds"]) == 3
     log = read_log(res.log_path)
-    assert len(log) == 3 and {r["family"] for r in log} == {"tree"}
-    assert metrics["params"]["tree"] == max(log, key=lambda r: r["score"])["params"]
+    assert len(log) == 3 and {r["family"] for r in log} == {"lightgbm"}
+    assert metrics["params"]["lightgbm"] == max(log, key=lambda r: r["score"])["params"]
 
 
 def test_model_card_follows_the_template_with_real_values(trained, churn_data) -> None:
@@ -82,23 +82,51 @@ def test_model_card_follows_the_template_with_real_values(trained, churn_data) -
     primary = card["metrics"]["primary"]
     assert primary["name"] == "roc_auc"
     assert primary["test_ci"]["low"] < primary["test"] < primary["test_ci"]["high"]
-    assert primary["test"] == pytest.approx(res.test_metrics[res.chosen]["roc_auc"], abs=1e-5)
+    # The served model's figures: refit on train+validation, calibrated.
+    assert primary["test"] == pytest.approx(res.final_metrics["roc_auc"], abs=1e-5)
+    assert "train and validation rows" in card["model"]["fitted_on"]
+    assert card["training_data"]["fitted_on"] == {
+        "train": len(churn_data.split.train),
+        "valid": len(churn_data.split.valid),
+    }
+    calibration = card["metrics"]["calibration"]
+    assert calibration["method"] in {"sigmoid", "isotonic"}  # class weights: always calibrated
+    assert calibration["ece_after"] < calibration["ece_before"]
+    assert calibration["log_loss_after"] <= calibration["baseline_log_loss"]
+    assert card["model"]["decision_threshold"]["objective"] == "f1"
+    assert card["positive_class"]["label"] == "1"
+    assert card["positive_class"]["decided_by"] == "data.positive_class"
     val = card["metrics"]["validation"]["roc_auc"]
     assert 0.5 < val["mean"] < 1 and val["std"] > 0
     assert card["deployment"] == {"endpoint": None, "latency_p95": None, "throughput": None}
-    assert card["training_data"]["size"] == len(churn_data.split.train)
+    assert card["training_data"]["size"] == len(churn_data.split.train) + len(
+        churn_data.split.valid
+    )
     rng = card["training_data"]["date_range"]
     assert rng["start"] < rng["end"]
     assert [f["name"] for f in card["features"]] == churn_data.features
     assert card["class_balance"]["handling"] == "class weights"
     assert card["lineage"]["model_sha256"] is not None
     assert card["comparison"]["chosen"] == res.chosen
+    # p-values are never rounded to 0: a tiny one reads "< 0.001"; no doubled full stop.
+    for evidence in card["comparison"]["vs_baseline"].values():
+        assert evidence["cv_p_value"] != 0.0
+        assert isinstance(evidence["cv_p_value"], str)
+    assert ".." not in card["intended_use"]
 
 
 def test_report_is_self_contained(trained) -> None:
     res, _ = trained
     html = res.report_path.read_text()
     assert "Paired comparisons" in html and "Data validation" in html
+    # Every section is HTML: the validation report's own sections, the split and the card as
+    # tables and lists, no raw JSON dump.
+    assert "<pre>" not in html and '"issues":' not in html and '"sides":' not in html
+    for section in ("The served model", "CV estimate vs test", "Shift from train to test",
+                    "Leakage checks", "Excluded columns" if "Excluded" in html else "Columns",
+                    "Calibration (test rows)", "Decision threshold"):  # fmt: skip
+        assert section in html, section
+    assert "badge" in html  # the validation badge (passed / passed with warnings)
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html), "no network references"
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(images) >= 5

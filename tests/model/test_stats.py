@@ -173,3 +173,47 @@ def test_models_trained_on_shuffled_labels_are_rejected(churn_cfg, churn_data) -
     )  # fmt: skip
     assert sel.chosen is None
     assert "no candidate beats the baseline significantly" in sel.reason
+
+
+def test_among_tied_candidates_the_simplest_wins() -> None:
+    """An MLP with the best CV mean but statistically tied with the linear model (CV and test)
+    loses to it; a tree clearly better than both would win."""
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, 800)
+    signal = (2 * y - 1).astype(float)
+
+    def proba(strength: float, seed: int) -> np.ndarray:
+        noise = np.random.default_rng(seed).normal(0, 0.25, 800)
+        p = np.clip(0.5 + strength * signal + noise, 0.01, 0.99)
+        return np.column_stack([1 - p, p])
+
+    base = np.column_stack([np.full(800, 0.5), np.full(800, 0.5)])
+    out = {"baseline": base, "linear": proba(0.2, 1), "mlp": proba(0.2, 2)}
+    cv = {
+        "baseline": _cv("baseline", [0.5] * 5),
+        "linear": _cv("linear", [0.80, 0.78, 0.81, 0.79, 0.80]),
+        "mlp": _cv("mlp", [0.81, 0.79, 0.80, 0.81, 0.80]),
+    }
+    kw = {"metric": "roc_auc", "problem_type": "classification", "classes": np.array([0, 1]),
+          "alpha": 0.05, "resamples": 300, "seed": 0}  # fmt: skip
+    sel = select(cv, out, y, **kw)  # type: ignore[arg-type]
+    assert sel.leader == "mlp" and set(sel.tied) == {"mlp", "linear"}
+    assert sel.chosen == "linear" and "simplest" in sel.reason
+    out["tree"] = proba(0.35, 3)
+    cv["tree"] = _cv("tree", [0.90, 0.91, 0.89, 0.92, 0.90])
+    sel = select(cv, out, y, **kw)  # type: ignore[arg-type]
+    assert sel.chosen == "tree" and sel.tied == ["tree"]
+
+
+def test_time_split_selection_ranks_by_the_recent_folds() -> None:
+    """Forward-in-time folds: the early folds (little, old data) flatter one candidate; the
+    recent folds, which look like the test period, favour the other."""
+    early_star = CVResult("mlp", [{"roc_auc": v} for v in (0.75, 0.72, 0.62, 0.60, 0.59)],
+                          n_train=800.0, n_test=200.0, recent=2)  # fmt: skip
+    steady = CVResult("linear", [{"roc_auc": v} for v in (0.62, 0.62, 0.62, 0.62, 0.62)],
+                      n_train=800.0, n_test=200.0, recent=2)  # fmt: skip
+    assert early_star.scores("roc_auc").mean() > steady.scores("roc_auc").mean()
+    assert early_star.estimate("roc_auc") < steady.estimate("roc_auc")
+    from mainsail.evaluate.compare import best_by_cv
+
+    assert best_by_cv({"mlp": early_star, "linear": steady}, "roc_auc") == "linear"

@@ -111,3 +111,25 @@ def test_digest_changes_with_any_setting() -> None:
     b = ProjectConfig.model_validate({**MINIMAL, "seed": 43})
     assert a.digest() == ProjectConfig.model_validate(MINIMAL).digest()
     assert a.digest() != b.digest()
+
+
+def test_a_check_across_keys_names_them_without_dumping_the_config(tmp_path: Path) -> None:
+    raw = {**MINIMAL, "split": {"strategy": "time"}}  # needs data.event_timestamp
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, raw))
+    message = str(err.value)
+    assert "split.strategy 'time' needs data.event_timestamp" in message
+    assert "got {" not in message and "'data':" not in message
+
+
+def test_unquoted_yes_is_kept_as_a_boolean_positive_class(tmp_path: Path) -> None:
+    """YAML reads `positive_class: yes` as true: the config keeps the boolean (the data stage
+    then says to quote it unless the labels are booleans), it does not turn it into 1."""
+    path = tmp_path / "c.yaml"
+    path.write_text("name: d\ndata:\n  path: d.csv\n  target: y\n  positive_class: yes\n")
+    cfg = load_config(path)
+    assert cfg.data.positive_class is True
+    assert cfg.positive_label() == "True"
+    quoted = tmp_path / "q.yaml"
+    quoted.write_text('name: d\ndata:\n  path: d.csv\n  target: y\n  positive_class: "yes"\n')
+    assert load_config(quoted).positive_label() == "yes"

@@ -16,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 LOCKS = {env: REPO / "requirements" / f"{env}.lock" for env in ("pipeline", "serving", "drift")}
-MODEL_PACKAGES = ("numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "joblib")
+MODEL_PACKAGES = ("numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "joblib", "lightgbm")
 # torch lives in the pipeline env only: the served MLP is a numpy forward pass and the drift MMD
 # is numpy, so no serving pod carries PyPI's CUDA build of torch (several GB).
 TORCH_FREE = ("serving", "drift")
@@ -40,6 +40,7 @@ ENV_MODULES: dict[str, tuple[str, ...]] = {
         "mainsail.features.metrics",
         "mainsail.train.model",
         "mainsail.train.mlp_model",
+        "mainsail.train.lgbm_model",
     ),
     "drift": (
         "mainsail.config",

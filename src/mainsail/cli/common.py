@@ -25,7 +25,10 @@ SetOpt = Annotated[
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a user-facing error and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    from rich.markup import escape
+
+    # Messages quote config snippets such as `data.drop: [col]`: not Rich markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 

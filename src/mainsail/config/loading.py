@@ -47,7 +47,11 @@ def format_validation_error(err: ValidationError, source: str) -> str:
             lines.append(f"{source}: {key}: required key is missing")
         else:
             msg = str(item["msg"]).removeprefix("Value error, ")
-            lines.append(f"{source}: {key}: {msg} (got {item.get('input')!r})")
+            given = item.get("input")
+            # A check across keys receives the whole section (or config) as its input: the
+            # message names the keys already, a dump of the mapping would only bury it.
+            shown = "" if isinstance(given, dict | list) else f" (got {given!r})"
+            lines.append(f"{source}: {key}: {msg}{shown}")
     return "\n".join(lines)
 
 

@@ -96,6 +96,15 @@ class ProjectConfig(StrictModel):
         """The metric that ranks candidates, given the (possibly detected) problem type."""
         return self.metric or DEFAULT_METRIC[problem_type]
 
+    def positive_label(self) -> str:
+        """The label the feedback store and the A/B analysis count as positive (text, as labels
+        arrive over HTTP): `promotion.positive_label`, else `data.positive_class`, else "1"."""
+        if self.promotion.positive_label is not None:
+            return self.promotion.positive_label
+        if self.data.positive_class is not None:
+            return str(self.data.positive_class)  # as serving writes labels: "True", "bad", "1"
+        return "1"
+
     def digest(self) -> str:
         """sha256 of the canonical JSON form: identifies the config in lineage."""
         payload = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()

@@ -59,8 +59,9 @@ class PromotionConfig(StrictModel):
     store_url: str | None = None
     """SQLAlchemy URL of the feedback store: `sqlite:///path.db` (default: `feedback.db` in the
     stack's data dir) or `postgresql+psycopg://user@host:5432/db` in production."""
-    positive_label: str = "1"
-    """Class label counted as positive for binary classification quality metrics."""
+    positive_label: str | None = None
+    """Class label counted as positive for binary classification quality metrics; null = the
+    configured `data.positive_class` (as text), else "1"."""
     alpha: float = Field(0.05, gt=0.0, lt=0.5)
     """Bound on the chance of a wrong promote/rollback per metric, however often we look."""
     tau: float | None = Field(None, gt=0.0)

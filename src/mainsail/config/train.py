@@ -8,16 +8,16 @@ from pydantic import Field
 
 from mainsail.config.base import StrictModel
 
-Candidate = Literal["baseline", "linear", "tree", "forest", "mlp"]
-TunedCandidate = Literal["linear", "tree", "forest", "mlp"]
+Candidate = Literal["baseline", "linear", "tree", "lightgbm", "forest", "mlp"]
+TunedCandidate = Literal["linear", "tree", "lightgbm", "forest", "mlp"]
 
 
 def _default_candidates() -> list[Candidate]:
-    return ["baseline", "linear", "tree", "mlp"]
+    return ["baseline", "linear", "tree", "lightgbm", "mlp"]
 
 
 def _default_tuned() -> list[TunedCandidate]:
-    return ["tree"]
+    return ["lightgbm"]
 
 
 class RayConfig(StrictModel):
@@ -28,7 +28,7 @@ class RayConfig(StrictModel):
     num_cpus: int | None = Field(None, ge=1)
     """CPUs for local Ray; all of this machine's when null."""
     num_workers: int = Field(1, ge=1)
-    """Data-parallel workers for the PyTorch trainer."""
+    """Data-parallel workers of Ray Train (the MLP's TorchTrainer, LightGBM's LightGBMTrainer)."""
     use_gpu: bool = False
     """Train the PyTorch model on GPUs (one per worker)."""
 
@@ -60,6 +60,17 @@ class TrainConfig(StrictModel):
     threads: int = Field(1, ge=1, le=256)
     """Threads each fit may use (OpenMP, BLAS, torch). Fits run side by side on Ray instead;
     more threads than free cores slows gradient boosting down badly on shared machines."""
+    distributed: Literal["auto", "always", "never"] = "auto"
+    """Where the final fits of the MLP and LightGBM run: `always` on Ray Train (TorchTrainer,
+    LightGBMTrainer over Ray Data, `ray.num_workers` workers), `never` in this process, `auto`
+    on Ray Train when the training rows reach `distributed_rows` or `ray.address` names a
+    cluster (in this process otherwise: Ray's start-up costs more than a small fit)."""
+    distributed_rows: int = Field(200_000, ge=1)
+    """Training rows from which `distributed: auto` fits on Ray Train."""
+    refit: bool = True
+    """After selection, refit the chosen model on train+validation rows (with the chosen
+    hyperparameters; the MLP for its best number of epochs); false keeps the train-only fit.
+    The model card says which rows the served model saw."""
 
 
 class TuneConfig(StrictModel):
@@ -70,7 +81,14 @@ class TuneConfig(StrictModel):
     candidates: list[TunedCandidate] = Field(default_factory=_default_tuned)
     """Candidates to tune (others keep their defaults)."""
     num_trials: int = Field(20, ge=1, le=10_000)
-    """Trials per tuned candidate."""
+    """Trials per tuned candidate (at most: `auto_budget` may run fewer on large data)."""
+    max_rows: int | None = Field(20_000, ge=100)
+    """Trials fit on a seeded sample of this many training rows when there are more (they are
+    scored on every validation row); the final fits use every row. Null: every row."""
+    auto_budget: bool = True
+    """Scale the number of trials to the data: `num_trials` up to 20,000 training rows, then
+    fewer in proportion to the square root of the rows (at least 4); deterministic, unlike a
+    time budget. False runs `num_trials`."""
     time_budget_s: float | None = Field(None, gt=0)
     """Stop a candidate's search after this many seconds."""
     max_concurrent: int | None = Field(None, ge=1)
@@ -80,6 +98,6 @@ class TuneConfig(StrictModel):
     of Ray tasks, iterative MLP trials on Ray Tune with ASHA); `ray_tune` always on Ray Tune;
     `auto` probes one trial in-process and moves to `ray` only when it took `short_trial_s` or
     longer."""
-    short_trial_s: float = Field(1.0, gt=0)
+    short_trial_s: float = Field(3.0, gt=0)
     """Trials shorter than this stay in-process under `auto` (Ray's per-trial overhead would
     dominate them)."""

@@ -97,3 +97,9 @@ class SplitError(DataError):
     """The data cannot be split as configured (too few rows, entities or time points)."""
 
     code = "split"
+
+
+class LeakageError(DataError):
+    """A feature alone predicts the target almost perfectly and the config did not allow it."""
+
+    code = "leakage_suspect"

@@ -60,7 +60,8 @@ class DataStageResult:
     summary: dict[str, Any] = field(default_factory=dict)
     """Split summary: rows, entities, time ranges and class balance per side (JSON-safe)."""
     classes: list[Any] | None = None
-    """Class labels in sorted order (the order of predict_proba's columns); None for regression."""
+    """Class labels in the order of predict_proba's columns: sorted, except that a binary
+    target's positive class comes last; None for regression."""
     oversampled_train: np.ndarray | None = None
     """Train row positions with repeats of the smaller classes, when `oversample` is True."""
     imbalance: dict[str, Any] = field(default_factory=dict)

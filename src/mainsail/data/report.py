@@ -90,6 +90,8 @@ class LeakageSuspect(BaseModel):
     """Held-out score used: `roc_auc`, `balanced_accuracy` or `r2`."""
     score: float
     """Its value (2-fold cross-validated, one feature only)."""
+    allowed: bool = False
+    """Kept as a feature because `data.allow_leakage_suspects` lists it (else the run stops)."""
 
 
 class ValidationReport(BaseModel):
@@ -121,6 +123,8 @@ class ValidationReport(BaseModel):
     """Class labels, sorted as the models order them (classification)."""
     positive_class: str | None = None
     """Positive class (binary classification)."""
+    positive_class_reason: str = ""
+    """How the positive class was decided: `data.positive_class`, or the minority class."""
     class_balance: dict[str, int] | None = None
     """Rows per class (classification)."""
     minority_share: float | None = None
@@ -179,7 +183,7 @@ th,td{border:1px solid #d9e2ec;padding:.25rem .5rem;text-align:left;vertical-ali
 th{background:#f0f4f8}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .error{color:#ab091e;font-weight:600}.warning{color:#8d6708}.info{color:#486581}
 .badge{display:inline-block;padding:.1rem .5rem;border-radius:.3rem;color:#fff}
-.ok{background:#199473}.fail{background:#ab091e}
+.ok{background:#199473}.fail{background:#ab091e}.warn{background:#b26b00}
 .bar{background:#2680c2;height:.7rem;display:inline-block}
 """
 
@@ -202,19 +206,41 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def status_badge(report: ValidationReport) -> str:
+    """`failed`, `passed with N warning(s)` (leakage suspects allowed by the config are
+    warnings) or `passed`, as an HTML badge."""
+    n_warn = len(report.warnings())
+    if not report.passed:
+        return '<span class="badge fail">failed</span>'
+    if n_warn:
+        return f'<span class="badge warn">passed with {n_warn} warning(s)</span>'
+    return '<span class="badge ok">passed</span>'
+
+
 def render_report(report: ValidationReport) -> str:
     """The report as a complete HTML document."""
-    status = (
-        '<span class="badge ok">passed</span>'
-        if report.passed
-        else '<span class="badge fail">failed</span>'
+    status = status_badge(report)
+    body = render_body(report)
+    return (
+        "\n".join(
+            [
+                "<!DOCTYPE html>",
+                '<html lang="en"><head><meta charset="utf-8">',
+                f"<title>Validation report: {escape(report.source)}</title>",
+                f"<style>{_CSS}</style></head><body>",
+                f"<h1>Validation report {status}</h1>",
+                body,
+                "</body></html>",
+            ]
+        )
+        + "\n"
     )
+
+
+def render_body(report: ValidationReport, heading: str = "h2") -> str:
+    """The report's sections as an HTML fragment (the training report embeds it)."""
+    h = heading
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>Validation report: {escape(report.source)}</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>Validation report {status}</h1>",
         _table(
             ["item", "value"],
             [
@@ -227,13 +253,14 @@ def render_report(report: ValidationReport) -> str:
                 ["problem type", report.problem_type],
                 ["how it was decided", report.problem_type_reason],
                 ["positive class", report.positive_class],
+                ["positive class decided by", report.positive_class_reason or None],
                 ["exact duplicate rows removed", report.duplicate_rows_dropped],
                 ["rows without label removed", report.missing_target_rows_dropped],
                 ["event time after label time", report.timestamp_after_label_rows],
                 ["features", len(report.features)],
             ],
         ),
-        "<h2>Issues</h2>",
+        f"<{h}>Issues</{h}>",
     ]
     if report.issues:
         parts.append(
@@ -252,7 +279,7 @@ def render_report(report: ValidationReport) -> str:
         rows = [
             [label, count, f"{count / total:.1%}"] for label, count in report.class_balance.items()
         ]
-        parts += ["<h2>Class balance</h2>", _table(["class", "rows", "share"], rows)]
+        parts += [f"<{h}>Class balance</{h}>", _table(["class", "rows", "share"], rows)]
         parts.append(
             "".join(
                 f'<div>{escape(label)} <span class="bar" style="width:{300 * c / total:.0f}px">'
@@ -262,24 +289,24 @@ def render_report(report: ValidationReport) -> str:
         )
     if report.target_stats:
         parts += [
-            "<h2>Target</h2>",
+            f"<{h}>Target</{h}>",
             _table(["statistic", "value"], [[k, v] for k, v in report.target_stats.items()]),
         ]
     if report.leakage:
         parts += [
-            "<h2>Target leakage suspects</h2>",
+            f"<{h}>Target leakage suspects</{h}>",
             _table(
-                ["column", "metric", "held-out score"],
-                [[s.column, s.metric, s.score] for s in report.leakage],
+                ["column", "metric", "held-out score", "kept (allowed by config)"],
+                [[s.column, s.metric, s.score, s.allowed] for s in report.leakage],
             ),
         ]
     if report.excluded:
         parts += [
-            "<h2>Excluded columns</h2>",
+            f"<{h}>Excluded columns</{h}>",
             _table(["column", "reason"], [[k, v] for k, v in report.excluded.items()]),
         ]
     parts += [
-        "<h2>Columns</h2>",
+        f"<{h}>Columns</{h}>",
         _table(
             [
                 "name",
@@ -314,6 +341,5 @@ def render_report(report: ValidationReport) -> str:
                 for c in report.columns
             ],
         ),
-        "</body></html>",
     ]
-    return "\n".join(parts) + "\n"
+    return "\n".join(parts)

@@ -20,15 +20,18 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 
 from mainsail.config import ProjectConfig
 from mainsail.data.prepared import DataStageResult
-from mainsail.evaluate.compare import Selection
+from mainsail.evaluate.compare import Selection, format_p
 from mainsail.evaluate.stats import BootstrapCI
+
+if TYPE_CHECKING:
+    from mainsail.evaluate.results import FinalEvaluation
 
 CARD_VERSION = 1
 CARD_FILE = "model_card.yaml"
@@ -63,12 +66,15 @@ def build_card(
     cv_summary: dict[str, dict[str, dict[str, float]]],
     model_sha256: str | None,
     params: dict[str, Any],
+    final: FinalEvaluation | None = None,
 ) -> dict[str, Any]:
-    """The card as a plain mapping (see the issue's template)."""
+    """The card as a plain mapping (see the issue's template). With `final` (a model was
+    chosen), the metrics are those of the served model: refit, calibrated, thresholded."""
     import mainsail
 
     metric = selection.metric
-    ci = test_ci[subject]
+    ci = final.ci if final is not None else test_ci[subject]
+    subject_test = final.metrics if final is not None else test_metrics[subject]
     cv_sub = cv_summary.get(subject, {})
     balance = data.summary.get("class_balance") if isinstance(data.summary, dict) else None
     if data.problem_type == "classification":
@@ -86,29 +92,61 @@ def build_card(
             "a candidate must beat the baseline on the primary metric with the Nadeau-Bengio "
             f"corrected resampled t-test over {cfg.evaluate.cv_folds} CV folds (one-sided "
             f"p < {cfg.evaluate.alpha}) and a paired-bootstrap test-set CI of the gain above zero; "
-            "the best CV mean among those wins"
+            "among those, the simplest of the candidates statistically tied with the best CV "
+            "estimate wins"
+            + (
+                f" (for this time split: the mean of the {cfg.evaluate.recent_folds} latest "
+                "forward-in-time folds)"
+                if data.split.strategy == "time"
+                else ""
+            )
         ),
         "result": selection.reason,
         "chosen": selection.chosen,
         "eligible": selection.eligible,
+        "tied_with_best": selection.tied,
         "vs_baseline": {
             c: {
-                "cv_p_value": _r(v.cv_p_value),
+                "cv_p_value": format_p(v.cv_p_value),
                 "test_gain": _r(v.test_diff),
                 "test_gain_ci": [_r(v.test_ci[0]), _r(v.test_ci[1])],
-                "mcnemar_p_value": _r(v.mcnemar_p_value),
+                "mcnemar_p_value": format_p(v.mcnemar_p_value)
+                if v.mcnemar_p_value is not None
+                else None,
                 "significant": v.significant,
             }
             for c, v in selection.vs_baseline.items()
         },
     }
+    described = final.final.describe() if final is not None else None
+    rows = (described or {}).get("rows") or {"train": len(data.split.train)}
+    n_rows = sum(rows.values())
+    fitted_on = (
+        "train and validation rows (refitted after selection with the chosen hyperparameters; "
+        "preprocessing fitted on the train rows)"
+        if "valid" in rows
+        else "train rows only (train.refit is false)"
+    )
+    leakage = [
+        {"column": s.column, "metric": s.metric, "score": _r(s.score)}
+        for s in data.report.leakage
+        if s.allowed
+    ]
+    description = cfg.description or f"Predict {data.target} from the features listed here"
     card: dict[str, Any] = {
         "model_name": cfg.name,
         "version": version,
         "status": "selected" if selection.chosen else "rejected",
         "problem_type": data.problem_type,
         "description": cfg.description,
-        "model": {"family": subject, "hyperparameters": params},
+        "model": {
+            "family": subject,
+            "hyperparameters": params,
+            "fitted_on": fitted_on,
+            "calibration": (described or {}).get("calibration"),
+            "decision_threshold": (described or {}).get("threshold"),
+        },
+        "positive_class": _positive(data),
         "metrics": {
             "primary": {
                 "name": metric,
@@ -117,16 +155,39 @@ def build_card(
             },
             "validation": {
                 "method": f"{cfg.evaluate.cv_folds}-fold cross-validation on train+validation "
-                f"rows ({data.split.strategy} split)",
-                **{k: {"mean": _r(v["mean"]), "std": _r(v["std"])} for k, v in cv_sub.items()},
+                f"rows ({data.split.strategy} split"
+                + (
+                    f"; at most {cfg.evaluate.cv_max_rows} rows sampled"
+                    if cfg.evaluate.cv_max_rows
+                    else ""
+                )
+                + (
+                    f"; forward in time, ranked by the mean of the {cfg.evaluate.recent_folds} "
+                    "latest folds: recent_mean"
+                    if data.split.strategy == "time"
+                    else ""
+                )
+                + ")",
+                **{k: {name: _r(value) for name, value in v.items()} for k, v in cv_sub.items()},
             },
-            "test": {k: _r(v) for k, v in test_metrics[subject].items()},
+            "test": {k: _r(v) for k, v in subject_test.items()},
+            "calibration": None
+            if final is None
+            else {
+                k: _r(v) if isinstance(v, float) else v
+                for k, v in final.extra.get("calibration", {}).items()
+            }
+            or None,
+            "threshold": None if final is None else final.extra.get("threshold"),
         },
+        "warnings": [] if final is None else list(final.warnings),
+        "leakage_suspects_allowed": leakage,
         "features": [
             {"name": f.name, "kind": f.kind, "dtype": f.dtype} for f in data.schema.features
         ],
         "training_data": {
-            "size": len(data.split.train),
+            "size": n_rows,
+            "fitted_on": rows,
             "rows": {
                 "train": len(data.split.train),
                 "valid": len(data.split.valid),
@@ -137,7 +198,7 @@ def build_card(
             "source_sha256": data.data_sha256 or None,
         },
         "deployment": {"endpoint": None, "latency_p95": None, "throughput": None},
-        "intended_use": (cfg.description or f"Predict {data.target} from the features listed here")
+        "intended_use": description.rstrip(". ")
         + ". Scores rows drawn from the same population as the training data.",
         "limitations": _limitations(data, selection),
         "comparison": comparison,
@@ -159,6 +220,17 @@ def build_card(
         "card_version": CARD_VERSION,
     }
     return card
+
+
+def _positive(data: DataStageResult) -> dict[str, Any] | None:
+    """The positive class of a binary target and how it was decided."""
+    if data.problem_type != "classification" or data.positive_class is None:
+        return None
+    return {
+        "label": str(data.positive_class),
+        "decided_by": data.report.positive_class_reason or "the minority class",
+        "note": "PR AUC, F1, the ROC and PR plots and the decision threshold are for this class",
+    }
 
 
 def _pkg_version() -> str | None:

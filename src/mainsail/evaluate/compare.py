@@ -3,8 +3,13 @@
 Selection rule: a candidate is eligible only when it beats the baseline significantly on the
 primary metric in BOTH the cross-validation (Nadeau-Bengio corrected resampled t-test, one-
 sided, p < alpha) and the held-out test set (the paired-bootstrap confidence interval of the
-difference excludes zero). Among the eligible, the best CV mean wins. When none is eligible,
-there is no winner and the reason names every candidate's evidence.
+difference excludes zero). Among the eligible, the best CV estimate leads (the mean over all
+folds; for a time split, over the `evaluate.recent_folds` latest folds: what predicts the most
+recent period). Candidates tied with the leader (neither its CV t-test nor its test interval
+shows the leader better at level alpha) are equals, and the simplest of them wins (the order
+of `mainsail.train.candidates.FAMILIES`: linear, tree, lightgbm, forest, mlp; then the faster
+fit). When none is eligible, there is no winner and the reason names every candidate's
+evidence.
 
 A retrained model replaces the champion by the same test-set rule (:class:`ChampionComparison`,
 made by `mainsail.lifecycle.evaluation.compare_champion`): the paired-bootstrap interval of its
@@ -22,6 +27,7 @@ import numpy as np
 from mainsail.evaluate.cv import CVResult
 from mainsail.evaluate.metrics import greater_is_better, metric_fn
 from mainsail.evaluate.stats import BootstrapCI, bootstrap_ci, corrected_resampled_ttest, mcnemar
+from mainsail.train.candidates import SIMPLICITY
 
 
 @dataclass
@@ -55,6 +61,10 @@ class Selection:
     eligible: list[str] = field(default_factory=list)
     vs_baseline: dict[str, PairedComparison] = field(default_factory=dict)
     vs_best: dict[str, PairedComparison] = field(default_factory=dict)
+    leader: str | None = None
+    """The eligible candidate with the best CV estimate."""
+    tied: list[str] = field(default_factory=list)
+    """Eligible candidates statistically tied with the leader (the leader included)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +73,8 @@ class Selection:
             "metric": self.metric,
             "alpha": self.alpha,
             "eligible": self.eligible,
+            "leader": self.leader,
+            "tied": self.tied,
             "vs_baseline": {k: asdict(v) for k, v in self.vs_baseline.items()},
             "vs_best": {k: asdict(v) for k, v in self.vs_best.items()},
         }
@@ -82,23 +94,35 @@ def paired_test_gain(
     """Paired-bootstrap interval of model a's gain over model b in `score(y, output)` on the
     same test rows; positive = a better, whatever the metric's direction."""
     sign = 1.0 if greater_is_better else -1.0
+    resampled = getattr(score, "on", None)
+    if resampled is not None:  # a MetricFn: its fast path for resamples
+        stat_a, stat_b = resampled(y_test, out_a), resampled(y_test, out_b)
 
-    def diff(idx: np.ndarray) -> float:
-        return sign * (score(y_test[idx], out_a[idx]) - score(y_test[idx], out_b[idx]))
+        def diff(idx: np.ndarray) -> float:
+            return sign * (stat_a(idx) - stat_b(idx))
+    else:
+
+        def diff(idx: np.ndarray) -> float:
+            return sign * (score(y_test[idx], out_a[idx]) - score(y_test[idx], out_b[idx]))
 
     return bootstrap_ci(diff, len(y_test), resamples=resamples, seed=seed, level=level)
 
 
 def beats(gain: BootstrapCI) -> bool:
     """The test-set win rule: the interval of the gain lies above zero (it excludes zero)."""
-    return gain.low > 0
+    return beats_interval((gain.low, gain.high))
+
+
+def beats_interval(interval: tuple[float, float]) -> bool:
+    """:func:`beats` for a (low, high) interval of a gain."""
+    return interval[0] > 0
 
 
 def best_by_cv(cv: Mapping[str, CVResult], metric: str, baseline: str = "baseline") -> str | None:
-    """The non-baseline candidate with the best mean CV score, or None when there is none."""
+    """The non-baseline candidate with the best CV estimate, or None when there is none."""
     sign = 1.0 if greater_is_better(metric) else -1.0
     others = [c for c in cv if c != baseline]
-    return max(others, key=lambda c: sign * float(np.mean(cv[c].scores(metric))), default=None)
+    return max(others, key=lambda c: sign * cv[c].estimate(metric), default=None)
 
 
 def compare(
@@ -184,7 +208,7 @@ def select(
     sel = Selection(None, "", metric, alpha, eligible, vs_base, vs_best)
     if not eligible:
         details = "; ".join(
-            f"{c}: CV p={v.cv_p_value:.3g}, test {metric} gain {v.test_diff:+.4g} "
+            f"{c}: CV p={format_p(v.cv_p_value)}, test {metric} gain {v.test_diff:+.4g} "
             f"CI [{v.test_ci[0]:+.4g}, {v.test_ci[1]:+.4g}]"
             for c, v in vs_base.items()
         )
@@ -193,20 +217,46 @@ def select(
             f"(needs CV corrected t-test p < alpha and a test CI above zero): {details or 'none'}"
         )
         return sel
-    chosen = max(eligible, key=lambda c: sign * float(np.mean(cv[c].scores(metric))))
-    sel.chosen = chosen
+    leader = max(eligible, key=lambda c: sign * cv[c].estimate(metric))
+    # Tied: neither the CV t-test nor the test interval shows the leader better.
+    ahead = {c: compare(leader, c, cv, test_output, y_test, **kw) for c in eligible if c != leader}
+    tied = [leader] + [
+        c for c, v in ahead.items() if v.cv_p_value >= alpha and not beats_interval(v.test_ci)
+    ]
+
+    def cost(c: str) -> tuple[int, float]:
+        return SIMPLICITY.get(c, len(SIMPLICITY)), float(np.sum(cv[c].fit_seconds))
+
+    chosen = min(tied, key=cost)
+    sel.chosen, sel.leader, sel.tied = chosen, leader, tied
     v = vs_base[chosen]
+    what = "recent-fold CV" if cv[chosen].recent else "mean CV"
+    if chosen == leader:
+        head = f"{chosen} has the best {what} {metric} ({cv[chosen].estimate(metric):.4g})"
+    else:
+        head = (
+            f"{chosen} is the simplest of the candidates statistically tied with the best "
+            f"{what} {metric} ({leader} {cv[leader].estimate(metric):.4g}, {chosen} "
+            f"{cv[chosen].estimate(metric):.4g}; tied: {', '.join(tied)})"
+        )
     sel.reason = (
-        f"{chosen} has the best mean CV {metric} ({np.mean(cv[chosen].scores(metric)):.4g}) among "
-        f"candidates that beat the baseline significantly (CV p={v.cv_p_value:.3g}, test gain "
-        f"{v.test_diff:+.4g}, {100 * (1 - alpha):.0f}% CI "
+        f"{head} among candidates that beat the baseline significantly "
+        f"(CV p={format_p(v.cv_p_value)}, "
+        f"test gain {v.test_diff:+.4g}, {100 * (1 - alpha):.0f}% CI "
         f"[{v.test_ci[0]:+.4g}, {v.test_ci[1]:+.4g}])"
     )
-    if chosen != best_cv:
+    if best_cv not in eligible and best_cv is not None:
         sel.reason += (
-            f"; {best_cv} had a better CV mean but did not beat the baseline significantly"
+            f"; {best_cv} had a better CV estimate but did not beat the baseline significantly"
         )
     return sel
+
+
+def format_p(p: float | None) -> str:
+    """A p-value for people: `< 0.001` rather than a rounded zero."""
+    if p is None or p != p:
+        return "n/a"
+    return "< 0.001" if p < 0.001 else f"{p:.3g}"
 
 
 @dataclass

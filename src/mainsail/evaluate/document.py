@@ -23,8 +23,10 @@ from mainsail.data.prepared import DataStageResult
 from mainsail.evaluate.card import CARD_FILE
 from mainsail.evaluate.compare import Selection, best_by_cv, select
 from mainsail.evaluate.cv import CVResult
-from mainsail.evaluate.metrics import all_metrics, metric_fn, model_output
+from mainsail.evaluate.metrics import MetricFn, all_metrics, metric_fn, model_output
+from mainsail.evaluate.results import FinalEvaluation, TestEvaluation
 from mainsail.evaluate.stats import BootstrapCI, bootstrap_ci
+from mainsail.train.final import FinalModel
 from mainsail.train.fit import class_labels
 from mainsail.train.model import TabularModel
 
@@ -54,18 +56,6 @@ def _noop(stage: str, advance: float) -> None:
 
 
 @dataclass
-class TestEvaluation:
-    """Every candidate on the test rows, the selection and the intervals."""
-
-    outputs: dict[str, np.ndarray]
-    """Model output per family (probabilities or values) on the test rows."""
-    test_metrics: dict[str, dict[str, float]]
-    selection: Selection
-    test_ci: dict[str, BootstrapCI]
-    """Bootstrap interval of the primary metric per family."""
-
-
-@dataclass
 class Documented:
     """What :func:`write_model_folder` decided and wrote."""
 
@@ -81,6 +71,8 @@ class Documented:
     metrics_path: Path
     card_path: Path
     report_path: Path
+    final: FinalEvaluation | None = None
+    """The served model and its test scores, when one was chosen."""
 
 
 def evaluate_on_test(
@@ -114,7 +106,7 @@ def evaluate_on_test(
 
     def ci_of(out: np.ndarray) -> BootstrapCI:
         return bootstrap_ci(
-            lambda idx: fn(y_test[idx], out[idx]),
+            fn.on(y_test, out),
             len(y_test),
             resamples=cfg.evaluate.bootstrap,
             seed=seed,
@@ -124,6 +116,123 @@ def evaluate_on_test(
     test_ci = {f: ci_of(outputs[f]) for f in models}
     tick("evaluate", 0.5)
     return TestEvaluation(outputs, test_metrics, selection, test_ci)
+
+
+def _ci(cfg: ProjectConfig, fn: MetricFn, y: np.ndarray, out: np.ndarray) -> BootstrapCI:
+    return bootstrap_ci(
+        fn.on(y, out),
+        len(y),
+        resamples=cfg.evaluate.bootstrap,
+        seed=cfg.seed,
+        level=1 - cfg.evaluate.alpha,
+    )
+
+
+def evaluate_final(
+    cfg: ProjectConfig,
+    data: DataStageResult,
+    final: FinalModel,
+    evaluation: TestEvaluation,
+    cv: Mapping[str, CVResult],
+) -> FinalEvaluation:
+    """The served model on the test rows: every metric and the primary metric's interval;
+    calibration error before and after; threshold metrics; the constant baseline's log loss;
+    CV estimate against test score per candidate; the warnings."""
+    from mainsail.evaluate.metrics import (
+        expected_calibration_error,
+        greater_is_better,
+        label_metrics,
+        per_class_metrics,
+    )
+
+    metric = cfg.primary_metric(data.problem_type)
+    classes = class_labels(data)
+    X_test, y_test = data.X("test"), data.y("test").to_numpy()
+    model = final.model
+    output = model_output(model, X_test, data.problem_type)
+    metrics = all_metrics(data.problem_type, y_test, output, classes)
+    ci = _ci(cfg, metric_fn(metric, data.problem_type, classes), y_test, output)
+    extra: dict[str, Any] = {"model": final.describe()}
+    warnings: list[str] = []
+    if data.problem_type == "classification":
+        assert classes is not None
+        index = {c: i for i, c in enumerate(classes.tolist())}
+        codes = np.array([index[v] for v in y_test.tolist()])
+        raw = model.raw_proba(X_test)
+        extra["calibration"] = {
+            "method": final.calibration.method if final.calibration else "none",
+            "ece_before": expected_calibration_error(codes, raw),
+            "ece_after": expected_calibration_error(codes, output),
+            "log_loss_before": all_metrics("classification", y_test, raw, classes)["log_loss"],
+            "log_loss_after": metrics["log_loss"],
+            "baseline_log_loss": evaluation.test_metrics.get("baseline", {}).get("log_loss"),
+        }
+        labels = model.predict(X_test)
+        extra["per_class"] = per_class_metrics(y_test, labels, classes)
+        # The served model's label metrics are those of its decisions (the threshold chosen on
+        # validation rows), not of the most probable class.
+        metrics.update(label_metrics(y_test, labels, classes))
+        if final.threshold is not None and final.threshold.threshold is not None:
+            positive = classes[-1]
+            truth, said = y_test == positive, labels == positive
+            tp = float(np.sum(truth & said))
+            precision = tp / max(float(np.sum(said)), 1.0)
+            recall = tp / max(float(np.sum(truth)), 1.0)
+            extra["threshold"] = {
+                "objective": final.threshold.objective,
+                "value": final.threshold.threshold,
+                "positive_class": str(positive),
+                "test_precision": precision,
+                "test_recall": recall,
+                "test_f1": 2 * precision * recall / (precision + recall)
+                if precision + recall > 0
+                else 0.0,
+            }
+    too_good = {"roc_auc", "r2", "balanced_accuracy"}
+    for name in sorted(too_good & set(metrics)):
+        value = metrics[name]
+        if value == value and value >= cfg.evaluate.too_good:
+            warnings.append(
+                f"too good to be true: test {name} {value:.4f} >= {cfg.evaluate.too_good:g}; "
+                "real tabular problems rarely score this well: check the features for "
+                "information that is not known at prediction time (leakage)"
+            )
+    rows = []
+    level = 1 - cfg.evaluate.alpha
+    for fam, res in cv.items():
+        low, high = res.interval(metric, level)
+        test_ci = evaluation.test_ci.get(fam)
+        if fam == final.family:
+            test_value, test_ci = metrics[metric], ci
+        else:
+            test_value = evaluation.test_metrics[fam][metric]
+        agree = None
+        if test_ci is not None and low == low:
+            agree = not (high < test_ci.low or low > test_ci.high)
+        rows.append(
+            {
+                "candidate": fam,
+                "cv_estimate": res.estimate(metric),
+                "cv_low": low,
+                "cv_high": high,
+                "test": test_value,
+                "test_low": test_ci.low if test_ci else None,
+                "test_high": test_ci.high if test_ci else None,
+                "agree": agree,
+            }
+        )
+        if agree is False and fam == final.family and test_ci is not None:
+            what = "recent-fold CV estimate" if res.recent else "CV estimate"
+            worse = (test_value < res.estimate(metric)) == greater_is_better(metric)
+            warnings.append(
+                f"{fam}: the {what} of {metric} ({res.estimate(metric):.4f}, "
+                f"{level:.0%} CI {low:.4f}..{high:.4f}) and the test score ({test_value:.4f}, "
+                f"CI {test_ci.low:.4f}..{test_ci.high:.4f}) disagree beyond their intervals"
+                + ("; the test rows may differ from the training rows (see the shift summary)"
+                   if worse else "")
+            )  # fmt: skip
+    extra["cv_vs_test"] = rows
+    return FinalEvaluation(final, output, metrics, ci, extra, warnings)
 
 
 def write_model_folder(
@@ -137,14 +246,17 @@ def write_model_folder(
     model_dir: Path,
     *,
     version: str,
+    final: FinalEvaluation | None = None,
     tick: Callable[[str, float], None] = _noop,
 ) -> Documented:
-    """Write the model folder: model (only when one was chosen), importance, plots, feature
-    schema, reference sample, metrics, card and report."""
+    """Write the model folder: model (only when one was chosen: `final`, the refit and
+    calibrated one), importance, plots, feature schema, reference sample, metrics, card and
+    report."""
     from mainsail.evaluate import card as card_mod
     from mainsail.evaluate import plots as plots_mod
     from mainsail.evaluate import report as report_mod
     from mainsail.evaluate.importance import native_importance, permutation_importance
+    from mainsail.evaluate.shift import shift_summary
 
     metric = cfg.primary_metric(data.problem_type)
     classes = class_labels(data)
@@ -157,7 +269,8 @@ def write_model_folder(
     chosen = selection.chosen
     # Without a winner, still document the best-CV model so the report shows what was refused.
     subject = chosen or best_by_cv(cv, metric) or "baseline"
-    model = models[subject]
+    model = final.final.model if final is not None else models[subject]
+    subject_output = final.output if final is not None else outputs[subject]
     rng = np.random.default_rng(seed)
     n_imp = min(cfg.evaluate.importance_rows, len(X_test))
     imp_rows = np.sort(rng.choice(len(X_test), n_imp, replace=False))
@@ -184,9 +297,13 @@ def write_model_folder(
         )
     if data.problem_type == "classification":
         assert classes is not None
-        plots.update(plots_mod.classification_plots(y_test, outputs[subject], classes, plots_dir))
+        plots.update(
+            plots_mod.classification_plots(
+                y_test, subject_output, classes, plots_dir, labels=model.predict(X_test)
+            )
+        )
     else:
-        plots.update(plots_mod.regression_plots(y_test, outputs[subject], plots_dir))
+        plots.update(plots_mod.regression_plots(y_test, subject_output, plots_dir))
     importance = {
         "model": subject,
         "permutation": perm.to_dict(orient="records"),
@@ -212,6 +329,7 @@ def write_model_folder(
     tick("report", 0.3)
 
     cv_summary = {f: r.summary() for f, r in cv.items()}
+    shift = shift_summary(data)
     metrics_doc: dict[str, Any] = {
         "problem_type": data.problem_type,
         "primary_metric": metric,
@@ -223,6 +341,20 @@ def write_model_folder(
             for f, c in evaluation.test_ci.items()
         },
         "cv": {f: {"folds": r.folds, "summary": cv_summary[f]} for f, r in cv.items()},
+        "final": None
+        if final is None
+        else {
+            "test": final.metrics,
+            "test_ci": {
+                "estimate": final.ci.estimate,
+                "low": final.ci.low,
+                "high": final.ci.high,
+                "level": final.ci.level,
+            },
+            **final.extra,
+        },
+        "warnings": [] if final is None else final.warnings,
+        "shift": shift,
         "params": dict(params),
         "tuning": {
             f: {
@@ -247,6 +379,7 @@ def write_model_folder(
         cv_summary,
         sha256_file(model_path) if model_path else None,
         params.get(subject, {}),
+        final=final,
     )
     card_path = card_mod.write_card(card, model_dir / CARD_FILE)
     tick("report", 0.3)
@@ -261,6 +394,8 @@ def write_model_folder(
         tuned=dict(tuned),
         importance=perm,
         plots=plots,
+        final=final,
+        shift=shift,
     )
     tick("report", 0.4)
     return Documented(
@@ -275,6 +410,7 @@ def write_model_folder(
         metrics_path,
         card_path,
         report_path,
+        final,
     )
 
 

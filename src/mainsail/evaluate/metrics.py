@@ -116,14 +116,129 @@ def all_metrics(
     return {m: regression_metric(m, y_true, output) for m in REGRESSION}
 
 
-def metric_fn(
-    name: str, problem_type: str, classes: np.ndarray | None
-) -> Callable[[np.ndarray, np.ndarray], float]:
-    """`f(y_true, output) -> float` for one metric."""
-    if problem_type == "classification":
-        assert classes is not None
-        return lambda y, out: classification_metric(name, y, out, classes)
-    return lambda y, out: regression_metric(name, y, out)
+def label_metrics(y_true: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> dict[str, float]:
+    """F1 (of the positive class, the last; macro for multiclass), accuracy and balanced
+    accuracy of predicted labels."""
+    from sklearn import metrics as skm
+
+    codes, pred = _encode(y_true, classes), _encode(labels, classes)
+    binary = len(classes) == 2
+    return {
+        "f1": float(
+            skm.f1_score(codes, pred, average="binary" if binary else "macro", zero_division=0)
+        ),
+        "accuracy": float(skm.accuracy_score(codes, pred)),
+        "balanced_accuracy": float(skm.balanced_accuracy_score(codes, pred)),
+    }
+
+
+def per_class_metrics(
+    y_true: np.ndarray, labels: np.ndarray, classes: np.ndarray
+) -> list[dict[str, Any]]:
+    """Precision, recall, F1 and support of every class, from predicted labels."""
+    from sklearn import metrics as skm
+
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        np.asarray(y_true).tolist(),
+        np.asarray(labels).tolist(),
+        labels=np.asarray(classes).tolist(),
+        zero_division=0,
+    )
+    return [
+        {
+            "class": str(c),
+            "precision": float(p),
+            "recall": float(r),
+            "f1": float(f),
+            "support": int(s),
+        }
+        for c, p, r, f, s in zip(classes.tolist(), precision, recall, f1, support, strict=True)
+    ]
+
+
+class MetricFn:
+    """`f(y_true, output) -> float` for one metric, with a fast path for bootstrap resamples.
+
+    :meth:`on` fixes the rows and returns `stat(idx)`, the metric of the resample `idx`: the
+    value `f(y[idx], out[idx])` would give, computed from per-row terms (log loss, errors,
+    correctness) or, for a binary ROC AUC, from resample weights over the rows sorted once by
+    score, instead of re-ranking every resample (thousands of them on tens of thousands of
+    test rows took minutes).
+    """
+
+    def __init__(self, name: str, problem_type: str, classes: np.ndarray | None) -> None:
+        self.name, self.problem_type, self.classes = name, problem_type, classes
+
+    def __call__(self, y: np.ndarray, out: np.ndarray) -> float:
+        if self.problem_type == "classification":
+            assert self.classes is not None
+            return classification_metric(self.name, y, out, self.classes)
+        return regression_metric(self.name, y, out)
+
+    def on(self, y: np.ndarray, out: np.ndarray) -> Callable[[np.ndarray], float]:
+        """`stat(idx)`: this metric on the rows `idx` (with repeats) of `y` and `out`."""
+        name, n = self.name, len(y)
+        if self.problem_type == "classification":
+            assert self.classes is not None
+            codes = _encode(y, self.classes)
+            if name == "roc_auc" and out.shape[1] == 2:
+                return _weighted_auc(codes, out[:, 1])
+            if name == "log_loss":
+                p = np.clip(out, 1e-15, 1.0)
+                p = p / p.sum(1, keepdims=True)
+                losses = -np.log(p[np.arange(n), codes])
+                return lambda idx: float(losses[idx].mean())
+            if name == "accuracy":
+                right = (out.argmax(axis=1) == codes).astype(np.float64)
+                return lambda idx: float(right[idx].mean())
+            return lambda idx: self(y[idx], out[idx])
+        yv = np.asarray(y, dtype=np.float64)
+        err = yv - np.asarray(out, dtype=np.float64)
+        if name == "rmse":
+            sq = err**2
+            return lambda idx: float(np.sqrt(sq[idx].mean()))
+        if name == "mae":
+            ab = np.abs(err)
+            return lambda idx: float(ab[idx].mean())
+        return lambda idx: self(y[idx], out[idx])
+
+
+_LAST: list[Any] = [None, None]
+
+
+def _multiplicities(idx: np.ndarray, n: int) -> np.ndarray:
+    """How often each row is in the resample `idx` (the last one is kept: a paired
+    comparison asks twice for the same resample)."""
+    if _LAST[0] is not idx:
+        _LAST[0], _LAST[1] = idx, np.bincount(idx, minlength=n).astype(np.float64)
+    return np.asarray(_LAST[1])
+
+
+def _weighted_auc(codes: np.ndarray, score: np.ndarray) -> Callable[[np.ndarray], float]:
+    """ROC AUC of resamples as weights (row multiplicities) over the rows sorted by score;
+    ties count half, as in the Mann-Whitney U statistic."""
+    n = len(codes)
+    order = np.argsort(score, kind="stable")
+    s = score[order]
+    pos = (codes[order] == 1).astype(np.float64)
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+
+    def stat(idx: np.ndarray) -> float:
+        w = _multiplicities(idx, n)[order]
+        wp, wn = w * pos, w * (1.0 - pos)
+        gp, gn = np.add.reduceat(wp, starts), np.add.reduceat(wn, starts)
+        total_p, total_n = float(gp.sum()), float(gn.sum())
+        if total_p == 0 or total_n == 0:
+            return float("nan")
+        below = np.cumsum(gn) - gn
+        return float(np.sum(gp * (below + 0.5 * gn)) / (total_p * total_n))
+
+    return stat
+
+
+def metric_fn(name: str, problem_type: str, classes: np.ndarray | None) -> MetricFn:
+    """`f(y_true, output) -> float` for one metric (see :class:`MetricFn`)."""
+    return MetricFn(name, problem_type, classes)
 
 
 def model_output(model: Any, X: Any, problem_type: str) -> np.ndarray:

@@ -37,22 +37,34 @@ def importance_plot(imp: pd.DataFrame, path: Path, title: str, top: int = 20) ->
 
 
 def classification_plots(
-    y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, out_dir: Path
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    classes: np.ndarray,
+    out_dir: Path,
+    labels: np.ndarray | None = None,
 ) -> dict[str, Path]:
-    """Confusion matrix, ROC, precision-recall and calibration (positive = last class)."""
+    """Confusion matrix (of `labels`, the served decisions, else the most probable class), ROC,
+    precision-recall and calibration; the positive class is the last of `classes` (the data
+    stage puts a binary target's positive class there)."""
     from sklearn import metrics as skm
 
     plt = _pyplot()
     index = {c: i for i, c in enumerate(classes.tolist())}
     codes = np.array([index[v] for v in np.asarray(y_true).tolist()])
-    pred = proba.argmax(axis=1)
+    if labels is not None:
+        pred = np.array([index[v] for v in np.asarray(labels).tolist()])
+    else:
+        pred = proba.argmax(axis=1)
     paths: dict[str, Path] = {}
 
     cm = skm.confusion_matrix(codes, pred, labels=range(len(classes)))
     fig, ax = plt.subplots(figsize=(4, 4))
     ax.imshow(cm, cmap="Blues")
+    dark = cm.max() / 2.0 if cm.size else 0.0
     for (i, j), v in np.ndenumerate(cm):
-        ax.text(j, i, str(v), ha="center", va="center")
+        # White on the dark cells, black on the light ones: every count stays readable.
+        color = "white" if v > dark else "black"
+        ax.text(j, i, str(v), ha="center", va="center", color=color, fontweight="bold")
     ax.set_xticks(range(len(classes)), [str(c) for c in classes])
     ax.set_yticks(range(len(classes)), [str(c) for c in classes])
     ax.set_xlabel("predicted")
@@ -79,7 +91,7 @@ def classification_plots(
     ax.axhline(truth.mean(), ls="--", color="grey")
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
-    ax.set_title("Precision-recall")
+    ax.set_title(f"Precision-recall (positive = {classes[pos]})")
     ax.legend(loc="upper right")
     paths["pr"] = _save(fig, out_dir / "pr.png")
 

@@ -64,10 +64,26 @@ class BootstrapCI:
     level: float
 
 
+#: Above this many rows the number of resamples shrinks in proportion (never under
+#: MIN_RESAMPLES): an interval on tens of thousands of rows is narrow and its percentiles settle
+#: with fewer resamples, while each resample costs in proportion to the rows.
+LARGE_N = 20_000
+MIN_RESAMPLES = 200
+
+
+def effective_resamples(resamples: int, n: int) -> int:
+    """Resamples used for `n` rows (see LARGE_N)."""
+    if n <= LARGE_N:
+        return resamples
+    return min(resamples, max(MIN_RESAMPLES, round(resamples * LARGE_N / n)))
+
+
 def bootstrap_ci(
     stat: Callable[[np.ndarray], float], n: int, *, resamples: int, seed: int, level: float = 0.95
 ) -> BootstrapCI:
-    """CI of `stat(indices)` over row resamples (pass a paired difference for comparisons)."""
+    """CI of `stat(indices)` over row resamples (pass a paired difference for comparisons);
+    `resamples` shrinks for large `n` (:func:`effective_resamples`)."""
+    resamples = effective_resamples(resamples, n)
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(resamples):

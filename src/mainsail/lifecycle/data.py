@@ -57,10 +57,14 @@ class SplitPlan:
 
 
 def load_validated(
-    cfg: ProjectConfig, step: Callable[[str, float], None] | None = None
+    cfg: ProjectConfig,
+    step: Callable[[str, float], None] | None = None,
+    *,
+    features: bool = True,
 ) -> LoadedData:
-    """Ingest and validate the data file; with Feast on (a `features` section), the rows are
-    then the point-in-time join of its label rows, validated in turn.
+    """Ingest and validate the data file; with Feast on (a `features` section, and `features`
+    true), the rows are then the point-in-time join of its label rows, validated in turn.
+    `mainsail check-config` validates the file alone (`features=False`).
 
     `step(name, fraction)` marks the start of each part (ingest, validate, features). Raises
     `mainsail.data.errors.DataError` (a ValueError naming the column) on bad input, and
@@ -88,7 +92,7 @@ def load_validated(
 
     mark("validate", 0.15)
     checked = validate_frame(raw, cfg, source=str(path), data_sha256=sha, origin=origin)
-    if not feast_enabled(cfg):
+    if not features or not feast_enabled(cfg):
         return LoadedData(checked=checked, data_sha256=sha, path=path)
     mark("features", 0.25)
     feast = training_rows(cfg, raw, checked, source=str(path), data_sha256=sha, origin=origin)

@@ -1,7 +1,9 @@
 """Evaluation, as the pipeline's `evaluate` and `compare-champion` steps run it:
 
     evaluate_candidates  cross-validation on train+validation rows → test-set scores, paired
-                         comparisons and selection → the registry-ready model folder
+                         comparisons and selection → the served model (calibration and
+                         threshold on validation rows, refit on train+validation) → the
+                         registry-ready model folder
     compare_champion     the new model against the registry's champion on the same test rows,
                          by the selection's own paired bootstrap and win rule
 
@@ -41,7 +43,8 @@ def cross_validate_candidates(
     from mainsail.evaluate.cv import cross_validate, cv_folds
     from mainsail.train.fit import class_labels
 
-    folds = cv_folds(data, cfg.evaluate.cv_folds, cfg.seed)
+    folds = cv_folds(data, cfg.evaluate.cv_folds, cfg.seed, cfg.evaluate.cv_max_rows)
+    recent = min(cfg.evaluate.recent_folds, len(folds)) if data.split.strategy == "time" else None
     wanted = cfg.evaluate.cv_candidates
     families = [f for f in candidates.families if wanted is None or f in wanted or f == "baseline"]
     classes = class_labels(data)
@@ -56,6 +59,7 @@ def cross_validate_candidates(
             classes=classes,
             on_fold=lambda: tick("cross-validate", step),
             threads=cfg.train.threads,
+            recent=recent,
         )
         for family in families
     }
@@ -72,10 +76,15 @@ def evaluate_candidates(
     tick: Tick = _noop,
     timings: dict[str, float] | None = None,
 ) -> Documented:
-    """Cross-validate, score on the test rows, compare and select, then write the model folder
+    """Cross-validate, score on the test rows, compare and select; make the served model from
+    the chosen one (:func:`mainsail.train.final.finalize`: calibration and threshold on the
+    validation rows, refit on train+validation) and score it; then write the model folder
     (see :func:`mainsail.evaluate.document.write_model_folder`). Wall seconds of each part go
-    into `timings` (cv_s, evaluate_s, report_s) when given."""
-    from mainsail.evaluate.document import evaluate_on_test, write_model_folder
+    into `timings` (cv_s, evaluate_s, refit_s, report_s) when given."""
+    import tempfile
+
+    from mainsail.evaluate.document import evaluate_final, evaluate_on_test, write_model_folder
+    from mainsail.train.final import finalize
 
     timings = timings if timings is not None else {}
     t0 = time.perf_counter()
@@ -84,6 +93,23 @@ def evaluate_candidates(
     t0 = time.perf_counter()
     evaluation = evaluate_on_test(cfg, data, candidates.models, cv, tick)
     timings["evaluate_s"] = time.perf_counter() - t0
+    final = None
+    chosen = evaluation.selection.chosen
+    if chosen is not None:
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="mainsail-refit-") as scratch:
+            folds = cv[chosen]
+            oof = (
+                (folds.oof_rows, folds.oof_output)
+                if folds.oof_rows is not None and folds.oof_output is not None
+                else None
+            )
+            served = finalize(
+                cfg, data, chosen, candidates.params[chosen], candidates.models[chosen],
+                Path(scratch), out_of_fold=oof,
+            )  # fmt: skip
+        final = evaluate_final(cfg, data, served, evaluation, cv)
+        timings["refit_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     documented = write_model_folder(
         cfg,
@@ -95,6 +121,7 @@ def evaluate_candidates(
         evaluation,
         model_dir,
         version=version,
+        final=final,
         tick=tick,
     )
     timings["report_s"] = time.perf_counter() - t0
@@ -109,12 +136,17 @@ def compare_champion(
     from mainsail.evaluate.compare import paired_test_gain
     from mainsail.evaluate.metrics import greater_is_better, metric_fn, model_output
     from mainsail.train.fit import class_labels
+    from mainsail.train.model import align_columns
 
     X_test, y_test = data.X("test"), data.y("test").to_numpy()
     metric = cfg.primary_metric(data.problem_type)
     score = metric_fn(metric, data.problem_type, class_labels(data))
     new_out = model_output(new, X_test, data.problem_type)
     old_out = model_output(champion, X_test, data.problem_type)
+    classes = class_labels(data)
+    if classes is not None:  # a champion from before the positive-class order: same columns
+        new_out = align_columns(new_out, new.classes_, classes)
+        old_out = align_columns(old_out, champion.classes_, classes)
     gain = paired_test_gain(
         score,
         greater_is_better(metric),

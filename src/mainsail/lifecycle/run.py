@@ -69,6 +69,11 @@ class TrainingResult:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     model: TabularModel | None = None
+    """The served model (refit and calibrated), when one was chosen."""
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    """The served model's test metrics (empty when none was chosen)."""
+    warnings: list[str] = field(default_factory=list)
+    """Warnings about the chosen model (too good to be true, CV and test disagreeing)."""
 
     def summary(self) -> dict[str, Any]:
         """JSON-safe summary for `mainsail run`'s run summary."""
@@ -80,7 +85,9 @@ class TrainingResult:
             "card": str(self.card_path),
             "report": str(self.report_path),
             "experiment_log": str(self.log_path),
-            "test": jsonable(self.test_metrics),
+            "test": jsonable(self.final_metrics),
+            "candidates_test": jsonable(self.test_metrics),
+            "warnings": list(self.warnings),
             "tuning": {
                 f: {"backend": t.backend, "trials": len(t.trials), "best_score": t.best_score}
                 for f, t in self.tuning.items()
@@ -149,7 +156,9 @@ def run_training_stage(
         tuned,
         candidates.params,
         timings,
-        candidates.models[doc.chosen] if doc.chosen else None,
+        doc.final.final.model if doc.final is not None else None,
+        doc.final.metrics if doc.final is not None else {},
+        doc.final.warnings if doc.final is not None else [],
     )
 
 

@@ -60,21 +60,24 @@ def tune_candidates(
     """Tune the families listed in `tune.candidates` (when tuning is on); every trial is
     appended to `log_path`, which exists afterwards even when nothing was tuned."""
     from mainsail.train.candidates import candidate_list
-    from mainsail.train.fit import class_labels, train_arrays
+    from mainsail.train.fit import class_labels, distributed, train_arrays
     from mainsail.tune.search import TuneData, tune_family
 
     families = candidate_list(cfg)
     to_tune = [f for f in cfg.tune.candidates if f in families] if cfg.tune.enabled else []
     tuned: dict[str, TuneResult] = {}
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    if to_tune and "mlp" in families:
-        # The MLP trains on Ray anyway: with Ray up before tuning, `auto` runs its probe trial
-        # alongside the first Ray batch instead of alone (no serial round lost).
+    n_train = len(data.split.train)
+    if to_tune and any(distributed(f, cfg, n_train) for f in families):
+        # A final fit will run on Ray Train: with Ray up before tuning, `auto` runs its probe
+        # trial alongside the first Ray batch instead of alone (no serial round lost).
         from mainsail.train.ray_runtime import ensure_ray
 
         ensure_ray(cfg.train.ray)
+    n_trials = trial_budget(cfg, n_train)
     if to_tune:
         X, y, w = train_arrays(data, cfg.seed)
+        X, y, w = tuning_sample(X, y, w, cfg.tune.max_rows, cfg.seed)
         tdata = TuneData(
             X,
             y,
@@ -84,19 +87,40 @@ def tune_candidates(
             class_labels(data),
             w,
         )
-        step = 1.0 / (len(to_tune) * cfg.tune.num_trials)
+        step = 1.0 / (len(to_tune) * n_trials)
         for family in to_tune:
             tuned[family] = tune_family(
                 family,
                 tdata,
                 cfg,
                 log_path=log_path,
+                n_trials=n_trials,
                 storage_dir=storage_dir / family,
                 on_trial=lambda _rec, s=step: tick("tune", s),  # type: ignore[misc]
             )
     log_path.touch()
     tick("tune", 1.0)  # a time budget may end the search early: the stage is done all the same
     return tuned
+
+
+def trial_budget(cfg: ProjectConfig, n_train: int) -> int:
+    """Trials per tuned family (`tune.auto_budget`): `num_trials` up to 20,000 training rows,
+    then fewer in proportion to the square root of the rows, at least 4 (never more than
+    `num_trials`). A function of the config and the data only, so a run stays reproducible."""
+    n = cfg.tune.num_trials
+    if not cfg.tune.auto_budget or n_train <= 20_000:
+        return n
+    return max(min(n, 4), round(n * (20_000 / n_train) ** 0.5))
+
+
+def tuning_sample(X: Any, y: Any, w: Any, max_rows: int | None, seed: int) -> tuple[Any, Any, Any]:
+    """A seeded sample of `max_rows` training rows for the trials (all rows when fewer)."""
+    import numpy as np
+
+    if max_rows is None or len(X) <= max_rows:
+        return X, y, w
+    rows = np.sort(np.random.default_rng(seed).choice(len(X), max_rows, replace=False))
+    return X[rows], y[rows], None if w is None else w[rows]
 
 
 def fit_candidates(
@@ -113,7 +137,7 @@ def fit_candidates(
     from mainsail.train.fit import class_labels, fit_final, train_arrays
 
     families = candidate_list(cfg)
-    params = initial_params(cfg, families)
+    params = initial_params(cfg, families, data.problem_type)
     # As JSON has them (lists, plain numbers): the same whether the results came through a file.
     params.update({f: jsonable(t.best_params) for f, t in tuned.items() if f in params})
     arrays = train_arrays(data, cfg.seed)

@@ -362,7 +362,7 @@ def build_controller(
         backend=backend,
         policy=policy,
         problem_type=cfg.data.problem_type or "classification",
-        positive_label=cfg.promotion.positive_label,
+        positive_label=cfg.positive_label(),
         on_decision=on_decision,
         shadow_policy=shadow_policy_from_config(cfg, policy.tau),
         metrics=metrics,

@@ -12,7 +12,8 @@ validates the request against the feature schema (see `mainsail.serving.validati
 layout) and answers a bad request with MLServer's `InferenceError`, which MLServer sends as
 HTTP 400 / gRPC INVALID_ARGUMENT with our message; it never lets a request error become a 500.
 
-Outputs: classification -> `label` (BYTES [n]) and `probability` (FP64 [n], of that label),
+Outputs: classification -> `label` (BYTES [n]; a binary model's stored decision threshold
+decides it) and `probability` (FP64 [n], of that label),
 plus `probabilities` (FP64 [n, k], columns in the order of the response parameter `classes`)
 when the request's V2 `outputs` asks for it (naming outputs also selects among the others);
 regression -> `value` (FP64 [n]).
@@ -309,7 +310,13 @@ class MainsailRuntime(MLModel):
             out = ResponseOutput(name="value", shape=[n], datatype="FP64", data=values.tolist())
             return [out], None, None
         proba = np.asarray(self.model.predict_proba(frame), dtype=np.float64)
-        best = proba.argmax(axis=1)
+        threshold = getattr(self.model, "threshold", None)
+        if threshold is not None and proba.shape[1] == 2:
+            # The decision threshold chosen on validation rows and stored with the model:
+            # column 1 is the positive class (the data stage puts it last).
+            best = (proba[:, 1] >= threshold).astype(np.int64)
+        else:
+            best = proba.argmax(axis=1)
         wanted = wanted or DEFAULT_OUTPUTS
         outputs = []
         if "label" in wanted:

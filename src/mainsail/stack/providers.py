@@ -366,7 +366,7 @@ def router_settings(ctx: StackContext) -> dict[str, object]:
         "feedback_url": feedback_store_url(ctx),
         "state_file": str(router_state_file(ctx)),
         "problem_type": cfg.data.problem_type or "classification",
-        "positive_label": cfg.promotion.positive_label,
+        "positive_label": cfg.positive_label(),
         "variants": [
             {
                 "role": variant,

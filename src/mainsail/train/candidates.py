@@ -1,9 +1,15 @@
 """Candidate model families: defaults, search spaces, and fitting on preprocessed arrays.
 
 Families: `baseline` (constant predictor), `linear` (logistic / ridge regression), `tree`
-(histogram gradient boosting), `forest` (random forest) and `mlp` (PyTorch). Tuning, cross-
-validation and the final fit all go through :func:`fit_arrays`, so a trial logged by the tuner
-is re-run by calling it again with the logged parameters.
+(scikit-learn's histogram gradient boosting, its defaults), `lightgbm` (LightGBM's gradient
+boosting, in process here; on Ray Train for large data, `mainsail.train.lgbm_ray`), `forest`
+(random forest) and `mlp` (PyTorch). Tuning, cross-validation and the in-process final fit all
+go through :func:`fit_arrays`, so a trial logged by the tuner is re-run by calling it again with
+the logged parameters.
+
+Every family's defaults depend on the problem type that the data stage decided (configured or
+detected), never on the config's `data.problem_type` alone: a detected regression gets the
+regression defaults.
 """
 
 from __future__ import annotations
@@ -16,25 +22,45 @@ import numpy as np
 
 from mainsail.config import ProjectConfig
 
-FAMILIES = ("baseline", "linear", "tree", "forest", "mlp")
+FAMILIES = ("baseline", "linear", "tree", "lightgbm", "forest", "mlp")
+
+#: Simplicity order: among candidates whose scores are statistically tied, the simplest wins
+#: (cheaper to fit, serve and explain; fewer ways to overfit a selection).
+SIMPLICITY = {f: i for i, f in enumerate(FAMILIES)}
 
 #: Family → define-by-run Optuna search space; `trial` is an `optuna.Trial`.
 SearchSpace = Callable[[Any], dict[str, Any]]
 
 
-def default_params(family: str, cfg: ProjectConfig) -> dict[str, Any]:
-    """Untuned hyperparameters of a family."""
+def default_params(
+    family: str, cfg: ProjectConfig, problem_type: str | None = None
+) -> dict[str, Any]:
+    """Untuned hyperparameters of a family for `problem_type` (the data stage's decision; the
+    config's `data.problem_type` when not given, classification when that is unset too)."""
+    kind = problem_type or cfg.data.problem_type or "classification"
     if family == "baseline":
         return {}
     if family == "linear":
-        return {"C": 1.0} if _is_clf(cfg) else {"alpha": 1.0}
+        return {"C": 1.0} if kind == "classification" else {"alpha": 1.0}
     if family == "tree":
+        # scikit-learn's own defaults: the untuned tree is the plain HistGradientBoosting that
+        # every selection must at least match.
         return {
             "learning_rate": 0.1,
-            "max_iter": 200,
+            "max_iter": 100,
             "max_leaf_nodes": 31,
             "min_samples_leaf": 20,
             "l2_regularization": 0.0,
+        }
+    if family == "lightgbm":
+        return {
+            "learning_rate": 0.05,
+            "n_estimators": 300,
+            "num_leaves": 31,
+            "min_child_samples": 20,
+            "subsample": 0.8,
+            "colsample_bytree": 0.8,
+            "reg_lambda": 1.0,
         }
     if family == "forest":
         return {"n_estimators": 200, "max_depth": None, "min_samples_leaf": 2, "max_features": 0.5}
@@ -49,10 +75,6 @@ def default_params(family: str, cfg: ProjectConfig) -> dict[str, Any]:
             "weight_decay": 0.0,
         }
     raise ValueError(f"unknown candidate family {family!r}; expected one of {', '.join(FAMILIES)}")
-
-
-def _is_clf(cfg: ProjectConfig) -> bool:
-    return cfg.data.problem_type != "regression"
 
 
 def search_space(family: str, problem_type: str, cfg: ProjectConfig) -> SearchSpace:
@@ -70,6 +92,17 @@ def search_space(family: str, problem_type: str, cfg: ProjectConfig) -> SearchSp
             "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 8, 64, log=True),
             "min_samples_leaf": trial.suggest_int("min_samples_leaf", 5, 100, log=True),
             "l2_regularization": trial.suggest_float("l2_regularization", 1e-4, 10.0, log=True),
+        }
+
+    def lightgbm(trial: Any) -> dict[str, Any]:
+        return {
+            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+            "n_estimators": trial.suggest_int("n_estimators", 50, 500, log=True),
+            "num_leaves": trial.suggest_int("num_leaves", 7, 127, log=True),
+            "min_child_samples": trial.suggest_int("min_child_samples", 5, 200, log=True),
+            "subsample": trial.suggest_float("subsample", 0.5, 1.0),
+            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
+            "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 30.0, log=True),
         }
 
     def forest(trial: Any) -> dict[str, Any]:
@@ -92,7 +125,13 @@ def search_space(family: str, problem_type: str, cfg: ProjectConfig) -> SearchSp
             "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
         }
 
-    spaces: dict[str, SearchSpace] = {"linear": linear, "tree": tree, "forest": forest, "mlp": mlp}
+    spaces: dict[str, SearchSpace] = {
+        "linear": linear,
+        "tree": tree,
+        "lightgbm": lightgbm,
+        "forest": forest,
+        "mlp": mlp,
+    }
     if family not in spaces:
         raise ValueError(
             f"candidate family {family!r} cannot be tuned; tunable: {', '.join(spaces)}"
@@ -100,8 +139,24 @@ def search_space(family: str, problem_type: str, cfg: ProjectConfig) -> SearchSp
     return spaces[family]
 
 
-def make_estimator(family: str, params: dict[str, Any], problem_type: str, seed: int) -> Any:
-    """An unfitted scikit-learn estimator of a family (every family but `mlp`)."""
+def lightgbm_params(params: dict[str, Any], problem_type: str, seed: int, threads: int) -> dict:
+    """LightGBM's own parameters for the family's hyperparameters: deterministic, quiet, row
+    subsampling switched on when `subsample` < 1 (LightGBM ignores it without a frequency)."""
+    return {
+        **params,
+        "subsample_freq": 1 if float(params.get("subsample", 1.0)) < 1.0 else 0,
+        "random_state": seed,
+        "n_jobs": threads,
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbose": -1,
+    }
+
+
+def make_estimator(
+    family: str, params: dict[str, Any], problem_type: str, seed: int, threads: int = 1
+) -> Any:
+    """An unfitted scikit-learn-API estimator of a family (every family but `mlp`)."""
     from sklearn.dummy import DummyClassifier, DummyRegressor
     from sklearn.ensemble import (
         HistGradientBoostingClassifier,
@@ -122,6 +177,11 @@ def make_estimator(family: str, params: dict[str, Any], problem_type: str, seed:
         cls = HistGradientBoostingClassifier if clf else HistGradientBoostingRegressor
         # Fixed iterations (no internal early stopping) so a trial is a pure function of params.
         return cls(**params, early_stopping=False, random_state=seed)
+    if family == "lightgbm":
+        from lightgbm import LGBMClassifier, LGBMRegressor
+
+        lgbm = LGBMClassifier if clf else LGBMRegressor
+        return lgbm(**lightgbm_params(params, problem_type, seed, threads))
     if family == "forest":
         cls = RandomForestClassifier if clf else RandomForestRegressor
         return cls(**params, n_jobs=1, random_state=seed)
@@ -165,12 +225,14 @@ def fit_arrays(
     X_valid: np.ndarray | None = None,
     y_valid: np.ndarray | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    threads: int = 1,
 ) -> Any:
     """Fit one family on preprocessed arrays; returns an object with predict (and predict_proba).
 
     The MLP uses `X_valid`/`y_valid` for early stopping (it holds out 10% of `X` when they are
-    not given) and trains in this process; the final fit trains on Ray instead
-    (:func:`mainsail.train.mlp_ray.fit_mlp_on_ray`).
+    not given; a refit sets `patience` above `epochs` so that every epoch runs)
+    and trains in this process; large final fits train on Ray Train instead
+    (:mod:`mainsail.train.mlp_ray`, :mod:`mainsail.train.lgbm_ray`).
     """
     if family == "mlp":
         from mainsail.train.mlp_model import MLPModel, MLPParams, TargetCoding
@@ -194,7 +256,7 @@ def fit_arrays(
         model = MLPModel(fit.state, X.shape[1], mlp_params, coding)
         model.history = fit.history
         return model
-    est = make_estimator(family, params, problem_type, seed)
+    est = make_estimator(family, params, problem_type, seed, threads)
     if sample_weight is not None and family != "baseline":
         est.fit(X, y, sample_weight=sample_weight)
     else:
@@ -226,9 +288,11 @@ def candidate_list(cfg: ProjectConfig) -> list[str]:
     return ["baseline", *dict.fromkeys(fams)]
 
 
-def initial_params(cfg: ProjectConfig, families: list[str]) -> dict[str, dict[str, Any]]:
+def initial_params(
+    cfg: ProjectConfig, families: list[str], problem_type: str | None = None
+) -> dict[str, dict[str, Any]]:
     """Each family's default hyperparameters (tuning replaces those of the families it tuned)."""
-    params = {f: default_params(f, cfg) for f in families}
+    params = {f: default_params(f, cfg, problem_type) for f in families}
     if "mlp" in params:
         params["mlp"] = mlp_params_dict(params["mlp"])
     return params

@@ -9,7 +9,6 @@ and reports the device its weights trained on (`MLPFit.device`), so a caller can
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train.torch
     import torch
 
+    from mainsail.train.ray_runtime import report_from_rank0
     from mainsail.train.torch_model import train_mlp
 
     torch.set_num_threads(1)  # one CPU per worker: avoid oversubscribing the node
@@ -52,13 +52,12 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
         wrap_model=ray.train.torch.prepare_model,
     )
     metrics = {"best_epoch": fit.best_epoch, "epochs_run": len(fit.history), "device": fit.device}
-    if rank == 0:
-        with tempfile.TemporaryDirectory() as tmp:
-            np.savez(Path(tmp) / _STATE_FILE, **fit.state)  # type: ignore[arg-type]
-            (Path(tmp) / "history.json").write_text(json.dumps(fit.history))
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-    else:
-        ray.train.report(metrics)
+
+    def write(folder: Path) -> None:
+        np.savez(folder / _STATE_FILE, **fit.state)  # type: ignore[arg-type]
+        (folder / "history.json").write_text(json.dumps(fit.history))
+
+    report_from_rank0(metrics, write)
 
 
 def fit_mlp_on_ray(
@@ -77,13 +76,13 @@ def fit_mlp_on_ray(
     """Train on Ray with `ray_cfg.num_workers` workers (GPUs when `ray_cfg.use_gpu`)."""
     import json
 
+    from mainsail.train.ray_runtime import ensure_ray
+
+    ensure_ray(ray_cfg)
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from mainsail.train.ray_runtime import ensure_ray
-
-    ensure_ray(ray_cfg)
     data_ref = ray.put((X, y, X_valid, y_valid, sample_weight))
     storage_dir.mkdir(parents=True, exist_ok=True)
     trainer = TorchTrainer(

@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from mainsail.config.train import RayConfig
 
 
+def quiet_ray() -> None:
+    """Keep Ray's start-up notices off the CLI: the notice that token authentication is on
+    (it stays on: Ray's default for a new local cluster; only the log line is silenced) and Ray
+    Data's own DeprecationWarnings (raised by its default context, not by our calls). Called
+    before anything of Ray is imported or started."""
+    import logging
+    import warnings
+
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+        logging.ERROR
+    )
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray\.data\.context")
+
+
 def ensure_ray(ray_cfg: RayConfig) -> int:
-    """Initialise Ray unless it already runs; return the CPUs it has."""
+    """Initialise Ray (once per process, quietly) unless it already runs; return its CPUs."""
+    quiet_ray()
     import ray
 
     if not ray.is_initialized():
@@ -37,3 +55,18 @@ def preload_worker_modules() -> None:
     'pandas' has no attribute '_pandas_datetime_CAPI'"), which failed a tuning trial in CI."""
     import pandas  # noqa: F401
     import sklearn.base  # noqa: F401
+
+
+def report_from_rank0(metrics: dict[str, Any], write: Callable[[Path], None]) -> None:
+    """Inside a Ray Train worker: every rank reports `metrics`; rank 0 also hands back a
+    checkpoint, the folder that `write(folder)` fills (the fitted model's files)."""
+    import tempfile
+
+    import ray.train
+
+    if ray.train.get_context().get_world_rank() == 0:
+        with tempfile.TemporaryDirectory() as tmp:
+            write(Path(tmp))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+    else:
+        ray.train.report(metrics)

@@ -13,7 +13,8 @@ Why Ray Tune's defaults are slow here (read from Ray 2.60's source):
 What this module does instead:
 
 * `auto` picks the way from a probe: trial 0 runs in-process, and if it took less than
-  `tune.short_trial_s` the search stays in-process (an Optuna study with the same seeded TPE
+  `tune.short_trial_s`, or Ray is not running and would run fewer than `MIN_RAY_BATCH` trials at
+  once (a two-CPU machine), the search stays in-process (an Optuna study with the same seeded TPE
   sampler, no scheduling overhead at all), otherwise the rest goes to Ray. When Ray already
   runs in this process (started by the caller, an earlier Ray search or a Ray Train fit), the
   probe shares the first batch: trials 1..k-1 run as Ray tasks while it runs, so it costs no
@@ -64,6 +65,7 @@ from mainsail.config import ProjectConfig
 from mainsail.config.train import RayConfig
 from mainsail.evaluate.metrics import greater_is_better, metric_fn, model_output
 from mainsail.train.candidates import fit_arrays, search_space
+from mainsail.train.model import align_columns
 from mainsail.train.threads import limit_threads
 
 #: `objective(params, report) -> score`; iterative objectives call `report(step, value)` after
@@ -142,6 +144,12 @@ class SearchSettings:
     threads: int = 1
 
 
+#: `auto` starts Ray for long trials only when it runs at least this many at once: with two
+#: CPUs (this project's machines), Ray's start-up (tens of seconds on a loaded machine) costs
+#: more than running the trials one after the other saves. A Ray already running is used.
+MIN_RAY_BATCH = 3
+
+
 class _PrunedError(Exception):
     """Raised inside an in-process trial that the pruner stopped."""
 
@@ -176,10 +184,13 @@ def evaluate_params(
             X_valid=data.X_valid,
             y_valid=data.y_valid,
             on_epoch=on_epoch,
+            threads=threads,
         )
         if family == "mlp":
             return float(min(h["valid_loss"] for h in model.history))
         out = model_output(model, data.X_valid, data.problem_type)
+    if data.classes is not None:
+        out = align_columns(out, model.classes_, data.classes)
     return metric_fn(metric, data.problem_type, data.classes)(data.y_valid, out)
 
 
@@ -396,7 +407,12 @@ def run_search(
                 raw = dict(trial.params)
                 keep(_record(number, out.backend, raw, p, settings, value, out.state, out.seconds))
                 number += 1
-            if backend == "auto" and first and records[0].duration_s >= settings.short_trial_s:
+            if (
+                backend == "auto"
+                and first
+                and (k >= MIN_RAY_BATCH or _ray_running())
+                and records[0].duration_s >= settings.short_trial_s
+            ):
                 where = "ray_tune" if settings.iterative else "ray"
                 if where == "ray_tune":
                     break
