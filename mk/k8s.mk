@@ -39,10 +39,12 @@ cluster-build: ## Build the local cluster's binaries and images from Go modules 
 kind-up: ## Create the kind cluster (kind-config.yaml), the CNI, the GPU pool and the operators; idempotent
 	@scripts/kind/up.sh
 
+# kind-e2e uses the pipeline venv (pytest, the kubernetes client), the images (install.sh builds
+# and loads them) and the cluster (kind-up is idempotent: an existing cluster is kept).
 .PHONY: kind-e2e
-kind-e2e: kind-up ## kind-up, install Mainsail, then the smoke test: train, deploy a canary, predict, read drift metrics
+kind-e2e: envs kind-up ## Install Mainsail on the kind cluster (helm), then tests/cluster; the Seldon smoke test where Seldon runs (upstream mode)
 	@scripts/kind/install.sh
-	@scripts/kind/smoke.sh
+	@scripts/kind/e2e.sh
 
 .PHONY: kind-netpol-check
 kind-netpol-check: ## Prove on the kind cluster that NetworkPolicy is enforced (allow/deny across nodes)

@@ -313,6 +313,11 @@ build_images() {
   put_data "$prom_dir/documentation/examples/prometheus.yml" "$prom_dir/LICENSE" "$prom_dir/NOTICE" "$ctx"
   timed img:prometheus build_image "$PROMETHEUS_IMAGE" prometheus "$ctx"
 
+  # Redis for the chart's Feast online store (the tag of upstream's Debian bookworm image)
+  ctx=$(stage redis)
+  printf '%s\n' "$REDIS_VERSION" > "$ctx/version"
+  timed img:redis build_image "$REDIS_IMAGE" redis "$ctx"
+
   # the local cluster's S3 store
   timed pip:seaweedfs stage_weed
   ctx=$(stage seaweedfs)

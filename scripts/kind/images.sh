@@ -1,17 +1,48 @@
 #!/usr/bin/env bash
-# Build the three runtime images (scripts/images.sh: BuildKit, the local base where no registry
-# answers) and load them into the kind nodes. The chart uses imagePullPolicy IfNotPresent, so
-# the loaded images are used as they are.
+# Build the three Mainsail images (scripts/images.sh: BuildKit, the local base where no registry
+# answers) and load each into the kind nodes whose pods run it, no further: the chart uses
+# imagePullPolicy IfNotPresent, so the loaded images are used as they are.
+#
+#   pipeline (7 GB: PyPI's CUDA torch)  the CPU pool: Ray head and CPU workers, the trigger, the
+#                                        e2e's pods
+#   ray-node (0.5 GB, made here from     the GPU pool: the kind values' GPU Ray workers. The GPU
+#     the pipeline image: Ray only)      node has no GPU, and the pipeline image a second time
+#                                        does not fit the CI machine's disk (scripts/kind/ray-node)
+#   serving, drift                       the CPU pool, where Seldon runs the Server pod; only where
+#                                        Seldon Core 2 is installed (not in local mode yet, issue 17)
+#   Redis (local mode: built here)       the CPU pool; upstream mode pulls it
+# The control plane runs none of them (it keeps its NoSchedule taint).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
-need docker
+local_tools
+need docker kubectl
 
-step "build the images"
-"$ROOT/scripts/images.sh"
+step "build the Mainsail images"
+built=$("$ROOT/scripts/images.sh" | tee /dev/stderr)
 DOCKER_HOST=$("$ROOT/scripts/docker.sh" host)
 export DOCKER_HOST
-if [ "${LOAD:-1}" = 1 ] && command -v kind >/dev/null && kind get clusters | grep -qx "$CLUSTER"; then
-  for env in pipeline serving drift; do
-    kind load docker-image "$REGISTRY/mainsail-$env:$TAG" --name "$CLUSTER"
-  done
+pipeline=$REGISTRY/mainsail-pipeline:$TAG
+pipeline_id=$(docker image inspect -f '{{.Id}}' "$pipeline")
+if [ "$(docker image inspect -f '{{index .Config.Labels "io.mainsail.pipeline"}}' "$RAY_NODE_IMAGE" 2>/dev/null)" != "$pipeline_id" ]; then
+  base=$(sed -n 's/^image .*mainsail-pipeline.*(base \(.*\))$/\1/p' <<< "$built")
+  [ -n "$base" ] || { echo "images.sh named no base image for the pipeline image" >&2; exit 1; }
+  start=$(date +%s)
+  # BuildKit's client: one with buildx, else Debian's docker.io client (as scripts/images.sh)
+  buildkit=docker
+  docker buildx version >/dev/null 2>&1 || buildkit=/usr/bin/docker
+  DOCKER_BUILDKIT=1 "$buildkit" build -q --build-arg "PIPELINE_IMAGE=$pipeline" \
+    --build-arg "PYTHON_IMAGE=$base" --label "io.mainsail.pipeline=$pipeline_id" \
+    -t "$RAY_NODE_IMAGE" "$ROOT/scripts/kind/ray-node" >/dev/null
+  echo "image $RAY_NODE_IMAGE: $(($(date +%s) - start)) s, $(($(docker image inspect -f '{{.Size}}' "$RAY_NODE_IMAGE") / 1000000)) MB"
+fi
+[ "${LOAD:-1}" = 1 ] || exit 0
+
+step "load them into the nodes that run them"
+load_images cpu "$pipeline"
+load_images gpu "$RAY_NODE_IMAGE"
+if [ "$MAINSAIL_CLUSTER_SOURCE" = upstream ]; then
+  load_images cpu "$REGISTRY/mainsail-serving:$TAG" "$REGISTRY/mainsail-drift:$TAG"
+else
+  load_images cpu "$REDIS_IMAGE"
+  echo "  serving, drift: not loaded (no Seldon Core 2 in local mode yet, issue 17)"
 fi

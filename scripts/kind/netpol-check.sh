@@ -4,10 +4,7 @@
 # default-deny ingress, then ingress allowed from the client label only. Leaves nothing behind.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
-if [ "$MAINSAIL_CLUSTER_SOURCE" = local ]; then
-  source "$ROOT/scripts/cluster/lib.sh"
-  export PATH="$CLUSTER_TOOLS:$PATH"
-fi
+local_tools
 need kubectl
 ns=mainsail-netpol-check
 kubectl delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
@@ -29,7 +26,7 @@ kind: Pod
 metadata: {name: client, labels: {role: client}}
 spec:
   nodeSelector: {mainsail.io/pool: gpu}
-  tolerations: [{key: mainsail.io/pool, operator: Exists}]
+  tolerations: [{key: mainsail.io/pool, operator: Exists}, {key: nvidia.com/gpu, operator: Exists}]
   containers: [{name: client, image: $KUBE_ROUTER_IMAGE, command: [sleep, infinity]}]
 ---
 apiVersion: v1

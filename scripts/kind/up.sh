@@ -31,10 +31,12 @@ fi
 kubectl config use-context "kind-$CLUSTER" >/dev/null
 
 if [ "$MAINSAIL_CLUSTER_SOURCE" = local ]; then
-  step "load the CNI and operator images into the nodes"
-  # kind skips a node that already holds the image
-  kind load docker-image --name "$CLUSTER" "$KUBE_ROUTER_IMAGE" "$KUBERAY_IMAGE" \
-    "$PROMETHEUS_OPERATOR_IMAGE" "$PROMETHEUS_CONFIG_RELOADER_IMAGE" "$PROMETHEUS_IMAGE" "$SEAWEEDFS_IMAGE"
+  step "load the CNI and operator images into the nodes that run them"
+  # the CNI on every node; the operators, Prometheus and the S3 store run on the CPU pool (the
+  # control plane keeps its NoSchedule taint, the GPU pool its taints)
+  load_images all "$KUBE_ROUTER_IMAGE"
+  load_images cpu "$KUBERAY_IMAGE" "$PROMETHEUS_OPERATOR_IMAGE" "$PROMETHEUS_CONFIG_RELOADER_IMAGE" \
+    "$PROMETHEUS_IMAGE" "$SEAWEEDFS_IMAGE"
 fi
 
 step "CNI: kube-router $KUBE_ROUTER_VERSION"
@@ -57,13 +59,14 @@ done
 
 "$ROOT/scripts/kind/operators.sh"
 
-if [ "$MAINSAIL_CLUSTER_SOURCE" = local ]; then
-  step "S3 store: SeaweedFS $SEAWEEDFS_VERSION in namespace mainsail-s3 (http://seaweedfs-s3.mainsail-s3:8333)"
-  sed "s|SEAWEEDFS_IMAGE|$SEAWEEDFS_IMAGE|g" "$ROOT/scripts/kind/manifests/s3.yaml" | kubectl apply -f - >/dev/null
-  wait_deployment mainsail-s3 seaweedfs
-  # a signed S3 round trip from inside the cluster: create a bucket, put and read back an object
-  kubectl -n mainsail-s3 delete pod s3-check --ignore-not-found --wait=true >/dev/null
-  kubectl -n mainsail-s3 apply -f - >/dev/null <<YAML
+step "S3 store: SeaweedFS $SEAWEEDFS_VERSION in namespace mainsail-s3 (http://seaweedfs-s3.mainsail-s3:8333)"
+# in both modes: the chart's MinIO release cannot be built here, and the kind path is the same
+# code in both (scripts/kind/values.yaml points the chart at this store)
+sed "s|SEAWEEDFS_IMAGE|$SEAWEEDFS_IMAGE|g" "$ROOT/scripts/kind/manifests/s3.yaml" | kubectl apply -f - >/dev/null
+wait_deployment mainsail-s3 seaweedfs
+# a signed S3 round trip from inside the cluster: create a bucket, put and read back an object
+kubectl -n mainsail-s3 delete pod s3-check --ignore-not-found --wait=true >/dev/null
+kubectl -n mainsail-s3 apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: Pod
 metadata: {name: s3-check}
@@ -89,11 +92,10 @@ spec:
           curl -f "\${s[@]}" -T /tmp/object "\$u/object" >/dev/null
           test "\$(curl -f "\${s[@]}" "\$u/object")" = ok
 YAML
-  wait_for "S3 round trip (bucket, put, get) from a pod" 120 \
-    kubectl -n mainsail-s3 wait --for=jsonpath='{.status.phase}'=Succeeded --timeout=10s pod/s3-check ||
-    { kubectl -n mainsail-s3 logs s3-check >&2 || true; exit 1; }
-  kubectl -n mainsail-s3 delete pod s3-check --wait=false >/dev/null
-fi
+wait_for "S3 round trip (bucket, put, get) from a pod" 120 \
+  kubectl -n mainsail-s3 wait --for=jsonpath='{.status.phase}'=Succeeded --timeout=10s pod/s3-check ||
+  { kubectl -n mainsail-s3 logs s3-check >&2 || true; exit 1; }
+kubectl -n mainsail-s3 delete pod s3-check --wait=false >/dev/null
 
 step "checks"
 # Pod Security admission (built into the API server): a namespace enforcing "restricted"

@@ -1,7 +1,8 @@
-"""The RayJob example's entrypoint, run where KubeRay runs it: in the pipeline image as the Ray
-head container is configured (uid 10001, read-only root, /tmp and /dev/shm emptyDirs, the S3
-environment with the keys of the chart's Secret), on the cluster network where the chart's
-MinIO Service name resolves. It must train and publish the model to the registry.
+"""The RayJob example's entrypoint, run where KubeRay runs it: in the pipeline image as the
+chart's RayCluster head container is configured (uid 10001, read-only root, /tmp and /dev/shm
+emptyDirs, the S3 environment with the keys of the chart's Secret), on the cluster network where
+the chart's MinIO Service name resolves. It must train and publish the model to the registry.
+(tests/cluster runs it through the real KubeRay operator on the kind cluster.)
 
 The entrypoint used to be `mainsail run /app/configs/churn.yaml`: it wrote its data and run
 folder under /app (read-only: the run failed) and never published, so no model trained on Ray
@@ -44,7 +45,9 @@ def test_the_rayjob_entrypoint_trains_and_publishes_to_the_registry(
     cluster: Cluster, minio: Pod, s3_client: Any, published: int
 ) -> None:
     job = yaml.safe_load(RAYJOB.read_text())
-    head = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    ray_cluster = next(o for o in cluster.objects if o["kind"] == "RayCluster")
+    assert job["spec"]["clusterSelector"]["ray.io/cluster"] == ray_cluster["metadata"]["name"]
+    head = ray_cluster["spec"]["headGroupSpec"]["template"]["spec"]
     container = dict(head["containers"][0])
     for key in ("ports", "livenessProbe", "readinessProbe"):
         container.pop(key, None)

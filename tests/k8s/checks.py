@@ -221,7 +221,9 @@ def pod_specs(obj: Obj) -> Iterator[PodSpecRef]:
     elif kind == "RayCluster":
         yield from _ray_cluster(spec, name, ann)
     elif kind == "RayJob":
-        yield from _ray_cluster(spec.get("rayClusterSpec") or {}, name, ann)
+        # a RayJob on an existing RayCluster (clusterSelector) has no pod templates of its own
+        if "rayClusterSpec" in spec:
+            yield from _ray_cluster(spec["rayClusterSpec"], name, ann)
         if "submitterPodTemplate" in spec:
             yield tmpl(spec["submitterPodTemplate"], f"{name} submitter", False)
     elif kind == "Server" and api_group(obj) == "mlops.seldon.io":

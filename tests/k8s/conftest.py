@@ -11,6 +11,7 @@ import shutil
 from typing import Any
 
 import pytest
+import yaml
 
 from . import checks
 
@@ -38,6 +39,9 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "redis-off": {
         "redis": {"enabled": False, "external": {"host": "redis.data.svc", "port": 6380}}
     },
+    # the kind cluster's values (scripts/kind/install.sh): the cluster's S3 store, Feast off,
+    # Ray sized for a 2-CPU node with a GPU worker
+    "kind": yaml.safe_load((checks.ROOT / "scripts" / "kind" / "values.yaml").read_text()),
     "minimal": {
         "serving": {"enabled": False},
         "ray": {"enabled": False},

@@ -85,18 +85,32 @@ def test_chart_uses_naming_ports_and_names(default_objects: list[checks.Obj]) ->
 
 
 def test_deployer_role_is_least_privilege(default_objects: list[checks.Obj]) -> None:
-    role = next(o for o in default_objects if o["kind"] == "Role")
-    assert role["metadata"]["name"] == naming.deployer_service_account()
+    roles = {o["metadata"]["name"]: o for o in default_objects if o["kind"] == "Role"}
+    trigger = naming.fullname(naming.RELEASE_NAME, "retrain-trigger")
+    assert set(roles) == {naming.deployer_service_account(), trigger}
+    assert roles[trigger]["rules"] == [
+        {"apiGroups": ["ray.io"], "resources": ["rayjobs"], "verbs": ["create"]}
+    ]
+    role = roles[naming.deployer_service_account()]
     assert role["rules"] == [
         {
             "apiGroups": ["mlops.seldon.io"],
             "resources": ["models", "experiments"],
-            "verbs": ["get", "list", "watch", "create", "update", "patch"],
+            # what mainsail.deploy.kubernetes calls (tests/cluster records and checks it)
+            "verbs": ["get", "create", "update"],
         }
     ]
     assert not [o for o in default_objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
-    # Only the deployer mounts an API token.
+    # Only the deployer's ServiceAccount mounts an API token, and the trigger's pods ask for one
+    # (its rayjob action creates RayJobs, all its own Role grants).
     for obj in default_objects:
         if obj["kind"] == "ServiceAccount":
             mounts = obj.get("automountServiceAccountToken")
             assert mounts is (obj["metadata"]["name"] == naming.deployer_service_account())
+    pods = {
+        o["metadata"]["name"]: o["spec"]["template"]["spec"]
+        for o in default_objects
+        if o["kind"] == "Deployment"
+    }
+    mounting = {n for n, p in pods.items() if p.get("automountServiceAccountToken")}
+    assert mounting == {naming.fullname(naming.RELEASE_NAME, "retrain-trigger")}

@@ -25,6 +25,11 @@ def test_both_overlays_create_a_pod_security_labelled_namespace(
         labels = ns["metadata"]["labels"]
         assert labels["pod-security.kubernetes.io/audit"] == "restricted"
         assert labels["pod-security.kubernetes.io/enforce"] in ("baseline", "restricted")
+    # The kind cluster's namespace enforces "restricted" (as scripts/kind/install.sh labels it);
+    # production keeps "baseline" until Seldon's Server pod meets "restricted" (issue 17).
+    kind_ns = find(overlay_objects["kind"], "Namespace", "mainsail")
+    assert kind_ns is not None
+    assert kind_ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
 def test_kind_overlay_shrinks_requests(overlay_objects: dict[str, list[checks.Obj]]) -> None:

@@ -23,8 +23,13 @@ _PATH = re.compile(
 class FakeKubeAPI:
     """ASGI app; `objects` maps (plural, namespace, name) -> stored object."""
 
-    def __init__(self, forbidden_namespaces: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, forbidden_namespaces: tuple[str, ...] = (), concurrent_writes: int = 0
+    ) -> None:
         self.forbidden = set(forbidden_namespaces)
+        #: The next this-many GETs of a stored object are each followed by another client's
+        #: write (its resourceVersion moves on), as a race with a controller would do.
+        self.concurrent_writes = concurrent_writes
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []
         self._rv = 0
@@ -56,6 +61,9 @@ class FakeKubeAPI:
                 await self._send(send, 404, _status(404, "NotFound", name))
                 return
             await self._send(send, 200, stored)
+            if self.concurrent_writes > 0:
+                self.concurrent_writes -= 1
+                self._store((plural, ns, name), stored)
         elif method == "PUT" and name is not None:
             obj = json.loads(body)
             key = (plural, ns, name)

@@ -1,9 +1,9 @@
 """Seldon Core 2 resources rendered by the Kubernetes deployer validate against the upstream
 CRD schemas and are applied with the real kubernetes client.
 
-No Kubernetes API server can run here: `apply` is exercised against a recorded fake API
-(tests/unit/fake_kube_api.py, a real HTTP server implementing create/get/replace of custom
-objects).
+`apply` is exercised here against a recorded fake API (tests/support/kube.py, a real HTTP
+server implementing create/get/replace of custom objects) for its edge cases; tests/cluster runs
+it against the kind cluster's API server.
 """
 
 from __future__ import annotations
@@ -142,6 +142,32 @@ def test_apply_reports_an_api_error_by_object() -> None:
         objects = k8s.render(_cfg(namespace="prod"), 1, 2, 10)
         with pytest.raises(k8s.DeployError, match="creating Model prod/churn-v1 failed: 403"):
             k8s.apply(objects, api_client)
+        api_client.close()
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(("races", "outcome"), [(2, "replaced (attempt 3)"), (3, "409")])
+def test_apply_reads_again_after_a_conflict_then_gives_up(races: int, outcome: str) -> None:
+    """Edge case of the retry (tests/cluster races the real API server once): the object
+    changes after each of `races` reads; three attempts, then a DeployError naming the 409."""
+    from kubernetes import client
+
+    fake = FakeKubeAPI()
+    server = ServerThread(fake).start()
+    try:
+        api_client = client.ApiClient(client.Configuration(host=server.url))
+        k8s.apply(k8s.render(_cfg(), 1, 2, 10), api_client)
+        fake.concurrent_writes = races
+        experiment = k8s.render(_cfg(), 1, 2, 30)[-1:]
+        if outcome == "409":
+            with pytest.raises(k8s.DeployError, match=r"replacing Experiment .* failed: 409"):
+                k8s.apply(experiment, api_client)
+        else:
+            assert k8s.apply(experiment, api_client) == [
+                f"{outcome.split(' ', 1)[0]} Experiment mainsail/churn-canary "
+                f"{outcome.split(' ', 1)[1]}"
+            ]
         api_client.close()
     finally:
         server.stop()

@@ -57,9 +57,6 @@ def run(
     ] = False,
 ) -> None:
     """Run the lifecycle on CONFIG and write a run folder (data stage, training, evaluation)."""
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from mainsail.lifecycle.run import run as run_stages
 
     cfg = read_config(config, set_)
     if runner in ("kfp-local", "kfp-docker"):
@@ -75,8 +72,21 @@ def run(
     if not console.is_terminal:
         # Output to a file or a pipe: no live bar (it would draw nothing until the end), one
         # line per stage and quarter instead, so a long run shows where it is.
-        _run_with_log_lines(cfg, config)
-        return
+        result = _run_with_log_lines(cfg, config)
+    else:
+        result = _run_with_bar(cfg, config)
+    _print_run_result(result)
+    train = result.summary.get("train")
+    if registry is not None and train is not None and train.get("chosen"):
+        _publish_run(cfg, registry, result.run_dir / "model")
+
+
+def _run_with_bar(cfg: ProjectConfig, config: Path) -> Any:
+    """`mainsail run` with a live progress bar per stage (output to a terminal)."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from mainsail.lifecycle.run import run as run_stages
+
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description:<12}"),
@@ -93,13 +103,12 @@ def run(
             bar.update(tasks[stage], completed=max(0.0, min(1.0, done)))
 
         try:
-            result = run_stages(cfg, config_path=config.resolve(), progress=progress)
+            return run_stages(cfg, config_path=config.resolve(), progress=progress)
         except user_errors() as err:
             raise fail(str(err)) from None
-    _print_run_result(result)
 
 
-def _run_with_log_lines(cfg: ProjectConfig, config: Path) -> None:
+def _run_with_log_lines(cfg: ProjectConfig, config: Path) -> Any:
     """`mainsail run` with plain progress lines (`[  12.3s] tune 50%`), flushed as they come."""
     import time
 
@@ -117,10 +126,9 @@ def _run_with_log_lines(cfg: ProjectConfig, config: Path) -> None:
         print(f"[{elapsed:7.1f}s] {stage} {quarter * 25}%", flush=True)
 
     try:
-        result = run_stages(cfg, config_path=config.resolve(), progress=progress)
+        return run_stages(cfg, config_path=config.resolve(), progress=progress)
     except user_errors() as err:
         raise fail(str(err)) from None
-    _print_run_result(result)
 
 
 def _print_run_result(result: Any) -> None:
@@ -155,8 +163,6 @@ def _print_run_result(result: Any) -> None:
             table.add_row(name, str(path))
     console.print(table)
     console.print(f"[bold green]run folder:[/] {result.run_dir}")
-    if registry is not None and train is not None and train.get("chosen"):
-        _publish_run(cfg, registry, result.run_dir / "model")
 
 
 def _publish_target(cfg: ProjectConfig) -> Any:

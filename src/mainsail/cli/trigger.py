@@ -1,6 +1,6 @@
 """`mainsail trigger …`: the retrain trigger (Alertmanager webhook receiver).
 
-mainsail trigger serve CONFIG [--host H] [--port P] [--state-dir DIR]
+mainsail trigger serve CONFIG [--host H] [--port P] [--state-dir DIR] [--set KEY=VALUE ...]
 mainsail trigger runs CONFIG           # what the trigger started, from its state file
 """
 
@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from mainsail.cli.common import SetOpt, parse_overrides
 from mainsail.config import ConfigError, load_config
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ def serve(
         Path | None, typer.Option(help="State folder (monitor.trigger.state_dir).")
     ] = None,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
+    set_: SetOpt = None,
 ) -> None:
     """Receive Alertmanager webhooks on POST /alerts and start retraining runs."""
     from mainsail.retrain.server import TriggerServer
@@ -48,7 +50,7 @@ def serve(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        cfg = load_config(config)
+        cfg = load_config(config, parse_overrides(set_))
     except ConfigError as err:
         raise _fail(str(err)) from None
     tcfg = cfg.monitor.trigger

@@ -67,6 +67,18 @@ class AlertRulesConfig(StrictModel):
     """`variant` label value of the canary (challenger) in the router's metrics."""
 
 
+class RayJobActionConfig(StrictModel):
+    """The trigger's `rayjob` action: each retraining run is a KubeRay RayJob on a RayCluster."""
+
+    cluster: str | None = None
+    """Name of the RayCluster that runs the job (the chart's is `<release>-ray`)."""
+    namespace: str = Field(default="mainsail", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    """Namespace of the RayCluster and of the RayJobs."""
+    entrypoint: str | None = None
+    """Shell command the job runs on the Ray head; `{model}`, `{version}`, `{alert}` and
+    `{run_id}` are filled in. `command` (joined) when null."""
+
+
 class RetrainTriggerConfig(StrictModel):
     """The Alertmanager webhook receiver that starts retraining runs."""
 
@@ -81,8 +93,9 @@ class RetrainTriggerConfig(StrictModel):
     state_dir: Path = Path("monitor-state")
     """Folder of the trigger's persisted state and the drifted windows it saved, relative to
     the config file's folder unless absolute."""
-    action: Literal["command", "kfp"] = "command"
-    """`command` runs `command` locally; `kfp` submits the compiled pipeline to `kfp_host`."""
+    action: Literal["command", "kfp", "rayjob"] = "command"
+    """`command` runs `command` locally; `kfp` submits the compiled pipeline to `kfp_host`;
+    `rayjob` creates a KubeRay RayJob (`rayjob`) through the Kubernetes API."""
     command: list[str] = Field(default_factory=lambda: ["mainsail", "run", "{config}"])
     """Local retraining command; `{config}`, `{model}`, `{version}`, `{window}` (parquet of the
     drifted window, also in the env as MAINSAIL_DRIFT_WINDOW) and `{alert}` are filled in."""
@@ -92,6 +105,8 @@ class RetrainTriggerConfig(StrictModel):
     """Compiled pipeline IR YAML submitted for a KFP retraining run."""
     kfp_experiment: str = "mainsail-retrain"
     """KFP experiment that receives the retraining runs."""
+    rayjob: RayJobActionConfig = Field(default_factory=RayJobActionConfig)
+    """With `action: rayjob`: the RayCluster, namespace and entrypoint of each RayJob."""
     sidecar_url: str | None = None
     """Base URL of the drift sidecar to fetch the drifted window from (with the drift token,
     `drift.token_env`); when empty no window is fetched. Alert labels never choose a URL."""

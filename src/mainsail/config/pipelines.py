@@ -23,8 +23,9 @@ STEPS = (
 )
 GPU_STEPS = ("train-candidates", "tune")
 """Steps that may be placed on the GPU node pool."""
-REGISTRY_STEPS = ("compare-champion", "register", "deploy-canary")
-"""Steps that read or write the model registry (they need its S3 keys)."""
+REGISTRY_STEPS = ("train-candidates", "tune", "compare-champion", "register", "deploy-canary")
+"""Steps that reach the registry's S3 store (they need its keys): those that read or write the
+registry, and the Ray steps, whose inputs and outputs a KubeRay job exchanges through it."""
 
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?([KMGTPE]i|[kMGTPE]|m)?$"
 
@@ -78,9 +79,13 @@ class GpuPlacement(StrictModel):
     )
     """Node labels the step pods must match."""
     tolerations: list[Toleration] = Field(
-        default_factory=lambda: [Toleration(key=naming.LABEL_POOL, value=naming.POOL_GPU)]
+        default_factory=lambda: [
+            Toleration(key=naming.LABEL_POOL, value=naming.POOL_GPU),
+            Toleration(key=naming.GPU_RESOURCE, operator="Exists"),
+        ]
     )
-    """Tolerations of the GPU pool's taints."""
+    """Tolerations of the GPU pool's taints: the pool's own, and `nvidia.com/gpu`, which GPU
+    node pools usually carry (GKE's do, and the kind cluster's)."""
 
 
 class KubeRayConfig(StrictModel):
@@ -90,8 +95,11 @@ class KubeRayConfig(StrictModel):
     """Ray Jobs API address of the cluster head, e.g.
     `http://mainsail-ray-head-svc.mainsail.svc:8265`; local Ray when null."""
     working_dir: str | None = None
-    """Folder shared by the step pods and the Ray pods (a ReadWriteMany volume mount) where
-    step inputs and outputs are exchanged; the step's own artifact folder when null."""
+    """Where step inputs and outputs are exchanged with the Ray job: null (the default) stages
+    them in the registry's S3 store (`s3://<registry.bucket>/<registry.prefix>ray-jobs/`, which
+    the chart's step and Ray pods both reach with the same keys); an `s3://bucket/prefix` URL
+    (same endpoint and keys); or a folder that the step pods and the Ray pods both mount (a
+    ReadWriteMany volume)."""
     token_env: str = Field(default="RAY_AUTH_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     """Environment variable that holds the cluster's Ray auth token (Ray's token
     authentication); when unset, the token file `RAY_AUTH_TOKEN_PATH` or `~/.ray/auth_token`
@@ -150,7 +158,8 @@ class PipelinesConfig(StrictModel):
     `/mnt/mainsail/data/churn.parquet`); `data.path` when null (right for local runs only)."""
     shared_pvc: str | None = None
     """PersistentVolumeClaim (ReadWriteMany) mounted into every step at `shared_mount`: the data,
-    and the folder shared with the KubeRay pods (`kuberay.working_dir`)."""
+    and, if `kuberay.working_dir` names a folder on it, the folder shared with the KubeRay pods
+    (by default they exchange files through the registry's S3 store instead)."""
     shared_mount: str = "/mnt/mainsail"
     """Mount path of `shared_pvc` in the step containers."""
     s3_secret: str | None = None

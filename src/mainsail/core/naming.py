@@ -56,7 +56,11 @@ LABEL_POOL: Final = "mainsail.io/pool"
 POOL_CPU: Final = "cpu"
 POOL_GPU: Final = "gpu"
 GPU_RESOURCE: Final = "nvidia.com/gpu"
-"""Extended resource requested by GPU workers (NVIDIA device plugin)."""
+"""Extended resource requested by GPU workers (NVIDIA device plugin); GPU node pools usually
+carry a NoSchedule taint of the same key too (GKE's, the kind cluster's)."""
+LABEL_RAY_CLIENT: Final = "mainsail.io/ray-client"
+"""Pod label (value `"true"`) that the chart's NetworkPolicy lets reach the Ray head's Jobs API
+(8265) and client port (10001) from the release namespace, e.g. a RayJob's submitter."""
 
 Component = Literal[
     "pipeline",

@@ -5,7 +5,8 @@ folder in MinIO, `requirements` = what a Server must offer), and one Experiment 
 its traffic between champion and challenger by weight, with the champion as `default` (so
 requests to the champion's name are split) and an optional `mirror`. Names and labels come from
 :mod:`mainsail.core.naming`. Objects are applied with the kubernetes client's CustomObjectsApi:
-created, or replaced (keeping `resourceVersion`) when they exist.
+created, or replaced (keeping `resourceVersion`, read again on a 409 Conflict) when they exist;
+the verbs are get, create and update, all the chart's Role grants.
 """
 
 from __future__ import annotations
@@ -198,9 +199,12 @@ def read_experiment(cfg: ProjectConfig, api_client: Any = None) -> dict[str, Any
     return found
 
 
-def apply(objects: list[dict[str, Any]], api_client: Any = None) -> list[str]:
+def apply(objects: list[dict[str, Any]], api_client: Any = None, *, attempts: int = 3) -> list[str]:
     """Create or replace each object through the kubernetes client; returns what was done.
 
+    An object that exists is read and replaced with the `resourceVersion` it was read at, so a
+    change made by someone else in between is never overwritten blindly: the API server answers
+    409 Conflict, and the object is read again and replaced, up to `attempts` times.
     `api_client` defaults to the kube config of the environment (in-cluster service account,
     else ~/.kube/config).
     """
@@ -218,21 +222,25 @@ def apply(objects: list[dict[str, Any]], api_client: Any = None) -> list[str]:
         except ApiException as err:
             if err.status != 409:
                 raise DeployError(f"creating {what} failed: {err.status} {err.reason}") from None
-        try:
-            current = api.get_namespaced_custom_object(
-                GROUP, API_VERSION, meta["namespace"], plural, meta["name"]
-            )
-            body = {
-                **obj,
-                "metadata": {
-                    **meta,
-                    "resourceVersion": current["metadata"]["resourceVersion"],
-                },
-            }
-            api.replace_namespaced_custom_object(
-                GROUP, API_VERSION, meta["namespace"], plural, meta["name"], body
-            )
-        except ApiException as err:
-            raise DeployError(f"replacing {what} failed: {err.status} {err.reason}") from None
-        done.append(f"replaced {what}")
+        for attempt in range(1, attempts + 1):
+            try:
+                current = api.get_namespaced_custom_object(
+                    GROUP, API_VERSION, meta["namespace"], plural, meta["name"]
+                )
+                body = {
+                    **obj,
+                    "metadata": {
+                        **meta,
+                        "resourceVersion": current["metadata"]["resourceVersion"],
+                    },
+                }
+                api.replace_namespaced_custom_object(
+                    GROUP, API_VERSION, meta["namespace"], plural, meta["name"], body
+                )
+            except ApiException as err:
+                if err.status == 409 and attempt < attempts:
+                    continue  # changed since we read it: read it again
+                raise DeployError(f"replacing {what} failed: {err.status} {err.reason}") from None
+            done.append(f"replaced {what}" + (f" (attempt {attempt})" if attempt > 1 else ""))
+            break
     return done

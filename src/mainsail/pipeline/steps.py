@@ -112,6 +112,7 @@ def tune_step(config_json: str, prepared_dir: str, tuned_dir: str) -> dict[str, 
         cfg.pipelines.kuberay,
         inputs=["prepared_dir"],
         outputs=["tuned_dir"],
+        registry=cfg.registry,
     )
 
 
@@ -146,6 +147,7 @@ def train_candidates_step(
         cfg.pipelines.kuberay,
         inputs=["prepared_dir", "tuned_dir"],
         outputs=["candidates_dir"],
+        registry=cfg.registry,
     )
 
 

@@ -130,6 +130,10 @@ class RetrainTrigger:
         # Re-entrant: an action may report its end from inside the call that started it.
         self._lock = threading.RLock()
         self.state = self._load_state()
+        if action is None and cfg.action == "rayjob":
+            from mainsail.retrain.rayjob import RayJobAction
+
+            action = RayJobAction(cfg.rayjob, cfg.command, config_path=config_path)
         self.action: RetrainAction = action or build_action(
             cfg, state_dir, config_path=config_path, on_finish=self.finish_run
         )

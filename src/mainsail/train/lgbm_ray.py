@@ -88,7 +88,7 @@ def fit_lightgbm_on_ray(
     sample_weight: np.ndarray | None = None,
 ) -> BoosterModel:
     """Train on Ray Train with `ray_cfg.num_workers` workers; returns the served model."""
-    from mainsail.train.ray_runtime import ensure_ray
+    from mainsail.train.ray_runtime import ensure_ray, ray_storage
 
     ensure_ray(ray_cfg)
     import lightgbm as lgb
@@ -110,7 +110,7 @@ def fit_lightgbm_on_ray(
     # Ray Data splits the rows into blocks that Ray Train hands out, one shard per worker.
     blocks = np.array_split(np.arange(len(frame)), max(2, ray_cfg.num_workers))
     dataset = ray.data.from_pandas([frame.iloc[b[0] : b[-1] + 1] for b in blocks if len(b)])
-    storage_dir.mkdir(parents=True, exist_ok=True)
+    storage = ray_storage(storage_dir, "lightgbm")
     native = {
         **booster_params(params, seed),
         **objective_params(problem_type, len(classes or [])),
@@ -121,12 +121,17 @@ def fit_lightgbm_on_ray(
         scaling_config=ScalingConfig(
             num_workers=ray_cfg.num_workers, resources_per_worker={"CPU": 1}
         ),
-        run_config=RunConfig(name="lightgbm", storage_path=str(storage_dir.resolve())),
+        run_config=RunConfig(
+            name="lightgbm", storage_path=storage.path, storage_filesystem=storage.filesystem
+        ),
         datasets={"train": dataset},
     )
-    result = trainer.fit()
-    if result.checkpoint is None:
-        raise RuntimeError(f"Ray Train finished without a checkpoint: {result.error!r}")
-    with result.checkpoint.as_directory() as ckpt:
-        booster = lgb.Booster(model_file=str(Path(ckpt) / _MODEL_FILE))
+    try:
+        result = trainer.fit()
+        if result.checkpoint is None:
+            raise RuntimeError(f"Ray Train finished without a checkpoint: {result.error!r}")
+        with result.checkpoint.as_directory() as ckpt:
+            booster = lgb.Booster(model_file=str(Path(ckpt) / _MODEL_FILE))
+    finally:
+        storage.cleanup()
     return BoosterModel(booster, problem_type, classes)

@@ -76,7 +76,7 @@ def fit_mlp_on_ray(
     """Train on Ray with `ray_cfg.num_workers` workers (GPUs when `ray_cfg.use_gpu`)."""
     import json
 
-    from mainsail.train.ray_runtime import ensure_ray
+    from mainsail.train.ray_runtime import ensure_ray, ray_storage
 
     ensure_ray(ray_cfg)
     import ray
@@ -84,7 +84,7 @@ def fit_mlp_on_ray(
     from ray.train.torch import TorchTrainer
 
     data_ref = ray.put((X, y, X_valid, y_valid, sample_weight))
-    storage_dir.mkdir(parents=True, exist_ok=True)
+    storage = ray_storage(storage_dir, "mlp")
     trainer = TorchTrainer(
         _train_loop_per_worker,
         train_loop_config={
@@ -98,14 +98,19 @@ def fit_mlp_on_ray(
             use_gpu=ray_cfg.use_gpu,
             resources_per_worker={"CPU": 1, **({"GPU": 1} if ray_cfg.use_gpu else {})},
         ),
-        run_config=RunConfig(name="mlp", storage_path=str(storage_dir.resolve())),
+        run_config=RunConfig(
+            name="mlp", storage_path=storage.path, storage_filesystem=storage.filesystem
+        ),
     )
-    result = trainer.fit()
-    if result.checkpoint is None:
-        raise RuntimeError(f"Ray Train finished without a checkpoint: {result.error!r}")
-    with result.checkpoint.as_directory() as ckpt:
-        with np.load(Path(ckpt) / _STATE_FILE) as npz:
-            state = {k: npz[k].copy() for k in npz.files}
-        history = json.loads((Path(ckpt) / "history.json").read_text())
+    try:
+        result = trainer.fit()
+        if result.checkpoint is None:
+            raise RuntimeError(f"Ray Train finished without a checkpoint: {result.error!r}")
+        with result.checkpoint.as_directory() as ckpt:
+            with np.load(Path(ckpt) / _STATE_FILE) as npz:
+                state = {k: npz[k].copy() for k in npz.files}
+            history = json.loads((Path(ckpt) / "history.json").read_text())
+    finally:
+        storage.cleanup()
     metrics = result.metrics or {}
     return MLPFit(state, int(metrics["best_epoch"]), history, str(metrics["device"]))

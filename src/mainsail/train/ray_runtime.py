@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +73,63 @@ def report_from_rank0(metrics: dict[str, Any], write: Callable[[Path], None]) ->
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
     else:
         ray.train.report(metrics)
+
+
+def ray_storage(local: Path, name: str = "run") -> RayStorage:
+    """Where Ray Train and Ray Tune keep a fit's results and checkpoints (after `ensure_ray`).
+
+    On Ray of one machine, the folder `local`. On a cluster of several nodes (a KubeRay
+    cluster), every node must reach it, and a folder of the node that runs the driver is not
+    reachable from the workers ("Check that all nodes in the cluster have read/write access to
+    the configured storage path"): then the registry's S3 store, from the environment the chart
+    gives every Ray pod (MAINSAIL_S3_ENDPOINT, MAINSAIL_S3_BUCKET, MAINSAIL_S3_ACCESS_KEY,
+    MAINSAIL_S3_SECRET_KEY), under `ray-storage/<name>-<unique>/`; `RayStorage.cleanup` removes
+    it when the results have been read.
+    """
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) <= 1:
+        local.mkdir(parents=True, exist_ok=True)
+        return RayStorage(str(local.resolve()), None)
+    from pyarrow import fs
+
+    from mainsail.core import naming
+    from mainsail.registry.store import s3_address
+
+    endpoint = os.environ.get(naming.ENV_S3_ENDPOINT, "")
+    access = os.environ.get("MAINSAIL_S3_ACCESS_KEY", "")
+    secret = os.environ.get("MAINSAIL_S3_SECRET_KEY", "")
+    if not (endpoint and access and secret):
+        raise RuntimeError(
+            f"Ray runs on {len(nodes)} nodes: Ray Train and Tune need a storage every node "
+            f"reaches; set {naming.ENV_S3_ENDPOINT}, MAINSAIL_S3_ACCESS_KEY and "
+            "MAINSAIL_S3_SECRET_KEY (the chart sets them on the Ray pods)"
+        )
+    address, secure = s3_address(endpoint)
+    filesystem = fs.S3FileSystem(
+        access_key=access,
+        secret_key=secret,
+        endpoint_override=address,
+        scheme="https" if secure else "http",
+        region=os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        allow_bucket_creation=True,
+    )
+    bucket = os.environ.get(naming.ENV_S3_BUCKET) or "mainsail-models"
+    if filesystem.get_file_info(bucket).type == fs.FileType.NotFound:
+        filesystem.create_dir(bucket)
+    return RayStorage(f"{bucket}/ray-storage/{name}-{uuid.uuid4().hex[:12]}", filesystem)
+
+
+@dataclass
+class RayStorage:
+    """A storage path for Ray's RunConfig, and its filesystem (None: the local one)."""
+
+    path: str
+    filesystem: Any
+
+    def cleanup(self) -> None:
+        """Remove what Ray wrote there (S3 only: local folders belong to their caller)."""
+        if self.filesystem is not None:
+            with contextlib.suppress(OSError):
+                self.filesystem.delete_dir(self.path)

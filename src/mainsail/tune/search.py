@@ -624,7 +624,7 @@ def _ray_search(
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    from mainsail.train.ray_runtime import ensure_ray
+    from mainsail.train.ray_runtime import ensure_ray, ray_storage
 
     cpus = ensure_ray(settings.ray)
     per_trial = max(1, settings.threads)
@@ -654,7 +654,9 @@ def _ray_search(
         tune.with_parameters(_ray_trainable, objective=objective, space=space),
         {"cpu": per_trial},
     )
-    storage = (settings.storage_dir or Path(tempfile.gettempdir()) / "mainsail-tune").resolve()
+    storage = ray_storage(
+        settings.storage_dir or Path(tempfile.gettempdir()) / "mainsail-tune", f"tune-{name}"
+    )
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -668,17 +670,22 @@ def _ray_search(
         ),
         run_config=tune.RunConfig(
             name=f"tune-{name}",
-            storage_path=str(storage),
+            storage_path=storage.path,
+            storage_filesystem=storage.filesystem,
             verbose=0,
             callbacks=[JsonLoggerCallback()],
         ),
     )
     # The auto loggers write CSV, JSON and TensorBoard files per result; only the JSON one is
     # read back (by the result grid), so it is the only one kept. Set for this fit only.
-    with _env({"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "TUNE_GLOBAL_CHECKPOINT_S": "60"}):
-        grid = tuner.fit()
+    try:
+        with _env({"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "TUNE_GLOBAL_CHECKPOINT_S": "60"}):
+            grid = tuner.fit()
+        results = [grid[i] for i in range(len(grid))]
+    finally:
+        storage.cleanup()
     rows = []
-    for result in (grid[i] for i in range(len(grid))):
+    for result in results:
         metrics = result.metrics or {}
         score = metrics.get("best" if settings.iterative else "score")
         dur = float(metrics.get("duration_s", 0.0))

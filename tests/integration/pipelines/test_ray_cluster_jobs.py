@@ -1,10 +1,12 @@
 """Ray work of the train/tune steps on a Ray cluster through the Ray Jobs API.
 
-No Kubernetes here, so no KubeRay operator: the cluster is a real `ray start --head` with the
-dashboard (which serves the Jobs API, as a KubeRay head does on port 8265) and Ray's token
-authentication on. `run_ray_work` submits the step's function as a Ray job, stages inputs and
-outputs through a shared folder (a ReadWriteMany volume on Kubernetes), and the job's driver
-joins that cluster (not a Ray of its own), which the probe proves by the GCS address it saw.
+The cluster is a real `ray start --head` with the dashboard (which serves the Jobs API, as a
+KubeRay head does on port 8265) and Ray's token authentication on; tests/cluster runs the same
+path against the KubeRay cluster of the kind cluster. `run_ray_work` submits the step's function
+as a Ray job and stages inputs and outputs through the registry's S3 store (SeaweedFS here, as
+on the cluster) or a shared folder; the job's driver joins that cluster (not a Ray of its own),
+which the probe proves by the GCS address it saw. The head starts with the S3 keys in its
+environment, as the chart gives them to the Ray pods.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import pytest
 
 from mainsail.config import config_to_json, load_config
 from mainsail.config.pipelines import KubeRayConfig
-from mainsail.pipeline.ray_jobs import RayClusterError, run_ray_work
+from mainsail.config.registry import RegistryConfig
+from mainsail.pipeline.ray_jobs import STAGING_PREFIX, RayClusterError, run_ray_work
 from mainsail.pipeline.steps import preprocess_step, split_step, tune_step, validate_step
-from mainsail.registry.seaweedfs import free_port
+from mainsail.registry.seaweedfs import SeaweedS3, free_port
 from tests.support.configs import REPO, tiny_overrides
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -34,7 +37,7 @@ TOKEN_ENV = "MAINSAIL_TEST_RAY_TOKEN"
 
 
 @pytest.fixture(scope="module")
-def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+def ray_head(tmp_path_factory: pytest.TempPathFactory, s3: SeaweedS3) -> Iterator[tuple[str, int]]:
     """A one-CPU Ray head with dashboard/Jobs API on free ports; yields (jobs URL, GCS port)."""
     from ray.job_submission import JobSubmissionClient
 
@@ -189,8 +192,40 @@ def test_unreachable_cluster_is_a_clear_error(tmp_path: Path) -> None:
     assert list((tmp_path / "shared").iterdir()) == []
 
 
-def test_cluster_without_shared_folder_is_refused() -> None:
-    with pytest.raises(RayClusterError, match="working_dir is required"):
+def test_probe_stages_through_the_registrys_s3_store(
+    ray_head: tuple[str, int], s3: SeaweedS3, tmp_path: Path
+) -> None:
+    """No shared volume: the call, inputs and outputs travel through the registry's bucket."""
+    url, gcs_port = ray_head
+    cfg = load_config(REPO / "configs" / "churn.yaml", tiny_overrides(tmp_path))
+    registry = RegistryConfig(endpoint=s3.endpoint.endpoint, bucket="mainsail-models")
+    client = s3.client()
+    if not client.bucket_exists(registry.bucket):
+        client.make_bucket(registry.bucket)
+    kuberay = KubeRayConfig(
+        dashboard_url=url, poll_interval_s=0.5, token_env=TOKEN_ENV, timeout_s=180
+    )
+    given = tmp_path / "given"
+    given.mkdir()
+    (given / "rows.txt").write_text("1 2 3")
+    out = tmp_path / "probe.json"
+    result = run_ray_work(
+        "mainsail.pipeline.ray_jobs:cluster_probe",
+        {"config_json": config_to_json(cfg), "out_path": str(out), "inputs_dir": str(given)},
+        kuberay,
+        inputs=["inputs_dir"],
+        outputs=["out_path"],
+        registry=registry,
+    )
+    assert result["gcs_address"].endswith(f":{gcs_port}")
+    assert result["inputs"] == {"rows.txt": "1 2 3"}  # uploaded, then fetched by the job
+    assert json.loads(out.read_text())["squares"] == [0, 1, 4, 9]  # downloaded from S3
+    left = list(client.list_objects(registry.bucket, prefix=STAGING_PREFIX, recursive=True))
+    assert left == []  # the job's staging folder was removed
+
+
+def test_cluster_without_staging_area_is_refused() -> None:
+    with pytest.raises(RayClusterError, match="needs a staging area"):
         run_ray_work(
             "mainsail.pipeline.ray_jobs:cluster_probe",
             {},

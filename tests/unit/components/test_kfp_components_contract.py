@@ -68,7 +68,8 @@ def test_gpu_placement_reaches_only_train_and_tune(tmp_path: Path) -> None:
                     "operator": "Equal",
                     "value": "gpu",
                     "effect": "NoSchedule",
-                }
+                },
+                {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
             ]
         else:
             assert not accel and not selector and not tolerations, step
@@ -100,7 +101,14 @@ def test_shared_volume_and_registry_secret_placement(tmp_path: Path) -> None:
             with_secret.add(step)
             envs = {m["envVar"] for m in spec["secretAsEnv"][0]["keyToEnv"]}
             assert envs == {"MAINSAIL_S3_ACCESS_KEY", "MAINSAIL_S3_SECRET_KEY"}
-    assert with_secret == {"compare-champion", "register", "deploy-canary"}
+    # the registry's readers and writers, and the Ray steps (they stage through its S3 store)
+    assert with_secret == {
+        "train-candidates",
+        "tune",
+        "compare-champion",
+        "register",
+        "deploy-canary",
+    }
 
 
 #: Each step function (or the Ray work of a Ray step) and the one lifecycle call it makes.

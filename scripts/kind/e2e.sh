@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The end-to-end checks on the kind cluster with Mainsail installed (scripts/kind/install.sh):
+# tests/cluster (pytest, marker `cluster`) in both modes: Pod Security "restricted" enforced,
+# RBAC allowed and denied for real, the NetworkPolicy of the Ray Jobs API, the deployer and the
+# promotion controller's backend against the API server, training through KubeRay that
+# publishes a new version, GPU placement. Then, where Seldon Core 2 is installed (upstream mode),
+# the serving smoke test (scripts/kind/smoke.sh); local mode has no Seldon yet (issue 17).
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+local_tools
+need kubectl
+[ -x "$ROOT/.venv/pipeline/bin/python" ] || { echo "the pipeline venv is missing: make envs" >&2; exit 2; }
+kubectl config use-context "kind-$CLUSTER" >/dev/null
+
+step "tests/cluster against the live cluster"
+start=$(date +%s)
+(cd "$ROOT" && CLUSTER=$CLUSTER NAMESPACE=$NAMESPACE .venv/pipeline/bin/python -m pytest -m cluster tests/cluster \
+  -p no:cacheprovider --durations=0 ${PYTEST_ARGS:-})
+echo "tests/cluster: $(($(date +%s) - start)) s"
+
+if [ "$MAINSAIL_CLUSTER_SOURCE" = upstream ]; then
+  "$(dirname "$0")/smoke.sh"
+else
+  step "Seldon serving: NOT RUN in local mode"
+  echo "Seldon Core 2 is not built here yet (issue 17): the canary, predictions through the mesh"
+  echo "and the drift sidecar's metrics on the cluster (scripts/kind/smoke.sh) run only with"
+  echo "MAINSAIL_CLUSTER_SOURCE=upstream. Seldon's CRDs are installed: Models and Experiments"
+  echo "are stored and validated by the API server, not served."
+fi
