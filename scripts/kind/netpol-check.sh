@@ -36,7 +36,12 @@ spec:
   nodeSelector: {mainsail.io/pool: cpu}
   containers: [{name: other, image: $KUBE_ROUTER_IMAGE, command: [sleep, infinity]}]
 YAML
-wait_for "check pods Ready" 180 kubectl -n "$ns" wait --for=condition=Ready --timeout=10s pod --all
+wait_for "check pods Ready" 180 kubectl -n "$ns" wait --for=condition=Ready --timeout=10s pod --all || {
+  # why: an untolerated taint, a missing image, no pod network, ...
+  kubectl -n "$ns" get pods -o wide >&2 || true
+  kubectl -n "$ns" get events --sort-by=.lastTimestamp >&2 || true
+  exit 1
+}
 ip=$(kubectl -n "$ns" get pod server -o jsonpath='{.status.podIP}')
 
 reaches() {  # reaches POD: the pod gets an answer from the server within 3 s

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from mainsail.config import ProjectConfig
-from mainsail.core import naming
+from mainsail.core import kube, naming
 
 GROUP = "mlops.seldon.io"
 API_VERSION = "v1alpha1"
@@ -165,18 +165,10 @@ def validate(objects: list[dict[str, Any]], crd_dir: Path) -> None:
 def custom_objects_api(api_client: Any = None) -> Any:
     """A CustomObjectsApi on `api_client`, else on the environment's kube config (in-cluster
     service account, else ~/.kube/config)."""
-    from kubernetes import client, config
-
-    if api_client is None:
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            try:
-                config.load_kube_config()
-            except (config.ConfigException, OSError) as err:
-                raise DeployError(f"no Kubernetes credentials found: {err}") from None
-        api_client = client.ApiClient()
-    return client.CustomObjectsApi(api_client)
+    try:
+        return kube.custom_objects_api(api_client)
+    except kube.KubeCredentialsError as err:
+        raise DeployError(str(err)) from None
 
 
 def read_experiment(cfg: ProjectConfig, api_client: Any = None) -> dict[str, Any] | None:

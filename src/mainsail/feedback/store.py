@@ -192,13 +192,15 @@ class FeedbackStore:
     def record_predictions(self, records: Iterable[PredictionRecord]) -> int:
         """Store served requests; returns rows added.
 
-        A request id that is already stored (a client reusing its `x-request-id`) is never
-        dropped: the later prediction is stored as `<id>~2` (`~3`, ...), kept in
-        :attr:`renamed` (id -> stored id) for the caller to count and log, and labelled by
-        that name."""
+        A record already stored (same request id, variant and timestamp: the router re-sending
+        a batch after a store outage, or after a restart) is not stored twice. A request id
+        that is already stored for another request (a client reusing its `x-request-id`) is
+        never dropped: the later prediction is stored as `<id>~2` (`~3`, ...), listed in
+        :attr:`renamed` as (id, stored id) pairs for the caller to count and log, and labelled
+        by that name."""
         rows = _rows(records, with_variant=True)
         added = self._insert_new(predictions, rows)
-        self.renamed: dict[str, str] = {}
+        self.renamed: list[tuple[str, str]] = []
         inserted = collections.Counter(added)
         pending = []
         for row in rows:  # several rows of one batch may share an id too
@@ -209,13 +211,36 @@ class FeedbackStore:
                 pending.append(row)
         for row in pending:
             base = str(row["request_id"])
+            if self._stored_already(row):
+                continue
             for n in range(2, 1000):
                 name = f"{base}~{n}"
                 if self._insert_new(predictions, [{**row, "request_id": name}]):
-                    self.renamed[base] = name
+                    self.renamed.append((base, name))
                     added.append(name)
                     break
         return len(added)
+
+    def _stored_already(self, row: dict[str, Any]) -> bool:
+        """Whether this very record (its id or one of its `~N` names, same variant and
+        timestamp) is stored."""
+        base = str(row["request_id"])
+        names = sa.or_(
+            predictions.c.request_id == base,
+            predictions.c.request_id.startswith(base + "~", autoescape=True),
+        )
+        query = (
+            sa.select(predictions.c.request_id, predictions.c.variant)
+            .where(names)
+            .where(predictions.c.ts == row["ts"])
+        )
+        with self.engine.connect() as conn:
+            found = conn.execute(query).all()
+
+        def same_request(stored: str) -> bool:
+            return stored == base or stored.removeprefix(base + "~").isdigit()
+
+        return any(r.variant == row["variant"] and same_request(r.request_id) for r in found)
 
     def record_shadow(self, records: Iterable[PredictionRecord]) -> int:
         """Store a shadowed (mirrored) variant's answers; ids already stored are ignored."""

@@ -120,7 +120,7 @@ class RayJobAction:
     def __call__(self, request: RetrainRequest) -> RunInfo:
         from kubernetes.client.exceptions import ApiException
 
-        from mainsail.deploy.kubernetes import DeployError, custom_objects_api
+        from mainsail.core.kube import KubeCredentialsError, custom_objects_api
 
         job = render(self.cfg, self.command, request, self.config_path)
         meta = job["metadata"]
@@ -132,7 +132,7 @@ class RayJobAction:
                 f"creating RayJob {meta['namespace']}/{meta['name']} failed: "
                 f"{err.status} {err.reason}"
             ) from None
-        except DeployError as err:
+        except KubeCredentialsError as err:
             raise RayJobError(str(err)) from None
         return RunInfo(
             "rayjob",

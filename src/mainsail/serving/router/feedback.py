@@ -214,13 +214,13 @@ class FeedbackRecorder:
 
     def _record(self, batch: list[PredictionRecord]) -> None:
         self.store.record_predictions(batch)
-        renamed = getattr(self.store, "renamed", {})
+        renamed = getattr(self.store, "renamed", [])
         if renamed:
             self.reused.inc(len(renamed))
             log.warning(
-                "%d reused request id(s) stored under new names, e.g. %s",
+                "%d reused request id(s) stored under new names, e.g. %s -> %s",
                 len(renamed),
-                next(iter(renamed.items())),
+                *renamed[0],
             )
 
     async def _flush_loop(self) -> None:
