@@ -18,7 +18,10 @@ local_tools
 need docker kubectl
 
 step "build the Mainsail images"
-built=$("$ROOT/scripts/images.sh" | tee /dev/stderr)
+# shown after the build (not through `tee /dev/stderr`: that reopens a log file given as stderr
+# and truncates it)
+built=$("$ROOT/scripts/images.sh")
+echo "$built" >&2
 DOCKER_HOST=$("$ROOT/scripts/docker.sh" host)
 export DOCKER_HOST
 pipeline=$REGISTRY/mainsail-pipeline:$TAG

@@ -20,6 +20,7 @@ export DOCKER_HOST
 kubectl config use-context "kind-$CLUSTER" >/dev/null
 SHARED_DIR=${MAINSAIL_SHARED_DIR:-$ROOT/../shared}
 S3_SOURCE_NAMESPACE=mainsail-s3
+SIGNING_SECRET=mainsail-registry-signing
 
 "$(dirname "$0")/images.sh"
 
@@ -55,6 +56,27 @@ json.dump({"apiVersion": "v1", "kind": "List", "items": items}, sys.stdout)
   kubectl apply -f - >/dev/null
 echo "  ok: Secrets $NAMESPACE/mainsail-s3, $NAMESPACE/mainsail-s3-rclone"
 
+step "registry signing key pair in Secret $SIGNING_SECRET (made once, then kept)"
+# `mainsail models keygen`'s pair, made in memory and written through a pipe: the Ray pods sign
+# what they publish with it (registrySigning.existingSecret in scripts/kind/values.yaml), and
+# every loader checks the public key (serving.registryPublicKeys, set below).
+if ! kubectl -n "$NAMESPACE" get secret "$SIGNING_SECRET" >/dev/null 2>&1; then
+  [ -x "$ROOT/.venv/pipeline/bin/python" ] ||
+    { echo "the pipeline venv makes the signing keys: run make envs first" >&2; exit 2; }
+  "$ROOT/.venv/pipeline/bin/python" -c '
+import json, sys
+from mainsail.registry.signing import generate_keypair
+private, public = generate_keypair()
+meta = {"name": sys.argv[1], "namespace": sys.argv[2],
+        "labels": {"app.kubernetes.io/part-of": "mainsail", "app.kubernetes.io/managed-by": "kind-install"}}
+json.dump({"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque",
+           "stringData": {"signing-key": private, "public-key": public}}, sys.stdout)
+' "$SIGNING_SECRET" "$NAMESPACE" | kubectl create -f - >/dev/null  # create: apply would copy the key into an annotation
+fi
+public_key=$(kubectl -n "$NAMESPACE" get secret "$SIGNING_SECRET" -o jsonpath='{.data.public-key}' | base64 -d)
+[ -n "$public_key" ] || { echo "Secret $SIGNING_SECRET has no public-key" >&2; exit 1; }
+echo "  ok: Secret $NAMESPACE/$SIGNING_SECRET (public key $public_key)"
+
 if [ "$MAINSAIL_CLUSTER_SOURCE" = local ]; then
   step "Seldon Core 2 CRDs $SELDON_VERSION (no operator in local mode yet: issue 17)"
   [ -d "$SHARED_DIR/crds/seldon-core-v2" ] ||
@@ -65,7 +87,8 @@ fi
 
 step "Mainsail: helm upgrade --install mainsail helm/mainsail (scripts/kind/values.yaml)"
 helm upgrade --install mainsail "$ROOT/helm/mainsail" --namespace "$NAMESPACE" \
-  --values "$ROOT/scripts/kind/values.yaml" --set "global.imageTag=$TAG"
+  --values "$ROOT/scripts/kind/values.yaml" --set "global.imageTag=$TAG" \
+  --set "serving.registryPublicKeys=$public_key"
 # The images keep their tags from build to build: pods still running an older build of an
 # image loaded above are replaced (their Deployment or KubeRay makes new ones).
 stale=$(kubectl -n "$NAMESPACE" get pods -l app.kubernetes.io/instance=mainsail -o json | python3 -c '

@@ -68,11 +68,11 @@ def model_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def publish(s3_client: Any, model_artifact: Path) -> Callable[[str, int], Any]:
+def publish(s3_client: Any, admin: Any, model_artifact: Path) -> Callable[[str, int], Any]:
     """`publish(model, n)`: the cluster's registry, with at least `n` versions of `model`."""
     from mainsail.registry.store import ModelRegistry
 
-    registry = ModelRegistry(s3_client, BUCKET)
+    registry = kind.signed_registry(s3_client, admin, BUCKET)
     registry.ensure_bucket()
 
     def at_least(model: str, count: int) -> ModelRegistry:

@@ -198,7 +198,7 @@ print("RESULT " + json.dumps(result.actions))
     manifest = kind.pod_manifest(
         kind.unique("deploy-as-sa"),
         ["python", "-c", script],
-        env=kind.s3_env(),
+        env=[*kind.s3_env(), kind.public_keys_env()],
         service_account=DEPLOYER,
     )
     result = kind.run_pod(admin, manifest, timeout_s=300)

@@ -29,7 +29,6 @@ import httpx
 import pytest
 
 from mainsail.core import naming
-from mainsail.registry.store import ModelRegistry
 from mainsail.retrain.rayjob import job_name
 from tests.support import kind
 
@@ -165,7 +164,7 @@ def test_a_kfp_gpu_step_is_placed_on_the_gpu_pool(admin: Any, tmp_path: Path) ->
 def test_an_alert_starts_a_rayjob_that_trains_and_publishes(admin: Any, s3_client: Any) -> None:
     from kubernetes import client
 
-    registry = ModelRegistry(s3_client, BUCKET)
+    registry = kind.signed_registry(s3_client, admin, BUCKET)
     registry.ensure_bucket()
     before = [v.version for v in registry.versions("churn")]
     alert = {
@@ -187,7 +186,15 @@ def test_an_alert_starts_a_rayjob_that_trains_and_publishes(admin: Any, s3_clien
         ],
     }
     with kind.port_forward(f"service/{TRIGGER}", 8090) as port:
-        answer = httpx.post(f"http://127.0.0.1:{port}/alerts", json=alert, timeout=60)
+        token = kind.secret_data(admin, f"{kind.RELEASE}-auth")["trigger-token"]
+        unauthenticated = httpx.post(f"http://127.0.0.1:{port}/alerts", json=alert, timeout=60)
+        assert unauthenticated.status_code == 401, unauthenticated.text
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/alerts",
+            json=alert,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
     assert answer.status_code == 200, answer.text
     decision = answer.json()["decisions"][0]
     assert decision["decision"] == "started", decision
@@ -221,7 +228,9 @@ def test_an_alert_starts_a_rayjob_that_trains_and_publishes(admin: Any, s3_clien
     after = registry.versions("churn")
     assert [v.version for v in after][: len(before)] == before
     assert len(after) == len(before) + 1, [v.version for v in after]
-    registry.manifest("churn", after[-1].version)  # complete: every file with its sha256
+    # complete (every file with its sha256) and signed with the cluster's key by the Ray pod
+    _, _, key_id = registry.verify_signature("churn", after[-1].version)
+    assert key_id is not None
 
 
 RAY_JOB_PROBE = """

@@ -48,6 +48,7 @@ def test_every_mainsail_variable_of_the_render_is_read_by_the_code(
         registry.access_key_env,
         registry.secret_key_env,
         registry.public_keys_env,
+        registry.signing_key_env,
     }
     for scenario, objects in scenario_objects.items():
         rendered = {k: v for k, v in _rendered_env(objects).items() if k.startswith("MAINSAIL_")}

@@ -162,6 +162,16 @@ def s3_env() -> list[dict[str, Any]]:
     return env
 
 
+#: The registry's signing key pair (keys `signing-key`, `public-key`), made by install.sh.
+SIGNING_SECRET = "mainsail-registry-signing"
+
+
+def public_keys_env() -> dict[str, Any]:
+    """The registry public key a loader checks signatures with, as the chart gives it."""
+    ref = {"name": SIGNING_SECRET, "key": "public-key"}
+    return {"name": "MAINSAIL_REGISTRY_PUBLIC_KEYS", "valueFrom": {"secretKeyRef": ref}}
+
+
 def pod_manifest(
     name: str,
     command: list[str],
@@ -433,3 +443,19 @@ def can_i(service_account: str, verb: str, resource: str, namespace: str = NAMES
     if answer not in ("yes", "no"):
         raise AssertionError(f"kubectl auth can-i {verb} {resource}: {proc.stderr.strip()}")
     return answer == "yes"
+
+
+def signed_registry(s3_client: Any, admin: Any, bucket: str) -> Any:
+    """The cluster's registry as a publisher there sees it: versions signed with the key pair
+    install.sh made (the runtime and the deployer refuse unsigned ones)."""
+    from mainsail.registry.signing import Signer, Verifier
+    from mainsail.registry.store import ModelRegistry
+
+    keys = secret_data(admin, SIGNING_SECRET)
+    return ModelRegistry(
+        s3_client,
+        bucket,
+        signer=Signer(keys["signing-key"]),
+        verifier=Verifier.from_text(keys["public-key"]),
+        require_signature=True,
+    )

@@ -160,3 +160,17 @@ imagePullSecrets:
       name: {{ include "mainsail.authSecretName" $root }}
       key: {{ index . 2 }}
 {{- end -}}
+
+{{- /* The registry's signature keys for a publisher: the public key(s) every load checks
+(serving.registryPublicKeys) and the signing key from registrySigning.existingSecret. */}}
+{{- define "mainsail.registryKeysEnv" -}}
+- name: MAINSAIL_REGISTRY_PUBLIC_KEYS
+  value: {{ .Values.serving.registryPublicKeys | quote }}
+{{- with .Values.registrySigning.existingSecret }}
+- name: MAINSAIL_REGISTRY_SIGNING_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: signing-key
+{{- end }}
+{{- end -}}
