@@ -70,6 +70,28 @@ def test_every_image_runs_as_10001_on_a_read_only_root(cluster: Cluster, env: st
     assert lines[-1] == "tmp-writable", out
 
 
+# Compiled libraries the wheels do not bundle come from the image's OS (LightGBM needs libgomp1):
+# each image imports the native libraries of the models it fits or unpickles.
+NATIVE_IMPORTS = {
+    "pipeline": "import lightgbm, torch, sklearn, pyarrow",
+    "serving": "import lightgbm, sklearn, pyarrow, mlserver",
+    "drift": "import alibi_detect, sklearn, pyarrow",
+}
+
+
+@pytest.mark.parametrize("env", naming.IMAGE_ENVS)
+def test_every_image_loads_the_native_libraries_of_its_models(cluster: Cluster, env: str) -> None:
+    kind, name, container_name = IMAGE_PODS[env]
+    spec, _ = cluster.pod_spec(kind, name)
+    container = next(c for c in spec["containers"] if c["name"] == container_name)
+    command = ["python", "-c", NATIVE_IMPORTS[env] + "; print('imported')"]
+    container = {**container, "command": command}
+    container.pop("args", None)
+    pod = {**spec, "containers": [container]}
+    code, out = cluster.run_to_end(f"native-{env}", pod, timeout=120)
+    assert code == 0 and out.splitlines()[-1] == "imported", out
+
+
 def test_the_cli_answers_help(cluster: Cluster) -> None:
     code, out = cluster.run_to_end("cli", _pipeline_pod(cluster, ["mainsail", "--help"]))
     assert code == 0, out
