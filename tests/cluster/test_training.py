@@ -225,12 +225,31 @@ def test_an_alert_starts_a_rayjob_that_trains_and_publishes(admin: Any, s3_clien
     print(f"\nRayJob {name}: {status.get('jobStatus')} after {time.monotonic() - started:.0f} s")
     assert status.get("jobStatus") == "SUCCEEDED", json.dumps(status)
 
+    # Ray Train's workers of this job ran on the CPU pool's Ray workers (the head and the GPU
+    # worker offer Ray no CPUs), not in the driver's process.
+    head = ray_pods(admin, "headgroup")[0].metadata.name
+    code, out = kind.exec_in(head, ["python", "-c", TRAIN_WORKERS, str(status.get("jobId"))])
+    assert code == 0, out
+    worker_ips = set(kind.parse_json_line(out, "RESULT ")["ips"])
+    assert worker_ips, f"no Ray Train worker ran for job {status.get('jobId')}: {out}"
+    assert worker_ips <= {p.status.pod_ip for p in ray_pods(admin, "cpu")}, worker_ips
+
     after = registry.versions("churn")
     assert [v.version for v in after][: len(before)] == before
     assert len(after) == len(before) + 1, [v.version for v in after]
     # complete (every file with its sha256) and signed with the cluster's key by the Ray pod
     _, _, key_id = registry.verify_signature("churn", after[-1].version)
     assert key_id is not None
+
+
+TRAIN_WORKERS = """
+import json, sys
+from ray.util.state import list_actors, list_jobs, list_nodes
+job = next(j.job_id for j in list_jobs() if j.submission_id == sys.argv[1])
+nodes = {n.node_id: n.node_ip for n in list_nodes()}
+actors = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("job_id", "=", job)])
+print("RESULT " + json.dumps({"ips": sorted({nodes[a.node_id] for a in actors})}))
+"""
 
 
 RAY_JOB_PROBE = """
