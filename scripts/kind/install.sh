@@ -112,11 +112,11 @@ if [ -n "$stale" ]; then
     kubectl -n "$NAMESPACE" delete pod -l "$ray_selector,ray.io/node-type=head" --wait=true >/dev/null
     wait_for "new Ray head Ready" 300 \
       kubectl -n "$NAMESPACE" wait --for=condition=Ready --timeout=10s pod -l "$ray_selector,ray.io/node-type=head"
-    kubectl -n "$NAMESPACE" delete pod -l "$ray_selector,ray.io/node-type=worker" --wait=true >/dev/null
+    kubectl -n "$NAMESPACE" delete pod -l "$ray_selector,ray.io/node-type=worker" --ignore-not-found --wait=true >/dev/null
   fi
   others=$(grep -v '^mainsail-ray-' <<< "$stale" || true)
   # shellcheck disable=SC2086
-  [ -z "$others" ] || kubectl -n "$NAMESPACE" delete pod $others --wait=true >/dev/null
+  [ -z "$others" ] || kubectl -n "$NAMESPACE" delete pod $others --ignore-not-found --wait=true >/dev/null
 fi
 for deployment in $(kubectl -n "$NAMESPACE" get deployment -l app.kubernetes.io/instance=mainsail -o name); do
   wait_deployment "$NAMESPACE" "${deployment#deployment.apps/}" 300
