@@ -89,7 +89,8 @@ def test_every_image_loads_the_native_libraries_of_its_models(cluster: Cluster, 
     container.pop("args", None)
     pod = {**spec, "containers": [container]}
     code, out = cluster.run_to_end(f"native-{env}", pod, timeout=120)
-    assert code == 0 and out.splitlines()[-1] == "imported", out
+    # (alibi-detect's transformers import prints a notice of its own before)
+    assert code == 0 and "imported" in out.splitlines(), out
 
 
 def test_the_cli_answers_help(cluster: Cluster) -> None:

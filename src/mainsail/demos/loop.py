@@ -31,6 +31,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -112,13 +113,22 @@ class LoopDemo:
         return cfg
 
     def start_registry(self, cfg: ProjectConfig) -> ProjectConfig:
-        from mainsail.registry.seaweedfs import SeaweedS3
+        from mainsail.registry.seaweedfs import SeaweedS3, local_signing_keys
 
         s3 = SeaweedS3(self.workdir / "s3", port=cfg.stack.s3_port)
         endpoint = s3.start()
         self._cleanup.append(s3.stop)
         os.environ[cfg.registry.access_key_env] = endpoint.access_key
         os.environ[cfg.registry.secret_key_env] = endpoint.secret_key
+        # The demo's own registry key pair (as `mainsail up` makes one): every publish, the
+        # retrain trigger's included, is signed, and every load verifies it. Given back after.
+        private, public = local_signing_keys(cfg.registry, cfg.stack.data_dir.resolve())
+        for var, value in (
+            (cfg.registry.signing_key_env, private),
+            (cfg.registry.public_keys_env, public),
+        ):
+            self._cleanup.append(partial(_restore_env, var, os.environ.get(var)))
+            os.environ[var] = value
         cfg.registry.endpoint = endpoint.endpoint
         self.say(f"registry: SeaweedFS S3 at {endpoint.endpoint}")
         return cfg
@@ -461,3 +471,10 @@ def run_loop_demo(
     finally:
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
+
+
+def _restore_env(var: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(var, None)
+    else:
+        os.environ[var] = value

@@ -93,6 +93,8 @@ def test_monitoring_processes_of_the_stack_start_and_answer(tmp_path: Path) -> N
             "mainsail-drift",
             "mainsail-serving",
             "mainsail-features",
+            "mainsail-experiments",
+            "mainsail-performance",
         }
     finally:
         for proc in procs:
