@@ -19,6 +19,7 @@ import hmac
 import ipaddress
 import json
 import re
+from collections.abc import Awaitable, Callable, Mapping
 from itertools import accumulate
 from typing import Any
 
@@ -127,3 +128,27 @@ def is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+async def read_body(
+    receive: Callable[[], Awaitable[Any]], headers: Mapping[bytes, bytes], limit: int
+) -> bytes | None:
+    """An ASGI request's whole body, or None as soon as it is known to exceed `limit` bytes
+    (a declared Content-Length over it is refused before a byte is read)."""
+    declared = headers.get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)

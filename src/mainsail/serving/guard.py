@@ -46,6 +46,7 @@ from mainsail.core.limits import (
     check_request_id,
     is_loopback,
     load_json,
+    read_body,
     shown,
 )
 
@@ -257,23 +258,10 @@ class GuardMiddleware:
 
     async def _checked_body(self, scope: Scope, receive: Receive, path: str) -> tuple[Any, Scope]:
         headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+        read = await read_body(receive, headers, self.max_body)
+        if read is None:
             raise GuardError(f"request body exceeds {self.max_body} bytes", 413)
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                raise GuardError(f"request body exceeds {self.max_body} bytes", 413)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        body = read
         changed = False
         encoding = headers.get(b"content-encoding", b"").lower()
         if encoding:

@@ -61,7 +61,7 @@ from starlette.routing import Route
 
 from mainsail.config.base import StrictModel
 from mainsail.config.stack import RouterConfig
-from mainsail.core.limits import LimitError, check_request_id
+from mainsail.core.limits import LimitError, check_request_id, read_body
 from mainsail.serving.router.feedback import FeedbackRecorder
 from mainsail.serving.router.metrics import RouterMetrics
 from mainsail.serving.router.upstream import (
@@ -355,7 +355,7 @@ class Router:
         """The infer route under an ASGI server (uvicorn); the lean server calls
         :meth:`answer_infer` directly."""
         headers = dict(scope["headers"])
-        body = await _read_body(receive, headers, self.cfg.max_body_bytes)
+        body = await read_body(receive, headers, self.cfg.max_body_bytes)
         status, out_headers, out = await self.answer_infer(scope["method"], name, headers, body)
         await _send_raw(send, status, out, out_headers)
 
@@ -728,27 +728,6 @@ async def _json_body(request: Request) -> Any:
         return json.loads(await request.body())
     except ValueError:
         return None
-
-
-async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes | None:
-    """The whole request body, or None when it is larger than `limit` bytes."""
-    declared = headers.get(b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 def _error(
