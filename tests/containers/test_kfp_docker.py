@@ -109,6 +109,30 @@ def test_kfp_docker_gives_the_subprocess_runs_metrics_and_model(
         assert (owner.st_uid, owner.st_gid) == (os.getuid(), os.getgid())
 
 
+def test_a_container_that_fails_at_once_is_read_as_failed_every_time(engine: Engine) -> None:
+    """kfp's own run_docker_container auto-removes the container and reads one already gone as
+    exit 0; the runner Mainsail installs keeps it until the code is read. Twenty containers that
+    exit 3 before anyone asks: twenty threes, and none is left behind."""
+    from mainsail.pipeline.containers import _run_container_and_read_exit_code, engine_client
+
+    client = engine_client()
+    image = naming.image(naming.IMAGE_ENVS[0])
+    label = {"io.mainsail.test": "exit-code-race"}
+    try:
+        codes = [
+            _run_container_and_read_exit_code(
+                client, image, ["exit 3"], {}, entrypoint=["sh", "-c"], labels=label,
+                auto_remove=True,  # what kfp passes; the runner must not honour it
+            )
+            for _ in range(20)
+        ]  # fmt: skip
+        left = client.containers.list(all=True, filters={"label": "io.mainsail.test"})
+    finally:
+        client.close()
+    assert codes == [3] * 20
+    assert left == []
+
+
 def test_a_failing_step_container_fails_the_run_and_names_it(
     engine: Engine, tmp_path: Path
 ) -> None:

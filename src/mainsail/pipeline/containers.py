@@ -17,6 +17,10 @@ set in this process, for kfp's own client). Each step container:
   lineage, are the same);
 - sees the config's host paths at the same paths: kfp mounts the pipeline root; the data file
   (read-only), the Feast repository and the registry cache are mounted here;
+- is kept until its exit code is read, then removed (`exit_codes_read`): kfp's own
+  `run_docker_container` starts containers with `auto_remove=True` and reads a container already
+  removed when it asks for the exit code as exit 0, so a step that failed fast "succeeded" and
+  the run broke later, at a downstream task, with a message naming the wrong thing;
 - gets the registry's S3 keys (and the router token, the Ray token) as environment variables,
   from the variables the config names, and the host's numeric-library settings
   (`NUMERIC_ENV_PREFIXES`); with no `registry.endpoint` nor MAINSAIL_S3_ENDPOINT, the local
@@ -27,7 +31,9 @@ Pipeline environment only (kfp, docker-py); imported by pipeline.runner when thi
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -151,3 +157,43 @@ def docker_runner(cfg: ProjectConfig) -> tuple[ProjectConfig, DockerRunner]:
         environment=env,
     )
     return cfg, runner
+
+
+def _run_container_and_read_exit_code(
+    client: Any, image: str, command: list[str], volumes: dict[str, Any], **run_args: Any
+) -> int:
+    """kfp's `run_docker_container` without its race: the container is not auto-removed, so its
+    exit code is read from the engine whatever the timing, then the container is removed. The
+    image is not pulled (no registry is assumed; `docker_runner` checked the engine has it)."""
+    run_args.pop("auto_remove", None)
+    container = client.containers.run(
+        image=image,
+        command=command,
+        detach=True,
+        stdout=True,
+        stderr=True,
+        volumes=volumes,
+        auto_remove=False,
+        **run_args,
+    )
+    try:
+        for line in container.logs(stream=True, follow=True):
+            print(line.decode(errors="replace"), end="")
+        return int(container.wait()["StatusCode"])
+    finally:
+        container.remove(force=True)
+
+
+@contextlib.contextmanager
+def exit_codes_read() -> Iterator[None]:
+    """Within this block kfp.local's DockerRunner runs each step with
+    `_run_container_and_read_exit_code` (kfp's task handler calls the module-level
+    `run_docker_container`; it is put back on exit)."""
+    from kfp.local import docker_task_handler
+
+    original = docker_task_handler.run_docker_container
+    docker_task_handler.run_docker_container = _run_container_and_read_exit_code
+    try:
+        yield
+    finally:
+        docker_task_handler.run_docker_container = original

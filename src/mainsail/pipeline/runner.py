@@ -310,14 +310,20 @@ def run_local(
     ensure_data_file(cfg.data, cfg.seed)
     kfp_runner: local.SubprocessRunner | local.DockerRunner
     if runner == "docker":
-        from mainsail.pipeline.containers import ContainerEngineError, docker_runner
+        from mainsail.pipeline.containers import (
+            ContainerEngineError,
+            docker_runner,
+            exit_codes_read,
+        )
 
         try:
             cfg, kfp_runner = docker_runner(cfg)
         except ContainerEngineError as err:
             raise PipelineError(str(err)) from None
+        step_exits: contextlib.AbstractContextManager[None] = exit_codes_read()
     elif runner == "subprocess":
         kfp_runner = local.SubprocessRunner(use_venv=False)
+        step_exits = contextlib.nullcontext()
     else:
         raise PipelineError(f"unknown kfp.local runner {runner!r}; choose subprocess or docker")
     settings = cfg.pipelines
@@ -336,7 +342,11 @@ def run_local(
     started = time.perf_counter()
     sink = log_file.open("a") if log_file else None
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sink or sys.stdout):
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(sink or sys.stdout),
+            step_exits,
+        ):
             # Resource requests, node selectors and the image only matter on a cluster; kfp.local
             # warns about each of them on every step.
             warnings.filterwarnings("ignore", message=".*no effect in the current local runner")
