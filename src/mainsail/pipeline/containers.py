@@ -166,6 +166,7 @@ def _run_container_and_read_exit_code(
     exit code is read from the engine whatever the timing, then the container is removed. The
     image is not pulled (no registry is assumed; `docker_runner` checked the engine has it)."""
     run_args.pop("auto_remove", None)
+    print(f"Found image {image!r}\n")  # kfp's own line: the step log says which image ran it
     container = client.containers.run(
         image=image,
         command=command,
