@@ -3,35 +3,42 @@
 Both sides serve a one-row iris LogisticRegression with MLServer 1.7.1's stock sklearn runtime
 (parallel_workers 0), started by the local stack (`mainsail.stack.manager.up`, SeaweedFS off):
 
-- baseline: wrk straight to the champion's MLServer;
-- router: wrk to the router at 90/10; both variants point at that same MLServer process (a
+- direct: straight to the champion's MLServer;
+- router: through the router at 90/10; both variants point at that same MLServer process (a
   second server would add capacity and flatter the router), so the difference between the two
   sides is the router's own cost.
 
-The load tool is wrk (Debian package `wrk`), `-t1 --latency`, with a Lua script for the POST
-body. Runs alternate (baseline, router, baseline -c1, router -c1, ...). The targets are checked
-on the `-c16` medians: the router adds at most 1 ms at p50 and keeps at least 0.8x of the direct
-throughput. At -c16 the machine is saturated (a closed loop: p50 ~ 16 / throughput), so the
-added p50 follows the router's share of the CPU. The `-c1` runs (one request in flight, nothing
-queues) are reported as the unsaturated added latency, for information. Then a `--soak` second
-run through the router must have zero errors (non-2xx answers and socket errors).
+Two loads, per CPU layout:
+
+- capacity: wrk (Debian package `wrk`) -t1 -c16, a closed loop that saturates the server; the
+  target is the router's throughput >= 0.9x direct;
+- latency: bench/openloop.py, an open-loop generator at a constant arrival rate of 50% and 80%
+  of the layout's direct capacity (measured first). Requests are due on a fixed schedule and
+  their latency counts from the due time, so nothing hides behind a queue the load tool builds
+  itself (a closed loop's p50 is N / throughput: it measures the server's queue, not the
+  router). Targets: the router adds at most 0.5 ms at p50 and 2 ms at p99, at both rates.
+
+Runs alternate direct and router (paired rounds; each figure takes the worse of the difference
+of medians and the median of paired differences). Then a `--soak` run through the router must
+have zero errors (non-2xx answers and socket errors), as must the open-loop runs.
 
 Two CPU layouts (`--layouts`, bench/pinning.py) alternate round by round: `shared` (MLServer,
-the router and wrk all compete for the cores; at saturation every microsecond of router CPU
-is taken from MLServer) and `pinned` (MLServer alone on CPU 0, the router and wrk on the
-others, as on a cluster where the router and the model server are separate pods). Each
-layout gets its own figures and checks.
+the router and the load all compete for the cores) and `pinned` (MLServer alone on CPU 0, the
+router and the load on the others, as on a cluster where the router and the model server are
+separate pods). The targets are checked on `pinned` (on `shared` when only it runs); `shared`
+is reported.
 
 Before that, a micro-benchmark measures the router's own CPU per request against a trivial
 upstream that answers a canned body (no model competing for the CPU); `--compare-ref REF`
 measures the router of a git ref alongside (alternating runs, same load), e.g. the commit
-before a change, for a before/after figure. Results: bench/results/router.json.
+before a change, for a before/after figure (`--micro-only`: that alone, no target).
+Results: bench/results/router.json, written by bench/common.py (header, busy gate, --quick).
 
     .venv/pipeline/bin/python bench/bench_router.py [--duration 10] [--runs 3] [--soak 60]
-        [--layouts shared,pinned]
+        [--layouts shared,pinned] [--quick]
         [--micro-duration 5 | 0] [--compare-ref f847e26] [--micro-only]
 
-Exits non-zero when a target is missed or the soak run had errors.
+Exits 1 when a target is missed or a run had errors.
 """
 
 from __future__ import annotations
@@ -248,12 +255,7 @@ def micro(
     router's user+system CPU time / requests answered. With `compare_ref`, a second router
     runs the `src/` of that git ref (say, the commit before a change) and the two are measured
     alternately, run by run, so both see the same machine load."""
-    import socket
-
-    def port() -> int:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
+    from mainsail.core.ports import free_port as port
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-router-micro-"))
     sources: dict[str, Path | None] = {"current": None}
@@ -377,7 +379,8 @@ def main() -> int:
         serve_trivial_upstream(args.serve_upstream)
         return 0
     if args.quick:
-        args.duration, args.runs, args.soak, args.micro_duration = 2, 1, 2, 0
+        args.duration, args.runs, args.soak = 2, 1, 2
+        args.micro_duration = 1 if args.micro_only else 0
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
@@ -398,7 +401,9 @@ def main() -> int:
         }
         print(json.dumps({"load_average": os.getloadavg(), "micro": summary}, indent=1))
     if args.micro_only:
-        return run.finish({"micro": micro_result}, [], notes=["micro-benchmark only: no target"])
+        return run.finish(
+            {"micro": micro_result}, [], ["micro-benchmark only: no target"], diagnostic=True
+        )
 
     from mainsail.stack.manager import down, up
     from mainsail.stack.process import read_state
