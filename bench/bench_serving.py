@@ -206,8 +206,8 @@ class Iris:
 
 def bench_python() -> Path | None:
     """The bench venv's python (BentoML), or None when it was not built (`make bench-env`)."""
-    root = Path(os.environ.get("MAINSAIL_VENVS") or ROOT / ".venv")
-    python = root / "bench" / "bin" / "python"
+    venv = Path(os.environ.get("MAINSAIL_BENCH_VENV") or ROOT / ".venv" / "bench")
+    python = venv / "bin" / "python"
     return python if python.exists() else None
 
 
@@ -283,7 +283,7 @@ def main() -> int:
     if bento_python is None:
         notes.append(
             "BentoML not measured: its venv is missing (`make bench-env` builds it from "
-            "requirements/bench.lock; MAINSAIL_VENVS=DIR if .venv is elsewhere)"
+            "requirements/bench.lock; MAINSAIL_BENCH_VENV=DIR if it is elsewhere)"
         )
         print(notes[-1], file=sys.stderr)
 

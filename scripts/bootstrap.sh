@@ -5,9 +5,9 @@
 # Idempotent and quick when nothing changed: each venv keeps a stamp with the sha256 of its lock,
 # the shared constraints and pyproject.toml, and is rebuilt only when that digest changes.
 # Usage: scripts/bootstrap.sh [pipeline|serving|drift ...]   (default: all three)
-# MAINSAIL_VENVS=DIR puts the venvs under DIR instead of .venv (e.g. the bench env of a checkout
-# whose .venv is shared with others). `bench` (BentoML, for bench/bench_serving.py) is built only
-# when named: `make bench-env`.
+# `bench` (BentoML, for bench/bench_serving.py) is built only when named: `make bench-env`;
+# MAINSAIL_BENCH_VENV=DIR puts it in DIR instead of .venv/bench (a checkout whose .venv is
+# shared with others).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -70,7 +70,8 @@ fi
 for env in "${envs[@]}"; do
   lock="requirements/$env.lock"
   [ -f "$lock" ] || { echo "bootstrap: no $lock (run 'make lock')" >&2; exit 2; }
-  venv="${MAINSAIL_VENVS:-.venv}/$env"
+  venv=".venv/$env"
+  [ "$env" = bench ] && venv="${MAINSAIL_BENCH_VENV:-$venv}"
   variant=none
   grep -q '^torch==' "$lock" && variant=$(torch_variant)
   digest=$(cat "$lock" requirements/constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)
