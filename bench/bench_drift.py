@@ -25,13 +25,15 @@
    a serving container with its own CPU next to a sidecar container with its own).
 3. The feed's own cost in the serving process, without HTTP and load tool: our runtime
    in-process (serving env), feed on (live sidecar) vs off, alternating blocks; process CPU
-   per request, median over pairs of blocks (`--blocks`).
+   per request, median over pairs of blocks (`--blocks`). Target: implied throughput on/off
+   (1 / CPU ratio) >= 0.95, per model.
 
-Writes bench/results/drift.json (`--part check|serving` re-runs one part and keeps the other's
-last figures). Run on a quiet machine; the load average at the end is recorded.
+Writes bench/results/drift.json; `--part check|serving` runs one part alone and writes its own
+file (drift_check.json, drift_serving.json), never mixed with another run's figures. Exits 1
+when a target is missed (bench/common.py: header, busy gate, --quick).
 
     .venv/pipeline/bin/python bench/bench_drift.py [--repeats 15] [--seconds 6] [--rounds 8]
-        [--layouts shared,pinned] [--blocks 20] [--part all|check|serving]
+        [--layouts shared,pinned] [--blocks 20] [--part all|check|serving] [--quick]
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -55,6 +56,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))  # bench_serving: the iris artifact and wrk's latency parser
+from common import Run, add_common_args  # noqa: E402
 from pinning import parse_layouts  # noqa: E402
 
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -556,6 +558,7 @@ def main() -> int:
     parser.add_argument(
         "--blocks", type=int, default=20, help="alternating blocks of the in-process feed cost"
     )
+    add_common_args(parser)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--feed-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -568,11 +571,10 @@ def main() -> int:
     if args.child:  # the drift-env child of _run_check: print part 1 as JSON
         json.dump(bench_check(args.repeats), sys.stdout)
         return 0
-    previous: dict[str, Any] = {}
-    if (RESULTS / "drift.json").is_file():
-        previous = json.loads((RESULTS / "drift.json").read_text())
-    check = previous.get("check")
-    serving = previous.get("serving")
+    if args.quick:
+        args.repeats, args.seconds, args.rounds, args.blocks = 3, 1, 1, 2
+    run = Run.start("drift" if args.part == "all" else f"drift_{args.part}", args)
+    check = serving = None
     if args.part in ("all", "check"):
         check = _run_check(args.repeats)
     if args.part in ("all", "serving"):
@@ -581,20 +583,7 @@ def main() -> int:
         except ValueError as err:
             parser.error(str(err))
         serving = bench_serving(args.seconds, args.rounds, args.connections, layouts, args.blocks)
-    result = {
-        "benchmark": "drift",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "loadavg_at_end": os.getloadavg(),
-        },
-        "check": check,
-        "serving": serving,
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "drift.json").write_text(json.dumps(result, indent=2) + "\n")
-    ok = True
+    targets = []
     if check is not None:
         med = check["median_s"]
         print(
@@ -603,7 +592,10 @@ def main() -> int:
             f"{med['scipy_loop'] * 1000:.1f} ms; ours/KSDrift = "
             f"{check['ours_over_ksdrift']:.2f} (target <= 1.2)"
         )
-        ok = ok and check["ours_over_ksdrift"] <= 1.2
+        targets.append(
+            run.target("check: ours / alibi-detect KSDrift", check["ours_over_ksdrift"], "<=",
+                       1.2, "x", "seconds per 1,000-row check against 5,000 reference rows")
+        )  # fmt: skip
     if serving is not None:
         for layout in serving.get("layouts", {}):
             result = serving[layout]
@@ -621,16 +613,23 @@ def main() -> int:
                     f"{on['sidecar_cpu_ms_per_request']:.3f} ms"
                 )
                 # The worse of the two wrk estimates, as in bench_router.
-                ok = ok and min(ratio, paired) >= 0.95
+                targets.append(
+                    run.target(f"serving {model} ({layout}): feed on/off req/s",
+                               min(ratio, paired), ">=", 0.95, "x",
+                               "wrk; worse of ratio of medians and paired median")
+                )  # fmt: skip
         for model, cost in (serving.get("feed_cost_in_process") or {}).items():
             cpu = cost["cpu_us_per_request"]
+            implied = cost["implied_throughput_on_over_off"]
             print(
                 f"{model} in process: {cpu['off']:.0f} -> {cpu['on']:.0f} us CPU per request "
-                f"with the feed; implied throughput on/off "
-                f"{cost['implied_throughput_on_over_off']:.3f}"
+                f"with the feed; implied throughput on/off {implied:.3f} (target >= 0.95)"
             )
-    print(f"load average at end: {os.getloadavg()}")
-    return 0 if ok else 1
+            targets.append(
+                run.target(f"in process {model}: feed on/off (1 / CPU per request)", implied,
+                           ">=", 0.95, "x", "the runtime without HTTP, paired blocks")
+            )  # fmt: skip
+    return run.finish({"check": check, "serving": serving}, targets)
 
 
 def _run_check(repeats: int) -> dict[str, Any]:

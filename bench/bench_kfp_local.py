@@ -15,7 +15,11 @@ executor_output.json and the previous step's (the first from the run's start). R
 (direct, kfp, direct, kfp, ...); medians of ``--repeats`` runs go to bench/results/kfp_local.json
 with the per-step overhead in seconds (kfp.local minus direct).
 
-    .venv/pipeline/bin/python bench/bench_kfp_local.py [--repeats 3] [--rows 600]
+Target (exit 1 when missed): the overhead per step at most the floor of a subprocess step plus
+1 s, the floor being measured in the same run: a fresh Python that imports kfp and
+mainsail.pipeline.steps (what every kfp.local step must do before its work), median of three.
+
+    .venv/pipeline/bin/python bench/bench_kfp_local.py [--repeats 3] [--rows 600] [--quick]
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ import contextlib
 import io
 import json
 import os
-import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +42,11 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 # Run as a file (`make bench`): the repository root makes `tests.support` importable.
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
+from common import Run, add_common_args  # noqa: E402
+
 RESULTS = HERE / "results"
+STEP_SLACK_S = 1.0
 STEPS = ("validate", "split", "preprocess", "tune", "train-candidates", "evaluate", "register")
 
 
@@ -88,11 +96,28 @@ def run_kfp(config: Path, ov: dict[str, Any]) -> dict[str, float]:
     return times
 
 
+def import_floor_s() -> float:
+    """Seconds for a fresh Python to import kfp and the pipeline steps (median of three)."""
+    times = []
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    for _ in range(3):
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-c", "import kfp, mainsail.pipeline.steps"], check=True, env=env
+        )
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", type=int, default=600)
+    add_common_args(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.repeats = 1
+    run = Run.start("kfp_local", args)
 
     from mainsail.registry.seaweedfs import SeaweedS3
     from tests.support.configs import tiny_overrides
@@ -137,8 +162,9 @@ def main() -> int:
     }
     total_direct = statistics.median(sum(r.values()) for r in direct)
     total_kfp = statistics.median(sum(r.values()) for r in kfp)
+    floor = import_floor_s()
+    overhead_per_step = (total_kfp - total_direct) / len(STEPS)
     doc = {
-        "benchmark": "kfp_local",
         "what": "training pipeline, per-step seconds: kfp.local SubprocessRunner vs direct calls",
         "rows": args.rows,
         "repeats": args.repeats,
@@ -147,20 +173,24 @@ def main() -> int:
             "direct_s": round(total_direct, 3),
             "kfp_local_s": round(total_kfp, 3),
             "overhead_s": round(total_kfp - total_direct, 3),
-            "overhead_per_step_s": round((total_kfp - total_direct) / len(STEPS), 3),
+            "overhead_per_step_s": round(overhead_per_step, 3),
         },
+        "import_floor_s": round(floor, 3),
         "note": "direct medians include warm imports after the first run; "
         "direct_first_run_s shows the cold first call in this process",
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-        },
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    (RESULTS / "kfp_local.json").write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps(doc["total"], indent=2))
-    return 0
+    targets = [
+        run.target(
+            "overhead per step",
+            overhead_per_step,
+            "<=",
+            round(floor + STEP_SLACK_S, 2),
+            " s",
+            f"floor: a fresh python importing kfp + the steps ({floor:.2f} s) + {STEP_SLACK_S} s",
+        )
+    ]
+    return run.finish(doc, targets)
 
 
 if __name__ == "__main__":

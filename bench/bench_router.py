@@ -3,35 +3,42 @@
 Both sides serve a one-row iris LogisticRegression with MLServer 1.7.1's stock sklearn runtime
 (parallel_workers 0), started by the local stack (`mainsail.stack.manager.up`, SeaweedFS off):
 
-- baseline: wrk straight to the champion's MLServer;
-- router: wrk to the router at 90/10; both variants point at that same MLServer process (a
+- direct: straight to the champion's MLServer;
+- router: through the router at 90/10; both variants point at that same MLServer process (a
   second server would add capacity and flatter the router), so the difference between the two
   sides is the router's own cost.
 
-The load tool is wrk (Debian package `wrk`), `-t1 --latency`, with a Lua script for the POST
-body. Runs alternate (baseline, router, baseline -c1, router -c1, ...). The targets are checked
-on the `-c16` medians: the router adds at most 1 ms at p50 and keeps at least 0.8x of the direct
-throughput. At -c16 the machine is saturated (a closed loop: p50 ~ 16 / throughput), so the
-added p50 follows the router's share of the CPU. The `-c1` runs (one request in flight, nothing
-queues) are reported as the unsaturated added latency, for information. Then a `--soak` second
-run through the router must have zero errors (non-2xx answers and socket errors).
+Two loads, per CPU layout:
+
+- capacity: wrk (Debian package `wrk`) -t1 -c16, a closed loop that saturates the server; the
+  target is the router's throughput >= 0.9x direct;
+- latency: bench/openloop.py, an open-loop generator at a constant arrival rate of 50% and 80%
+  of the layout's direct capacity (measured first). Requests are due on a fixed schedule and
+  their latency counts from the due time, so nothing hides behind a queue the load tool builds
+  itself (a closed loop's p50 is N / throughput: it measures the server's queue, not the
+  router). Targets: the router adds at most 0.5 ms at p50 and 2 ms at p99, at both rates.
+
+Runs alternate direct and router (paired rounds; each figure takes the worse of the difference
+of medians and the median of paired differences). Then a `--soak` run through the router must
+have zero errors (non-2xx answers and socket errors), as must the open-loop runs.
 
 Two CPU layouts (`--layouts`, bench/pinning.py) alternate round by round: `shared` (MLServer,
-the router and wrk all compete for the cores; at saturation every microsecond of router CPU
-is taken from MLServer) and `pinned` (MLServer alone on CPU 0, the router and wrk on the
-others, as on a cluster where the router and the model server are separate pods). Each
-layout gets its own figures and checks.
+the router and the load all compete for the cores) and `pinned` (MLServer alone on CPU 0, the
+router and the load on the others, as on a cluster where the router and the model server are
+separate pods). The targets are checked on `pinned` (on `shared` when only it runs); `shared`
+is reported.
 
 Before that, a micro-benchmark measures the router's own CPU per request against a trivial
 upstream that answers a canned body (no model competing for the CPU); `--compare-ref REF`
 measures the router of a git ref alongside (alternating runs, same load), e.g. the commit
-before a change, for a before/after figure. Results: bench/results/router.json.
+before a change, for a before/after figure (`--micro-only`: that alone, no target).
+Results: bench/results/router.json, written by bench/common.py (header, busy gate, --quick).
 
     .venv/pipeline/bin/python bench/bench_router.py [--duration 10] [--runs 3] [--soak 60]
-        [--layouts shared,pinned]
+        [--layouts shared,pinned] [--quick]
         [--micro-duration 5 | 0] [--compare-ref f847e26] [--micro-only]
 
-Exits non-zero when a target is missed or the soak run had errors.
+Exits 1 when a target is missed or a run had errors.
 """
 
 from __future__ import annotations
@@ -39,7 +46,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -50,6 +56,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import Run, add_common_args
+from openloop import open_loop
 from pinning import LAYOUTS, apply_layout, parse_layouts
 
 HERE = Path(__file__).resolve().parent
@@ -116,51 +124,52 @@ def _lua() -> str:
     )
 
 
-_HEADLINE = ("router_added_p50_ms", "router_throughput_ratio", "paired", "unsaturated")
+_HEADLINE = ("router_throughput_ratio", "open_loop")
+RATES = (0.5, 0.8)
+"""Open-loop arrival rates, as fractions of the layout's direct (saturated) capacity."""
 
 
-def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Medians, the added p50 and the throughput ratio of one layout's runs."""
+def summarize(runs: dict[str, list[dict[str, Any]]], rates: dict[str, float]) -> dict[str, Any]:
+    """Medians, the saturated throughput ratio and the open-loop added latency of one layout.
+
+    MLServer's own speed drifts between rounds on a shared machine; pairing each router run
+    with the direct run just before it cancels that drift. Each figure takes the worse of the
+    ratio (or difference) of medians and the median of paired rounds."""
+    keys = ("rps", "achieved_rps", "p50_ms", "p99_ms")
     med = {
         name: {
             key: statistics.median(r[key] for r in rs)
             for key in rs[0]
-            if key in ("rps", "p50_ms", "p99_ms") or key.startswith("cpu_us")
+            if key in keys or key.startswith("cpu_us")
         }
         for name, rs in runs.items()
+        if rs
     }
-    # MLServer's own speed drifts between rounds on a shared machine; pairing each router run
-    # with the direct run just before it cancels that drift. The check takes the worse of the
-    # two estimates.
     pairs = list(zip(runs["direct"], runs["router"], strict=True))
-    paired_p50 = statistics.median(r["p50_ms"] - d["p50_ms"] for d, r in pairs)
     paired_ratio = statistics.median(r["rps"] / d["rps"] for d, r in pairs)
-    added_p50 = max(med["router"]["p50_ms"] - med["direct"]["p50_ms"], paired_p50)
     ratio = min(med["router"]["rps"] / med["direct"]["rps"], paired_ratio)
+    open_loop: dict[str, Any] = {}
+    for label, rate in rates.items():
+        d_runs, r_runs = runs[f"direct_{label}"], runs[f"router_{label}"]
+        ol_pairs = list(zip(d_runs, r_runs, strict=True))
+        added: dict[str, Any] = {"rate_rps": round(rate, 1)}
+        for pct in ("p50_ms", "p99_ms"):
+            of_medians = med[f"router_{label}"][pct] - med[f"direct_{label}"][pct]
+            paired = statistics.median(r[pct] - d[pct] for d, r in ol_pairs)
+            added[f"router_added_{pct}"] = round(max(of_medians, paired), 3)
+            added[f"router_added_{pct}_per_round"] = [
+                round(r[pct] - d[pct], 3) for d, r in ol_pairs
+            ]
+        added["direct"] = med[f"direct_{label}"]
+        added["router"] = med[f"router_{label}"]
+        added["errors"] = sum(r["errors"] for r in d_runs + r_runs)
+        open_loop[label] = added
     return {
         "raw": runs,
         "median": med,
-        "router_added_p50_ms": round(added_p50, 3),
         "router_throughput_ratio": round(ratio, 3),
-        "paired": {
-            "what": "median over rounds of (router run - the direct run before it)",
-            "router_added_p50_ms": round(paired_p50, 3),
-            "router_throughput_ratio": round(paired_ratio, 3),
-            "router_added_p50_ms_per_round": [
-                round(r["p50_ms"] - d["p50_ms"], 2) for d, r in pairs
-            ],
-        },
-        "unsaturated": {
-            "what": (
-                "wrk -c1: one request in flight, no queueing anywhere; the added p50 is the "
-                "router's own latency per request. Not the target (the target is -c16 above)."
-            ),
-            "router_added_p50_ms": round(
-                med["router_c1"]["p50_ms"] - med["direct_c1"]["p50_ms"], 3
-            ),
-            "direct_p50_ms": med["direct_c1"]["p50_ms"],
-            "router_p50_ms": med["router_c1"]["p50_ms"],
-        },
+        "paired_throughput_ratio": round(paired_ratio, 3),
+        "open_loop": open_loop,
     }
 
 
@@ -246,12 +255,7 @@ def micro(
     router's user+system CPU time / requests answered. With `compare_ref`, a second router
     runs the `src/` of that git ref (say, the commit before a change) and the two are measured
     alternately, run by run, so both see the same machine load."""
-    import socket
-
-    def port() -> int:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
+    from mainsail.core.ports import free_port as port
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-router-micro-"))
     sources: dict[str, Path | None] = {"current": None}
@@ -365,17 +369,26 @@ def main() -> int:
         "--layouts",
         default="shared,pinned",
         help="CPU layouts to measure, alternating round by round: shared (every process on "
-        "every CPU) and/or pinned (MLServer alone on CPU 0, the rest on the other CPUs)",
+        "every CPU) and/or pinned (MLServer alone on CPU 0, the rest on the other CPUs); the "
+        "targets are checked on pinned (on shared when only shared runs)",
     )
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
+    add_common_args(parser)
     args = parser.parse_args()
     if args.serve_upstream:
         serve_trivial_upstream(args.serve_upstream)
         return 0
+    if args.quick:
+        args.duration, args.runs, args.soak = 2, 1, 2
+        args.micro_duration = 1 if args.micro_only else 0
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
-    load_at_start = os.getloadavg()
+    try:
+        layouts = parse_layouts(args.layouts)
+    except ValueError as err:
+        parser.error(str(err))
+    run = Run.start("router" if not args.micro_only else "router_micro", args)
     micro_result = (
         micro(args.micro_duration, args.runs, (16, 1), args.compare_ref)
         if args.micro_duration > 0
@@ -388,36 +401,32 @@ def main() -> int:
         }
         print(json.dumps({"load_average": os.getloadavg(), "micro": summary}, indent=1))
     if args.micro_only:
-        return 0
+        return run.finish(
+            {"micro": micro_result}, [], ["micro-benchmark only: no target"], diagnostic=True
+        )
 
     from mainsail.stack.manager import down, up
     from mainsail.stack.process import read_state
     from tests.support.stack import stack_config
 
-    try:
-        layouts = parse_layouts(args.layouts)
-    except ValueError as err:
-        parser.error(str(err))
     workdir = Path(tempfile.mkdtemp(prefix="bench-router-"))
     os.environ["MAINSAIL_ROUTER_TOKEN"] = "bench"
     cfg = stack_config(workdir, seaweedfs=False, providers=["mlserver", "router"])
     cfg.stack.challenger.model_dir = cfg.stack.champion.model_dir
     script = workdir / "post.lua"
     script.write_text(_lua())
+    body = json.dumps(BODY).encode()
     direct = f"http://127.0.0.1:{cfg.stack.champion.http}/v2/models/iris/infer"
     routed = f"http://127.0.0.1:{cfg.stack.router.port}/v2/models/iris/infer"
-    # (name, url, wrk connections): -c16 saturates the machine (the target figures); -c1
-    # sends one request at a time, so nothing queues and the difference is the router's own
-    # latency (two loopback hops and its CPU time on the path).
-    sides = (
-        ("direct", direct, 16),
-        ("router", routed, 16),
-        ("direct_c1", direct, 1),
-        ("router_c1", routed, 1),
-    )
+    labels = {f"ol{round(100 * f)}": f for f in RATES}
+    names = ["direct", "router"] + [
+        f"{side}_{label}" for label in labels for side in ("direct", "router")
+    ]
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
-        layout: {name: [] for name, _url, _c in sides} for layout in layouts
+        layout: {name: [] for name in names} for layout in layouts
     }
+    rates: dict[str, dict[str, float]] = {}
+    soak = None
     try:
         up(cfg)
         # Both variants on the champion's server: the backend's capacity is the same with and
@@ -437,18 +446,32 @@ def main() -> int:
         others = [pid for name, pid in pids.items() if name != "mlserver-champion"]
 
         for url in (direct, routed):  # warm-up, not recorded
-            wrk(url, 3, script)
+            wrk(url, 3 if not args.quick else 1, script)
+        # The open-loop rates: fractions of each layout's direct capacity, measured first.
+        for layout in layouts:
+            apply_layout(layout, server, others)
+            capacity = wrk(direct, args.duration, script)["rps"]
+            rates[layout] = {label: f * capacity for label, f in labels.items()}
+            print(f"{layout}: direct capacity {capacity:.0f} req/s; open-loop rates "
+                  f"{ {k: round(v) for k, v in rates[layout].items()} }", flush=True)  # fmt: skip
         # Layouts alternate round by round, so both see the same drift of the machine.
         for i in range(args.runs):
             for layout in layouts:
                 apply_layout(layout, server, others)
-                for name, url, connections in sides:
+                for name in names:
+                    url = direct if name.startswith("direct") else routed
                     before = {n: cpu_seconds(pid) for n, pid in pids.items()}
-                    result = wrk(url, args.duration, script, connections=connections)
+                    if name in ("direct", "router"):  # closed loop, saturated: capacity
+                        result = wrk(url, args.duration, script, connections=16)
+                        count = result["requests"]
+                    else:  # open loop at a fixed arrival rate
+                        rate = rates[layout][name.split("_", 1)[1]]
+                        result = open_loop(url, body, rate, args.duration)
+                        count = result["requests"]
                     # CPU per request is robust to other load on the machine, unlike req/s.
                     for proc, pid in pids.items():
                         used = cpu_seconds(pid) - before[proc]
-                        result[f"cpu_us_per_req_{proc}"] = round(1e6 * used / result["requests"], 1)
+                        result[f"cpu_us_per_req_{proc}"] = round(1e6 * used / max(count, 1), 1)
                     runs[layout][name].append(result)
                     print(f"run {i + 1} {layout} {name}: {result}", flush=True)
         apply_layout("shared", server, others)
@@ -459,35 +482,61 @@ def main() -> int:
         down(cfg)
         shutil.rmtree(workdir, ignore_errors=True)
 
-    results = {layout: summarize(by_side) for layout, by_side in runs.items()}
-    soak_errors = (soak["non_2xx"] + soak["socket_errors"]) if soak else None
-    checks: dict[str, bool | None] = {}
-    for layout, res in results.items():
-        checks[f"{layout}: router_adds_at_most_1ms_p50"] = res["router_added_p50_ms"] <= 1.0
-        checks[f"{layout}: router_keeps_0.8x_throughput"] = res["router_throughput_ratio"] >= 0.8
-    checks["soak_zero_errors"] = soak_errors == 0 if soak else None
+    results = {layout: summarize(by_side, rates[layout]) for layout, by_side in runs.items()}
+    gated = "pinned" if "pinned" in results else layouts[0]
+    res = results[gated]
+    targets = [
+        run.target(
+            f"{gated}: saturated throughput router/direct",
+            res["router_throughput_ratio"],
+            ">=",
+            0.9,
+            "x",
+            "wrk -c16 (closed loop, saturated), worse of ratio of medians and paired median",
+        )
+    ]
+    for label, ol in res["open_loop"].items():
+        pct = label[2:]
+        targets += [
+            run.target(
+                f"{gated}: added p50 at {pct}% of capacity",
+                ol["router_added_p50_ms"],
+                "<=",
+                0.5,
+                " ms",
+                f"open loop at {ol['rate_rps']:.0f} req/s; router p50 - direct p50",
+            ),
+            run.target(
+                f"{gated}: added p99 at {pct}% of capacity",
+                ol["router_added_p99_ms"],
+                "<=",
+                2.0,
+                " ms",
+                f"open loop at {ol['rate_rps']:.0f} req/s; router p99 - direct p99",
+            ),
+        ]
+    errors = sum(ol["errors"] for r in results.values() for ol in r["open_loop"].values())
+    if soak is not None:
+        errors += soak["non_2xx"] + soak["socket_errors"]
+    targets.append(
+        run.target("errors (open loop and soak)", errors, "<=", 0, "", "non-2xx and socket errors")
+    )
     report = {
-        "benchmark": "router",
         "tool": (
-            "wrk 4.1.0 (Debian package wrk), -t1 -c16 --latency (targets) and -t1 -c1 "
-            "(unsaturated, for information), POST one iris row; runs alternate "
-            "direct, router, direct_c1, router_c1, and layouts alternate round by round"
+            "capacity: wrk 4.1.0 -t1 -c16 --latency (closed loop, saturated); latency: "
+            "bench/openloop.py, a constant-arrival-rate generator at "
+            + " and ".join(f"{round(100 * f)}%" for f in RATES)
+            + " of the layout's direct capacity, latency counted from each request's due time"
         ),
         "model": (
             "iris LogisticRegression; MLServer 1.7.1 stock sklearn runtime, parallel_workers 0"
         ),
         "split": "router 90/10, both variants on the baseline's MLServer process",
         "layouts": {layout: LAYOUTS[layout] for layout in layouts},
+        "gated_layout": gated,
         "duration_s": args.duration,
         "runs": args.runs,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            # Other work on the machine moves every figure but CPU per request: keep both.
-            "load_average_at_start": load_at_start,
-            "load_average_at_end": os.getloadavg(),
-        },
-        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "rates_rps": rates,
         **results,
         "micro": (
             {
@@ -503,20 +552,16 @@ def main() -> int:
             else None
         ),
         "soak": {"duration_s": args.soak, **soak} if soak else None,
-        "checks": checks,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "router.json").write_text(json.dumps(report, indent=2) + "\n")
     print(
         json.dumps(
             {
                 layout: {k: v for k, v in res.items() if k in _HEADLINE}
                 for layout, res in results.items()
             }
-            | {"checks": checks}
         )
     )
-    return 0 if all(v is not False for v in checks.values()) else 1
+    return run.finish(report, targets)
 
 
 if __name__ == "__main__":

@@ -22,14 +22,16 @@ with the load average before and after (the machine may be shared).
 
     .venv/pipeline/bin/python bench/bench_tuning.py [--repeats 3] [--quick]
         [--workloads long_cpu_2s,short_sleep_0.1s] [--out PATH]
+
+Targets (exit 1 when one is missed): the default ``auto`` backend at least 1.8x as fast as
+sequential Optuna on the long CPU-bound trials, and at most 1.1x its wall time on the 0.1 s
+trials, on 2 CPUs. ``--quick`` (one repeat, fewer and shorter trials) is a smoke test.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -40,6 +42,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
+
+sys.path.insert(0, str(HERE))
+from common import Run, add_common_args  # noqa: E402
 
 from mainsail.config.train import RayConfig  # noqa: E402
 from mainsail.tune.search import SearchSettings, run_search  # noqa: E402
@@ -121,11 +126,13 @@ def measure(fn: Callable[[], float]) -> tuple[float, float]:
     return time.perf_counter() - t0, best
 
 
-def main() -> None:
+SHORT_MAX, LONG_CPU_MIN = 1.1, 1.8
+
+
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="one repeat, fewer trials")
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "tuning.json")
+    add_common_args(ap)
     ap.add_argument("--workloads", default="", help="comma list of workload names; all if empty")
     ap.add_argument(
         "--variants",
@@ -134,10 +141,11 @@ def main() -> None:
     )
     args = ap.parse_args()
     repeats = 1 if args.quick else args.repeats
+    long_s = 0.5 if args.quick else 2.0
     workloads = [
-        ("short_sleep_0.1s", "sleep", 0.1, 10 if args.quick else 20),
-        ("long_sleep_2s", "sleep", 2.0, 4 if args.quick else 10),
-        ("long_cpu_2s", "cpu", 2.0, 4 if args.quick else 10),
+        ("short_sleep_0.1s", "sleep", 0.1, 6 if args.quick else 20),
+        ("long_sleep_2s", "sleep", long_s, 4 if args.quick else 10),
+        ("long_cpu_2s", "cpu", long_s, 4 if args.quick else 10),
     ]
     if args.workloads:
         chosen = args.workloads.split(",")
@@ -149,7 +157,7 @@ def main() -> None:
     unknown_variants = set(filter(None, args.variants.split(","))) - known
     if unknown_variants:
         ap.error(f"unknown variants {sorted(unknown_variants)}; known: {sorted(known)}")
-    load_at_start = os.getloadavg()
+    run = Run.start("tuning", args)
     import ray
 
     t0 = time.perf_counter()
@@ -201,29 +209,37 @@ def main() -> None:
                 },
             }
     ray.shutdown()
+    short = results.get("short_sleep_0.1s", {}).get("ratio_to_optuna_seq", {}).get("ours")
+    long_cpu = results.get("long_cpu_2s", {}).get("speedup_over_optuna_seq", {}).get("ours")
+    targets = [
+        run.target(
+            "long CPU trials: auto speed-up over sequential Optuna",
+            long_cpu,
+            ">=",
+            LONG_CPU_MIN,
+            "x",
+            "backend auto, 2 CPUs, wall time of sequential study.optimize / ours",
+        ),
+        run.target(
+            "0.1 s trials: auto wall time / sequential Optuna",
+            short,
+            "<=",
+            SHORT_MAX,
+            "x",
+            "backend auto; short trials must not pay for Ray",
+        ),
+    ]
     doc = {
-        "benchmark": "tuning",
         "description": __doc__.split("\n\n")[0],
-        "targets": {
-            "short_ratio_ours_to_optuna_seq_max": 1.3,
-            "long_cpu_speedup_ours_min": 1.7,
-        },
         "repeats": repeats,
-        "quick": args.quick,
         "variants_run": args.variants or "all",
+        "workloads_run": args.workloads or "all",
         "ray_init_s": round(ray_init_s, 3),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "load_avg_at_start": load_at_start,
-            "load_avg_at_end": os.getloadavg(),
-            "python": platform.python_version(),
-        },
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps({k: v["ratio_to_optuna_seq"] for k, v in results.items()}, indent=1))
+    return run.finish(doc, targets)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -5,6 +5,9 @@
 # Idempotent and quick when nothing changed: each venv keeps a stamp with the sha256 of its lock,
 # the shared constraints and pyproject.toml, and is rebuilt only when that digest changes.
 # Usage: scripts/bootstrap.sh [pipeline|serving|drift ...]   (default: all three)
+# `bench` (BentoML, for bench/bench_serving.py) is built only when named: `make bench-env`;
+# MAINSAIL_BENCH_VENV=DIR puts it in DIR instead of .venv/bench (a checkout whose .venv is
+# shared with others).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -68,6 +71,7 @@ for env in "${envs[@]}"; do
   lock="requirements/$env.lock"
   [ -f "$lock" ] || { echo "bootstrap: no $lock (run 'make lock')" >&2; exit 2; }
   venv=".venv/$env"
+  [ "$env" = bench ] && venv="${MAINSAIL_BENCH_VENV:-$venv}"
   variant=none
   grep -q '^torch==' "$lock" && variant=$(torch_variant)
   digest=$(cat "$lock" requirements/constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)
@@ -80,7 +84,7 @@ for env in "${envs[@]}"; do
   echo "env $env: installing $(grep -c "==" "$lock") pinned packages$note"
   rm -rf "$venv"
   # --seed gives the runtime envs pip (handy for debugging); the tools env stays exactly its lock.
-  seed=(--seed); case "$env" in tools|clients) seed=() ;; esac
+  seed=(--seed); case "$env" in tools|clients|bench) seed=() ;; esac
   "$uv" venv -q "${seed[@]}" -p "$PY" "$venv"
   # --no-deps: the lock already lists the whole resolved set, so no resolver pass is needed.
   if [ "$variant" = cpu ]; then
@@ -92,8 +96,9 @@ for env in "${envs[@]}"; do
   else
     VIRTUAL_ENV="$venv" "$uv" pip install -q --no-deps -r "$lock"
   fi
-  # The runtime envs get the library itself (editable); the tools env holds only checkers.
-  if [ "$env" != tools ] && [ "$env" != clients ]; then
+  # The runtime envs get the library itself (editable); tools, clients and bench hold only
+  # third-party packages.
+  if [ "$env" != tools ] && [ "$env" != clients ] && [ "$env" != bench ]; then
     VIRTUAL_ENV="$venv" "$uv" pip install -q --no-deps --no-build-isolation -e .
   fi
   VIRTUAL_ENV="$venv" "$uv" pip check >/dev/null 2>&1 || {

@@ -1,0 +1,211 @@
+"""bench/common.py, the gate every benchmark goes through (issue 20): targets decide the exit
+status, a busy machine is refused or flagged, a busy or quick result never replaces a clean
+one; and bench/openloop.py really is open loop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
+
+import common  # noqa: E402
+import openloop  # noqa: E402
+
+
+@pytest.fixture
+def results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(common, "QUICK_RESULTS", tmp_path / "tmp" / "quick")
+    return tmp_path
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    common.add_common_args(parser)
+    return parser.parse_args(["--wait-quiet", "0", *argv])
+
+
+def _load(monkeypatch: pytest.MonkeyPatch, one_minute: float) -> None:
+    monkeypatch.setattr(common, "_load", lambda: [one_minute, one_minute, one_minute])
+
+
+def test_targets_pass_fail_and_unmeasured() -> None:
+    assert common.Target("a", 1.0, ">=", 1.0).passed
+    assert not common.Target("a", 0.99, ">=", 1.0).passed
+    assert common.Target("b", 0.4, "<=", 0.5).passed
+    assert not common.Target("c", None, "<=", 0.5).passed  # not measured counts as missed
+    assert not common.Target("d", float("nan"), ">=", 0.0).passed
+    with pytest.raises(ValueError):
+        common.Target("e", 1.0, "==", 1.0)
+
+
+def test_all_met_exits_zero_and_writes_the_header(
+    results: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _load(monkeypatch, 0.1)
+    run = common.Run.start("demo", _args("--max-load", "1"))
+    code = run.finish({"x": 1}, [run.target("ratio", 1.2, ">=", 1.0, "x")])
+    assert code == 0
+    doc = json.loads((results / "demo.json").read_text())
+    assert doc["passed"] is True and doc["busy"] is False and doc["quick"] is False
+    assert doc["load_average"] == {"before": [0.1] * 3, "after": [0.1] * 3}
+    assert {"cpu_model", "cores", "memory_gib"} <= set(doc["machine"])
+    assert "commit" in doc and doc["date"]
+    assert doc["targets"][0] == {
+        "name": "ratio",
+        "value": 1.2,
+        "op": ">=",
+        "limit": 1.0,
+        "unit": "x",
+        "what": "",
+        "passed": True,
+    }
+
+
+def test_a_missed_target_exits_non_zero(results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _load(monkeypatch, 0.1)
+    run = common.Run.start("demo", _args("--max-load", "1"))
+    targets = [run.target("ok", 1.0, ">=", 1.0), run.target("slow", 3.0, "<=", 2.0, " ms")]
+    assert run.finish({}, targets) == common.EXIT_MISSED
+    assert json.loads((results / "demo.json").read_text())["passed"] is False
+
+
+def test_target_override_and_unknown_name(results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _load(monkeypatch, 0.1)
+    run = common.Run.start("demo", _args("--max-load", "1", "--target", "ratio=5"))
+    assert run.finish({}, [run.target("ratio", 1.2, ">=", 1.0)]) == common.EXIT_MISSED
+    run = common.Run.start("demo", _args("--max-load", "1", "--target", "typo=5"))
+    assert run.finish({}, [run.target("ratio", 1.2, ">=", 1.0)]) == 2
+
+
+def test_busy_machine_is_refused(results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _load(monkeypatch, 3.0)
+    with pytest.raises(SystemExit) as exc:
+        common.Run.start("demo", _args("--max-load", "1"))
+    assert exc.value.code == common.EXIT_BUSY
+    assert not (results / "demo.json").exists()
+
+
+def test_allow_busy_never_replaces_a_clean_result(
+    results: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _load(monkeypatch, 0.1)
+    clean = common.Run.start("demo", _args("--max-load", "1"))
+    clean.finish({"clean": True}, [clean.target("t", 1.0, ">=", 1.0)])
+    _load(monkeypatch, 3.0)
+    busy = common.Run.start("demo", _args("--max-load", "1", "--allow-busy"))
+    assert busy.busy
+    assert busy.finish({"clean": False}, [busy.target("t", 1.0, ">=", 1.0)]) == 0
+    assert json.loads((results / "demo.json").read_text())["results"] == {"clean": True}
+    flagged = json.loads((results / "demo.busy.json").read_text())
+    assert flagged["busy"] is True and flagged["load_average"]["before"][0] == 3.0
+
+
+def test_quick_runs_go_aside(results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _load(monkeypatch, 3.0)  # quick mode is a smoke test: a busy machine does not refuse it
+    run = common.Run.start("demo", _args("--max-load", "1", "--quick"))
+    run.finish({}, [run.target("t", 1.0, ">=", 1.0)])
+    assert not (results / "demo.json").exists()
+    doc = json.loads((results / "tmp" / "quick" / "demo.json").read_text())
+    assert doc["quick"] is True and doc["busy"] is True
+
+
+def test_waits_for_the_load_to_fall(results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loads = iter([3.0, 3.0, 0.2])
+    monkeypatch.setattr(common, "_load", lambda: [next(loads)] * 3)
+    monkeypatch.setattr(common.time, "sleep", lambda s: None)
+    run = common.Run.start("demo", _args("--max-load", "1", "--wait-quiet", "60"))
+    assert not run.busy and run.load_before[0] == 0.2
+
+
+def _slow_server(delay_s: float) -> tuple[int, threading.Event]:
+    """An HTTP server that answers each request after `delay_s`, one at a time per connection."""
+    ready, stop = threading.Event(), threading.Event()
+    port: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+                await reader.readexactly(length)
+                await asyncio.sleep(delay_s)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def serve() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port.append(server.sockets[0].getsockname()[1])
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        server.close()
+
+    threading.Thread(target=lambda: asyncio.run(serve()), daemon=True).start()
+    ready.wait(5)
+    return port[0], stop
+
+
+def test_open_loop_counts_queueing_from_the_due_time() -> None:
+    # One connection to a server that needs 20 ms per request, offered 100 req/s for 1 s: a
+    # closed loop would report ~20 ms; an open loop sees the backlog grow (the last requests
+    # wait ~1 s), and keeps sending at the offered rate.
+    port, stop = _slow_server(0.02)
+    try:
+        url = f"http://127.0.0.1:{port}/x"
+        start = time.monotonic()
+        slow = openloop.open_loop(url, b"{}", rate=100, seconds=1.0, connections=1)
+        fast = openloop.open_loop(url, b"{}", rate=20, seconds=1.0, connections=4)
+    finally:
+        stop.set()
+    assert time.monotonic() - start < 10
+    assert slow["ok"] == 100 and slow["errors"] == 0
+    assert slow["p99_ms"] > 500, slow
+    assert fast["ok"] == 20 and fast["p50_ms"] < 200, fast
+
+
+@pytest.mark.slow
+def test_a_real_benchmark_exits_non_zero_on_a_missed_target(tmp_path: Path) -> None:
+    if not (REPO / ".venv" / "drift" / "bin" / "python").exists():
+        pytest.skip("needs the drift venv (make envs)")
+    out = tmp_path / "drift_check.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "bench_drift.py"),
+            "--part",
+            "check",
+            "--quick",
+            "--target",
+            "check: ours / alibi-detect KSDrift=0",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == common.EXIT_MISSED, proc.stdout + proc.stderr
+    assert "MISSED" in proc.stdout
+    doc = json.loads(out.read_text())
+    assert doc["passed"] is False and doc["quick"] is True
+    assert doc["targets"][0]["limit"] == 0.0
