@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
+
 from mainsail.config.base import StrictModel
 
 
@@ -28,6 +30,11 @@ class ObservabilityConfig(StrictModel):
     """Where spans go: `otlp` (gRPC to `otlp_endpoint`; needs the OTLP exporter, which the
     serving env has), `file` (one JSON object per span and line, a file per process in
     `trace_dir`) or `console` (stderr)."""
+    sample_ratio: float = Field(1.0, gt=0.0, le=1.0)
+    """Share of requests traced (decided by the router from the trace id; downstream processes
+    follow its decision through `traceparent`). Each traced request costs a few hundred
+    microseconds of CPU across the path (`bench/bench_telemetry.py`): under heavy load, trace
+    a sample."""
     otlp_endpoint: str = "http://127.0.0.1:4317"
     """OTLP/gRPC endpoint of a collector (Jaeger, the OpenTelemetry Collector)."""
     trace_dir: Path | None = None

@@ -49,6 +49,11 @@ def _digits(text: str) -> int:
     return sum(ch.isdigit() for ch in text)
 
 
+#: Nine digits with at most three separators between neighbours: the least a phone or card
+#: number holds. One C-level scan decides whether the slower patterns need to run at all.
+_NINE_DIGITS = re.compile(r"\d(?:[^\w]{0,3}\d){8}")
+
+
 def kind_of(value: str) -> Kind | None:
     """The kind of personal data `value` is as a whole, or None."""
     text = value.strip()
@@ -100,7 +105,7 @@ def redact(text: str, mode: Redact = "hash") -> str:
     Cheap when there is nothing to find: three regex scans, no allocation."""
     if "@" in text:
         text = EMAIL.sub(lambda m: tag("email", m.group(0), mode), text)
-    if _digits(text) >= 9:
+    if _NINE_DIGITS.search(text) is not None:
         text = CARD.sub(lambda m: _card_or_keep(m, mode), text)
         text = PHONE.sub(lambda m: _phone_or_keep(m, mode), text)
     return text
