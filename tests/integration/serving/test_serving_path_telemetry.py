@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,9 @@ from mainsail.config import ProjectConfig, load_config
 from mainsail.core.telemetry import telemetry_env
 from mainsail.data.synthetic import generate_churn
 from mainsail.drift.process import SidecarProcess
+from mainsail.features.online import spec_for
+from mainsail.features.server import FeatureServer
+from mainsail.features.store import materialize
 from mainsail.lifecycle.run import run
 from mainsail.registry.manifest import seal_folder
 from mainsail.serving.mlserver import (
@@ -118,6 +122,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     run_dir = run(cfg).run_dir
     model_dir = run_dir / "model"
     seal_folder(model_dir, "churn", 1)
+    # The run registered its Feast sources (without the email); put them online and serve them.
+    feast_repo = Path(cfg.features.repo_dir)
+    materialize(cfg, feast_repo, start=datetime(2000, 1, 1, tzinfo=UTC), end=datetime.now(UTC))
+    spec = spec_for(cfg, feast_repo)
+    key = cfg.data.entity_key
+    assert key is not None
+    customer = str(frame[key].iloc[0])
+    feature_server = FeatureServer(feast_repo, port=free_port())
     features = json.loads((model_dir / "feature_schema.json").read_text())["features"]
     env = {
         **os.environ,
@@ -148,10 +160,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     settings = root / "router.json"
     router_proc: subprocess.Popen[bytes] | None = None
     try:
+        feature_server.start(
+            timeout_s=120, warmup={"feature_service": spec.service, "entities": {key: [customer]}}
+        )
         sidecar.start()
         # The runtime feeds the sidecar without waiting for it (linger 0: one POST a request).
         served = ServedModel(
-            "churn", uri=str(model_dir), extra={"drift_url": sidecar.url, "drift_linger_s": 0.0}
+            "churn",
+            uri=str(model_dir),
+            extra={
+                "drift_url": sidecar.url,
+                "drift_linger_s": 0.0,
+                "feature_server_url": feature_server.url,
+            },
         )
         write_repository(repo, [served], json.loads((repo / "settings.json").read_text()))
         mlserver.start(["churn"])
@@ -195,6 +216,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     json=_request(features, row),
                     headers={"x-request-id": rid},
                 )
+            # By entity key: the runtime looks the features up at the feature server.
+            by_key = {"inputs": [{"name": key, "shape": [1], "datatype": "BYTES"}]}
+            by_key["inputs"][0]["data"] = [customer]
+            answers["trace-entity"] = client.post(
+                "/v2/models/churn/infer", json=by_key, headers={"x-request-id": "trace-entity"}
+            )
             # A client that sends the email along, and one that puts it into a feature.
             leaky = _request(features, rows.iloc[0])
             leaky["inputs"].append(
@@ -218,6 +245,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             router_proc.wait(10)
         mlserver.stop()
         sidecar.stop()
+        feature_server.stop()
 
 
 def _json_lines(path: Path) -> list[dict[str, Any]]:
@@ -278,6 +306,13 @@ def test_one_request_id_follows_a_request_through_every_log_line_and_span(stack:
     by_id = {s["span_id"]: s for s in spans}
     runtime_root = next(s for s in spans if s["name"] == "runtime.infer")
     assert by_id[runtime_root["parent_id"]]["name"] == "router.infer"
+    # The entity-key request: its features were looked up inside its trace.
+    assert stack.answers["trace-entity"].status_code == 200, stack.answers["trace-entity"].text
+    entity = [s for s in _spans(stack.root / "traces") if s["name"] == "feature_lookup"]
+    assert [s["attributes"]["mainsail.request_id"] for s in entity] == ["trace-entity"]
+    looked_up = [ln for ln in lines["mlserver"] if ln["msg"] == "features looked up"]
+    assert [ln["request_id"] for ln in looked_up] == ["trace-entity"]
+    assert looked_up[0]["trace_id"] == entity[0]["trace_id"]
     # Every other request has its own trace.
     all_rids = {
         s["attributes"]["mainsail.request_id"]
