@@ -244,6 +244,10 @@ class MainsailRuntime(MLModel):
         params = payload.parameters
         headers = (params.headers if params is not None else None) or {}
         rid = headers.get("x-request-id") or payload.id
+        try:
+            check_request_id(rid, "x-request-id")
+        except LimitError:
+            rid = None  # refused below, or a bad header: never logged nor traced as given
         token = telemetry.REQUEST_ID.set(rid)
         try:
             with telemetry.span("runtime.infer", headers, model=self.name) as current:

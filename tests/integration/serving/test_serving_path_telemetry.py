@@ -235,6 +235,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             answers["leak-value"] = client.post(
                 "/v2/models/churn/infer", json=wrong, headers={"x-request-id": "leak-value"}
             )
+            # An email as the request id (ids are stored and logged): refused by name.
+            answers["leak-id"] = client.post(
+                "/v2/models/churn/infer",
+                json=_request(features, rows.iloc[2]),
+                headers={"x-request-id": frame.email[2]},
+            )
             labels = {f"trace-{i:03d}": str(i % 2) for i in range(10)}
             answers["feedback"] = client.post("/feedback", json={"labels": labels})
             time.sleep(1.0)  # the feedback writer (0.2 s) and the drift feed have flushed
@@ -347,7 +353,7 @@ def test_a_planted_email_column_never_leaves_the_input_file(stack: Stack) -> Non
     card = yaml.safe_load((stack.run_dir / "model" / "model_card.yaml").read_text())
     assert card["sensitive_columns_removed"] == ["email"]
     # The requests that carried an email were refused without echoing it.
-    for key in ("leak-extra", "leak-value"):
+    for key in ("leak-extra", "leak-value", "leak-id"):
         answer = stack.answers[key]
         assert answer.status_code == 400 and DOMAIN not in answer.text, answer.text
     assert "<email:" in stack.answers["leak-value"].text

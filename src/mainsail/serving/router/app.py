@@ -375,7 +375,15 @@ class Router:
         given = headers.get(b"x-request-id")
         if given is None:
             headers = {**headers, b"x-request-id": self._new_request_id()}
-        rid = headers[b"x-request-id"].decode("latin-1")
+            rid = headers[b"x-request-id"].decode("latin-1")
+        else:
+            rid = given.decode("latin-1")
+            try:
+                check_request_id(rid, "x-request-id")
+            except LimitError:
+                # Refused below (400); its line and span get an id of their own, never the
+                # client's bad (or personal) one.
+                rid = self._new_request_id().decode()
         token = telemetry.REQUEST_ID.set(rid)
         start = time.perf_counter()
         try:
