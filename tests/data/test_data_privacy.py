@@ -4,12 +4,13 @@ flagged and removed before anything could echo them; declared columns likewise."
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from mainsail.config import ConfigError, parse_config
+from mainsail.config import ConfigError, ProjectConfig, parse_config
 from mainsail.core.privacy import detect_kind, kind_of, redact
 from mainsail.data.validate import validate_frame
 from tests.support.configs import make_config
@@ -29,7 +30,7 @@ def _frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
     )
 
 
-def _cfg(tmp_path, **privacy: object):  # type: ignore[no-untyped-def]
+def _cfg(tmp_path: Path, **privacy: object) -> ProjectConfig:
     return make_config(
         tmp_path / "d.parquet",
         data={"target": "y", "entity_key": None, "event_timestamp": None},
@@ -74,7 +75,7 @@ def test_detection_needs_the_configured_share() -> None:
     assert detect_kind(mixed, 0.9) is None
 
 
-def test_detected_columns_are_flagged_removed_and_never_shown(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_detected_columns_are_flagged_removed_and_never_shown(tmp_path: Path) -> None:
     checked = validate_frame(_frame(), _cfg(tmp_path))
     report = checked.report
     assert set(report.sensitive) == {"email", "phone"}
@@ -89,14 +90,16 @@ def test_detected_columns_are_flagged_removed_and_never_shown(tmp_path) -> None:
     assert "@example.org" not in dumped and "7946" not in dumped
 
 
-def test_declared_columns_go_even_when_undetectable_and_detection_can_be_off(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_declared_columns_go_even_when_undetectable_and_detection_can_be_off(
+    tmp_path: Path,
+) -> None:
     checked = validate_frame(_frame(), _cfg(tmp_path, sensitive_columns=["notes"], detect=False))
     assert checked.report.sensitive == {"notes": "declared in privacy.sensitive_columns"}
     assert "email" in checked.frame.columns  # detection off: the user's choice
     assert "late payer" not in json.dumps(checked.report.model_dump(mode="json"))
 
 
-def test_a_sensitive_key_column_is_refused_by_name(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_sensitive_key_column_is_refused_by_name(tmp_path: Path) -> None:
     raw = {
         "name": "t",
         "data": {"path": str(tmp_path / "d.parquet"), "target": "y", "entity_key": "email"},
