@@ -28,19 +28,20 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from mainsail.core import naming
 from mainsail.core.privacy import Redact, redact
 
-ENV_JSON_LOGS = "MAINSAIL_JSON_LOGS"
+ENV_JSON_LOGS = naming.ENV_JSON_LOGS
 """`1`: JSON log lines (see the module docstring)."""
-ENV_TRACING = "MAINSAIL_TRACING"
+ENV_TRACING = naming.ENV_TRACING
 """Span exporter: `otlp`, `file` or `console`; unset or empty: no tracing."""
 ENV_TRACE_DIR = "MAINSAIL_TRACE_DIR"
 """Folder of the `file` exporter (one `<service>-<pid>.jsonl` per process)."""
 ENV_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
 """OpenTelemetry's own variable: the `otlp` exporter's collector."""
-ENV_TRACE_SAMPLE = "MAINSAIL_TRACE_SAMPLE"
+ENV_TRACE_SAMPLE = naming.ENV_TRACE_SAMPLE
 """Share of requests traced (0 < ratio <= 1; parent-based, so a whole trace or none)."""
-ENV_REDACT = "MAINSAIL_REDACT"
+ENV_REDACT = naming.ENV_REDACT
 """`hash` or `drop`: how sensitive values in log lines are rendered (`privacy.redact`)."""
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
