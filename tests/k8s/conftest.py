@@ -36,6 +36,15 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "gpuWorkers": {"replicas": 2, "minReplicas": 1, "gpusPerWorker": 2},
         }
     },
+    "observability": {
+        "observability": {
+            "jsonLogs": True,
+            "tracing": "otlp",
+            "otlpEndpoint": "http://otel-collector.monitoring.svc:4317",
+            "sampleRatio": "0.1",
+        },
+        "privacy": {"redact": "drop"},
+    },
     "redis-off": {
         "redis": {"enabled": False, "external": {"host": "redis.data.svc", "port": 6380}}
     },

@@ -75,6 +75,7 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess
             "queue_batches": 3,
             "mmd_permutations": 50,
             "mmd_max_rows": 300,
+            "window_export": True,
         },
         env={**os.environ, "MAINSAIL_DRIFT_TOKEN": TOKEN},
     )

@@ -73,6 +73,12 @@ def test_invalid_request_ids_name_the_field_and_never_echo_a_huge_value(rid: obj
     assert str(err.value).startswith("x-request-id:") and len(str(err.value)) < 200
 
 
+def test_an_email_is_refused_as_a_request_id_without_being_echoed() -> None:
+    with pytest.raises(LimitError) as err:
+        check_request_id("jane.doe@example.org", "x-request-id")
+    assert "email address" in str(err.value) and "jane" not in str(err.value)
+
+
 def test_tokens_and_peers() -> None:
     assert bearer_ok("Bearer s3cret", "s3cret") and bearer_ok(b"bearer  s3cret ", "s3cret")
     assert not bearer_ok("Bearer s3cre", "s3cret") and not bearer_ok(None, "s3cret")

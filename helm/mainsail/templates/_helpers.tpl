@@ -161,6 +161,27 @@ imagePullSecrets:
       key: {{ index . 2 }}
 {{- end -}}
 
+{{- /* Logs, traces and redaction of the serving path (observability, privacy): what
+mainsail.core.telemetry.setup reads in the runtime and the drift sidecar. */}}
+{{- define "mainsail.telemetryEnv" -}}
+- name: MAINSAIL_REDACT
+  value: {{ .Values.privacy.redact | quote }}
+{{- if .Values.observability.jsonLogs }}
+- name: MAINSAIL_JSON_LOGS
+  value: "1"
+{{- end }}
+{{- with .Values.observability.tracing }}
+- name: MAINSAIL_TRACING
+  value: {{ . | quote }}
+- name: MAINSAIL_TRACE_SAMPLE
+  value: {{ $.Values.observability.sampleRatio | quote }}
+{{- if $.Values.observability.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ $.Values.observability.otlpEndpoint | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{- /* The registry's signature keys for a publisher: the public key(s) every load checks
 (serving.registryPublicKeys) and the signing key from registrySigning.existingSecret. */}}
 {{- define "mainsail.registryKeysEnv" -}}

@@ -21,6 +21,10 @@ class DriftConfig(StrictModel):
     """Environment variable holding the bearer token for the endpoints that serve raw rows or
     start work (`GET /v1/window`, `POST /v1/check`); refused while it is unset. `POST /v1/rows`
     (the runtime's feed) takes loopback callers (the serving pod) or the token."""
+    window_export: bool = False
+    """Serve the current window of raw served rows at `GET /v1/window` (the retrain trigger
+    fetches it as the retraining run's input). Off by default: served rows are personal data
+    as often as not; while off the endpoint answers 403 and names this setting."""
     reference: str = "s3://mainsail-models/{model}/versions/{version}"
     """Folder of each model version's reference sample and feature schema: a local path or
     `s3://bucket/prefix`, with `{model}` and `{version}` filled in per batch (the registry's

@@ -19,7 +19,9 @@ from mainsail.config.evaluate import (
 )
 from mainsail.config.features import FeaturesConfig
 from mainsail.config.monitor import MonitorConfig
+from mainsail.config.observability import ObservabilityConfig
 from mainsail.config.pipelines import PipelinesConfig
+from mainsail.config.privacy import PrivacyConfig
 from mainsail.config.promotion import PromotionConfig
 from mainsail.config.registry import RegistryConfig
 from mainsail.config.serving import ServingConfig
@@ -70,6 +72,10 @@ class ProjectConfig(StrictModel):
     """Kubeflow Pipelines: image, resources, GPU placement, KubeRay, submission."""
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     """Feedback store, A/B analysis and metric-gated promotion."""
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    """JSON logs and OpenTelemetry traces of the serving path (off by default)."""
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    """Sensitive columns: declared or detected, never features, never written raw."""
 
     @model_validator(mode="after")
     def _check_metric_and_split(self) -> ProjectConfig:
@@ -88,6 +94,15 @@ class ProjectConfig(StrictModel):
             raise ValueError("split.strategy 'group' needs data.entity_key")
         if self.split.strategy == "time" and not self.data.event_timestamp:
             raise ValueError("split.strategy 'time' needs data.event_timestamp")
+        sensitive = set(self.privacy.sensitive_columns)
+        for key in ("target", "entity_key", "event_timestamp", "label_timestamp"):
+            value = getattr(self.data, key)
+            if value and value in sensitive:
+                raise ValueError(
+                    f"data.{key} {value!r} is listed in privacy.sensitive_columns; a sensitive "
+                    "column is never used, so give the data a surrogate column (e.g. a salted "
+                    "hash of it) and name that one instead"
+                )
         if self.split.test_size + self.split.valid_size >= 0.8:
             raise ValueError("split.test_size + split.valid_size must leave at least 20% to train")
         return self

@@ -48,8 +48,11 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.send_body(code, json.dumps(obj).encode())
 
     def send_error_json(self, code: int, message: str) -> None:
-        """Send `{"error": message}`."""
-        self.send_json(code, {"error": message})
+        """Send `{"error": message}`, personal data in it (an echoed input) redacted."""
+        from mainsail.core.privacy import redact
+        from mainsail.core.telemetry import STATE
+
+        self.send_json(code, {"error": redact(message, STATE.redact)})
 
     def route(self) -> tuple[str, dict[str, str]]:
         """The request's path and its query parameters (the last value of each)."""

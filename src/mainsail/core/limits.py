@@ -74,6 +74,15 @@ def check_request_id(value: Any, field: str = "id") -> str:
             f"{field}: {shown(value)} is not a valid request id (1-{MAX_REQUEST_ID} of "
             "A-Z a-z 0-9 . _ : @ + -, starting with a letter or digit)"
         )
+    if "@" in value:
+        from mainsail.core.privacy import EMAIL
+
+        if EMAIL.search(value) is not None:
+            # Ids are stored (feedback store), logged and traced: never personal data.
+            raise LimitError(
+                f"{field}: holds an email address; request ids are stored and logged, so use "
+                "an opaque id"
+            )
     return value
 
 

@@ -139,6 +139,15 @@ chart takes it from the Secret `<release>-auth` (key `trigger-token`)."""
 ENV_DRIFT_TOKEN: Final = "MAINSAIL_DRIFT_TOKEN"
 """Bearer token of the drift sidecar's `/v1/window` and `/v1/check` (`drift.token_env`'s
 default); the chart takes it from the Secret `<release>-auth` (key `drift-token`)."""
+ENV_JSON_LOGS: Final = "MAINSAIL_JSON_LOGS"
+"""`1`: the serving path's processes write JSON log lines with request ids
+(`observability.json_logs`; the chart's `observability.jsonLogs`)."""
+ENV_TRACING: Final = "MAINSAIL_TRACING"
+"""Span exporter of the serving path (`otlp`, `file`, `console`; empty: no tracing)."""
+ENV_TRACE_SAMPLE: Final = "MAINSAIL_TRACE_SAMPLE"
+"""Share of requests traced (`observability.sample_ratio`)."""
+ENV_REDACT: Final = "MAINSAIL_REDACT"
+"""`hash` or `drop`: personal data in log lines and error answers (`privacy.redact`)."""
 CHART_ENV: Final = (
     ENV_S3_ENDPOINT,
     ENV_S3_BUCKET,
@@ -146,6 +155,10 @@ CHART_ENV: Final = (
     ENV_FEATURE_SERVER_URL,
     ENV_TRIGGER_TOKEN,
     ENV_DRIFT_TOKEN,
+    ENV_JSON_LOGS,
+    ENV_TRACING,
+    ENV_TRACE_SAMPLE,
+    ENV_REDACT,
 )
 
 # Prometheus metric names the alert rules (mainsail.monitor.rules, rendered into the chart's

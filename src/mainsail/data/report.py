@@ -18,7 +18,14 @@ from mainsail.config import ProblemType
 
 Severity = Literal["error", "warning", "info"]
 Role = Literal[
-    "feature", "target", "entity_key", "event_timestamp", "label_timestamp", "dropped", "excluded"
+    "feature",
+    "target",
+    "entity_key",
+    "event_timestamp",
+    "label_timestamp",
+    "dropped",
+    "excluded",
+    "sensitive",
 ]
 Kind = Literal["numeric", "categorical", "boolean", "datetime"]
 
@@ -145,6 +152,9 @@ class ValidationReport(BaseModel):
     """Categorical features."""
     excluded: dict[str, str] = Field(default_factory=dict)
     """Columns left out of the features, with the reason."""
+    sensitive: dict[str, str] = Field(default_factory=dict)
+    """Sensitive columns (declared in `privacy.sensitive_columns`, or detected), with the
+    reason; removed from the rows before any other check, profiled by counts only."""
     leakage: list[LeakageSuspect] = Field(default_factory=list)
     """Single features that predict the target almost perfectly."""
     columns: list[ColumnProfile] = Field(default_factory=list)
@@ -300,6 +310,11 @@ def render_body(report: ValidationReport, heading: str = "h2") -> str:
                 [[s.column, s.metric, s.score, s.allowed] for s in report.leakage],
             ),
         ]
+    if report.sensitive:
+        parts.append(
+            f"<{h}>Sensitive columns (removed, values never shown)</{h}>"
+            + _table(["column", "reason"], [[k, v] for k, v in report.sensitive.items()])
+        )
     if report.excluded:
         parts += [
             f"<{h}>Excluded columns</{h}>",

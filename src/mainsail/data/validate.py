@@ -94,6 +94,51 @@ class _Checker:
         return err
 
 
+def _sensitive_columns(
+    raw: pd.DataFrame, cfg: ProjectConfig, columns: list[str], check: _Checker
+) -> dict[str, str]:
+    """Column -> why it is sensitive: declared in `privacy.sensitive_columns` (those present),
+    or detected as emails / phone numbers / card-like numbers in a sample of its text values.
+    A detected key, target or timestamp column cannot be removed: a warning names it."""
+    from mainsail.core.privacy import detect_kind
+
+    privacy, data = cfg.privacy, cfg.data
+    declared = "declared in privacy.sensitive_columns"
+    found = {c: declared for c in privacy.sensitive_columns if c in columns}
+    if not privacy.detect:
+        return found
+    keep = {data.target, data.entity_key, data.event_timestamp, data.label_timestamp}
+    for name in columns:
+        col = raw[name]
+        if name in found or not _is_text(col):
+            continue
+        sample = col.dropna().head(privacy.detect_sample)
+        hit = detect_kind(sample.astype(str).tolist(), privacy.detect_share)
+        if hit is None:
+            continue
+        kind, share = hit
+        what = {"email": "email addresses", "phone": "phone numbers", "card": "card numbers"}
+        reason = f"detected: {what[kind]} in {share:.0%} of the sampled values"
+        if name in keep:
+            check.note(
+                "warning",
+                "sensitive_key",
+                f"column {name!r} holds {what[kind]} but is the target, entity key or a "
+                "timestamp, so it stays; give the data a surrogate column instead",
+                name,
+            )
+            continue
+        found[name] = reason
+        check.note(
+            "warning",
+            "sensitive_column",
+            f"column {name!r} removed: {reason} (privacy.detect); list it in "
+            "privacy.sensitive_columns to say so, or set privacy.detect: false",
+            name,
+        )
+    return found
+
+
 def _suggest(name: str, columns: list[str]) -> str:
     match = difflib.get_close_matches(name, columns, n=1, cutoff=0.6)
     return f"; did you mean {match[0]!r}?" if match else ""
@@ -197,6 +242,27 @@ def validate_frame(
                 f"target column {data.target!r} is also listed in data.drop", column=data.target
             )
         )
+
+    # 1b. Privacy: declared and detected sensitive columns leave the rows before any check
+    # that could echo a value (profiles, previews, error messages).
+    sensitive = _sensitive_columns(raw, cfg, columns, check)
+    if sensitive:
+        report.sensitive = sensitive
+        for name in sensitive:
+            col = raw[name]
+            report.columns.append(
+                ColumnProfile(
+                    name=name,
+                    dtype=str(col.dtype),
+                    role="sensitive",
+                    kind="categorical" if _is_text(col) else _kind(col, forced=False),
+                    missing=int(col.isna().sum()),
+                    missing_share=float(col.isna().mean()) if len(col) else 0.0,
+                    unique=int(col.nunique(dropna=True)),
+                )
+            )
+        raw = raw.drop(columns=list(sensitive))
+        columns = [c for c in columns if c not in sensitive]
 
     frame = raw
     # 2. Columns with no value at all.

@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from mainsail.core import telemetry
+
+    # The drift env has no OpenTelemetry SDK: JSON log lines (with request ids), no spans.
+    telemetry.setup("mainsail-drift", traces=False)
     try:
         if args.settings_json:
             base = DriftConfig.model_validate_json(Path(args.settings_json).read_text())

@@ -33,6 +33,7 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.client
 import json
 import json.encoder
@@ -204,15 +205,20 @@ class _FeedBase:
         *,
         columns: tuple[str, ...] | None = None,
         scores: Sequence[float | None] | None = None,
+        request_id: str | None = None,
     ) -> bool:
         """Queue one batch; False (and counted as dropped) when the queue is full or closed.
 
         `rows` are {feature: value} objects, or value sequences in the order of `columns`
         (a tuple: batches of the same model version and columns merge into one POST);
-        `scores` are a classifier's probabilities of its last class, one per row."""
+        `scores` are a classifier's probabilities of its last class, one per row;
+        `request_id` (the served request's) travels in the POST's `request_ids`, so the
+        sidecar's log lines name the requests their rows came from."""
         if not rows:
             return True
         item = self._accept(model, version, rows, predictions, columns, scores)
+        if item is not None and request_id is not None:
+            item = dataclasses.replace(item, request_id=request_id)
         return item is not None and self._enqueue(item)
 
     def pending(self) -> int:
@@ -599,6 +605,8 @@ class _Item:
     columns: tuple[str, ...] | None = None
     """The names of the values in each row; None when rows are {feature: value} objects."""
     encoded_scores: bytes | None = None
+    request_id: str | None = None
+    """The served request the rows came from (with structured logs or tracing on)."""
 
     @classmethod
     def encode(
@@ -644,6 +652,9 @@ class _Item:
         if first.encoded_scores is not None:
             scores = b",".join(i.encoded_scores or b"" for i in batch)
             parts += [b',"scores":[', scores, b"]"]
+        ids = [i.request_id for i in batch if i.request_id is not None]
+        if ids:
+            parts += [b',"request_ids":', json.dumps(ids).encode()]
         parts.append(b"}")
         return b"".join(parts)
 

@@ -42,6 +42,9 @@ class ParsedBatch:
     scores: list[float | None] | None = None
     """Classification: the model's probability of its last class per row (label-free
     performance estimation); None when the batch carries none."""
+    request_ids: list[str] | None = None
+    """The served requests the rows came from (the runtime sends them with structured logs or
+    tracing on); only logged."""
 
 
 def parse_batch(body: Any, max_rows: int) -> ParsedBatch:
@@ -51,11 +54,12 @@ def parse_batch(body: Any, max_rows: int) -> ParsedBatch:
     in that order (the serving runtime's form: names once per batch, not once per row)."""
     if not isinstance(body, dict):
         raise BatchError("body: expected a JSON object with model, version and rows")
-    unknown = sorted(set(body) - {"model", "version", "columns", "rows", "predictions", "scores"})
+    known = {"model", "version", "columns", "rows", "predictions", "scores", "request_ids"}
+    unknown = sorted(set(body) - known)
     if unknown:
         raise BatchError(
             f"body: unknown field(s) {unknown}; expected model, version, rows, predictions "
-            "and optionally columns and scores"
+            "and optionally columns, scores and request_ids"
         )
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -99,7 +103,16 @@ def parse_batch(body: Any, max_rows: int) -> ParsedBatch:
                 raise BatchError(
                     f"scores[{i}]: expected a probability in [0, 1] or null, got {v!r}"
                 )
-    return ParsedBatch(model, str(version), rows, predictions, scores)
+    ids = body.get("request_ids")
+    if ids is not None and (
+        not isinstance(ids, list)
+        or len(ids) > len(rows)
+        or not all(isinstance(i, str) and 0 < len(i) <= 128 for i in ids)
+    ):
+        raise BatchError(
+            f"request_ids: expected at most {len(rows)} request ids (strings of 1 to 128 chars)"
+        )
+    return ParsedBatch(model, str(version), rows, predictions, scores, ids)
 
 
 def _rows_from_arrays(columns: Any, rows: list[Any]) -> list[dict[str, Any]]:

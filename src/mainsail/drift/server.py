@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from mainsail.config.drift import DriftConfig
+from mainsail.core import telemetry
 from mainsail.core.http import JsonHandler
 from mainsail.core.limits import is_loopback
 from mainsail.drift.detectors import CheckResult, VersionDetectors
@@ -291,6 +292,16 @@ class DriftSidecar:
             raise
         self.metrics.queue_batches.set(self._queue.qsize())
         self.metrics.rows_received.labels(batch.model, batch.version).inc(len(batch.rows))
+        if batch.request_ids:
+            telemetry.event(
+                log,
+                "served rows received",
+                request_id=batch.request_ids[0] if len(batch.request_ids) == 1 else None,
+                request_ids=batch.request_ids,
+                model=batch.model,
+                version=batch.version,
+                rows=len(batch.rows),
+            )
         return len(batch.rows)
 
     def request_check(
@@ -483,6 +494,13 @@ class _Handler(JsonHandler):
             elif path == "/v1/status":
                 self.send_json(200, sc.status())
             elif path == "/v1/window":
+                if not sc.cfg.window_export:
+                    self.send_error_json(
+                        403,
+                        "window export is off (drift.window_export: false): served rows stay "
+                        "in the sidecar",
+                    )
+                    return
                 if not self.authorized(sc.token, sc.cfg.token_env):
                     return
                 mv = self._model_version(q)

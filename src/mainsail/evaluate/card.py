@@ -182,6 +182,8 @@ def build_card(
         },
         "warnings": [] if final is None else list(final.warnings),
         "leakage_suspects_allowed": leakage,
+        # Names only: personal data that validation removed before anything was learned.
+        "sensitive_columns_removed": sorted(data.report.sensitive),
         "features": [
             {"name": f.name, "kind": f.kind, "dtype": f.dtype} for f in data.schema.features
         ],

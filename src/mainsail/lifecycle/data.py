@@ -92,10 +92,22 @@ def load_validated(
 
     mark("validate", 0.15)
     checked = validate_frame(raw, cfg, source=str(path), data_sha256=sha, origin=origin)
+    if checked.report.sensitive:
+        # Nothing downstream (Feast's offline sources included) sees a sensitive column.
+        raw = raw.drop(columns=list(checked.report.sensitive))
     if not features or not feast_enabled(cfg):
         return LoadedData(checked=checked, data_sha256=sha, path=path)
     mark("features", 0.25)
     feast = training_rows(cfg, raw, checked, source=str(path), data_sha256=sha, origin=origin)
+    if checked.report.sensitive:
+        # The joined rows never held the sensitive columns: the report keeps saying why.
+        final = feast.checked.report
+        final.sensitive = dict(checked.report.sensitive)
+        final.columns = [c for c in checked.report.columns if c.role == "sensitive"] + list(
+            final.columns
+        )
+        flagged = [i for i in checked.report.issues if i.code.startswith("sensitive_")]
+        final.issues = flagged + list(final.issues)
     return LoadedData(checked=feast.checked, data_sha256=sha, path=path, feast=feast.lineage)
 
 

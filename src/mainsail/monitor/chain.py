@@ -53,6 +53,8 @@ class ChainSettings:
             "min_rows": 200,
             "check_every_rows": 200,
             "check_interval_s": 3600,
+            # The trigger hands the drifted window to the retraining run.
+            "window_export": True,
         }
     )
     """Drift settings of the sidecar (`--set` values)."""

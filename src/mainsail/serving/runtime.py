@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import tempfile
 import warnings
@@ -46,8 +47,9 @@ from pydantic import Field
 
 from mainsail.config.base import StrictModel
 from mainsail.config.registry import RegistryConfig
-from mainsail.core import naming
+from mainsail.core import naming, telemetry
 from mainsail.core.limits import LimitError, check_request_id
+from mainsail.core.privacy import redact
 from mainsail.data.schema import FeatureSchema
 from mainsail.registry.errors import RegistryError
 from mainsail.registry.manifest import MODEL_FILE, SCHEMA_FILE, verify_folder
@@ -58,6 +60,8 @@ from mainsail.serving.validation import (
     decode,
     frame_from_records,
 )
+
+log = logging.getLogger("mainsail.runtime")
 
 #: Requests up to this many rows are scored on the event loop (cheaper than a thread hop);
 #: larger ones in a worker thread so the server keeps answering.
@@ -149,6 +153,7 @@ class MainsailRuntime(MLModel):
     """MLServer runtime for mainsail models (see the module docstring)."""
 
     async def load(self) -> bool:
+        telemetry.setup("mainsail-runtime")
         extra = {}
         if self.settings.parameters is not None and self.settings.parameters.extra:
             extra = dict(self.settings.parameters.extra)
@@ -232,12 +237,45 @@ class MainsailRuntime(MLModel):
     # -- inference ------------------------------------------------------------------------
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        if telemetry.STATE.tracer is None and not telemetry.STATE.json_logs:
+            return await self._predict(payload, None)
+        # Observed: one `runtime.infer` span (a child of the router's, through `traceparent`)
+        # and one log line, both with the request id the router forwarded (or the V2 `id`).
+        params = payload.parameters
+        headers = (params.headers if params is not None else None) or {}
+        rid = headers.get("x-request-id") or payload.id
+        try:
+            check_request_id(rid, "x-request-id")
+        except LimitError:
+            rid = None  # refused below, or a bad header: never logged nor traced as given
+        token = telemetry.REQUEST_ID.set(rid)
+        try:
+            with telemetry.span("runtime.infer", headers, model=self.name) as current:
+                try:
+                    answer = await self._predict(payload, rid)
+                except MLServerError as err:
+                    if current is not None:
+                        current.set_attribute("error", True)
+                    telemetry.event(log, "request refused", model=self.name, error=str(err))
+                    raise
+                telemetry.event(
+                    log,
+                    "request served",
+                    model=self.name,
+                    version=self._registry_version,
+                    rows=answer.outputs[0].shape[0] if answer.outputs else 0,
+                )
+            return answer
+        finally:
+            telemetry.REQUEST_ID.reset(token)
+
+    async def _predict(self, payload: InferenceRequest, rid: str | None) -> InferenceResponse:
         if payload.id:
             # MLServer copies the id into response headers (ce-id): refuse what cannot be one.
             try:
                 check_request_id(payload.id, "id")
             except LimitError as err:
-                raise InferenceError(f"model {self.name}: {err}") from None
+                raise InferenceError(_private(f"model {self.name}: {err}")) from None
         tensors = [
             TensorIn(
                 i.name,
@@ -250,28 +288,34 @@ class MainsailRuntime(MLModel):
         ]
         feed_values: list[list[Any]] | None = [] if self._feed is not None else None
         try:
-            decoded = decode(
-                tensors,
-                self.schema,
-                max_rows=self.options.max_rows,
-                as_matrix=self._numpy_fast,
-                feed_values=feed_values,
-            )
+            with telemetry.span("validation"):
+                decoded = decode(
+                    tensors,
+                    self.schema,
+                    max_rows=self.options.max_rows,
+                    as_matrix=self._numpy_fast,
+                    feed_values=feed_values,
+                )
             if isinstance(decoded, EntityRequest):
-                fetched = await self._features_for(decoded)
+                with telemetry.span("feature_lookup", keys=len(decoded.ids)):
+                    fetched = await self._features_for(decoded)
+                telemetry.event(log, "features looked up", model=self.name, rows=len(fetched))
                 frame: pd.DataFrame | np.ndarray = (
                     fetched.to_numpy(dtype=np.float64) if self._numpy_fast else fetched
                 )
             else:
                 frame = decoded
         except RequestError as err:
-            raise InferenceError(f"model {self.name}: {err}") from None
+            raise InferenceError(_private(f"model {self.name}: {err}")) from None
         wanted = self._wanted(payload)
         try:
-            if len(frame) <= _INLINE_ROWS:
-                outputs, parameters, scores = self._score(frame, wanted)
-            else:
-                outputs, parameters, scores = await asyncio.to_thread(self._score, frame, wanted)
+            with telemetry.span("predict", rows=len(frame)):
+                if len(frame) <= _INLINE_ROWS:
+                    outputs, parameters, scores = self._score(frame, wanted)
+                else:
+                    outputs, parameters, scores = await asyncio.to_thread(
+                        self._score, frame, wanted
+                    )
         except (ValueError, TypeError) as err:
             if isinstance(decoded, EntityRequest):
                 # Features came from the store (gaps included): not the client's data.
@@ -281,16 +325,22 @@ class MainsailRuntime(MLModel):
                     status_code=503,
                 ) from None
             # Input passed the schema but the model still refused it: the client's data, 400.
-            raise InferenceError(f"model {self.name} could not score the input: {err}") from None
+            raise InferenceError(
+                _private(f"model {self.name} could not score the input: {err}")
+            ) from None
         if self._feed is not None:
-            self._feed.submit(
-                self._registry_name,
-                self._registry_version,
-                _feed_rows(frame, feed_values),
-                outputs[0].data.root,
-                columns=self._feed_columns,
-                scores=scores,
-            )
+            with telemetry.span("drift_enqueue"):
+                queued = self._feed.submit(
+                    self._registry_name,
+                    self._registry_version,
+                    _feed_rows(frame, feed_values),
+                    outputs[0].data.root,
+                    columns=self._feed_columns,
+                    scores=scores,
+                    request_id=rid,
+                )
+            if rid is not None:
+                telemetry.event(log, "rows queued for the drift sidecar", queued=queued)
         return InferenceResponse(
             model_name=self.name,
             model_version=self.version or self._registry_version,
@@ -368,8 +418,10 @@ class MainsailRuntime(MLModel):
             # fix it, but it is not our crash either.
             _lookup_errors().labels(self.name, type(err).__name__).inc()
             raise MLServerError(
-                f"model {self.name}: feature lookup at {self.options.feature_server_url} "
-                f"failed: {err}",
+                _private(
+                    f"model {self.name}: feature lookup at {self.options.feature_server_url} "
+                    f"failed: {err}"
+                ),
                 status_code=503,
             ) from None
         if vectors.unknown:
@@ -453,6 +505,11 @@ class _FeedCollector:
 _FEEDS = _FeedCollector()
 _FEATURE_METRICS: Any = None
 _LOOKUP_ERRORS: Any = None
+
+
+def _private(message: str) -> str:
+    """An error message for the client, with personal data it echoes redacted."""
+    return redact(message, telemetry.STATE.redact)
 
 
 def _feature_metrics() -> Any:

@@ -15,6 +15,7 @@ from mainsail.stack.providers import (
     StackContext,
     register_provider,
     seaweedfs_credentials,
+    serving_path_env,
     stack_token,
 )
 
@@ -40,6 +41,7 @@ def drift_specs(ctx: StackContext) -> list[ProcessSpec]:
         )
         argv += ["--s3-endpoint", f"{scheme}://{endpoint}"]
         env = {"AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret}
+    env.update(serving_path_env(ctx))
     env[cfg.token_env] = stack_token(ctx, "drift", cfg.token_env)
     return [
         ProcessSpec(

@@ -106,6 +106,16 @@ def process_specs(ctx: StackContext) -> list[ProcessSpec]:
     return specs
 
 
+def serving_path_env(ctx: StackContext) -> dict[str, str]:
+    """Logs, traces and redaction of the serving path's processes (router, MLServers, drift
+    sidecar) from `observability` and `privacy`; spans of the `file` exporter go to the stack's
+    `traces/` folder unless `observability.trace_dir` names another."""
+    from mainsail.core.telemetry import telemetry_env
+
+    cfg = ctx.config
+    return telemetry_env(cfg.observability, cfg.privacy, ctx.data_dir / "traces")
+
+
 # -- built-in providers -----------------------------------------------------------------------
 
 
@@ -335,7 +345,7 @@ def _mlservers(ctx: StackContext) -> list[ProcessSpec]:
     for variant in ("champion", "challenger"):
         ports = getattr(ctx.config.stack, variant)
         root = write_mlserver_repository(ctx, variant)
-        env = dict(token)
+        env = {**serving_path_env(ctx), **token}
         if ports.model_dir is None:
             # Served from the registry: the runtime checks the version's signature again with
             # the registry's public key (a folder named in stack.<variant>.model_dir is yours).
@@ -422,6 +432,7 @@ def _router(ctx: StackContext) -> list[ProcessSpec]:
                 "--port",
                 str(cfg.router.port),
             ],
+            env=serving_path_env(ctx),
             port=cfg.router.port,
             health_url=f"http://{ctx.host}:{cfg.router.port}/v2/health/ready",
         )

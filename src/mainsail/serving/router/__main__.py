@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, ValidationError) as err:
         print(f"router: cannot use settings {args.settings}: {err}", file=sys.stderr)
         return 2
+    from mainsail.core import telemetry
+
+    telemetry.setup("mainsail-router")
     token = os.environ.get(settings.router.token_env) or None
     router = create_router(settings, token)
     if args.server == "lean":

@@ -61,7 +61,9 @@ from starlette.routing import Route
 
 from mainsail.config.base import StrictModel
 from mainsail.config.stack import RouterConfig
+from mainsail.core import telemetry
 from mainsail.core.limits import LimitError, check_request_id, read_body
+from mainsail.core.privacy import redact
 from mainsail.serving.router.feedback import FeedbackRecorder
 from mainsail.serving.router.metrics import RouterMetrics
 from mainsail.serving.router.upstream import (
@@ -365,7 +367,54 @@ class Router:
         """Answer `METHOD /v2/models/{name}/infer`: (status, headers, body).
 
         `headers` are the request's (lower-case names); `body` is None when it was larger than
-        `max_body_bytes`. The answer's headers carry no content-length (the server adds it)."""
+        `max_body_bytes`. The answer's headers carry no content-length (the server adds it).
+        With JSON logs or tracing on (:mod:`mainsail.core.telemetry`), the request is one
+        `router.infer` span and one log line with its request id."""
+        if telemetry.STATE.tracer is None and not telemetry.STATE.json_logs:
+            return await self._answer_infer(method, name, headers, body)
+        given = headers.get(b"x-request-id")
+        if given is None:
+            headers = {**headers, b"x-request-id": self._new_request_id()}
+            rid = headers[b"x-request-id"].decode("latin-1")
+        else:
+            rid = given.decode("latin-1")
+            try:
+                check_request_id(rid, "x-request-id")
+            except LimitError:
+                # Refused below (400); its line and span get an id of their own, never the
+                # client's bad (or personal) one.
+                rid = self._new_request_id().decode()
+        token = telemetry.REQUEST_ID.set(rid)
+        start = time.perf_counter()
+        try:
+            parent = (
+                {"traceparent": headers[b"traceparent"].decode("latin-1")}
+                if (b"traceparent" in headers)
+                else None
+            )
+            with telemetry.span("router.infer", parent, model=name) as current:
+                status, out_headers, out = await self._answer_infer(method, name, headers, body)
+                tags = {k.decode(): v.decode("latin-1") for k, v in out_headers}
+                variant = tags.get("x-mainsail-variant")
+                if current is not None:
+                    current.set_attribute("http.status_code", status)
+                    if variant:
+                        current.set_attribute("mainsail.variant", variant)
+                telemetry.event(
+                    log,
+                    "request routed",
+                    status=status,
+                    variant=variant,
+                    version=tags.get("x-mainsail-model-version"),
+                    latency_ms=round((time.perf_counter() - start) * 1000, 3),
+                )
+            return status, out_headers, out
+        finally:
+            telemetry.REQUEST_ID.reset(token)
+
+    async def _answer_infer(
+        self, method: str, name: str, headers: dict[bytes, bytes], body: bytes | None
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         given = headers.get(b"x-request-id")
         if given is not None:
             try:
@@ -410,6 +459,10 @@ class Router:
         elif self.cfg.sticky_key is not None:
             key = sticky_value(payload, self.cfg.sticky_key)
         fwd_headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id)]
+        if telemetry.STATE.propagator is not None:
+            parent = telemetry.traceparent()
+            if parent:
+                fwd_headers.append((b"traceparent", parent.encode()))
         self._maybe_mirror(body, fwd_headers, request_id)
 
         tried: set[str] = set()
@@ -733,7 +786,8 @@ async def _json_body(request: Request) -> Any:
 def _error(
     status: int, message: str, headers: list[tuple[bytes, bytes]]
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    body = json.dumps({"error": message}).encode()
+    # An error may echo the client's input: personal data in it never goes back out raw.
+    body = json.dumps({"error": redact(message, telemetry.STATE.redact)}).encode()
     return status, [(b"content-type", b"application/json"), *headers], body
 
 

@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from mainsail.core import telemetry
 from mainsail.core.limits import LimitError, load_json, shown
 from mainsail.feedback.store import FeedbackError, FeedbackStore, PredictionRecord
 
@@ -62,6 +63,8 @@ class FeedbackRecorder:
         self._pending: list[PredictionRecord] = []
         self._shadow: list[PredictionRecord] = []
         self._versions: dict[str, str] = {}
+        #: request id -> its trace and span ids, for the store's log line (tracing and logs on)
+        self._traces: dict[str, dict[str, str]] = {}
         self._task: asyncio.Task[None] | None = None
         self._flush_lock: asyncio.Lock | None = None
         self.quality = Gauge(
@@ -106,7 +109,14 @@ class FeedbackRecorder:
     ) -> None:
         """Queue one answered request; never blocks, drops (and counts) when the queue is full."""
         self._versions[variant] = version
-        self._queue(self._pending, request_id, variant, version, status, body, latency_s)
+        if telemetry.STATE.tracer is None:
+            self._queue(self._pending, request_id, variant, version, status, body, latency_s)
+            return
+        with telemetry.span("router.feedback", variant=variant, version=version):
+            self._queue(self._pending, request_id, variant, version, status, body, latency_s)
+            if telemetry.logs_on() and len(self._traces) < self.max_queue:
+                # The store's line is written later, by the writer: it names this trace.
+                self._traces[request_id] = telemetry.current_ids()
 
     def observe_shadow(
         self, request_id: str, version: str, status: int, body: bytes, latency_s: float
@@ -214,6 +224,16 @@ class FeedbackRecorder:
 
     def _record(self, batch: list[PredictionRecord]) -> None:
         self.store.record_predictions(batch)
+        if telemetry.logs_on():
+            for rec in batch:
+                telemetry.event(
+                    log,
+                    "prediction stored in the feedback store",
+                    request_id=rec.request_id,
+                    variant=rec.variant,
+                    version=rec.version,
+                    **self._traces.pop(rec.request_id.split("#", 1)[0], {}),
+                )
         renamed = getattr(self.store, "renamed", [])
         if renamed:
             self.reused.inc(len(renamed))

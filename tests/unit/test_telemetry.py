@@ -1,0 +1,109 @@
+"""Structured logs and traces (`mainsail.core.telemetry`): nothing at all while off; JSON lines
+with the request id and trace ids, redacted, and spans in files while on.
+
+Each case runs in a fresh interpreter: `setup()` configures a process once, for good."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MAINSAIL_")}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, "PYTHONPATH": str(SRC), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
+def test_off_by_default_imports_no_opentelemetry_and_writes_nothing() -> None:
+    code = """
+import logging, sys
+import mainsail.serving.router.app, mainsail.serving.router.feedback, mainsail.drift.client
+from mainsail.core import telemetry
+telemetry.setup("mainsail-router")
+assert telemetry.span("router.infer", model="m") is telemetry.span("predict")  # one no-op
+with telemetry.span("predict") as current:
+    assert current is None
+telemetry.event(logging.getLogger("mainsail.router"), "request routed", request_id="r1")
+assert telemetry.traceparent() is None and telemetry.current_ids() == {}
+print(sorted(m for m in sys.modules if m.startswith("opentelemetry")))
+"""
+    done = _python(code, {})
+    assert done.stdout.strip() == "[]"
+    assert done.stderr == ""
+
+
+def test_json_lines_carry_request_and_trace_ids_and_hide_personal_data(tmp_path: Path) -> None:
+    code = """
+import logging
+from mainsail.core import telemetry
+telemetry.setup("mainsail-router")
+log = logging.getLogger("mainsail.router")
+token = telemetry.REQUEST_ID.set("req-7")
+with telemetry.span("router.infer", model="churn"):
+    with telemetry.span("predict"):
+        telemetry.event(log, "request routed", status=400, error="bad input jane@example.org")
+        print(telemetry.traceparent())
+telemetry.REQUEST_ID.reset(token)
+log.warning("card 4111 1111 1111 1111 refused")
+"""
+    env = {"MAINSAIL_JSON_LOGS": "1", "MAINSAIL_TRACING": "file"}
+    env["MAINSAIL_TRACE_DIR"] = str(tmp_path)
+    env["MAINSAIL_REDACT"] = "drop"
+    done = _python(code, env)
+    parent = done.stdout.strip()
+    routed, warning = (json.loads(line) for line in done.stderr.splitlines())
+    assert routed["request_id"] == "req-7" and routed["service"] == "mainsail-router"
+    assert routed["error"] == "bad input <email>" and routed["status"] == 400
+    assert parent.startswith(f"00-{routed['trace_id']}-{routed['span_id']}-")  # W3C
+    assert warning["msg"] == "card <card> refused" and warning["request_id"] is None
+    (spans_file,) = tmp_path.glob("mainsail-router-*.jsonl")
+    spans = {s["name"]: s for s in map(json.loads, spans_file.read_text().splitlines())}
+    assert set(spans) == {"router.infer", "predict"}
+    assert spans["predict"]["parent_id"] == spans["router.infer"]["span_id"]
+    assert {s["attributes"]["mainsail.request_id"] for s in spans.values()} == {"req-7"}
+    assert spans["router.infer"]["trace_id"] == routed["trace_id"]
+    assert spans["router.infer"]["parent_id"] is None
+
+
+def test_a_child_process_continues_the_trace_it_is_handed(tmp_path: Path) -> None:
+    code = """
+from mainsail.core import telemetry
+telemetry.setup("mainsail-runtime")
+parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+with telemetry.span("runtime.infer", {"traceparent": parent, "x-request-id": "r"}):
+    print(telemetry.current_ids()["trace_id"])
+"""
+    env = {"MAINSAIL_TRACING": "file", "MAINSAIL_TRACE_DIR": str(tmp_path)}
+    done = _python(code, env)
+    assert done.stdout.strip() == "0af7651916cd43dd8448eb211c80319c"
+
+
+def test_the_stack_hands_the_settings_to_the_serving_path(tmp_path: Path) -> None:
+    from mainsail.config import parse_config
+    from mainsail.stack.providers import StackContext, serving_path_env
+
+    raw = {"name": "t", "data": {"path": "d.parquet", "target": "y"}}
+    ctx = StackContext(parse_config(raw, source="<test>"), tmp_path)
+    assert serving_path_env(ctx) == {"MAINSAIL_REDACT": "hash"}  # off: nothing but redaction
+    raw["observability"] = {"json_logs": True, "tracing": True, "exporter": "otlp"}
+    raw["privacy"] = {"redact": "drop"}
+    ctx = StackContext(parse_config(raw, source="<test>"), tmp_path)
+    assert serving_path_env(ctx) == {
+        "MAINSAIL_REDACT": "drop",
+        "MAINSAIL_JSON_LOGS": "1",
+        "MAINSAIL_TRACING": "otlp",
+        "MAINSAIL_TRACE_DIR": str(tmp_path / "traces"),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
+    }
