@@ -44,7 +44,7 @@ test: envs services images-if-engine lint ## Run the whole test suite (lint, uni
 test-fast: envs ## Tests without the slow, integration and e2e ones
 	@$(PIPE)/python -m pytest -m "not slow and not integration and not e2e and not containers" $(PYTEST_ARGS)
 
-BENCHES := serving router drift tuning online_features data_stage end_to_end kfp_local
+BENCHES := serving router drift tuning online_features data_stage end_to_end kfp_local telemetry
 BENCH_ARGS ?=
 
 .PHONY: bench

@@ -10,9 +10,11 @@ the `file` exporter and lines to a file, as `mainsail up` would write them. The 
 figures are set beside the time a served request takes at saturation (1 / the serving
 benchmark's throughput) to estimate the share of throughput they cost.
 
-    .venv/pipeline/bin/python bench/bench_telemetry.py [--requests 20000]
+    .venv/pipeline/bin/python bench/bench_telemetry.py [--requests 20000] [--quick]
 
-Results: bench/results/telemetry.json.
+Targets (issue 22): telemetry off costs nothing (≤ 0.1% of a served request) and on, every
+request traced with JSON logs, ≤ 5%. The 10%-sample figure is reported beside them.
+Results: bench/results/telemetry.json (header and gate: bench/common.py).
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -31,6 +31,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE.parent / "src"))
+
+from common import Run, add_common_args  # noqa: E402
 
 from mainsail.core import telemetry  # noqa: E402
 
@@ -78,7 +80,11 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=5)
+    add_common_args(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.requests, args.runs = 2_000, 3
+    run = Run.start("telemetry", args)
     with tempfile.TemporaryDirectory() as tmp:
         env = {
             telemetry.ENV_JSON_LOGS: "1",
@@ -105,38 +111,46 @@ def main() -> int:
             telemetry.STATE.tracer, telemetry.STATE.json_logs = sampled_tracer, False
             sampled.append(timed(max(1, args.requests // 10), log))
         handler.close()
-    # The machine's time per served request at saturation (1 / throughput) of the mainsail
-    # runtime in MLServer, from bench/results/serving.json when present, else 4 ms.
-    served_us = 4000.0
-    serving = RESULTS / "serving.json"
-    if serving.exists():
-        try:
-            data = json.loads(serving.read_text())
-            served_us = 1e6 / float(data["summary"]["b_mainsail_runtime"]["rps"])
-        except (KeyError, TypeError, ValueError, ZeroDivisionError):
-            pass
-    result = {
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    served_us = served_request_us()
+    share = {
+        "off": statistics.median(off) / served_us,
+        "on": statistics.median(on) / served_us,
+        "traces_only": statistics.median(traces_only) / served_us,
+        "traces_sampled_10pct": statistics.median(sampled) / served_us,
+    }
+    results = {
         "requests": args.requests,
+        "runs": args.runs,
+        "served_request_us": round(served_us, 1),
         "off_us_per_request": [round(x, 3) for x in off],
         "on_us_per_request": [round(x, 1) for x in on],
         "traces_only_us_per_request": [round(x, 1) for x in traces_only],
         "traces_sampled_10pct_us_per_request": [round(x, 1) for x in sampled],
-        "off_median_us": round(statistics.median(off), 3),
-        "on_median_us": round(statistics.median(on), 1),
-        "traces_only_median_us": round(statistics.median(traces_only), 1),
-        "traces_sampled_10pct_median_us": round(statistics.median(sampled), 1),
-        "served_request_us": round(served_us, 1),
-        "off_share_of_a_request": round(statistics.median(off) / served_us, 6),
-        "on_share_of_a_request": round(statistics.median(on) / served_us, 4),
-        "traces_only_share_of_a_request": round(statistics.median(traces_only) / served_us, 4),
-        "traces_sampled_10pct_share_of_a_request": round(statistics.median(sampled) / served_us, 4),
+        "share_of_a_served_request": {k: round(v, 6) for k, v in share.items()},
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "telemetry.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    return 0
+    targets = [
+        run.target("off_share", share["off"], "<=", 0.001, what="telemetry off, per request"),
+        run.target("on_share", share["on"], "<=", 0.05, what="every request traced, JSON logs"),
+    ]
+    notes = [
+        "Per-request cost of the telemetry calls in one process, as a share of the time one "
+        "request takes at saturation (1 / the Mainsail runtime's req/s in serving.json); not a "
+        "throughput run of the whole path.",
+        f"traces of a 10% sample: {share['traces_sampled_10pct']:.2%} of a served request",
+    ]
+    return run.finish(results, targets, notes)
+
+
+def served_request_us() -> float:
+    """The machine's time per served request at saturation (1 / throughput) of the Mainsail
+    runtime in MLServer, from bench/results/serving.json (either format), else 4 ms."""
+    try:
+        data = json.loads((RESULTS / "serving.json").read_text())
+        summary = data.get("results", data)["summary"]
+        rps = summary.get("mainsail_1", summary.get("b_mainsail_runtime", {}))["rps"]
+        return 1e6 / float(rps)
+    except (OSError, KeyError, TypeError, ValueError, ZeroDivisionError):
+        return 4000.0
 
 
 if __name__ == "__main__":

@@ -64,6 +64,10 @@ MEASURES: dict[str, tuple[str, ...]] = {
         "src/mainsail/evaluate",
         "bench/bench_end_to_end.py",
     ),
+    "telemetry": (
+        "src/mainsail/core/telemetry.py",
+        "bench/bench_telemetry.py",
+    ),
     "kfp_local": (
         "src/mainsail/pipeline",
         "src/mainsail/lifecycle",
