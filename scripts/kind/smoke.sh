@@ -19,7 +19,11 @@ kubectl apply -k "$ROOT/manifests/examples/canary"
 kubectl "${ns[@]}" wait --for=condition=Ready model/churn-v1 model/churn-v2 --timeout=600s
 kubectl "${ns[@]}" wait --for=condition=Ready experiment/churn-canary --timeout=300s
 
-step "predict through the mesh (localhost:9080) with drifted rows"
+step "predict through the mesh (seldon-mesh, a ClusterIP Service, forwarded to localhost:9080)"
+kubectl "${ns[@]}" port-forward service/seldon-mesh 9080:80 >/dev/null &
+forward=$!
+trap 'kill "$forward" 2>/dev/null || true' EXIT
+wait_for "seldon-mesh forwarded to localhost:9080" 60 curl -s -o /dev/null http://localhost:9080/
 "$ROOT/.venv/pipeline/bin/python" "$(dirname "$0")/make_request.py" --rows 200 --drift 0.8 > /tmp/mainsail-request.json
 for i in $(seq 1 20); do
   curl -fsS -H 'Content-Type: application/json' -H 'Seldon-Model: churn-canary.experiment' \

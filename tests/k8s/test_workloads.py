@@ -50,7 +50,7 @@ def _container(obj: checks.Obj) -> checks.Obj:
 BREAKS = {
     "runAsNonRoot": lambda o: (
         _container(o)["securityContext"].pop("runAsNonRoot"),
-        next(checks.pod_specs(o)).spec["securityContext"].pop("runAsNonRoot"),
+        (next(checks.pod_specs(o)).spec.get("securityContext") or {}).pop("runAsNonRoot", None),
     ),
     "allowPrivilegeEscalation": lambda o: _container(o)["securityContext"].update(
         allowPrivilegeEscalation=True
