@@ -15,6 +15,7 @@ trigger's action, and the Feast project the chart serves.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -235,3 +236,99 @@ def test_feast_serves_the_project_the_code_registers(default_objects: list[check
     store = yaml.safe_load(cm["data"]["feature_store.yaml"])
     cfg = load_config(checks.ROOT / "configs" / "churn.yaml")
     assert store["project"] == feast_project_name(cfg)
+
+
+# --- serving metrics on the cluster --------------------------------------------------------------
+
+
+def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _router_series(objs: list[checks.Obj]) -> set[str]:
+    """mainsail_router_* names the PrometheusRule and the dashboards query."""
+    texts = [yaml.safe_dump(o["spec"]) for o in objs if o["kind"] == "PrometheusRule"]
+    texts += [(checks.CHART / "dashboards" / p.name).read_text() for p in _dashboards()]
+    found = set()
+    for text in texts:
+        found |= set(re.findall(r"mainsail_router_[a-z_]+", text))
+    return found
+
+
+def _dashboards() -> list[Path]:
+    return sorted((checks.CHART / "dashboards").glob("*.json"))
+
+
+def test_router_series_of_alerts_and_dashboards_are_scraped_on_the_cluster(
+    default_objects: list[checks.Obj],
+) -> None:
+    """Something in the cluster runs the router and a ServiceMonitor scrapes it: the gateway."""
+    assert _router_series(default_objects), "no rule or dashboard reads mainsail_router_*"
+    routers = [
+        o
+        for o in default_objects
+        if o["kind"] == "Deployment"
+        and any(
+            "mainsail.serving.router" in " ".join(c.get("command", []) + c.get("args", []))
+            for c in o["spec"]["template"]["spec"]["containers"]
+        )
+    ]
+    assert routers, "no Deployment runs mainsail.serving.router: mainsail_router_* never exists"
+    pod_labels = routers[0]["spec"]["template"]["metadata"]["labels"]
+    services = [
+        o
+        for o in default_objects
+        if o["kind"] == "Service" and _matches(o["spec"].get("selector", {}), pod_labels)
+    ]
+    assert services
+    monitors = [
+        m
+        for m in default_objects
+        if m["kind"] == "ServiceMonitor"
+        and any(
+            _matches(m["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])
+            for s in services
+        )
+    ]
+    assert monitors, "no ServiceMonitor scrapes the gateway"
+    ports = {p["name"] for s in services for p in s["spec"]["ports"]}
+    assert {e["port"] for m in monitors for e in m["spec"]["endpoints"]} <= ports
+    assert all(e.get("path") == "/metrics" for m in monitors for e in m["spec"]["endpoints"])
+
+
+def test_gateway_calls_each_variant_through_seldons_mesh(default_objects: list[checks.Obj]) -> None:
+    from mainsail.serving.router import load_settings
+
+    name = naming.fullname("mainsail", "gateway")
+    cm = next(
+        o for o in default_objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == name
+    )
+    settings = load_settings(json.loads(cm["data"]["router.json"]))
+    canary = yaml.safe_load_all(
+        (checks.ROOT / "manifests" / "examples" / "canary" / "experiment.yaml").read_text()
+    )
+    experiment = next(d for d in canary if d and d.get("kind") == "Experiment")
+    weights = {c["name"]: c["weight"] for c in experiment["spec"]["candidates"]}
+    assert {v.model: v.weight for v in settings.variants} == weights
+    for variant in settings.variants:
+        assert variant.url == "http://seldon-mesh.mainsail.svc.cluster.local"
+        assert variant.headers == {"Seldon-Model": variant.model}
+    policy = next(
+        o for o in default_objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == name
+    )
+    assert [p["port"] for r in policy["spec"]["ingress"] for p in r["ports"]] == [8080]
+
+
+def test_seldon_agent_metrics_are_scraped(default_objects: list[checks.Obj]) -> None:
+    """The agent's container port `metrics` (9006 in the mlserver ServerConfig)."""
+    server = naming.server_name()
+    agent = [
+        m
+        for m in default_objects
+        if m["kind"] == "PodMonitor"
+        and m["spec"]["selector"]["matchLabels"] == {"seldon-server-name": server}
+        and any(e["port"] == "metrics" for e in m["spec"]["podMetricsEndpoints"])
+    ]
+    assert len(agent) == 1
+    relabel = agent[0]["spec"]["podMetricsEndpoints"][0]["relabelings"]
+    assert {"action": "replace", "targetLabel": "job", "replacement": "seldon-agent"} in relabel

@@ -74,6 +74,8 @@ Component = Literal[
     "serving",
     "drift",
     "retrain-trigger",
+    "gateway",
+    "seldon-agent",
     "deployer",
     "alerts",
     "dashboards",
@@ -139,6 +141,9 @@ chart takes it from the Secret `<release>-auth` (key `trigger-token`)."""
 ENV_DRIFT_TOKEN: Final = "MAINSAIL_DRIFT_TOKEN"
 """Bearer token of the drift sidecar's `/v1/window` and `/v1/check` (`drift.token_env`'s
 default); the chart takes it from the Secret `<release>-auth` (key `drift-token`)."""
+ENV_ROUTER_TOKEN: Final = "MAINSAIL_ROUTER_TOKEN"
+"""Bearer token of the router's admin API (`router.token_env`'s default); the chart's gateway
+takes it from the Secret `<release>-auth` (key `gateway-token`)."""
 CHART_ENV: Final = (
     ENV_S3_ENDPOINT,
     ENV_S3_BUCKET,
@@ -146,6 +151,7 @@ CHART_ENV: Final = (
     ENV_FEATURE_SERVER_URL,
     ENV_TRIGGER_TOKEN,
     ENV_DRIFT_TOKEN,
+    ENV_ROUTER_TOKEN,
 )
 
 # Prometheus metric names the alert rules (mainsail.monitor.rules, rendered into the chart's
