@@ -332,3 +332,36 @@ def test_seldon_agent_metrics_are_scraped(default_objects: list[checks.Obj]) -> 
     assert len(agent) == 1
     relabel = agent[0]["spec"]["podMetricsEndpoints"][0]["relabelings"]
     assert {"action": "replace", "targetLabel": "job", "replacement": "seldon-agent"} in relabel
+
+
+def test_something_writes_the_registry_the_feature_server_reads(
+    default_objects: list[checks.Obj],
+) -> None:
+    """The Feast pod's init container applies the definitions of a project config whose Feast
+    project is the served one, and uploads the registry to the path the server reads
+    (tests/integration/features/test_registry_upload.py runs that command against real S3)."""
+    import typer
+
+    from mainsail.cli.features import app
+
+    name = naming.fullname("mainsail", "feast")
+    cm = next(
+        o for o in default_objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == name
+    )
+    store = yaml.safe_load(cm["data"]["feature_store.yaml"])
+    deployment = next(
+        o for o in default_objects if o["kind"] == "Deployment" and o["metadata"]["name"] == name
+    )
+    init = deployment["spec"]["template"]["spec"]["initContainers"]
+    assert [c["name"] for c in init] == ["apply"]
+    command = init[0]["command"]
+    assert command[:3] == ["mainsail", "features", "apply"]
+    ctx = typer.main.get_command(app).make_context("features", command[2:])
+    apply = ctx.command.get_command(ctx, "apply")  # type: ignore[attr-defined]
+    params = apply.make_context("apply", command[3:]).params
+    bucket = next(e["value"] for e in init[0]["env"] if e["name"] == naming.ENV_S3_BUCKET)
+    assert store["registry"]["path"] == f"s3://{bucket}/{params['upload_registry']}"
+    config = str(params["config"])
+    assert config.startswith("/app/configs/")
+    cfg = load_config(checks.ROOT / config.removeprefix("/app/"))
+    assert store["project"] == feast_project_name(cfg)
