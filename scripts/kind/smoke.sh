@@ -31,6 +31,18 @@ for i in $(seq 1 20); do
 done
 echo "20 requests answered"
 
+step "predict through the Mainsail gateway (the split and per-variant metrics the alerts read)"
+kubectl "${ns[@]}" port-forward service/mainsail-gateway 9081:8080 >/dev/null &
+gateway=$!
+trap 'kill "$forward" "$gateway" 2>/dev/null || true' EXIT
+wait_for "mainsail-gateway forwarded to localhost:9081" 60 curl -fs -o /dev/null http://localhost:9081/v2/health/ready
+for i in $(seq 1 50); do
+  curl -fsS -H 'Content-Type: application/json' \
+    --data @/tmp/mainsail-request.json http://localhost:9081/v2/models/churn/infer >/dev/null
+done
+curl -fsS http://localhost:9081/metrics | grep -E '^mainsail_router_requests_total\{.*variant="champion"'
+echo "50 requests answered through the gateway"
+
 step "drift metrics from the sidecar"
 pod=$(kubectl "${ns[@]}" get pods -l seldon-server-name=mainsail-serving -o jsonpath='{.items[0].metadata.name}')
 sleep 30  # the sidecar checks drift on its own schedule
