@@ -128,14 +128,14 @@ wait_for "Ray pods of mainsail-ray Ready" 300 \
 kubectl -n "$NAMESPACE" get pods -o wide
 
 if [ "$MAINSAIL_CLUSTER_SOURCE" = upstream ]; then
-  step "Seldon runtime $SELDON_VERSION for namespace $NAMESPACE, its mesh on a NodePort"
+  # No Kafka: dataflow and the model/pipeline gateways off; the mesh's type comes from the
+  # runtime's envoy.serviceType (the operator owns seldon-mesh and undoes hand patches).
+  step "Seldon runtime $SELDON_VERSION for namespace $NAMESPACE (no Kafka components)"
   helm upgrade --install seldon-runtime seldon/seldon-core-v2-runtime --version "$SELDON_VERSION" \
-    --namespace "$NAMESPACE" --wait
-  kubectl -n "$NAMESPACE" patch service seldon-mesh --type merge \
-    -p '{"spec":{"type":"NodePort","ports":[{"name":"data","port":80,"targetPort":9000,"nodePort":30080}]}}'
+    --namespace "$NAMESPACE" -f "$ROOT/scripts/kind/seldon/runtime-values.yaml" --wait
   kubectl -n "$NAMESPACE" rollout status deployment --timeout=600s
   kubectl -n "$NAMESPACE" wait --for=condition=Ready server/mainsail-serving --timeout=600s
-  echo "Mainsail is up: inference at http://localhost:9080, Grafana at http://localhost:3000"
+  echo "Mainsail is up: kubectl -n $NAMESPACE port-forward service/seldon-mesh 9080:80 for inference, Grafana at http://localhost:3000"
 else
   echo "Mainsail is up (local mode: no Seldon serving yet, issue 17)"
 fi

@@ -95,8 +95,9 @@ kuberay() {
 seldon() {
   step "Seldon Core 2 $SELDON_VERSION (CRDs and operator; the runtime is installed per namespace)"
   helm upgrade --install seldon-core-v2-crds seldon/seldon-core-v2-crds --version "$SELDON_VERSION"
+  # clusterwide: the operator in seldon-system reconciles the Mainsail namespace too
   helm upgrade --install seldon-core-v2-setup seldon/seldon-core-v2-setup --version "$SELDON_VERSION" \
-    --namespace seldon-system --create-namespace
+    --namespace seldon-system --create-namespace -f "$ROOT/scripts/kind/seldon/setup-values.yaml"
   wait_crds models.mlops.seldon.io servers.mlops.seldon.io experiments.mlops.seldon.io \
     seldonruntimes.mlops.seldon.io serverconfigs.mlops.seldon.io
   wait_for "deployments in seldon-system Available" 600 \

@@ -56,6 +56,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "ray": {"enabled": False},
         "drift": {"enabled": False},
         "retrainTrigger": {"enabled": False},
+        "gateway": {"enabled": False},
         "monitoring": {
             "monitors": False,
             "prometheusRule": {"enabled": False},

@@ -43,6 +43,7 @@ def test_default_render_has_every_platform_component(default_objects: list[check
         "mainsail-redis",
         "mainsail-feast",
         "mainsail-retrain-trigger",
+        "mainsail-gateway",
     }
     assert k["RayCluster"] == ["mainsail-ray"]
     assert k["Server"] == ["mainsail-serving"]
@@ -51,8 +52,14 @@ def test_default_render_has_every_platform_component(default_objects: list[check
         "mainsail-minio",
         "mainsail-feast",
         "mainsail-retrain-trigger",
+        "mainsail-gateway",
     }
-    assert set(k["PodMonitor"]) == {"mainsail-ray", "mainsail-serving", "mainsail-drift"}
+    assert set(k["PodMonitor"]) == {
+        "mainsail-ray",
+        "mainsail-serving",
+        "mainsail-seldon-agent",
+        "mainsail-drift",
+    }
     assert "mainsail-default-deny" in k["NetworkPolicy"]
     assert {"Role", "RoleBinding", "ServiceAccount", "ConfigMap", "Secret"} <= set(k)
     # Every namespaced object names its namespace explicitly (checkov CKV_K8S_21, kubectl apply -f).

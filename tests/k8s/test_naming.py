@@ -8,6 +8,7 @@ import pytest
 from mainsail.core import naming
 
 from . import checks
+from .test_seldon import merge_container
 
 pytestmark = pytest.mark.k8s
 
@@ -66,7 +67,9 @@ def test_chart_uses_naming_ports_and_names(default_objects: list[checks.Obj]) ->
     assert ("mainsail-redis", naming.REDIS_PORT) in ports
     assert ("mainsail-retrain-trigger", naming.TRIGGER_PORT) in ports
     server = by[("Server", naming.server_name())]["spec"]["podSpec"]["containers"]
-    container_ports = {p["containerPort"] for c in server for p in c["ports"]}
+    # the mlserver container's ports are the ServerConfig's (the override declares none)
+    merged = [merge_container(c) if c["name"] == "mlserver" else c for c in server]
+    container_ports = {p["containerPort"] for c in merged for p in c.get("ports", [])}
     assert {
         naming.MLSERVER_HTTP_PORT,
         naming.MLSERVER_GRPC_PORT,

@@ -39,7 +39,7 @@ def test_every_pod_spec_kind_is_found(default_objects: list[checks.Obj]) -> None
     assert any(w.startswith("Server/") for w in wheres)
     assert any(w.endswith("head") for w in wheres)
     assert any("worker gpu" in w for w in wheres)
-    assert sum(w.startswith("Deployment/") for w in wheres) == 4
+    assert sum(w.startswith("Deployment/") for w in wheres) == 5
 
 
 def _container(obj: checks.Obj) -> checks.Obj:
@@ -50,7 +50,7 @@ def _container(obj: checks.Obj) -> checks.Obj:
 BREAKS = {
     "runAsNonRoot": lambda o: (
         _container(o)["securityContext"].pop("runAsNonRoot"),
-        next(checks.pod_specs(o)).spec["securityContext"].pop("runAsNonRoot"),
+        (next(checks.pod_specs(o)).spec.get("securityContext") or {}).pop("runAsNonRoot", None),
     ),
     "allowPrivilegeEscalation": lambda o: _container(o)["securityContext"].update(
         allowPrivilegeEscalation=True

@@ -91,8 +91,18 @@ def apply(
     data: Annotated[
         Path | None, typer.Option(help="Dataset file; data.path (or the generator) if omitted.")
     ] = None,
+    upload_registry: Annotated[
+        str | None,
+        typer.Option(
+            help="Then copy the registry file to this key of the registry's bucket (created "
+            "if missing), where a cluster's feature server reads it (the chart's "
+            "feast.registryKey)."
+        ),
+    ] = None,
 ) -> None:
     """Write the views' parquet sources from the dataset and register the definitions."""
+    import os
+
     from mainsail.features import store
 
     cfg, repo_dir = _load(config, repo)
@@ -113,6 +123,16 @@ def apply(
     if summary.deleted:
         console.print(f"removed from the registry: {', '.join(summary.deleted)}")
     console.print(f"[green]applied[/] {len(frame)} rows into {repo_dir}")
+    if upload_registry:
+        from minio.error import S3Error
+
+        from mainsail.registry.errors import RegistryError
+
+        try:
+            url = store.upload_registry(cfg, repo_dir, upload_registry, os.environ)
+        except (FeatureStoreError, RegistryError, S3Error, OSError) as err:
+            _fail(str(err))
+        console.print(f"[green]registry uploaded[/] to {url}")
 
 
 @app.command()

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from mainsail.config.base import StrictModel
+from mainsail.core import naming
 
 
 class ModelServerConfig(StrictModel):
@@ -31,7 +32,7 @@ class RouterConfig(StrictModel):
     """Port of the router's HTTP endpoint (V2 infer, admin API, /metrics)."""
     weights: dict[str, int] = Field(default_factory=lambda: {"champion": 100, "challenger": 0})
     """Relative traffic weight per variant (`champion`, `challenger`); need not sum to 100."""
-    token_env: str = Field(default="MAINSAIL_ROUTER_TOKEN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    token_env: str = Field(default=naming.ENV_ROUTER_TOKEN, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     """Name of the environment variable that holds the admin API bearer token; admin calls are
     refused while it is unset or empty."""
     sticky_header: str = "x-mainsail-session"

@@ -74,6 +74,8 @@ Component = Literal[
     "serving",
     "drift",
     "retrain-trigger",
+    "gateway",
+    "seldon-agent",
     "deployer",
     "alerts",
     "dashboards",
@@ -148,6 +150,9 @@ ENV_TRACE_SAMPLE: Final = "MAINSAIL_TRACE_SAMPLE"
 """Share of requests traced (`observability.sample_ratio`)."""
 ENV_REDACT: Final = "MAINSAIL_REDACT"
 """`hash` or `drop`: personal data in log lines and error answers (`privacy.redact`)."""
+ENV_ROUTER_TOKEN: Final = "MAINSAIL_ROUTER_TOKEN"
+"""Bearer token of the router's admin API (`router.token_env`'s default); the chart's gateway
+takes it from the Secret `<release>-auth` (key `gateway-token`)."""
 CHART_ENV: Final = (
     ENV_S3_ENDPOINT,
     ENV_S3_BUCKET,
@@ -159,6 +164,7 @@ CHART_ENV: Final = (
     ENV_TRACING,
     ENV_TRACE_SAMPLE,
     ENV_REDACT,
+    ENV_ROUTER_TOKEN,
 )
 
 # Prometheus metric names the alert rules (mainsail.monitor.rules, rendered into the chart's

@@ -408,3 +408,21 @@ def _check_labels(plan: RepoPlan, labels: pd.DataFrame, label_ts: str | None) ->
         raise FeatureDefinitionError(
             f"labels: columns {overlap} are features; pass keys, timestamps and the target only"
         )
+
+
+def upload_registry(cfg: ProjectConfig, repo_dir: Path, key: str, environ: Any) -> str:
+    """Copy the applied registry file to `key` in the model registry's bucket (created when
+    missing): where a cluster's Feast feature server reads it (`s3://<bucket>/<key>`, the
+    chart's feast.registryKey). The S3 endpoint, bucket and keys come as the registry's do
+    (registry config, else MAINSAIL_S3_*). Returns the `s3://` URL written."""
+    from mainsail.registry.store import ModelRegistry
+
+    path = registry_file(cfg, repo_dir)
+    if not path.is_file():
+        raise RegistryError(f"no Feast registry at {path}: apply the definitions first")
+    registry = ModelRegistry.from_config(cfg.registry, environ)
+    registry.ensure_bucket()
+    registry.client.fput_object(
+        registry.bucket, key, str(path), content_type="application/octet-stream"
+    )
+    return f"s3://{registry.bucket}/{key}"

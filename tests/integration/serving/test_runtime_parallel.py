@@ -9,6 +9,7 @@ uvloop<0.22; these tests fail if that pin is lost.
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,9 @@ def test_worker_start_sequence_has_an_event_loop() -> None:
 
 
 @pytest.fixture(scope="module")
-def parallel_server(sealed_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def parallel_server(
+    sealed_artifact: Path, tmp_path_factory: pytest.TempPathFactory, drift_sink: Any
+) -> Any:
     repo = tmp_path_factory.mktemp("mlserver-parallel")
     settings = server_settings(
         repo,
@@ -54,7 +57,10 @@ def parallel_server(sealed_artifact: Path, tmp_path_factory: pytest.TempPathFact
         metrics_port=free_port(),
         parallel_workers=2,
     )
-    write_repository(repo, [ServedModel("churn", uri=str(sealed_artifact), version="1")], settings)
+    model = ServedModel(
+        "churn", uri=str(sealed_artifact), version="1", extra={"drift_url": drift_sink.url}
+    )
+    write_repository(repo, [model], settings)
     with MLServerProcess(repo).start(["churn"]) as server:
         yield server
 
@@ -75,3 +81,27 @@ def test_parallel_workers_serve_valid_and_reject_bad_requests(
     assert "'tenure'" in response.json()["error"]
     log = parallel_server.log_tail(400)
     assert "There is no current event loop" not in log
+
+
+def test_with_workers_the_runtime_collectors_are_not_on_metrics(
+    parallel_server: MLServerProcess, sealed_artifact: Path, drift_sink: Any
+) -> None:
+    """Why the chart's Server sets MLSERVER_PARALLEL_WORKERS=0 (Seldon's ServerConfig: 1).
+
+    With workers, MLServer's /metrics serves only prometheus_client's multiprocess files; the
+    runtime's drift-feed collector lives in the workers' default registries, so the rows are
+    fed to the sidecar but `mainsail_drift_feed_rows_total` is never exported (with 0 workers
+    it is: tests/integration/serving/test_runtime_mlserver.py)."""
+    schema = FeatureSchema.load(sealed_artifact / "feature_schema.json")
+    good = {"inputs": v2_inputs(churn_frame(300, seed=11).head(4), schema)}
+    before = drift_sink.rows()
+    with httpx.Client(base_url=parallel_server.url, timeout=15) as client:
+        for _ in range(5):
+            assert client.post("/v2/models/churn/infer", json=good).status_code == 200
+    deadline = time.monotonic() + 10
+    while drift_sink.rows() < before + 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert drift_sink.rows() >= before + 20, "the workers did not feed the sidecar"
+    metrics = httpx.get(f"http://127.0.0.1:{parallel_server.metrics_port}/metrics").text
+    assert "model_infer_request_success" in metrics or "# HELP" in metrics, metrics[:400]
+    assert "mainsail_drift_feed_rows" not in metrics

@@ -108,6 +108,9 @@ class VariantSpec(StrictModel):
     """Registry version the variant serves (a metric label)."""
     weight: int = Field(default=0, ge=0, le=1_000_000)
     """Traffic weight; for the mirror, the percent (0-100) of requests copied to it."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Headers sent with every request to this variant: behind Seldon Core 2's mesh,
+    `{"Seldon-Model": "<Model name>"}`, the header Envoy routes by."""
 
 
 class RouterSettings(StrictModel):
@@ -147,6 +150,8 @@ class Variant:
         self.ok_streak = 0
         self.fail_streak = 0
         self.infer_path = f"/v2/models/{spec.model}/infer"
+        self.header_map = dict(spec.headers)
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in spec.headers.items()]
         # Answer headers and metric children built once, not per request.
         self.tags = [
             (b"x-mainsail-variant", self.role.encode()),
@@ -163,7 +168,7 @@ class Variant:
         return (self.role, self.model, self.version)
 
     def state(self) -> dict[str, Any]:
-        return {
+        state: dict[str, Any] = {
             "role": self.role,
             "url": self.url,
             "model": self.model,
@@ -171,6 +176,9 @@ class Variant:
             "weight": self.weight,
             "healthy": self.healthy,
         }
+        if self.header_map:  # behind Seldon's mesh: the Seldon-Model header
+            state["headers"] = self.header_map
+        return state
 
 
 def _unit_hash(value: str) -> float:
@@ -324,7 +332,10 @@ class Router:
         """One health check of `variant`; updates its state."""
         try:
             resp = await variant.pool.request(
-                "GET", f"/v2/models/{variant.model}/ready", timeout=self.cfg.health_timeout_s
+                "GET",
+                f"/v2/models/{variant.model}/ready",
+                headers=variant.headers,
+                timeout=self.cfg.health_timeout_s,
             )
             ok = resp.status == 200
         except UpstreamError:
@@ -479,7 +490,7 @@ class Router:
                     "POST",
                     variant.infer_path,
                     body,
-                    fwd_headers,
+                    [*fwd_headers, *variant.headers] if variant.headers else fwd_headers,
                     timeout=self.cfg.upstream_timeout_s,
                 )
             except UpstreamTimeoutError as err:
@@ -563,7 +574,11 @@ class Router:
         start = time.perf_counter()
         try:
             resp = await mirror.pool.request(
-                "POST", mirror.infer_path, body, headers, timeout=self.cfg.upstream_timeout_s
+                "POST",
+                mirror.infer_path,
+                body,
+                [*headers, *mirror.headers],
+                timeout=self.cfg.upstream_timeout_s,
             )
         except UpstreamError as err:
             self.metrics.errors.labels(*labels, err.reason).inc()
@@ -591,7 +606,10 @@ class Router:
         suffix = request.url.path.removeprefix(f"/v2/models/{name}")
         try:
             resp = await variant.pool.request(
-                "GET", f"/v2/models/{variant.model}{suffix}", timeout=self.cfg.health_timeout_s
+                "GET",
+                f"/v2/models/{variant.model}{suffix}",
+                headers=variant.headers,
+                timeout=self.cfg.health_timeout_s,
             )
         except UpstreamError as err:
             return _json(502, {"error": f"{variant.role} gave no answer: {err}"})
@@ -667,7 +685,7 @@ class Router:
         if not self.settings.state_file:
             return
         path = Path(self.settings.state_file)
-        keep = ("role", "url", "model", "version", "weight")
+        keep = ("role", "url", "model", "version", "weight", "headers")
         state = {
             "variants": {
                 role: {k: v for k, v in variant.state().items() if k in keep}
