@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 from mainsail.config.base import ProblemType, StrictModel, suggest
 from mainsail.config.data import DataConfig, ImbalanceConfig, PreprocessConfig, SplitConfig
 from mainsail.config.drift import DriftConfig
+from mainsail.config.environments import EnvironmentConfig, default_environments
 from mainsail.config.evaluate import (
     CLASSIFICATION_METRICS,
     DEFAULT_METRIC,
@@ -23,6 +24,7 @@ from mainsail.config.pipelines import PipelinesConfig
 from mainsail.config.promotion import PromotionConfig
 from mainsail.config.registry import RegistryConfig
 from mainsail.config.serving import ServingConfig
+from mainsail.config.snapshots import SnapshotConfig
 from mainsail.config.stack import StackConfig
 from mainsail.config.train import TrainConfig, TuneConfig
 
@@ -70,6 +72,11 @@ class ProjectConfig(StrictModel):
     """Kubeflow Pipelines: image, resources, GPU placement, KubeRay, submission."""
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     """Feedback store, A/B analysis and metric-gated promotion."""
+    environments: dict[str, EnvironmentConfig] = Field(default_factory=default_environments)
+    """Deployment environments by name (at least `staging` and `production`): registry aliases,
+    namespace, overlay and the gate of `mainsail promote-env`."""
+    snapshots: SnapshotConfig = Field(default_factory=SnapshotConfig)
+    """Content-addressed snapshots of the training data in the registry bucket."""
 
     @model_validator(mode="after")
     def _check_metric_and_split(self) -> ProjectConfig:
@@ -90,7 +97,27 @@ class ProjectConfig(StrictModel):
             raise ValueError("split.strategy 'time' needs data.event_timestamp")
         if self.split.test_size + self.split.valid_size >= 0.8:
             raise ValueError("split.test_size + split.valid_size must leave at least 20% to train")
+        self._check_environments()
         return self
+
+    def _check_environments(self) -> None:
+        missing = [e for e in ("staging", "production") if e not in self.environments]
+        if missing:
+            raise ValueError(f"environments: {' and '.join(missing)} must be defined")
+        owner: dict[str, str] = {}
+        for name, env in self.environments.items():
+            if env.champion_alias == env.challenger_alias:
+                raise ValueError(
+                    f"environments.{name}: champion_alias and challenger_alias are both "
+                    f"{env.champion_alias!r}"
+                )
+            for alias in (env.champion_alias, env.challenger_alias):
+                if alias in owner:
+                    raise ValueError(
+                        f"environments.{name}: alias {alias!r} is already used by environment "
+                        f"{owner[alias]!r}; each environment needs its own aliases"
+                    )
+                owner[alias] = name
 
     def primary_metric(self, problem_type: ProblemType) -> str:
         """The metric that ranks candidates, given the (possibly detected) problem type."""
