@@ -474,11 +474,13 @@ def _mount_subcommands() -> None:
 
 def main() -> None:
     from mainsail.cli import deploy as deploy_cli
+    from mainsail.cli import environments as environments_cli
     from mainsail.cli import stack as stack_cli
 
     _mount_subcommands()
     stack_cli.register(app)  # top-level up / down / status
     deploy_cli.register(app)  # top-level deploy
+    environments_cli.register(app)  # top-level promote-env
     app()
 
 
