@@ -217,10 +217,10 @@ def run(
     with staged_dir(final) as tmp:
         started = time.perf_counter()
         progress("data", 0.0)
-        data = run_data_stage(cfg, tmp, progress=lambda _step, frac: progress("data", frac))
+        data = run_data_stage(
+            cfg, tmp, progress=lambda _step, frac: progress("data", frac), snapshots=snapshots
+        )
         progress("data", 1.0)
-        if snapshots is not None:
-            data.snapshot = snapshots.store_file(cfg.data.path, cfg.data.format).to_dict()
         timings["data"] = time.perf_counter() - started
 
         summary: dict[str, Any] = {"data": data.summary}
@@ -230,8 +230,7 @@ def run(
             summary["train"] = run_training_stage(cfg, data, tmp, progress=progress).summary()
             timings["train"] = time.perf_counter() - started
 
-        lineage = run_lineage(cfg, data.data_sha256, data.feast, config_path)
-        lineage["data_snapshot"] = data.snapshot
+        lineage = run_lineage(cfg, data.data_sha256, data.feast, config_path, data.snapshot)
         lineage["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
         text = json.dumps(lineage, indent=2, sort_keys=True) + "\n"
         (tmp / "lineage.json").write_text(text)
