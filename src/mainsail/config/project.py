@@ -123,6 +123,18 @@ class ProjectConfig(StrictModel):
         """The metric that ranks candidates, given the (possibly detected) problem type."""
         return self.metric or DEFAULT_METRIC[problem_type]
 
+    def environment_aliases(self) -> tuple[str, ...]:
+        """Every registry alias the environments use (champion and challenger of each)."""
+        return tuple(
+            sorted(
+                {
+                    a
+                    for e in self.environments.values()
+                    for a in (e.champion_alias, e.challenger_alias)
+                }
+            )
+        )
+
     def positive_label(self) -> str:
         """The label the feedback store and the A/B analysis count as positive (text, as labels
         arrive over HTTP): `promotion.positive_label`, else `data.positive_class`, else "1"."""

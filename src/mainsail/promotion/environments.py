@@ -106,14 +106,6 @@ def environment(cfg: ProjectConfig, name: str) -> EnvironmentConfig:
         ) from None
 
 
-def environment_aliases(cfg: ProjectConfig) -> tuple[str, ...]:
-    """Every alias the environments use, beyond champion/challenger."""
-    from mainsail.registry.store import ALIASES
-
-    names = {a for e in cfg.environments.values() for a in (e.champion_alias, e.challenger_alias)}
-    return tuple(sorted(names - set(ALIASES)))
-
-
 def environment_stack_dir(cfg: ProjectConfig, name: str) -> Path:
     """The environment's local stack folder (its feedback store and deployed cards)."""
     env = environment(cfg, name)
@@ -307,7 +299,11 @@ def promote_environment(
     from mainsail.registry.errors import AliasError
 
     dst = environment(cfg, target)
-    registry.extra_aliases = tuple(set(registry.extra_aliases) | set(environment_aliases(cfg)))
+    from mainsail.registry.store import ALIASES
+
+    # A registry opened by `open_registry(cfg)` knows them already; one built by hand may not.
+    extra = {a for a in cfg.environment_aliases() if a not in ALIASES}
+    registry.extra_aliases = tuple(sorted(set(registry.extra_aliases) | extra))
     if source is not None:
         src = environment(cfg, source)
         if source == target:
@@ -336,12 +332,16 @@ def promote_environment(
             checks.append(check_card(card))
         if gate.beat_champion:
             current = registry.aliases(model).get(dst.champion_alias)
-            champion = (
-                None
-                if current is None or current == version
-                else _read_version_card(registry, model, current, Path(tmp) / "champion")
-            )
-            checks.append(check_champion(card, champion, dst.champion_alias))
+            if current == version:
+                detail = f"v{version} already is {target}'s {dst.champion_alias!r}"
+                checks.append(GateCheck("beat_champion", True, detail))
+            else:
+                champion = (
+                    None
+                    if current is None
+                    else _read_version_card(registry, model, current, Path(tmp) / "champion")
+                )
+                checks.append(check_champion(card, champion, dst.champion_alias))
     if gate.load_within_budget:
         deployed = deployed_card(cfg, source, version) if source else Path("/nonexistent")
         checks.append(check_load(card, deployed, source))
