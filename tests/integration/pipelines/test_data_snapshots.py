@@ -19,7 +19,6 @@ from mainsail.cli.data import app
 from mainsail.config import load_config
 from mainsail.data.snapshot import sha256_hex
 from mainsail.lifecycle.run import run
-from mainsail.lifecycle.snapshot import reproduce
 from mainsail.registry import ModelRegistry
 from mainsail.registry.seaweedfs import SeaweedS3
 from mainsail.registry.snapshots import SnapshotStore
@@ -52,10 +51,16 @@ def test_run_reproduced_from_its_snapshot_alone_gives_identical_model_and_metric
 
     # The original data file is gone: only the run folder and the snapshot remain.
     Path(cfg.data.path).unlink()
-    again = reproduce(first.run_dir, store, tmp_path / "reproduced")
+    cli = CliRunner()
+    out = tmp_path / "reproduced"
+    result = cli.invoke(app, ["reproduce", str(first.run_dir), "--runs-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "model/model.joblib: identical" in result.output
+    assert "model/metrics.json: identical" in result.output
+    again = out / "first-reproduced"
     for name in ("model/model.joblib", "model/metrics.json"):
-        assert (first.run_dir / name).read_bytes() == (again.run_dir / name).read_bytes(), name
-    second = json.loads((again.run_dir / "lineage.json").read_text())["data_snapshot"]
+        assert (first.run_dir / name).read_bytes() == (again / name).read_bytes(), name
+    second = json.loads((again / "lineage.json").read_text())["data_snapshot"]
     assert second["sha256"] == ref["sha256"] and second["stored"] == "deduplicated"
     keys = list(registry.client.list_objects("mainsail-models", prefix="data/", recursive=True))
     assert [k.object_name for k in keys] == [f"data/sha256/{ref['sha256']}.parquet"]
@@ -73,7 +78,6 @@ def test_run_reproduced_from_its_snapshot_alone_gives_identical_model_and_metric
     (other / "lineage.json").write_text(
         json.dumps({**lineage, "data_snapshot": {**ref, "sha256": other_sha}})
     )
-    cli = CliRunner()
     shown = cli.invoke(app, ["show", str(first.run_dir), "--json"])
     assert shown.exit_code == 0, shown.output
     info = json.loads(shown.output)
@@ -88,7 +92,7 @@ def test_run_reproduced_from_its_snapshot_alone_gives_identical_model_and_metric
     assert change["dtype_changes"] == {}
     tenure = change["changed_columns"]["tenure_months"]
     assert tenure["mean"][0] != tenure["mean"][1]  # per-column summaries, before and after
-    same = cli.invoke(app, ["diff", str(first.run_dir), str(again.run_dir)])
+    same = cli.invoke(app, ["diff", str(first.run_dir), str(again)])
     assert same.exit_code == 0 and "same data" in same.output
 
     missing = cli.invoke(app, ["show", str(tmp_path)])
