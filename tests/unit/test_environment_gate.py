@@ -41,6 +41,21 @@ def test_default_config_has_staging_and_production_with_their_own_aliases() -> N
     assert production.gate.rollout == "shadow_or_canary" and staging.gate.rollout == "none"
 
 
+def test_environment_view_has_its_own_aliases_stack_folder_store_and_namespace() -> None:
+    cfg = parse_config(BASE, source="<t>")
+    staging = cfg.for_environment("staging")
+    assert (staging.registry.alias("champion"), staging.registry.alias("challenger")) == (
+        "staging",
+        "staging-challenger",
+    )
+    assert staging.stack.data_dir == Path(".stack-staging")
+    assert staging.stack.kubernetes.namespace == "mainsail-staging"
+    assert cfg.for_environment("production").registry.alias("champion") == "champion"
+    assert cfg.registry.alias("challenger") == "challenger"  # the config itself is unchanged
+    with pytest.raises(ConfigError, match="unknown environment 'stagin'; did you mean 'staging'"):
+        cfg.for_environment("stagin")
+
+
 @pytest.mark.parametrize(
     ("environments", "message"),
     [

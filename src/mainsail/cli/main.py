@@ -18,6 +18,7 @@ from rich.table import Table
 
 from mainsail.cli.common import (
     ConfigArg,
+    EnvOpt,
     SetOpt,
     console,
     fail,
@@ -397,8 +398,11 @@ def promote(
         ),
     ] = False,
     set_: SetOpt = None,
+    env: EnvOpt = None,
 ) -> None:
     """Analyse champion vs challenger and ramp, promote or roll back (one look; --watch to loop).
+    With --env, in that environment: its aliases, and its decision log, which `mainsail
+    promote-env` reads for a passed shadow or canary.
 
     A challenger in the shadow moves to the first canary step when the shadow gate passes and is
     stopped when it fails; a canary whose observed split does not match its weight pauses the
@@ -412,7 +416,7 @@ def promote(
     from mainsail.promotion.controller import build_controller
     from mainsail.promotion.metrics import PromotionMetrics
 
-    cfg = read_config(config, set_)
+    cfg = read_config(config, set_, env)
     metrics = PromotionMetrics()
     try:
         controller = build_controller(cfg, log=console.print, metrics=metrics)

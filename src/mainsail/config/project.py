@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from mainsail.config.base import ProblemType, StrictModel, suggest
+from mainsail.config.base import ConfigError, ProblemType, StrictModel, suggest
 from mainsail.config.data import DataConfig, ImbalanceConfig, PreprocessConfig, SplitConfig
 from mainsail.config.drift import DriftConfig
 from mainsail.config.environments import EnvironmentConfig, default_environments
@@ -122,6 +122,30 @@ class ProjectConfig(StrictModel):
     def primary_metric(self, problem_type: ProblemType) -> str:
         """The metric that ranks candidates, given the (possibly detected) problem type."""
         return self.metric or DEFAULT_METRIC[problem_type]
+
+    def for_environment(self, name: str) -> ProjectConfig:
+        """The config as environment `name` sees it: its registry aliases as champion and
+        challenger, its stack folder (and so its feedback store, unless it names one, and its
+        deployed cards), its namespace for Kubernetes resources."""
+        if name not in self.environments:
+            raise ConfigError(
+                f"unknown environment {name!r}{suggest(name, self.environments)}; the config "
+                f"defines {', '.join(sorted(self.environments))}"
+            )
+        env = self.environments[name]
+        registry = self.registry.model_copy(
+            update={"champion_alias": env.champion_alias, "challenger_alias": env.challenger_alias}
+        )
+        kubernetes = self.stack.kubernetes.model_copy(update={"namespace": env.namespace})
+        stack = self.stack.model_copy(
+            update={"data_dir": env.stack_data_dir or self.stack.data_dir, "kubernetes": kubernetes}
+        )
+        promotion = self.promotion.model_copy(
+            update={"store_url": env.store_url or self.promotion.store_url}
+        )
+        return self.model_copy(
+            update={"registry": registry, "stack": stack, "promotion": promotion}
+        )
 
     def environment_aliases(self) -> tuple[str, ...]:
         """Every registry alias the environments use (champion and challenger of each)."""

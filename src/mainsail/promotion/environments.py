@@ -108,27 +108,29 @@ def environment(cfg: ProjectConfig, name: str) -> EnvironmentConfig:
 
 def environment_stack_dir(cfg: ProjectConfig, name: str) -> Path:
     """The environment's local stack folder (its feedback store and deployed cards)."""
-    env = environment(cfg, name)
-    return (env.stack_data_dir or cfg.stack.data_dir).resolve()
+    environment(cfg, name)
+    return cfg.for_environment(name).stack.data_dir.resolve()
 
 
 def environment_store_url(cfg: ProjectConfig, name: str) -> str:
-    """The environment's feedback store, which holds its decision log."""
+    """The environment's feedback store, which holds its decision log (the one `mainsail
+    promote --env NAME` writes its decisions to)."""
     from mainsail.feedback.store import store_url
 
-    env = environment(cfg, name)
-    url = env.store_url or store_url(cfg, environment_stack_dir(cfg, name))
+    environment(cfg, name)
+    url = store_url(cfg.for_environment(name))
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return url
 
 
 def deployed_card(cfg: ProjectConfig, name: str, version: int) -> Path:
-    """Where the environment keeps the deployed copy of a version's card (load figures)."""
+    """Where the environment keeps the deployed copy of a version's card (the load figures
+    `mainsail deploy --env NAME --measure-s S` writes)."""
     from mainsail.evaluate.card import deployed_card_path
 
-    stack = cfg.stack.model_copy(update={"data_dir": environment_stack_dir(cfg, name)})
-    return deployed_card_path(cfg.model_copy(update={"stack": stack}), version)
+    environment(cfg, name)
+    return deployed_card_path(cfg.for_environment(name), version)
 
 
 def _get(card: dict[str, Any], dotted: str) -> Any:

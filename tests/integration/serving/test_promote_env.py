@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from mainsail.cli.main import app
 from mainsail.config import ProjectConfig, parse_config
+from mainsail.deploy.service import deploy
 from mainsail.evaluate.card import LoadFigures, fill_deployment
 from mainsail.feedback.store import FeedbackStore
 from mainsail.promotion.environments import (
@@ -150,6 +151,15 @@ def test_version_moves_staging_to_production_only_through_a_passing_gate(
     # v2's CI does not lie above the production champion's 0.80: refused, reason named.
     v2 = _publish(registry, churn_artifact, tmp_path, test=0.81, low=0.79, high=0.83)
     assert promote_environment(cfg, registry, MODEL, None, "staging", version=v2).moved
+
+    # Deploying uses the environment's aliases and namespace (a dry run renders the Seldon
+    # resources): staging's champion is v2 and they go to mainsail-staging; production's is v1.
+    staged = deploy(cfg.for_environment("staging"), v1, 10, backend="kubernetes", dry_run=True,
+                    registry=registry)  # fmt: skip
+    assert staged.champion == v2 and "namespace: mainsail-staging" in str(staged.yaml)
+    produced = deploy(cfg.for_environment("production"), v2, 10, backend="kubernetes",
+                      dry_run=True, registry=registry)  # fmt: skip
+    assert produced.champion == v1 and "mainsail-staging" not in str(produced.yaml)
     fill_deployment(source, figures, out_path=deployed_card(cfg, "staging", v2))
     staging_log = FeedbackStore(environment_store_url(cfg, "staging"))
     staging_log.append_decision(MODEL, "promote", "canary won", {"challenger_version": str(v2)})
