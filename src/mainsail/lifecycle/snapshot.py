@@ -11,6 +11,7 @@ reproduce        the run again, from its config.json and its snapshot alone
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,7 +109,9 @@ def diff_snapshots(run_a: Path, run_b: Path, store: SnapshotStore) -> dict[str, 
 def reproduce(run_dir: Path, store: SnapshotStore, runs_dir: Path) -> RunResult:
     """Run again what produced `run_dir`, from its config.json and its data snapshot alone (the
     original data file is not read). The new run lands in `runs_dir`; with the same code and
-    packages, its model.joblib and metrics.json are byte-identical to the original's."""
+    packages, its model.joblib and metrics.json are byte-identical to the original's. A run
+    whose rows came from Feast joins them again from the snapshot, with the feature
+    definitions of `features.repo_dir` (code) in a copy of that folder without its data."""
     from mainsail.config import config_from_json
     from mainsail.lifecycle.run import run
 
@@ -118,16 +121,19 @@ def reproduce(run_dir: Path, store: SnapshotStore, runs_dir: Path) -> RunResult:
     if not config_path.exists():
         raise SnapshotError(f"{run_dir} has no config.json to reproduce the run from")
     cfg = config_from_json(config_path.read_text())
-    if cfg.features.training_set is True:
-        raise SnapshotError(
-            "the run's training rows came from Feast (features.training_set); its snapshot is "
-            "the label file, not the joined rows, so it cannot be reproduced from it alone"
-        )
     data_file = runs_dir / ".snapshots" / f"{ref['sha256']}.parquet"
     data_file.parent.mkdir(parents=True, exist_ok=True)
     data_file.write_bytes(store.get(ref["sha256"]))
     data = cfg.data.model_copy(
         update={"path": data_file, "format": "parquet", "synthetic": None, "packaged": None}
     )
-    cfg = cfg.model_copy(update={"data": data, "runs_dir": Path(runs_dir)})
+    update: dict[str, Any] = {"data": data, "runs_dir": Path(runs_dir)}
+    if cfg.features.training_set is True:
+        # Feast joins the rows again from the snapshot, in a private copy of the repository's
+        # definitions: the project's own repository (its sources, its registry) is not touched.
+        repo = runs_dir / ".snapshots" / f"feature_repo-{run_dir.name}"
+        shutil.rmtree(repo, ignore_errors=True)
+        shutil.copytree(cfg.features.repo_dir, repo, ignore=shutil.ignore_patterns("data"))
+        update["features"] = cfg.features.model_copy(update={"repo_dir": repo})
+    cfg = cfg.model_copy(update=update)
     return run(cfg, snapshots=store, run_id=f"{run_dir.name}-reproduced")

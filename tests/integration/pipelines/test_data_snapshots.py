@@ -30,11 +30,12 @@ pytestmark = pytest.mark.integration
 def test_run_reproduced_from_its_snapshot_alone_gives_identical_model_and_metrics(
     s3: SeaweedS3, tmp_path: Path
 ) -> None:
-    overrides = tiny_overrides(tmp_path, s3.endpoint.endpoint)
-    # Rows read from the file (a Feast-joined training set is not reproducible from it).
-    cfg = load_config(
-        REPO / "configs" / "churn.yaml", {**overrides, "features.training_set": False}
-    )
+    # The default config: its training rows are Feast's point-in-time join of the data file.
+    repo = tmp_path / "feature_repo"
+    shutil.copytree(REPO / "feature_repo", repo, ignore=shutil.ignore_patterns("data"))
+    overrides = {**tiny_overrides(tmp_path, s3.endpoint.endpoint), "features.repo_dir": str(repo)}
+    cfg = load_config(REPO / "configs" / "churn.yaml", overrides)
+    assert cfg.features.training_set is True
     registry = ModelRegistry(s3.client(), "mainsail-models")
     registry.ensure_bucket()
     store = SnapshotStore(registry)
@@ -58,7 +59,7 @@ def test_run_reproduced_from_its_snapshot_alone_gives_identical_model_and_metric
     assert "model/model.joblib: identical" in result.output
     assert "model/metrics.json: identical" in result.output
     again = out / "first-reproduced"
-    for name in ("model/model.joblib", "model/metrics.json"):
+    for name in ("model/model.joblib", "model/metrics.json", "model/feature_lookup.json"):
         assert (first.run_dir / name).read_bytes() == (again / name).read_bytes(), name
     second = json.loads((again / "lineage.json").read_text())["data_snapshot"]
     assert second["sha256"] == ref["sha256"] and second["stored"] == "deduplicated"
