@@ -205,13 +205,14 @@ def check_champion(card: dict[str, Any], champion: dict[str, Any] | None, alias:
     return GateCheck("beat_champion", bool(better), detail, evidence)
 
 
-def check_load(card: dict[str, Any], deployed: Path, source: str | None) -> GateCheck:
-    """load_within_budget: p95 and throughput measured in the source, within the card's budget."""
+def check_load(card: dict[str, Any], deployed: Path | None, source: str | None) -> GateCheck:
+    """load_within_budget: p95 and throughput measured in the source (its deployed copy of the
+    card at `deployed`), within the card's budget."""
     from mainsail.evaluate.card import read_card
 
     budget_p95 = _get(card, "budget.latency_p95_ms")
     budget_rps = _get(card, "budget.throughput_rps")
-    if source is None:
+    if source is None or deployed is None:
         return GateCheck("load_within_budget", False, "no source environment measured the load")
     if not deployed.exists():
         return GateCheck(
@@ -299,10 +300,9 @@ def promote_environment(
     straight from the registry (`version` required), with no evidence of a source environment."""
     from mainsail.feedback.store import FeedbackStore
     from mainsail.registry.errors import AliasError
-
-    dst = environment(cfg, target)
     from mainsail.registry.store import ALIASES
 
+    dst = environment(cfg, target)
     # A registry opened by `open_registry(cfg)` knows them already; one built by hand may not.
     extra = {a for a in cfg.environment_aliases() if a not in ALIASES}
     registry.extra_aliases = tuple(sorted(set(registry.extra_aliases) | extra))
@@ -345,7 +345,7 @@ def promote_environment(
                 )
                 checks.append(check_champion(card, champion, dst.champion_alias))
     if gate.load_within_budget:
-        deployed = deployed_card(cfg, source, version) if source else Path("/nonexistent")
+        deployed = deployed_card(cfg, source, version) if source else None
         checks.append(check_load(card, deployed, source))
     if gate.rollout != "none" and source is not None:
         src_store = FeedbackStore(environment_store_url(cfg, source))
