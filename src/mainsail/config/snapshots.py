@@ -18,6 +18,7 @@ class SnapshotConfig(StrictModel):
     """`auto`: store the snapshot when the registry can be reached, else run without one (the
     run says so); `always`: a run whose snapshot cannot be stored fails before training;
     `never`: no snapshot."""
-    prefix: str = Field("data/", pattern=r"^([A-Za-z0-9._-]+/)+$")
+    prefix: str = Field("_data/", pattern=r"^([A-Za-z0-9._-]+/)+$")
     """Key prefix of the snapshots under `registry.prefix` (ends with `/`): each snapshot is
-    `<prefix>sha256/<digest>.parquet`."""
+    `<prefix>sha256/<digest>.parquet`. The default starts with `_`, which no model name does,
+    so it never meets a model's folder."""

@@ -2,7 +2,7 @@
 
 Layout, under the registry's `prefix` and the snapshot prefix (`snapshots.prefix`)::
 
-    data/sha256/<digest>.parquet     the snapshot; its name is the sha256 of its bytes
+    _data/sha256/<digest>.parquet    the snapshot; its name is the sha256 of its bytes
 
 A snapshot is written once: :meth:`SnapshotStore.put` of bytes already stored writes nothing
 (deduplication by sha256), and :meth:`SnapshotStore.get` hashes what it reads and refuses bytes
@@ -52,7 +52,7 @@ class SnapshotRef:
 class SnapshotStore:
     """Put and get snapshots by sha256 in the registry's bucket."""
 
-    def __init__(self, registry: ModelRegistry, prefix: str = "data/") -> None:
+    def __init__(self, registry: ModelRegistry, prefix: str = "_data/") -> None:
         self.registry = registry
         self.prefix = f"{registry.prefix}{prefix}"
 

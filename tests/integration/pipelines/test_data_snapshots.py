@@ -45,7 +45,7 @@ def test_run_reproduced_from_its_snapshot_alone_gives_identical_model_and_metric
     ref = lineage["data_snapshot"]
     data = Path(cfg.data.path).read_bytes()
     assert ref["sha256"] == sha256_hex(data) == lineage["data_sha256"]  # parquet kept verbatim
-    assert ref["uri"] == f"s3://mainsail-models/data/sha256/{ref['sha256']}.parquet"
+    assert ref["uri"] == f"s3://mainsail-models/_data/sha256/{ref['sha256']}.parquet"
     assert ref["rows"] == 600 and ref["stored"] == "written"
     card = yaml.safe_load((first.run_dir / "model" / "model_card.yaml").read_text())
     assert card["training_data"]["snapshot"]["sha256"] == ref["sha256"]
@@ -63,8 +63,8 @@ def test_run_reproduced_from_its_snapshot_alone_gives_identical_model_and_metric
         assert (first.run_dir / name).read_bytes() == (again / name).read_bytes(), name
     second = json.loads((again / "lineage.json").read_text())["data_snapshot"]
     assert second["sha256"] == ref["sha256"] and second["stored"] == "deduplicated"
-    keys = list(registry.client.list_objects("mainsail-models", prefix="data/", recursive=True))
-    assert [k.object_name for k in keys] == [f"data/sha256/{ref['sha256']}.parquet"]
+    keys = list(registry.client.list_objects("mainsail-models", prefix="_data/", recursive=True))
+    assert [k.object_name for k in keys] == [f"_data/sha256/{ref['sha256']}.parquet"]
 
     # `mainsail data show` and `diff`: a run on fewer rows with one column more.
     table = pq.read_table(io.BytesIO(store.get(ref["sha256"])))
