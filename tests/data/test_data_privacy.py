@@ -112,3 +112,18 @@ def test_a_sensitive_key_column_is_refused_by_name(tmp_path: Path) -> None:
 def test_timestamps_and_numbers_in_log_text_are_left_alone() -> None:
     text = "2026-12-05 10:30:00 served 1200 rows in 0.0123456789 s; version 20261205103000"
     assert redact(text) == text
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_a_data_snapshot_leaves_the_sensitive_columns_out(tmp_path: Path, suffix: str) -> None:
+    """The snapshot that goes to the registry bucket (data snapshots) is the data the run used:
+    the flagged columns are not in it, whatever the source format."""
+    from mainsail.data.snapshot import read_snapshot, snapshot_bytes
+
+    path = tmp_path / f"d{suffix}"
+    frame = _frame()
+    frame.to_parquet(path) if suffix == ".parquet" else frame.to_csv(path, index=False)
+    sensitive = sorted(validate_frame(frame, _cfg(tmp_path)).report.sensitive)
+    data = snapshot_bytes(path, drop=sensitive)
+    assert b"@example.org" not in data and b"7946" not in data
+    assert list(read_snapshot(data).columns) == ["x1", "plan", "notes", "y"]

@@ -27,7 +27,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "mainsail"
 MANIFESTS = ROOT / "manifests"
-OVERLAYS = ("kind", "production")
+OVERLAYS = ("kind", "production", "staging")
 KUBE_VERSION = "1.33"
 """Kubernetes version the built-in kinds are validated against (kind's default node image)."""
 

@@ -20,6 +20,12 @@ def test_checked_in_base_equals_a_fresh_render(render: Any) -> None:
     assert diff == [], "manifests/base is stale; run `make render`:\n" + "\n".join(diff[:40])
 
 
+def test_checked_in_staging_base_equals_a_fresh_render_in_its_namespace(render: Any) -> None:
+    fresh = render.render_text(namespace=render.STAGING_NAMESPACE)
+    diff = render.stale_diff(fresh, render.STAGING_BASE.read_text(), "manifests/base-staging")
+    assert diff == [], "base-staging is stale; run `make render`:\n" + "\n".join(diff[:40])
+
+
 def test_base_kustomization_builds_the_rendered_file(render: Any) -> None:
     code, stdout, stderr = checks.kustomize(checks.MANIFESTS / "base")
     assert code == 0, stderr

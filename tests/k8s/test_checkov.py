@@ -9,18 +9,18 @@ import pytest
 
 from . import checks
 
+SHIPPED = ["chart", "overlay-kind", "overlay-production", "overlay-staging", "examples"]
+
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
 
 
-@pytest.mark.parametrize(
-    "folder", ["chart", "overlay-kind", "overlay-production", "examples", "broken"]
-)
+@pytest.mark.parametrize("folder", [*SHIPPED, "broken"])
 def test_checkov_scanned_every_folder(checkov_reports: dict[str, Any], folder: str) -> None:
     # A folder checkov could not parse would otherwise pass "no failed check" trivially.
     assert len(checkov_reports[folder]["passed"]) >= 5
 
 
-@pytest.mark.parametrize("folder", ["chart", "overlay-kind", "overlay-production", "examples"])
+@pytest.mark.parametrize("folder", SHIPPED)
 def test_no_failed_checkov_check(checkov_reports: dict[str, Any], folder: str) -> None:
     failed = checkov_reports[folder]["failed"]
     assert [(f["check_id"], f["resource"], f["check_name"]) for f in failed] == []

@@ -16,11 +16,14 @@ def find(objs: list[checks.Obj], kind: str, name: str) -> checks.Obj | None:
     return next((o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name), None)
 
 
-def test_both_overlays_create_a_pod_security_labelled_namespace(
+NAMESPACES = {"kind": "mainsail", "production": "mainsail", "staging": "mainsail-staging"}
+
+
+def test_every_overlay_creates_a_pod_security_labelled_namespace(
     overlay_objects: dict[str, list[checks.Obj]],
 ) -> None:
-    for objs in overlay_objects.values():
-        ns = find(objs, "Namespace", "mainsail")
+    for overlay, objs in overlay_objects.items():
+        ns = find(objs, "Namespace", NAMESPACES[overlay])
         assert ns is not None
         labels = ns["metadata"]["labels"]
         assert labels["pod-security.kubernetes.io/audit"] == "restricted"
@@ -54,6 +57,17 @@ def test_production_overlay_drops_development_secrets_and_scales_up(
 @pytest.mark.parametrize("overlay", checks.OVERLAYS)
 def test_every_overlay_patch_target_exists(overlay: str) -> None:
     assert checks.unmatched_patch_targets(checks.MANIFESTS / "overlays" / overlay) == []
+
+
+def test_staging_overlay_is_its_own_namespace_with_its_own_in_cluster_urls(
+    overlay_objects: dict[str, list[checks.Obj]],
+) -> None:
+    objs = overlay_objects["staging"]
+    namespaced = [o for o in objs if o["kind"] != "Namespace"]
+    assert namespaced and {o["metadata"]["namespace"] for o in namespaced} == {"mainsail-staging"}
+    assert not [o for o in objs if o["kind"] == "Secret"]  # from the secret manager, as in prod
+    text = str(objs)
+    assert ".mainsail-staging.svc" in text and ".mainsail.svc" not in text
 
 
 def test_misspelt_patch_target_is_caught(tmp_path: Path) -> None:

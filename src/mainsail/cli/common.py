@@ -22,6 +22,15 @@ SetOpt = Annotated[
     ),
 ]
 
+EnvOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--env",
+        help="Environment (`environments` in the config, e.g. staging): its registry aliases, "
+        "stack folder, decision log and namespace.",
+    ),
+]
+
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a user-facing error and return the Exit to raise."""
@@ -45,10 +54,14 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return overrides
 
 
-def read_config(path: Path, overrides: list[str] | None = None) -> ProjectConfig:
-    """The config file with its `--set` overrides; a bad one exits with a clear message."""
+def read_config(
+    path: Path, overrides: list[str] | None = None, env: str | None = None
+) -> ProjectConfig:
+    """The config file with its `--set` overrides, as environment `env` sees it when given
+    (`ProjectConfig.for_environment`); a bad one exits with a clear message."""
     try:
-        return load_config(path, parse_overrides(overrides))
+        cfg = load_config(path, parse_overrides(overrides))
+        return cfg if env is None else cfg.for_environment(env)
     except ConfigError as err:
         raise fail(str(err)) from None
 

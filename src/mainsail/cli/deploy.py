@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from mainsail.cli.common import EnvOpt
 from mainsail.config import ConfigError, load_config
 
 app = typer.Typer(help="Deploy a model version as canary.", no_args_is_help=True)
@@ -59,14 +60,18 @@ def deploy(
     config: Annotated[Path, typer.Option("--config", "-c", help="Project config.")] = Path(
         "configs/churn.yaml"
     ),
+    env: EnvOpt = None,
 ) -> None:
     """Move the challenger alias to VERSION of MODEL and send it CANARY percent of traffic, or
-    put it in the shadow (the ramp's first stage: it answers mirrored copies only)."""
+    put it in the shadow (the ramp's first stage: it answers mirrored copies only). With --env,
+    the environment's aliases, stack folder (where --measure-s writes the measured card that
+    `mainsail promote-env` checks) and namespace."""
     from mainsail.deploy.kubernetes import DeployError
     from mainsail.deploy.service import deploy as run_deploy
 
     try:
         cfg = load_config(config)
+        cfg = cfg if env is None else cfg.for_environment(env)
     except ConfigError as err:
         err_console.print(f"[bold red]error:[/] {err}", highlight=False)
         raise typer.Exit(2) from None

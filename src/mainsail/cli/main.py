@@ -18,6 +18,7 @@ from rich.table import Table
 
 from mainsail.cli.common import (
     ConfigArg,
+    EnvOpt,
     SetOpt,
     console,
     fail,
@@ -67,21 +68,35 @@ def run(
     if runner != "local":
         raise fail(f"--runner must be 'local', 'kfp-local' or 'kfp-docker', got {runner!r}")
     registry = _publish_target(cfg) if publish else None
+    snapshots = _snapshot_target(cfg)
 
     console.print(f"[bold]mainsail run[/] {cfg.name} (seed {cfg.seed}) from {config}")
     if not console.is_terminal:
         # Output to a file or a pipe: no live bar (it would draw nothing until the end), one
         # line per stage and quarter instead, so a long run shows where it is.
-        result = _run_with_log_lines(cfg, config)
+        result = _run_with_log_lines(cfg, config, snapshots)
     else:
-        result = _run_with_bar(cfg, config)
+        result = _run_with_bar(cfg, config, snapshots)
     _print_run_result(result)
     train = result.summary.get("train")
     if registry is not None and train is not None and train.get("chosen"):
         _publish_run(cfg, registry, result.run_dir / "model")
 
 
-def _run_with_bar(cfg: ProjectConfig, config: Path) -> Any:
+def _snapshot_target(cfg: ProjectConfig) -> Any:
+    """Where the run stores its data snapshot (`snapshots.mode`), or None, said once."""
+    from mainsail.lifecycle.snapshot import SnapshotError, open_snapshots
+
+    try:
+        store, note = open_snapshots(cfg)
+    except SnapshotError as err:
+        raise fail(str(err)) from None
+    if store is None:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    return store
+
+
+def _run_with_bar(cfg: ProjectConfig, config: Path, snapshots: Any = None) -> Any:
     """`mainsail run` with a live progress bar per stage (output to a terminal)."""
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -103,12 +118,14 @@ def _run_with_bar(cfg: ProjectConfig, config: Path) -> Any:
             bar.update(tasks[stage], completed=max(0.0, min(1.0, done)))
 
         try:
-            return run_stages(cfg, config_path=config.resolve(), progress=progress)
+            return run_stages(
+                cfg, config_path=config.resolve(), progress=progress, snapshots=snapshots
+            )
         except user_errors() as err:
             raise fail(str(err)) from None
 
 
-def _run_with_log_lines(cfg: ProjectConfig, config: Path) -> Any:
+def _run_with_log_lines(cfg: ProjectConfig, config: Path, snapshots: Any = None) -> Any:
     """`mainsail run` with plain progress lines (`[  12.3s] tune 50%`), flushed as they come."""
     import time
 
@@ -126,7 +143,7 @@ def _run_with_log_lines(cfg: ProjectConfig, config: Path) -> Any:
         print(f"[{elapsed:7.1f}s] {stage} {quarter * 25}%", flush=True)
 
     try:
-        return run_stages(cfg, config_path=config.resolve(), progress=progress)
+        return run_stages(cfg, config_path=config.resolve(), progress=progress, snapshots=snapshots)
     except user_errors() as err:
         raise fail(str(err)) from None
 
@@ -381,8 +398,11 @@ def promote(
         ),
     ] = False,
     set_: SetOpt = None,
+    env: EnvOpt = None,
 ) -> None:
     """Analyse champion vs challenger and ramp, promote or roll back (one look; --watch to loop).
+    With --env, in that environment: its aliases, and its decision log, which `mainsail
+    promote-env` reads for a passed shadow or canary.
 
     A challenger in the shadow moves to the first canary step when the shadow gate passes and is
     stopped when it fails; a canary whose observed split does not match its weight pauses the
@@ -396,7 +416,7 @@ def promote(
     from mainsail.promotion.controller import build_controller
     from mainsail.promotion.metrics import PromotionMetrics
 
-    cfg = read_config(config, set_)
+    cfg = read_config(config, set_, env)
     metrics = PromotionMetrics()
     try:
         controller = build_controller(cfg, log=console.print, metrics=metrics)
@@ -446,6 +466,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "monitoring": ("mainsail.cli.monitoring", "Monitoring artifacts: render, check."),
     "features": ("mainsail.cli.features", "Feast feature store: apply, materialize, serve, get."),
+    "data": ("mainsail.cli.data", "Training-data snapshots: show, diff, reproduce."),
 }
 
 
@@ -457,11 +478,13 @@ def _mount_subcommands() -> None:
 
 def main() -> None:
     from mainsail.cli import deploy as deploy_cli
+    from mainsail.cli import environments as environments_cli
     from mainsail.cli import stack as stack_cli
 
     _mount_subcommands()
     stack_cli.register(app)  # top-level up / down / status
     deploy_cli.register(app)  # top-level deploy
+    environments_cli.register(app)  # top-level promote-env
     app()
 
 

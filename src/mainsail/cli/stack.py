@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mainsail.cli.common import EnvOpt
 from mainsail.config import ConfigError, ProjectConfig, load_config
 from mainsail.stack.process import StackError
 
@@ -28,19 +29,20 @@ ConfigOpt = Annotated[
 DEFAULT_CONFIG = Path("configs/churn.yaml")
 
 
-def _config(path: Path) -> ProjectConfig:
+def _config(path: Path, env: str | None = None) -> ProjectConfig:
     try:
-        return load_config(path)
+        cfg = load_config(path)
+        return cfg if env is None else cfg.for_environment(env)
     except ConfigError as err:
         err_console.print(f"[bold red]error:[/] {err}", highlight=False)
         raise typer.Exit(2) from None
 
 
-def up(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+def up(config: ConfigOpt = DEFAULT_CONFIG, env: EnvOpt = None) -> None:
     """Start the local stack and wait until every process is healthy."""
     from mainsail.stack.manager import up as start_stack
 
-    cfg = _config(config)
+    cfg = _config(config, env)
     token_env = cfg.stack.router.token_env
     if not os.environ.get(token_env):
         err_console.print(
@@ -56,11 +58,11 @@ def up(config: ConfigOpt = DEFAULT_CONFIG) -> None:
     console.print(f"stack up: {len(started)} processes; `mainsail status` shows them")
 
 
-def down(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+def down(config: ConfigOpt = DEFAULT_CONFIG, env: EnvOpt = None) -> None:
     """Stop exactly the processes `mainsail up` started."""
     from mainsail.stack.manager import down as stop_stack
 
-    cfg = _config(config)
+    cfg = _config(config, env)
     try:
         results = stop_stack(cfg)
     except StackError as err:
@@ -72,11 +74,11 @@ def down(config: ConfigOpt = DEFAULT_CONFIG) -> None:
         console.print(f"{name}: {outcome}")
 
 
-def status(config: ConfigOpt = DEFAULT_CONFIG) -> None:
+def status(config: ConfigOpt = DEFAULT_CONFIG, env: EnvOpt = None) -> None:
     """Show each stack process, its port and health; exit 1 when any is not healthy."""
     from mainsail.stack.manager import status as stack_status
 
-    cfg = _config(config)
+    cfg = _config(config, env)
     try:
         rows = stack_status(cfg)
     except StackError as err:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from mainsail.config.base import ProblemType, StrictModel, suggest
+from mainsail.config.base import ConfigError, ProblemType, StrictModel, suggest
 from mainsail.config.data import DataConfig, ImbalanceConfig, PreprocessConfig, SplitConfig
 from mainsail.config.drift import DriftConfig
+from mainsail.config.environments import EnvironmentConfig, default_environments
 from mainsail.config.evaluate import (
     CLASSIFICATION_METRICS,
     DEFAULT_METRIC,
@@ -25,6 +26,7 @@ from mainsail.config.privacy import PrivacyConfig
 from mainsail.config.promotion import PromotionConfig
 from mainsail.config.registry import RegistryConfig
 from mainsail.config.serving import ServingConfig
+from mainsail.config.snapshots import SnapshotConfig
 from mainsail.config.stack import StackConfig
 from mainsail.config.train import TrainConfig, TuneConfig
 
@@ -76,6 +78,11 @@ class ProjectConfig(StrictModel):
     """JSON logs and OpenTelemetry traces of the serving path (off by default)."""
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     """Sensitive columns: declared or detected, never features, never written raw."""
+    environments: dict[str, EnvironmentConfig] = Field(default_factory=default_environments)
+    """Deployment environments by name (at least `staging` and `production`): registry aliases,
+    namespace, overlay and the gate of `mainsail promote-env`."""
+    snapshots: SnapshotConfig = Field(default_factory=SnapshotConfig)
+    """Content-addressed snapshots of the training data in the registry bucket."""
 
     @model_validator(mode="after")
     def _check_metric_and_split(self) -> ProjectConfig:
@@ -105,11 +112,67 @@ class ProjectConfig(StrictModel):
                 )
         if self.split.test_size + self.split.valid_size >= 0.8:
             raise ValueError("split.test_size + split.valid_size must leave at least 20% to train")
+        self._check_environments()
         return self
+
+    def _check_environments(self) -> None:
+        missing = [e for e in ("staging", "production") if e not in self.environments]
+        if missing:
+            raise ValueError(f"environments: {' and '.join(missing)} must be defined")
+        owner: dict[str, str] = {}
+        for name, env in self.environments.items():
+            if env.champion_alias == env.challenger_alias:
+                raise ValueError(
+                    f"environments.{name}: champion_alias and challenger_alias are both "
+                    f"{env.champion_alias!r}"
+                )
+            for alias in (env.champion_alias, env.challenger_alias):
+                if alias in owner:
+                    raise ValueError(
+                        f"environments.{name}: alias {alias!r} is already used by environment "
+                        f"{owner[alias]!r}; each environment needs its own aliases"
+                    )
+                owner[alias] = name
 
     def primary_metric(self, problem_type: ProblemType) -> str:
         """The metric that ranks candidates, given the (possibly detected) problem type."""
         return self.metric or DEFAULT_METRIC[problem_type]
+
+    def for_environment(self, name: str) -> ProjectConfig:
+        """The config as environment `name` sees it: its registry aliases as champion and
+        challenger, its stack folder (and so its feedback store, unless it names one, and its
+        deployed cards), its namespace for Kubernetes resources."""
+        if name not in self.environments:
+            raise ConfigError(
+                f"unknown environment {name!r}{suggest(name, self.environments)}; the config "
+                f"defines {', '.join(sorted(self.environments))}"
+            )
+        env = self.environments[name]
+        registry = self.registry.model_copy(
+            update={"champion_alias": env.champion_alias, "challenger_alias": env.challenger_alias}
+        )
+        kubernetes = self.stack.kubernetes.model_copy(update={"namespace": env.namespace})
+        stack = self.stack.model_copy(
+            update={"data_dir": env.stack_data_dir or self.stack.data_dir, "kubernetes": kubernetes}
+        )
+        promotion = self.promotion.model_copy(
+            update={"store_url": env.store_url or self.promotion.store_url}
+        )
+        return self.model_copy(
+            update={"registry": registry, "stack": stack, "promotion": promotion}
+        )
+
+    def environment_aliases(self) -> tuple[str, ...]:
+        """Every registry alias the environments use (champion and challenger of each)."""
+        return tuple(
+            sorted(
+                {
+                    a
+                    for e in self.environments.values()
+                    for a in (e.champion_alias, e.challenger_alias)
+                }
+            )
+        )
 
     def positive_label(self) -> str:
         """The label the feedback store and the A/B analysis count as positive (text, as labels

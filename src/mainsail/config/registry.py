@@ -39,3 +39,14 @@ class RegistryConfig(StrictModel):
     """Local folder where downloaded versions are kept (verified again on every load)."""
     history_limit: int = Field(50, ge=2, le=10_000)
     """Alias changes remembered per alias (how far `rollback` can go back)."""
+    champion_alias: str = Field("champion", pattern=r"^[a-z][a-z0-9-]{0,39}$")
+    """Alias of the version this deployment serves as champion (the stack's champion MLServer,
+    the Seldon Experiment's default, what a promotion moves). An environment's view of the
+    config (`ProjectConfig.for_environment`) sets its own, e.g. `staging`."""
+    challenger_alias: str = Field("challenger", pattern=r"^[a-z][a-z0-9-]{0,39}$")
+    """Alias of the version under test (what `mainsail deploy` moves); `staging-challenger` in
+    the staging environment's view."""
+
+    def alias(self, role: str) -> str:
+        """The alias name of a role: `champion` or `challenger`."""
+        return self.champion_alias if role == "champion" else self.challenger_alias

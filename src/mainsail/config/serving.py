@@ -26,3 +26,9 @@ class ServingConfig(StrictModel):
     """Requests waiting for the drift feed; when full, new rows are dropped and counted."""
     drift_timeout_s: float = Field(1.0, gt=0, le=60)
     """Timeout of one POST to the drift sidecar."""
+    latency_p95_budget_ms: float = Field(50.0, gt=0)
+    """Budget of the 95th percentile request latency (ms), written to the model card; the
+    production gate checks the p95 measured in staging against it."""
+    throughput_budget_rps: float = Field(100.0, gt=0)
+    """Smallest acceptable throughput (requests/s), written to the model card; the production
+    gate checks the throughput measured in staging against it."""

@@ -75,6 +75,9 @@ class DataStageResult:
     feast: dict[str, Any] | None = None
     """Where Feast built the rows from (feature service, registry path and sha256, views,
     rows with missing features), when the config has a `features` section; else None."""
+    snapshot: dict[str, Any] | None = None
+    """Where the training data's snapshot is stored (`SnapshotRef.to_dict()`: sha256, uri,
+    size, rows, columns), when the run stored one; else None."""
 
     def X(self, side: str) -> pd.DataFrame:  # noqa: N802 - the usual ML name for features
         """Feature frame of one side (`train`, `valid`, `test`), raw (not preprocessed)."""

@@ -70,7 +70,9 @@ def deploy(
     # Only a complete version whose signature verifies can be deployed (the servers check it
     # again before they load it).
     reg.verify_signature(model, version)
-    champion = reg.aliases(model).get("champion")
+    champion_alias = cfg.registry.alias("champion")
+    challenger_alias = cfg.registry.alias("challenger")
+    champion = reg.aliases(model).get(champion_alias)
     mirror_version = reg.resolve(model, mirror)[0] if mirror is not None else None
     if shadow:
         mirror_version = version
@@ -84,7 +86,7 @@ def deploy(
     if backend == "kubernetes":
         if champion is None:
             raise DeployError(
-                f"model {model!r} has no champion yet; promote one first "
+                f"model {model!r} has no {champion_alias!r} yet; promote one first "
                 "(`mainsail models promote`), the Experiment needs a default"
             )
         objects = k8s.render(cfg, champion, version, canary, mirror_version)
@@ -111,8 +113,8 @@ def deploy(
             result.actions.append(f"model card with measured deployment fields: {result.card}")
     for line in result.actions:
         log(line)
-    reg.promote(model, version, alias="challenger")
-    result.actions.append(f"alias challenger -> v{version}")
+    reg.promote(model, version, alias=challenger_alias)
+    result.actions.append(f"alias {challenger_alias} -> v{version}")
     log(result.actions[-1])
     return result
 

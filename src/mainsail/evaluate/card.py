@@ -198,8 +198,13 @@ def build_card(
             "date_range": _date_range(data),
             "target": data.target,
             "source_sha256": data.data_sha256 or None,
+            "snapshot": data.snapshot,
         },
         "deployment": {"endpoint": None, "latency_p95": None, "throughput": None},
+        "budget": {
+            "latency_p95_ms": cfg.serving.latency_p95_budget_ms,
+            "throughput_rps": cfg.serving.throughput_budget_rps,
+        },
         "intended_use": description.rstrip(". ")
         + ". Scores rows drawn from the same population as the training data.",
         "limitations": _limitations(data, selection),

@@ -1,6 +1,7 @@
 """The data stage, in the three parts that the pipeline runs as three steps:
 
     load_validated  ingest → validate → (Feast point-in-time rows, with a `features` section)
+    snapshot_data   the data file → content-addressed parquet in the registry (when given a store)
     split_rows      leakage-safe split → class-imbalance plan → split summary
     prepare         preprocessor fitted on the train rows → feature schema → DataStageResult
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from mainsail.data.schema import FeatureSchema
     from mainsail.data.split import SplitIndices
     from mainsail.data.validate import ValidatedData
+    from mainsail.registry.snapshots import SnapshotStore
 
 #: Progress callback: called with a step name and the fraction of the stage done (0..1).
 ProgressCallback = Callable[[str, float], None]
@@ -43,6 +45,8 @@ class LoadedData:
     path: Path
     feast: dict[str, Any] | None = None
     """`DataStageResult.feast`."""
+    snapshot: dict[str, Any] | None = None
+    """`DataStageResult.snapshot`: set by :func:`snapshot_data`."""
 
 
 @dataclass
@@ -61,10 +65,12 @@ def load_validated(
     step: Callable[[str, float], None] | None = None,
     *,
     features: bool = True,
+    snapshots: SnapshotStore | None = None,
 ) -> LoadedData:
     """Ingest and validate the data file; with Feast on (a `features` section, and `features`
     true), the rows are then the point-in-time join of its label rows, validated in turn.
-    `mainsail check-config` validates the file alone (`features=False`).
+    `mainsail check-config` validates the file alone (`features=False`). With `snapshots`, the
+    data file is then stored there (:func:`snapshot_data`).
 
     `step(name, fraction)` marks the start of each part (ingest, validate, features). Raises
     `mainsail.data.errors.DataError` (a ValueError naming the column) on bad input, and
@@ -96,19 +102,35 @@ def load_validated(
         # Nothing downstream (Feast's offline sources included) sees a sensitive column.
         raw = raw.drop(columns=list(checked.report.sensitive))
     if not features or not feast_enabled(cfg):
-        return LoadedData(checked=checked, data_sha256=sha, path=path)
-    mark("features", 0.25)
-    feast = training_rows(cfg, raw, checked, source=str(path), data_sha256=sha, origin=origin)
-    if checked.report.sensitive:
-        # The joined rows never held the sensitive columns: the report keeps saying why.
-        final = feast.checked.report
-        final.sensitive = dict(checked.report.sensitive)
-        final.columns = [c for c in checked.report.columns if c.role == "sensitive"] + list(
-            final.columns
-        )
-        flagged = [i for i in checked.report.issues if i.code.startswith("sensitive_")]
-        final.issues = flagged + list(final.issues)
-    return LoadedData(checked=feast.checked, data_sha256=sha, path=path, feast=feast.lineage)
+        loaded = LoadedData(checked=checked, data_sha256=sha, path=path)
+    else:
+        mark("features", 0.25)
+        feast = training_rows(cfg, raw, checked, source=str(path), data_sha256=sha, origin=origin)
+        if checked.report.sensitive:
+            # The joined rows never held the sensitive columns: the report keeps saying why.
+            final = feast.checked.report
+            final.sensitive = dict(checked.report.sensitive)
+            final.columns = [c for c in checked.report.columns if c.role == "sensitive"] + list(
+                final.columns
+            )
+            flagged = [i for i in checked.report.issues if i.code.startswith("sensitive_")]
+            final.issues = flagged + list(final.issues)
+        loaded = LoadedData(checked=feast.checked, data_sha256=sha, path=path, feast=feast.lineage)
+    if snapshots is not None:
+        mark("snapshot", 0.4)
+        snapshot_data(cfg, loaded, snapshots)
+    return loaded
+
+
+def snapshot_data(cfg: ProjectConfig, loaded: LoadedData, store: SnapshotStore) -> LoadedData:
+    """Store the data file the rows were read from as a content-addressed snapshot (nothing is
+    written when the same bytes are already there) and note the reference in `loaded`, whence
+    lineage.json and the model card take it (:func:`load_validated` with a store: `mainsail run`
+    and the pipeline's validate step alike). Sensitive columns (privacy) are left out of the
+    snapshot: the run never used them, and the bucket must not hold them raw."""
+    drop = sorted(loaded.checked.report.sensitive)
+    loaded.snapshot = store.store_file(loaded.path, cfg.data.format, drop=drop).to_dict()
+    return loaded
 
 
 def split_rows(cfg: ProjectConfig, loaded: LoadedData) -> SplitPlan:
@@ -197,6 +219,7 @@ def assemble(
         imbalance=plan.summary["imbalance"],
         source=loaded.path,
         feast=loaded.feast,
+        snapshot=loaded.snapshot,
     )
 
 
@@ -204,13 +227,15 @@ def run_data_stage(
     cfg: ProjectConfig,
     run_dir: Path | None = None,
     progress: ProgressCallback | None = None,
+    snapshots: SnapshotStore | None = None,
 ) -> DataStageResult:
-    """Run the data stage; write its artifacts into `run_dir` when given.
+    """Run the data stage; write its artifacts into `run_dir` when given; with `snapshots`,
+    store the data file there (:func:`snapshot_data`).
 
     Steps: ingest (generate or materialise the file on first use, then read it) → validate →
-    features (see :func:`load_validated`) → split → imbalance plan → fit the preprocessor on
-    the train rows → feature schema → write. Bad input raises before anything is written.
-    `progress(step, fraction)` is called before each step.
+    features (see :func:`load_validated`) → snapshot → split → imbalance plan → fit the
+    preprocessor on the train rows → feature schema → write. Bad input raises before anything
+    is written. `progress(step, fraction)` is called before each step.
     """
 
     def step(name: str, fraction: float) -> None:
@@ -223,7 +248,7 @@ def run_data_stage(
 
     timings: dict[str, float] = {}
     current: list[Any] = []
-    loaded = load_validated(cfg, step)
+    loaded = load_validated(cfg, step, snapshots=snapshots)
     step("split", 0.5)
     plan = split_rows(cfg, loaded)
     step("preprocess", 0.65)

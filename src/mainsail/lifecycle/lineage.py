@@ -66,10 +66,13 @@ def run_lineage(
     data_sha256: str,
     feast: dict[str, Any] | None,
     config_path: Path | None = None,
+    snapshot: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """:func:`build_lineage`, plus the Feast feature service and registry behind the rows when
-    the data came from Feast (what `mainsail run` and the evaluate step write as lineage.json)."""
+    the data came from Feast, and the data snapshot's reference (`data_snapshot`, null without
+    one): what `mainsail run` and the evaluate step write as lineage.json."""
     lineage = build_lineage(cfg, data_sha256, config_path)
+    lineage["data_snapshot"] = snapshot
     if feast is not None:
         lineage["features"] = feast
     return lineage

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mainsail.config import ProjectConfig
 from mainsail.core.files import jsonable
@@ -35,6 +35,9 @@ from mainsail.evaluate.compare import Selection
 from mainsail.lifecycle.lineage import run_lineage
 from mainsail.train.model import TabularModel
 from mainsail.tune.search import TuneResult
+
+if TYPE_CHECKING:
+    from mainsail.registry.snapshots import SnapshotStore
 
 #: Reports progress: (stage name, fraction of that stage done in [0, 1]).
 ProgressFn = Callable[[str, float], None]
@@ -202,8 +205,11 @@ def run(
     progress: ProgressFn = _quiet,
     run_id: str | None = None,
     stages: tuple[str, ...] = ("data", "train"),
+    snapshots: SnapshotStore | None = None,
 ) -> RunResult:
-    """Run the stages (data, then training unless left out) and return where their outputs are."""
+    """Run the stages (data, then training unless left out) and return where their outputs are.
+    With `snapshots`, the training data is stored there as a snapshot (see
+    `mainsail.lifecycle.snapshot`) and referenced from lineage.json and the model card."""
     from mainsail.lifecycle.data import run_data_stage
 
     final = cfg.runs_dir / (run_id or new_run_id(cfg))
@@ -211,7 +217,9 @@ def run(
     with staged_dir(final) as tmp:
         started = time.perf_counter()
         progress("data", 0.0)
-        data = run_data_stage(cfg, tmp, progress=lambda _step, frac: progress("data", frac))
+        data = run_data_stage(
+            cfg, tmp, progress=lambda _step, frac: progress("data", frac), snapshots=snapshots
+        )
         progress("data", 1.0)
         timings["data"] = time.perf_counter() - started
 
@@ -222,7 +230,7 @@ def run(
             summary["train"] = run_training_stage(cfg, data, tmp, progress=progress).summary()
             timings["train"] = time.perf_counter() - started
 
-        lineage = run_lineage(cfg, data.data_sha256, data.feast, config_path)
+        lineage = run_lineage(cfg, data.data_sha256, data.feast, config_path, data.snapshot)
         lineage["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
         text = json.dumps(lineage, indent=2, sort_keys=True) + "\n"
         (tmp / "lineage.json").write_text(text)

@@ -78,6 +78,7 @@ def save_loaded(loaded: LoadedData, folder: Path) -> None:
             "data_sha256": loaded.data_sha256,
             "source": str(loaded.path),
             "feast": loaded.feast,
+            "snapshot": loaded.snapshot,
         },
     )
 
@@ -101,7 +102,13 @@ def load_loaded(folder: Path) -> LoadedData:
         classes=meta["classes"],
         positive_class=meta["positive_class"],
     )
-    return LoadedData(checked, meta["data_sha256"], Path(meta["source"]), meta.get("feast"))
+    return LoadedData(
+        checked,
+        meta["data_sha256"],
+        Path(meta["source"]),
+        meta.get("feast"),
+        meta.get("snapshot"),
+    )
 
 
 # ---------------------------------------------------------------------------------- the split

@@ -41,10 +41,13 @@ def validate_step(
     """Ingest (generating the synthetic file on first use) and validate the data; with a
     `features` section, the rows are Feast's point-in-time join of the label rows.
 
-    Writes `dataset_dir/` (the validated frame, the decisions about it, the report as JSON) and
-    the HTML report. Bad data raises `DataError` naming the column, before anything is written.
+    Stores the data file as a snapshot when the registry is reachable (`snapshots.mode`; see
+    `mainsail.lifecycle.data.snapshot_data`). Writes `dataset_dir/` (the validated frame, the
+    decisions about it, the report as JSON) and the HTML report. Bad data raises `DataError`
+    naming the column, before anything is written.
     """
     from mainsail.lifecycle.data import load_validated
+    from mainsail.lifecycle.snapshot import open_snapshots
 
     cfg = config_from_json(config_json)
     if "://" in data_uri:
@@ -53,7 +56,8 @@ def validate_step(
             "step, e.g. a PVC or the pipeline root); object-store URIs are not read directly"
         )
     cfg.data.path = Path(data_uri)
-    loaded = load_validated(cfg)
+    store, _ = open_snapshots(cfg)  # `snapshots.mode`: none in `auto` without a registry
+    loaded = load_validated(cfg, snapshots=store)
     save_loaded(loaded, fresh_dir(dataset_dir))
     report = loaded.checked.report
     Path(report_html).parent.mkdir(parents=True, exist_ok=True)
@@ -196,7 +200,8 @@ def evaluate_step(
     out = fresh_dir(model_dir)
     doc = evaluate_candidates(cfg, data, candidates, tuned, out, version=out.name)
     shutil.copy2(Path(tuned_dir) / TUNE_LOG, out / TUNE_LOG)
-    write_json(out / "lineage.json", run_lineage(cfg, data.data_sha256, data.feast))
+    lineage = run_lineage(cfg, data.data_sha256, data.feast, snapshot=data.snapshot)
+    write_json(out / "lineage.json", lineage)
     Path(report_html).parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(doc.report_path, report_html)
     Path(card_md).write_text(card_markdown(read_card(doc.card_path), doc.card_path.read_text()))

@@ -71,7 +71,7 @@ class LocalRouterBackend:
         self.deployer.load_model("champion", local.path)
         self.deployer.set_variant("champion", str(version))
         self.deployer.set_canary(0)
-        self.registry.promote(model, version, alias="champion")
+        self.registry.promote(model, version, alias=self.cfg.registry.alias("champion"))
 
     def rollback(self, model: str) -> None:
         self.deployer.set_canary(0)
@@ -116,9 +116,10 @@ class SeldonBackend:
         from mainsail.deploy.kubernetes import DeployError
 
         aliases = self.registry.aliases(model)
-        if "champion" not in aliases:
-            raise DeployError(f"model {model!r} has no champion; promote one first")
-        return aliases["champion"], aliases.get("challenger")
+        champion = self.cfg.registry.alias("champion")
+        if champion not in aliases:
+            raise DeployError(f"model {model!r} has no {champion!r}; promote one first")
+        return aliases[champion], aliases.get(self.cfg.registry.alias("challenger"))
 
     def current(self, model: str) -> tuple[str, str | None, int]:
         from mainsail.core import naming
@@ -153,7 +154,9 @@ class SeldonBackend:
     def promote(self, model: str) -> None:
         _, challenger = self._versions(model)
         self._apply(model, 100)
-        self.registry.promote(model, int(challenger or 0), alias="champion")
+        self.registry.promote(
+            model, int(challenger or 0), alias=self.cfg.registry.alias("champion")
+        )
 
     def rollback(self, model: str) -> None:
         self._apply(model, 0)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from mainsail.core import naming
-from mainsail.registry.store import ModelRegistry
+from mainsail.registry.store import ALIASES, ModelRegistry
 
 if TYPE_CHECKING:
     from mainsail.config import ProjectConfig
@@ -38,6 +38,15 @@ def open_registry(
     env = dict(os.environ if environ is None else environ)
     if isinstance(cfg, RegistryConfig):
         return ModelRegistry.from_config(cfg, env, endpoint=endpoint)
+    opened = _open_project_registry(cfg, endpoint, env)
+    # The environments' own aliases (staging, ...) may be set beside champion and challenger.
+    opened.extra_aliases = tuple(a for a in cfg.environment_aliases() if a not in ALIASES)
+    return opened
+
+
+def _open_project_registry(
+    cfg: ProjectConfig, endpoint: str | None, env: dict[str, str]
+) -> ModelRegistry:
     registry = cfg.registry
     if endpoint or registry.endpoint or env.get(naming.ENV_S3_ENDPOINT):
         return ModelRegistry.from_config(registry, env, endpoint=endpoint)

@@ -171,6 +171,7 @@ class ModelRegistry:
         signer: Signer | None = None,
         verifier: Verifier | None = None,
         require_signature: bool = False,
+        extra_aliases: tuple[str, ...] = (),
     ) -> None:
         if prefix and not prefix.endswith("/"):
             raise RegistryError(f"registry prefix {prefix!r} must be empty or end with '/'")
@@ -182,6 +183,9 @@ class ModelRegistry:
         self.verifier = verifier
         #: Refuse every download when there is no verifier (no public key configured).
         self.require_signature = require_signature
+        #: Aliases beyond champion/challenger that may be set: the environments' own
+        #: (`environments.<name>.champion_alias`, see `mainsail.promotion.environments`).
+        self.extra_aliases = extra_aliases
 
     # -- construction ---------------------------------------------------------------------
 
@@ -644,10 +648,14 @@ class ModelRegistry:
         """Every alias change, oldest first (`at`, `alias`, `action`, `from`, `to`)."""
         return list(self._read_aliases(model)["events"])
 
+    def _check_alias(self, alias: str) -> None:
+        known = (*ALIASES, *self.extra_aliases)
+        if alias not in known:
+            raise AliasError(f"unknown alias {alias!r}; aliases are {', '.join(known)}")
+
     def promote(self, model: str, ref: str | int, alias: str = "champion") -> int:
         """Point `alias` at the version `ref` names (a number, `latest` or another alias)."""
-        if alias not in ALIASES:
-            raise AliasError(f"unknown alias {alias!r}; aliases are {', '.join(ALIASES)}")
+        self._check_alias(alias)
         version, _ = self.resolve(model, ref)
         _, digest = self.manifest(model, version)  # only complete versions can be promoted
         data = self._read_aliases(model)
@@ -692,8 +700,7 @@ class ModelRegistry:
         """Remove `alias` (say, the challenger once an A/B test ended); return the version it
         pointed at. Its rollback history goes with it: a later promotion starts afresh, so a
         rollback can never bring back a version from before the removal. The event is kept."""
-        if alias not in ALIASES:
-            raise AliasError(f"unknown alias {alias!r}; aliases are {', '.join(ALIASES)}")
+        self._check_alias(alias)
         data = self._read_aliases(model)
         current = data["aliases"].pop(alias, None)
         if current is None:

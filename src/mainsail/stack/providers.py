@@ -250,7 +250,8 @@ def registry_model_dir(ctx: StackContext, variant: str) -> Path:
     try:
         registry = open_registry(cfg)
         aliases = registry.aliases(cfg.name)
-        ref = variant if variant in aliases or variant != "challenger" else "champion"
+        alias = cfg.registry.alias(variant)  # the environment's own, e.g. `staging`
+        ref = alias if alias in aliases or variant != "challenger" else cfg.registry.champion_alias
         return registry.download(cfg.name, ref, cache).path
     except VersionNotFoundError as err:
         raise StackError(

@@ -54,3 +54,14 @@ def test_mainsail_run_and_the_kfp_steps_give_the_same_metrics_and_model(
     assert ours == theirs
     assert sha256_file(local_model / "model.joblib") == sha256_file(kfp_model / "model.joblib")
     assert pipeline.step_output("register") == {"Output": 1}  # and the pipeline published it
+    # Both stored (once: the same bytes) and reference the same training-data snapshot.
+    snapshots = [
+        json.loads((m / "lineage.json").read_text())["data_snapshot"]["sha256"]
+        for m in (local_model, kfp_model)
+    ]
+    assert snapshots[0] == snapshots[1] == ours_sha(local)
+
+
+def ours_sha(run_dir: Path) -> str:
+    """The data file's sha256 as the run's lineage records it (parquet is kept verbatim)."""
+    return str(json.loads((run_dir / "lineage.json").read_text())["data_sha256"])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mainsail.config import config_to_json, load_config
 from mainsail.pipeline.steps import (
@@ -50,6 +52,12 @@ def test_register_compare_deploy(s3: SeaweedS3, tmp_path: Path) -> None:
     )
     cj = config_to_json(cfg)
     prepared, model_dir = _model_folder(cj, str(cfg.data.path), tmp_path)
+    # The validate step stored the data snapshot; lineage and the card name it, as for `run`.
+    lineage = json.loads((model_dir / "lineage.json").read_text())
+    snapshot = lineage["data_snapshot"]
+    assert snapshot["sha256"] == lineage["data_sha256"]
+    card = yaml.safe_load((model_dir / "model_card.yaml").read_text())
+    assert card["training_data"]["snapshot"] == snapshot
 
     # No champion yet: the new model wins by default.
     first = compare_champion_step(cj, str(prepared), str(model_dir))
