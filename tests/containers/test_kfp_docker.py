@@ -117,7 +117,7 @@ def test_a_container_that_fails_at_once_is_read_as_failed_every_time(engine: Eng
 
     client = engine_client()
     image = naming.image(naming.IMAGE_ENVS[0])
-    label = {"io.mainsail.test": "exit-code-race"}
+    label = {"io.mainsail.test": "exit-code-race"}  # pods.py labels its containers "=1"
     try:
         codes = [
             _run_container_and_read_exit_code(
@@ -126,7 +126,9 @@ def test_a_container_that_fails_at_once_is_read_as_failed_every_time(engine: Eng
             )
             for _ in range(20)
         ]  # fmt: skip
-        left = client.containers.list(all=True, filters={"label": "io.mainsail.test"})
+        left = client.containers.list(
+            all=True, filters={"label": "io.mainsail.test=exit-code-race"}
+        )
     finally:
         client.close()
     assert codes == [3] * 20

@@ -1,7 +1,7 @@
 """The serving pod as the chart wires it, tried as containers: MLServer and the drift sidecar
 sharing one network namespace, configured only by the env vars, args, volumes and Secret of the
-render (plus what Seldon Core 2's ServerConfig adds to the `mlserver` container: its ports and
-the model volume, see conftest.SELDON_MLSERVER_ENV).
+render, merged as Seldon Core 2's operator merges it with its `mlserver` ServerConfig (its ports,
+env, model volume and pod identity: tests/support/seldon.py).
 
 The model arrives as Seldon delivers it: its registry version folder on the agent volume (what
 Seldon's rclone copies from the Model's storageUri; the registry's own download stands in for

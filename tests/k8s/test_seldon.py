@@ -27,32 +27,17 @@ from mainsail.cli.common import parse_overrides
 from mainsail.config import load_config
 from mainsail.core import naming
 from mainsail.features.layout import feast_project_name
+from tests.support.seldon import (
+    SERVERCONFIG_ENV,
+    SERVERCONFIG_POD_SECURITY,
+    SERVERCONFIG_VOLUMES,
+    merge_container,
+)
 
 from . import checks
 
 pytestmark = pytest.mark.k8s
 
-# seldon-core-v2-setup 2.10.2, ServerConfig `mlserver`, container `mlserver` and its pod.
-SERVERCONFIG_PORTS = [
-    {"containerPort": 9500, "name": "server-grpc", "protocol": "TCP"},
-    {"containerPort": 9000, "name": "server-http", "protocol": "TCP"},
-    {"containerPort": 8082, "name": "server-metrics"},
-]
-SERVERCONFIG_ENV = [
-    {"name": "MLSERVER_PARALLEL_WORKERS", "value": "1"},
-    {"name": "MLSERVER_DEBUG", "value": "false"},
-    {"name": "MLSERVER_HTTP_PORT", "value": "9000"},
-    {"name": "MLSERVER_GRPC_PORT", "value": "9500"},
-    {"name": "MLSERVER_MODELS_DIR", "value": "/mnt/agent/models"},
-    {"name": "MLSERVER_LOAD_MODELS_AT_STARTUP", "value": "false"},
-    {"name": "MLSERVER_GRPC_MAX_MESSAGE_LENGTH", "value": "1048576000"},
-]
-SERVERCONFIG_MOUNTS = [
-    {"mountPath": "/mnt/agent", "name": "mlserver-models", "readOnly": True},
-    {"mountPath": "/mnt/certs", "name": "downstream-ca-certs", "readOnly": True},
-]
-SERVERCONFIG_POD_SECURITY = {"fsGroup": 1000, "runAsUser": 1000, "runAsGroup": 1000}
-SERVERCONFIG_VOLUMES = {"downstream-ca-certs", "config-volume", "tracing-config-volume"}
 # What upstream's custom-server sample overrides (name, image), and what Mainsail needs beside:
 # its env, limits, a hardened container securityContext with /tmp for its read-only root, and
 # probes equal to the ServerConfig's.
@@ -76,22 +61,6 @@ def _server(objs: list[checks.Obj]) -> checks.Obj:
 def _mlserver(objs: list[checks.Obj]) -> checks.Obj:
     pod = _server(objs)["spec"]["podSpec"]
     return next(c for c in pod["containers"] if c["name"] == "mlserver")
-
-
-def merge_container(override: checks.Obj) -> checks.Obj:
-    """The `mlserver` container as Seldon's operator makes it from the ServerConfig's."""
-    merged: dict[str, Any] = {
-        "name": "mlserver",
-        "ports": copy.deepcopy(SERVERCONFIG_PORTS),
-        "env": copy.deepcopy(SERVERCONFIG_ENV),
-        "volumeMounts": copy.deepcopy(SERVERCONFIG_MOUNTS),
-    }
-    for key, value in override.items():
-        if isinstance(value, list):
-            merged[key] = merged.get(key, []) + copy.deepcopy(value)  # WithAppendSlice
-        else:
-            merged[key] = copy.deepcopy(value)  # WithOverride
-    return merged
 
 
 def effective_env(container: checks.Obj) -> dict[str, str | None]:

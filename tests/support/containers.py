@@ -40,17 +40,8 @@ s3.stop()
 """
 
 
-# What Seldon Core 2 adds to the Server's `mlserver` container when it merges our podSpec with
-# its ServerConfig `mlserver` (operator/config/serverconfigs/mlserver.yaml of seldon-core v2):
-# MLServer's ports, its model folder on the volume that Seldon's rclone fills and its agent
-# loads from, mounted read-only. The render does not carry these; Seldon does.
-SELDON_MLSERVER_ENV = [
-    {"name": "MLSERVER_HTTP_PORT", "value": str(naming.MLSERVER_HTTP_PORT)},
-    {"name": "MLSERVER_GRPC_PORT", "value": str(naming.MLSERVER_GRPC_PORT)},
-    {"name": "MLSERVER_MODELS_DIR", "value": "/mnt/agent/models"},
-    {"name": "MLSERVER_MODEL_PARALLEL_WORKERS", "value": "1"},
-    {"name": "MLSERVER_LOAD_MODELS_AT_STARTUP", "value": "false"},
-]
+# The volume Seldon's rclone fills and its agent loads from (the ServerConfig mounts it on the
+# `mlserver` container at /mnt/agent, read-only): the tests pass a host folder for it.
 SELDON_MODELS_VOLUME = "mlserver-models"
 
 
@@ -58,7 +49,10 @@ def seldon_server_pod(
     cluster: Cluster, containers: tuple[str, ...] = ("mlserver", "drift")
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """The chart's Server podSpec as Seldon runs it: our containers (all, or those named),
-    the `mlserver` one merged with what Seldon's ServerConfig adds."""
+    the `mlserver` one merged with Seldon's ServerConfig container (tests.support.seldon: its
+    ports, its env before ours, its mounts) but the TLS certificates' mount (no TLS here)."""
+    from tests.support.seldon import merge_container
+
     spec, labels = cluster.pod_spec("Server", naming.server_name())
     merged = []
     for c in spec["containers"]:
@@ -66,9 +60,8 @@ def seldon_server_pod(
             continue
         c = dict(c)
         if c["name"] == "mlserver":
-            c["env"] = [*SELDON_MLSERVER_ENV, *c.get("env", [])]
-            mount = {"name": SELDON_MODELS_VOLUME, "mountPath": "/mnt/agent", "readOnly": True}
-            c["volumeMounts"] = [*c.get("volumeMounts", []), mount]
+            c = merge_container(c)
+            c["volumeMounts"] = [m for m in c["volumeMounts"] if m["mountPath"] != "/mnt/certs"]
         merged.append(c)
     return {**spec, "containers": merged}, labels
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import json
 import os
 import secrets
@@ -37,6 +38,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.support.seldon import SERVERCONFIG_POD_SECURITY
 
 #: Kubernetes probe defaults (seconds, count) where the render leaves a field out.
 PROBE_DEFAULTS = {"initialDelaySeconds": 0, "periodSeconds": 10, "failureThreshold": 3}
@@ -214,7 +217,14 @@ class Cluster:
         """The pod spec and pod labels of a rendered workload."""
         obj = self.get(kind, name)
         if kind == "Server":  # Seldon Core 2: spec.podSpec, pods labelled by Seldon
-            return obj["spec"]["podSpec"], dict(obj["metadata"].get("labels", {}))
+            # The operator merges the podSpec over its mlserver ServerConfig's, whose pod
+            # identity (uid/gid/fsGroup 1000) stays where the override sets none.
+            spec = copy.deepcopy(obj["spec"]["podSpec"])
+            spec["securityContext"] = {
+                **SERVERCONFIG_POD_SECURITY,
+                **spec.get("securityContext", {}),
+            }
+            return spec, dict(obj["metadata"].get("labels", {}))
         template = obj["spec"]["template"]
         return template["spec"], dict(template["metadata"].get("labels", {}))
 
