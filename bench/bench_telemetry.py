@@ -135,6 +135,7 @@ def in_process(args: argparse.Namespace) -> dict[str, list[float]]:
         sampled_env = {**env, telemetry.ENV_TRACE_SAMPLE: "0.1"}
         sampled_tracer, _ = telemetry._tracer("bench", "file", sampled_env)
         sampled_provider, telemetry.STATE.provider = telemetry.STATE.provider, provider
+        telemetry.STATE.partial = False
         log = logging.getLogger("mainsail.bench")
         arms: dict[str, list[float]] = {"off": [], "on": [], "traces_only": [], "sampled": []}
         settings = {
@@ -146,9 +147,11 @@ def in_process(args: argparse.Namespace) -> dict[str, list[float]]:
         for _ in range(args.runs):  # alternate, so drift of the machine hits every arm
             for arm, (arm_tracer, arm_provider, logs) in settings.items():
                 telemetry.STATE.tracer, telemetry.STATE.json_logs = arm_tracer, logs
+                telemetry.STATE.partial = arm == "sampled"
                 n = args.requests if arm == "off" else max(1, args.requests // 10)
                 arms[arm].append(timed(n, log, arm_provider))
         telemetry.STATE.tracer, telemetry.STATE.json_logs = tracer, True
+        telemetry.STATE.partial = False
         sampled_provider.shutdown()
     return arms
 

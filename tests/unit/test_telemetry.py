@@ -181,3 +181,24 @@ def test_a_span_line_is_what_json_dumps_writes() -> None:
             "attributes": dict(s.attributes or {}),
         }
         assert _span_line(s, "svc") == json.dumps(expected, default=str) + "\n"
+
+
+def test_a_sampled_out_request_makes_no_child_spans(tmp_path: Path) -> None:
+    code = """
+from mainsail.core import telemetry
+telemetry.setup("mainsail-runtime")
+out = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"  # the caller did not sample
+kept = "00-1af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+with telemetry.span("runtime.infer", {"traceparent": out}) as current:
+    assert not current.is_recording()
+    assert telemetry.span("validation") is telemetry.span("predict")  # the shared no-op
+    assert telemetry.traceparent().endswith("-00")  # the decision still travels downstream
+with telemetry.span("runtime.infer", {"traceparent": kept}):
+    with telemetry.span("predict") as child:
+        assert child.is_recording()
+"""
+    env = {"MAINSAIL_TRACING": "file", "MAINSAIL_TRACE_DIR": str(tmp_path)}
+    _python(code, {**env, "MAINSAIL_TRACE_SAMPLE": "0.5"})
+    (spans_file,) = tmp_path.glob("mainsail-runtime-*.jsonl")
+    names = [json.loads(line)["name"] for line in spans_file.read_text().splitlines()]
+    assert sorted(names) == ["predict", "runtime.infer"]

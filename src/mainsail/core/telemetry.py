@@ -90,6 +90,7 @@ class _State:
     service = ""
     pid = 0
     redact: Redact = "hash"
+    partial = False  # a sample of the requests is traced (sample ratio < 1)
 
 
 STATE = _State()
@@ -207,6 +208,7 @@ def _tracer(service: str, kind: str, environ: Mapping[str, str]) -> tuple[Any, A
         set_span_in_context,
     )
     STATE.attach, STATE.detach = attach, detach
+    STATE.partial = ratio < 1.0
     return provider.get_tracer("mainsail"), TraceContextTextMapPropagator()
 
 
@@ -294,6 +296,12 @@ def span(name: str, headers: Mapping[str, Any] | None = None, **attributes: Any)
     tracer = STATE.tracer
     if tracer is None:
         return _NOOP
+    if STATE.partial and headers is None:
+        # Under a span that is not recorded, the (parent-based) sampler records no child:
+        # skip making one. Most spans of a sampled configuration take this way.
+        ctx = STATE.current_span().get_span_context()
+        if ctx.is_valid and not ctx.trace_flags.sampled:
+            return _NOOP
     return _Span(tracer, name, headers, attributes)
 
 
