@@ -135,6 +135,11 @@ def wrk(
         'wrk.headers["Content-Type"] = "application/json"\n'
         f"wrk.body = {json.dumps(payload)}\n"
     )
+    return run_wrk(script, url, seconds, connections)
+
+
+def run_wrk(script: Path, url: str, seconds: int, connections: int) -> dict[str, Any]:
+    """One wrk run of a Lua `script`: req/s, p50/p99 (ms), answers, non-2xx count."""
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True,
@@ -145,8 +150,10 @@ def wrk(
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*", out)
+    total = re.search(r"(\d+) requests in", out)
     return {
         "rps": rps,
+        "requests": int(total.group(1)) if total else 0,
         "p50_ms": _ms(out, "50%"),
         "p99_ms": _ms(out, "99%"),
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,

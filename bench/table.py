@@ -66,7 +66,11 @@ MEASURES: dict[str, tuple[str, ...]] = {
     ),
     "telemetry": (
         "src/mainsail/core/telemetry.py",
+        "src/mainsail/serving/runtime.py",
+        "src/mainsail/serving/mlserver.py",
+        "requirements/serving.lock",
         "bench/bench_telemetry.py",
+        "bench/bench_serving.py",
     ),
     "kfp_local": (
         "src/mainsail/pipeline",

@@ -107,3 +107,98 @@ def test_the_stack_hands_the_settings_to_the_serving_path(tmp_path: Path) -> Non
         "MAINSAIL_TRACE_DIR": str(tmp_path / "traces"),
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
     }
+
+
+def test_spans_and_lines_leave_the_request_path_and_are_all_written_at_exit(
+    tmp_path: Path,
+) -> None:
+    code = """
+import gc, logging, time
+from mainsail.core import telemetry
+telemetry.setup("mainsail-runtime")
+log = logging.getLogger("mainsail.runtime")
+for i in range(300):
+    token = telemetry.REQUEST_ID.set(f"r{i}")
+    with telemetry.span("runtime.infer", model="m"):
+        with telemetry.span("predict", rows=1):
+            pass
+        telemetry.event(log, "request served", rows=1)
+    telemetry.REQUEST_ID.reset(token)
+try:
+    with telemetry.span("validation"):
+        raise ValueError("bad row")
+except ValueError:
+    pass
+# Nothing written yet on the request path: a batch span processor and a line writer.
+processors = telemetry.STATE.provider._active_span_processor._span_processors
+print(type(processors[0]).__name__, gc.get_freeze_count() == 0)
+telemetry.settle()
+print(gc.get_freeze_count() > 0)
+log.warning("a warning is written at once")
+"""
+    env = {"MAINSAIL_JSON_LOGS": "1", "MAINSAIL_TRACING": "file"}
+    env["MAINSAIL_TRACE_DIR"] = str(tmp_path)
+    env["OTEL_BSP_SCHEDULE_DELAY"] = "60000"  # only the exit can write them
+    done = _python(code, env)
+    assert done.stdout.split() == ["BatchSpanProcessor", "True", "True"]
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [ln["request_id"] for ln in lines[:300]] == [f"r{i}" for i in range(300)]
+    assert lines[-1]["msg"] == "a warning is written at once" and len(lines) == 301
+    (spans_file,) = tmp_path.glob("mainsail-runtime-*.jsonl")
+    spans = [json.loads(line) for line in spans_file.read_text().splitlines()]
+    assert len(spans) == 601
+    failed = [s for s in spans if s["name"] == "validation"]
+    assert failed[0]["status"] == "ERROR" and failed[0]["parent_id"] is None
+
+
+def test_a_span_line_is_what_json_dumps_writes() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from mainsail.core.telemetry import _span_line
+
+    provider = TracerProvider()
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("t")
+    with (
+        tracer.start_as_current_span('a "quoted" name', attributes={"k": "é", "n": 2}),
+        tracer.start_as_current_span("child", attributes={"l": ["x", "y"]}),
+    ):
+        pass
+    for s in memory.get_finished_spans():
+        ctx, parent = s.context, s.parent
+        expected = {
+            "name": s.name,
+            "service": "svc",
+            "trace_id": f"{ctx.trace_id:032x}",
+            "span_id": f"{ctx.span_id:016x}",
+            "parent_id": f"{parent.span_id:016x}" if parent is not None else None,
+            "start_ns": s.start_time,
+            "end_ns": s.end_time,
+            "status": s.status.status_code.name,
+            "attributes": dict(s.attributes or {}),
+        }
+        assert _span_line(s, "svc") == json.dumps(expected, default=str) + "\n"
+
+
+def test_a_sampled_out_request_makes_no_child_spans(tmp_path: Path) -> None:
+    code = """
+from mainsail.core import telemetry
+telemetry.setup("mainsail-runtime")
+out = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"  # the caller did not sample
+kept = "00-1af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+with telemetry.span("runtime.infer", {"traceparent": out}) as current:
+    assert not current.is_recording()
+    assert telemetry.span("validation") is telemetry.span("predict")  # the shared no-op
+    assert telemetry.traceparent().endswith("-00")  # the decision still travels downstream
+with telemetry.span("runtime.infer", {"traceparent": kept}):
+    with telemetry.span("predict") as child:
+        assert child.is_recording()
+"""
+    env = {"MAINSAIL_TRACING": "file", "MAINSAIL_TRACE_DIR": str(tmp_path)}
+    _python(code, {**env, "MAINSAIL_TRACE_SAMPLE": "0.5"})
+    (spans_file,) = tmp_path.glob("mainsail-runtime-*.jsonl")
+    names = [json.loads(line)["name"] for line in spans_file.read_text().splitlines()]
+    assert sorted(names) == ["predict", "runtime.infer"]
