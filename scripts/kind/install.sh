@@ -85,9 +85,11 @@ if [ "$MAINSAIL_CLUSTER_SOURCE" = local ]; then
   wait_crds models.mlops.seldon.io servers.mlops.seldon.io experiments.mlops.seldon.io
 fi
 
-step "Mainsail: helm upgrade --install mainsail helm/mainsail (scripts/kind/values.yaml)"
+step "Mainsail: helm upgrade --install mainsail helm/mainsail (scripts/kind/values.yaml, serving.backend $SERVING_BACKEND)"
+backend_values=()
+[ "$SERVING_BACKEND" = seldon ] || backend_values=(--values "$ROOT/scripts/kind/values-mlserver.yaml")
 helm upgrade --install mainsail "$ROOT/helm/mainsail" --namespace "$NAMESPACE" \
-  --values "$ROOT/scripts/kind/values.yaml" --set "global.imageTag=$TAG" \
+  --values "$ROOT/scripts/kind/values.yaml" "${backend_values[@]}" --set "global.imageTag=$TAG" \
   --set "serving.registryPublicKeys=$public_key"
 # The images keep their tags from build to build: pods still running an older build of an
 # image loaded above are replaced (their Deployment or KubeRay makes new ones).
