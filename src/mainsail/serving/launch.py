@@ -69,20 +69,30 @@ def served_model(environ: Mapping[str, str], cache_dir: Path) -> ServedModel:
     return ServedModel(name, version=ref if ref.isdigit() else None, extra={"registry": registry})
 
 
-def write(environ: Mapping[str, str], folder: Path, cache_dir: Path) -> Path:
+def write(
+    environ: Mapping[str, str],
+    folder: Path,
+    cache_dir: Path,
+    ports: tuple[int, int, int] = (
+        naming.MLSERVER_HTTP_PORT,
+        naming.MLSERVER_GRPC_PORT,
+        naming.MLSERVER_METRICS_PORT,
+    ),
+) -> Path:
     """Write the repository (settings.json, `<model>/model-settings.json`) into `folder`; the
     runtime downloads the version into `cache_dir`, which must lie outside `folder` (a version
     folder holds a model-settings.json of its own, which MLServer would load as a second
     model after a container restart). The runtime validates the settings when it loads them
-    (a bad value fails the model's load, naming the field)."""
+    (a bad value fails the model's load, naming the field). `ports`: HTTP, gRPC, metrics."""
     if cache_dir.resolve().is_relative_to(folder.resolve()):
         raise LaunchError(f"the download folder {cache_dir} lies inside the repository {folder}")
     model = served_model(environ, cache_dir)
+    http, grpc, metrics = ports
     settings = server_settings(
         folder,
-        http_port=naming.MLSERVER_HTTP_PORT,
-        grpc_port=naming.MLSERVER_GRPC_PORT,
-        metrics_port=naming.MLSERVER_METRICS_PORT,
+        http_port=http,
+        grpc_port=grpc,
+        metrics_port=metrics,
         parallel_workers=0,
         host="0.0.0.0",  # the pod's address: the NetworkPolicy limits the callers
     )
@@ -91,11 +101,19 @@ def write(environ: Mapping[str, str], folder: Path, cache_dir: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     """Write the repository, then exec MLServer behind the guards on it."""
-    args = sys.argv[1:] if argv is None else argv
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m mainsail.serving.launch", description=__doc__)
+    parser.add_argument("folder", nargs="?", help="repository folder (default: under TMPDIR)")
+    parser.add_argument("--http-port", type=int, default=naming.MLSERVER_HTTP_PORT)
+    parser.add_argument("--grpc-port", type=int, default=naming.MLSERVER_GRPC_PORT)
+    parser.add_argument("--metrics-port", type=int, default=naming.MLSERVER_METRICS_PORT)
+    args = parser.parse_args(argv)
     tmp = Path(tempfile.gettempdir())
-    folder = Path(args[0]) if args else tmp / "mlserver-repository"
+    folder = Path(args.folder) if args.folder else tmp / "mlserver-repository"
+    ports = (args.http_port, args.grpc_port, args.metrics_port)
     try:
-        write(os.environ, folder, tmp / "mainsail-models")
+        write(os.environ, folder, tmp / "mainsail-models", ports)
     except (LaunchError, ValueError) as err:
         print(f"mainsail.serving.launch: {err}", file=sys.stderr)
         raise SystemExit(2) from None
