@@ -55,6 +55,8 @@ class Served:
     token: str
     counts: Counter[str]
     prometheus: str
+    cfg: Any
+    registry: ModelRegistry
 
 
 def _mlserver_mode(admin: Any) -> bool:
@@ -117,6 +119,8 @@ def served(
             token,
             counts,
             f"http://127.0.0.1:{prom}",
+            cfg,
+            registry,
         )
 
 
@@ -177,7 +181,7 @@ def test_inference_through_the_gateway_returns_predictions(
     outputs = {o["name"]: o for o in body["outputs"]}
     assert set(outputs) == {"label", "probability"}
     assert outputs["label"]["shape"] == [ROWS] and len(outputs["label"]["data"]) == ROWS
-    assert set(outputs["label"]["data"]) <= {"0", "1"}
+    assert set(outputs["label"]["data"]) <= set(body["parameters"]["classes"])
     assert all(0 <= p <= 1 for p in outputs["probability"]["data"])
     variant = answer.headers["x-mainsail-variant"]
     version = {"champion": served.champion, "challenger": served.challenger}[variant]
@@ -229,11 +233,16 @@ def test_prometheus_scrapes_the_gateway_the_runtime_and_the_sidecars(served: Ser
         prom, f'mainsail_drift_window_rows{{job="{naming.DRIFT_SCRAPE_JOB}"}} > 0', 180
     )
     assert {r["metric"]["version"] for r in windows} >= {str(served.champion)}
-    up = _query(prom, 'up{namespace="mainsail"}')
+    serving_job = f"{kind.NAMESPACE}/{naming.fullname(kind.RELEASE, 'serving')}"
+    ours = {GATEWAY, naming.DRIFT_SCRAPE_JOB, serving_job}
+    up = [
+        r for r in _query(prom, f'up{{namespace="{kind.NAMESPACE}"}}') if r["metric"]["job"] in ours
+    ]
+    assert {r["metric"]["job"] for r in up} == ours, up
     down = [r["metric"] for r in up if r["value"][1] != "1"]
     assert not down, down
-    jobs = {r["metric"]["job"] for r in up}
-    assert {GATEWAY, naming.DRIFT_SCRAPE_JOB} <= jobs, jobs
+    # one target of each kind per variant pod (MLServer, sidecar) and the gateway
+    assert len(up) == 5, [r["metric"] for r in up]
 
 
 def test_the_shipped_rules_are_loaded(served: Served) -> None:
@@ -344,3 +353,51 @@ def test_the_serving_pods_run_restricted_as_their_service_account(admin: Any) ->
         assert [c.name for c in pod.spec.containers] == ["mlserver", "drift"]
         assert pod.spec.security_context.run_as_non_root is True
     print(json.dumps(sorted(p.metadata.name for p in pods)))
+
+
+def test_the_promotion_backend_rolls_back_then_promotes_through_the_gateway(
+    admin: Any, served: Served, model_artifact: Path
+) -> None:
+    """What the promotion controller does with its decisions (`GatewayBackend`), as the
+    deployer's ServiceAccount: a rollback sends every request to the champion; a promotion
+    serves the challenger's version on the champion's Deployment, then moves the gateway's
+    champion, all traffic and the registry's alias to it."""
+    from mainsail.deploy.gateway import GatewayDeployer
+    from mainsail.promotion.backends import GatewayBackend
+
+    as_deployer = kind.service_account_client(admin, DEPLOYER)
+    try:
+        deployer = GatewayDeployer(served.cfg, as_deployer, token=served.token)
+        backend = GatewayBackend(served.cfg, registry=served.registry, deployer=deployer)
+        champion, challenger = str(served.champion), str(served.challenger)
+        assert backend.current(MODEL) == (champion, challenger, CANARY)
+
+        backend.rollback(MODEL)
+        assert backend.current(MODEL) == (champion, None, 0)
+        answered = _answers(served.gateway, model_artifact, 40)
+        assert answered == Counter({("champion", champion): 40})
+
+        backend.set_weight(MODEL, 50)
+        started = time.monotonic()
+        backend.promote(MODEL)
+        print(f"\npromotion (the champion's rollout included): {time.monotonic() - started:.0f} s")
+        assert backend.current(MODEL) == (challenger, None, 0)
+        answered = _answers(served.gateway, model_artifact, 40)
+        assert answered == Counter({("champion", challenger): 40})
+        assert served.registry.aliases(MODEL)["champion"] == served.challenger
+    finally:
+        as_deployer.close()
+
+
+def _answers(gateway: str, artifact: Path, count: int) -> Counter[tuple[str, str]]:
+    """`count` requests through the gateway: (variant, version) of each answer."""
+    seen: Counter[tuple[str, str]] = Counter()
+    body = _body(artifact, 3)
+    with httpx.Client(base_url=gateway, timeout=30) as client:
+        for _ in range(count):
+            answer = client.post(f"/v2/models/{MODEL}/infer", json=body)
+            assert answer.status_code == 200, answer.text[:500]
+            seen[
+                (answer.headers["x-mainsail-variant"], answer.headers["x-mainsail-model-version"])
+            ] += 1
+    return seen

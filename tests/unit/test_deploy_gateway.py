@@ -184,3 +184,38 @@ def test_without_the_token_or_the_chart_mode_it_says_what_is_missing(
         deployer.set_version("champion", 1)
     with pytest.raises(DeployError, match="both version 2"):
         deployer.deploy(2, 2, 10)
+
+
+class FakeRegistry:
+    def __init__(self) -> None:
+        self.moved: list[tuple[str, int, str]] = []
+
+    def promote(self, model: str, version: int, alias: str) -> None:
+        self.moved.append((model, version, alias))
+
+
+def test_the_promotion_backend_ramps_promotes_and_rolls_back_through_the_gateway(
+    gateway: Any,
+) -> None:
+    from mainsail.promotion.backends import GatewayBackend
+
+    apps = FakeApps(lag=1)
+    cfg = _cfg(gateway.url)
+    deployer = GatewayDeployer(cfg, token="s3cret", sleep=lambda _s: None, apps=apps)
+    deployer.deploy(3, 4, 10)
+    registry = FakeRegistry()
+    backend = GatewayBackend(cfg, registry=registry, deployer=deployer)  # type: ignore[arg-type]
+    assert backend.current("churn") == ("3", "4", 10)
+    backend.set_weight("churn", 50)
+    assert backend.current("churn") == ("3", "4", 50)
+    backend.rollback("churn")
+    assert backend.current("churn") == ("3", None, 0)
+    backend.set_weight("churn", 20)
+    backend.promote("churn")
+    champ = apps.items[naming.serving_deployment("champion")]
+    assert served_version(champ) == "4" and rolled_out(champ)
+    state = deployer.state()["variants"]
+    assert state["champion"]["version"] == "4"
+    assert (state["champion"]["weight"], state["challenger"]["weight"]) == (100, 0)
+    assert backend.current("churn") == ("4", None, 0)
+    assert registry.moved == [("churn", 4, "champion")]
