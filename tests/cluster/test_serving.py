@@ -355,6 +355,72 @@ def test_the_serving_pods_run_restricted_as_their_service_account(admin: Any) ->
     print(json.dumps(sorted(p.metadata.name for p in pods)))
 
 
+def test_killing_the_challengers_pod_loses_no_request_and_no_prediction(
+    admin: Any, served: Served, model_artifact: Path
+) -> None:
+    """At a 50% canary the challenger's pod is deleted mid-traffic: the gateway re-sends what it
+    could not deliver to the champion, every request is answered, and every answer's prediction
+    is in the feedback store (each request's ground truth is accepted, none unknown); the
+    Deployment's new pod loads the version again and the gateway takes it back."""
+    import threading
+
+    from kubernetes import client
+
+    from mainsail.deploy.gateway import GatewayDeployer, rolled_out
+
+    deployer = GatewayDeployer(served.cfg, token=served.token, apps=client.AppsV1Api(admin))
+    deployer.set_canary(50)
+    body = _body(model_artifact, 11)
+    body["inputs"] = [{**i, "shape": [1, 1], "data": i["data"][:1]} for i in body["inputs"]]
+    answers: list[tuple[str, int, str, list[str]]] = []
+
+    def send() -> None:
+        with httpx.Client(base_url=served.gateway, timeout=30) as http:
+            for i in range(200):
+                rid = f"kill-{i}"
+                answer = http.post(
+                    f"/v2/models/{MODEL}/infer", json=body, headers={"x-request-id": rid}
+                )
+                try:
+                    classes = answer.json().get("parameters", {}).get("classes", [])
+                except ValueError:
+                    classes = []
+                answers.append(
+                    (rid, answer.status_code, answer.headers.get("x-mainsail-variant", ""), classes)
+                )
+
+    core = client.CoreV1Api(admin)
+    selector = f"{naming.LABEL_COMPONENT}=serving,{naming.LABEL_VARIANT}=challenger"
+    victim = core.list_namespaced_pod(kind.NAMESPACE, label_selector=selector).items[0]
+    sender = threading.Thread(target=send)
+    sender.start()
+    kind.wait_until("30 answers", 60, lambda: len(answers) >= 30 or None, every=0.2)
+    core.delete_namespaced_pod(victim.metadata.name, kind.NAMESPACE, grace_period_seconds=0)
+    sender.join(300)
+    assert not sender.is_alive()
+    assert [a for a in answers if a[1] != 200] == []
+    by_variant = Counter(a[2] for a in answers)
+    print(f"\nwith the challenger's pod deleted after 30 requests: {dict(by_variant)}")
+    assert by_variant["challenger"] > 0 and by_variant["champion"] > 100, by_variant
+    label = answers[0][3][0]
+    counts = httpx.post(
+        f"{served.gateway}/feedback",
+        json={"labels": {rid: label for rid, *_ in answers}},
+        timeout=60,
+    ).json()
+    assert counts.get("accepted") == len(answers) == 200, counts
+
+    name = naming.serving_deployment("challenger", kind.RELEASE)
+
+    def back() -> bool | None:
+        deployment = client.AppsV1Api(admin).read_namespaced_deployment(name, kind.NAMESPACE)
+        healthy = deployer.state()["variants"]["challenger"]["healthy"]
+        return (rolled_out(deployment) and healthy) or None
+
+    kind.wait_until("the challenger's new pod, and the gateway taking it back", 300, back)
+    deployer.set_canary(CANARY)
+
+
 def test_the_promotion_backend_rolls_back_then_promotes_through_the_gateway(
     admin: Any, served: Served, model_artifact: Path
 ) -> None:
