@@ -5,8 +5,10 @@
 # keys of the cluster's store copied into the Secrets the chart names, and `helm upgrade
 # --install` of helm/mainsail with scripts/kind/values.yaml; then a wait until each component is
 # Ready. Upstream mode also installs Seldon's runtime for the namespace (helm/mainsail/README.md);
-# local mode has no Seldon Core 2 yet (issue 17): its CRDs are applied so that the chart's Server
-# and the deployer's Models and Experiments are accepted, and nothing reconciles them.
+# local mode has no Seldon Core 2 (issue 17): its CRDs are applied so that the deployer's Models
+# and Experiments are accepted (nothing reconciles them), and the chart serves with
+# serving.backend mlserver (scripts/kind/values-mlserver.yaml: MLServer Deployments behind the
+# gateway).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 if [ "$MAINSAIL_CLUSTER_SOURCE" = local ]; then
@@ -139,5 +141,5 @@ if [ "$MAINSAIL_CLUSTER_SOURCE" = upstream ]; then
   kubectl -n "$NAMESPACE" wait --for=condition=Ready server/mainsail-serving --timeout=600s
   echo "Mainsail is up: kubectl -n $NAMESPACE port-forward service/seldon-mesh 9080:80 for inference, Grafana at http://localhost:3000"
 else
-  echo "Mainsail is up (local mode: no Seldon serving yet, issue 17)"
+  echo "Mainsail is up (local mode, serving.backend $SERVING_BACKEND: no Seldon Core 2; mainsail deploy serves the variants)"
 fi

@@ -221,13 +221,13 @@ def test_prometheus_scrapes_the_gateway_the_runtime_and_the_sidecars(served: Ser
     requests = _until_data(
         prom, f'sum by (variant, version) ({naming.METRIC_REQUESTS}{{model="{MODEL}"}})', 180
     )
-    seen = {r["metric"]["variant"]: r["metric"]["version"] for r in requests}
-    assert seen == {"champion": str(served.champion), "challenger": str(served.challenger)}
+    seen = {(r["metric"]["variant"], r["metric"]["version"]) for r in requests}
+    assert seen >= {("champion", str(served.champion)), ("challenger", str(served.challenger))}
     # the runtime's drift feed, on MLServer's /metrics of each variant's pod
     fed = _until_data(
         prom, 'sum by (version) (mainsail_drift_feed_rows_total{outcome="sent"})', 180
     )
-    assert {r["metric"]["version"] for r in fed} == {str(served.champion), str(served.challenger)}
+    assert {r["metric"]["version"] for r in fed} >= {str(served.champion), str(served.challenger)}
     # the sidecars, under the job the rules expect, received those rows
     windows = _until_data(
         prom, f'mainsail_drift_window_rows{{job="{naming.DRIFT_SCRAPE_JOB}"}} > 0', 180
@@ -375,9 +375,10 @@ def test_killing_the_challengers_pod_loses_no_request_and_no_prediction(
     answers: list[tuple[str, int, str, list[str]]] = []
 
     def send() -> None:
+        run = kind.unique("kill")
         with httpx.Client(base_url=served.gateway, timeout=30) as http:
             for i in range(200):
-                rid = f"kill-{i}"
+                rid = f"{run}-{i}"
                 answer = http.post(
                     f"/v2/models/{MODEL}/infer", json=body, headers={"x-request-id": rid}
                 )
@@ -417,7 +418,11 @@ def test_killing_the_challengers_pod_loses_no_request_and_no_prediction(
         healthy = deployer.state()["variants"]["challenger"]["healthy"]
         return (rolled_out(deployment) and healthy) or None
 
-    kind.wait_until("the challenger's new pod, and the gateway taking it back", 300, back)
+    started = time.monotonic()
+    kind.wait_until("the challenger's new pod, and the gateway taking it back", 180, back)
+    print(
+        f"challenger's new pod back in the gateway's rotation: {time.monotonic() - started:.0f} s"
+    )
     deployer.set_canary(CANARY)
 
 
