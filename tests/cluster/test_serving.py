@@ -207,13 +207,23 @@ def _query(prometheus: str, expr: str) -> list[dict[str, Any]]:
     return result
 
 
-def _until_data(prometheus: str, expr: str, timeout_s: float) -> list[dict[str, Any]]:
-    return kind.wait_until(
-        f"Prometheus to return data for {expr}",
-        timeout_s,
-        lambda: _query(prometheus, expr) or None,
-        every=5,
-    )
+def _until_data(
+    prometheus: str,
+    expr: str,
+    timeout_s: float,
+    label: str | None = None,
+    values: set[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The query's result once it has data (and, with `label`, series for all `values`)."""
+
+    def probe() -> list[dict[str, Any]] | None:
+        result = _query(prometheus, expr)
+        found = {r["metric"].get(label) for r in result} if label is not None else set()
+        if values is not None and not values <= found:
+            return None
+        return result or None
+
+    return kind.wait_until(f"Prometheus to return data for {expr}", timeout_s, probe, every=5)
 
 
 def test_prometheus_scrapes_the_gateway_the_runtime_and_the_sidecars(served: Served) -> None:
@@ -224,10 +234,10 @@ def test_prometheus_scrapes_the_gateway_the_runtime_and_the_sidecars(served: Ser
     seen = {(r["metric"]["variant"], r["metric"]["version"]) for r in requests}
     assert seen >= {("champion", str(served.champion)), ("challenger", str(served.challenger))}
     # the runtime's drift feed, on MLServer's /metrics of each variant's pod
-    fed = _until_data(
-        prom, 'sum by (version) (mainsail_drift_feed_rows_total{outcome="sent"})', 180
-    )
-    assert {r["metric"]["version"] for r in fed} >= {str(served.champion), str(served.challenger)}
+    versions = {str(served.champion), str(served.challenger)}
+    expr = 'sum by (version) (mainsail_drift_feed_rows_total{outcome="sent"})'
+    fed = _until_data(prom, expr, 180, "version", versions)
+    assert {r["metric"]["version"] for r in fed} >= versions
     # the sidecars, under the job the rules expect, received those rows
     windows = _until_data(
         prom, f'mainsail_drift_window_rows{{job="{naming.DRIFT_SCRAPE_JOB}"}} > 0', 180
@@ -235,14 +245,22 @@ def test_prometheus_scrapes_the_gateway_the_runtime_and_the_sidecars(served: Ser
     assert {r["metric"]["version"] for r in windows} >= {str(served.champion)}
     serving_job = f"{kind.NAMESPACE}/{naming.fullname(kind.RELEASE, 'serving')}"
     ours = {GATEWAY, naming.DRIFT_SCRAPE_JOB, serving_job}
-    up = [
-        r for r in _query(prom, f'up{{namespace="{kind.NAMESPACE}"}}') if r["metric"]["job"] in ours
-    ]
+
+    def targets() -> list[dict[str, Any]]:
+        found = _query(prom, f'up{{namespace="{kind.NAMESPACE}"}}')
+        return [r for r in found if r["metric"]["job"] in ours]
+
+    def all_up() -> list[dict[str, Any]] | None:
+        # one target of each kind per variant pod (MLServer, sidecar) and the gateway, all up
+        # (a pod replaced just before stays listed, down, until the next discovery)
+        up = targets()
+        return up if len(up) == 5 and all(r["value"][1] == "1" for r in up) else None
+
+    try:
+        up = kind.wait_until("every serving and gateway target up", 90, all_up, every=5)
+    except AssertionError:
+        raise AssertionError([(r["metric"], r["value"]) for r in targets()]) from None
     assert {r["metric"]["job"] for r in up} == ours, up
-    down = [r["metric"] for r in up if r["value"][1] != "1"]
-    assert not down, down
-    # one target of each kind per variant pod (MLServer, sidecar) and the gateway
-    assert len(up) == 5, [r["metric"] for r in up]
 
 
 def test_the_shipped_rules_are_loaded(served: Served) -> None:
