@@ -114,9 +114,15 @@ class FakeApps:
 
 
 @pytest.fixture
-def gateway() -> Any:
+def gateway(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A router in front of two V2 upstreams; the deployer names them as the variants' Services
+    (their cluster DNS names do not resolve here)."""
+    import mainsail.deploy.gateway as gw
+
     champ, chall = ServerThread(V2Upstream()).start(), ServerThread(V2Upstream(label=1)).start()
     router, _ = start_router({"champion": champ, "challenger": chall}, {"champion": 100})
+    urls = {"champion": champ.url, "challenger": chall.url}
+    monkeypatch.setattr(gw, "variant_url", lambda _cfg, role: urls[role])
     yield router
     router.stop()
     champ.stop()
@@ -141,7 +147,7 @@ def test_deploy_sets_both_deployments_waits_then_sets_the_gateway(gateway: Any) 
     state = deployer.state()["variants"]
     assert state["challenger"]["version"] == "4" and state["challenger"]["weight"] == 10
     assert state["champion"]["version"] == "3" and state["champion"]["weight"] == 90
-    assert state["challenger"]["url"] == f"http://{chall}.ml.svc.cluster.local:9000"
+    assert state["challenger"]["healthy"] and state["champion"]["healthy"]
     assert {verb for verb, _ in apps.calls} == {"get", "update"}
 
     # again: nothing to replace, only the split changes
@@ -219,3 +225,10 @@ def test_the_promotion_backend_ramps_promotes_and_rolls_back_through_the_gateway
     assert (state["champion"]["weight"], state["challenger"]["weight"]) == (100, 0)
     assert backend.current("churn") == ("4", None, 0)
     assert registry.moved == [("churn", 4, "champion")]
+
+
+def test_the_variants_service_url() -> None:
+    from mainsail.deploy.gateway import variant_url
+
+    url = variant_url(_cfg("http://gw:8080"), "challenger")
+    assert url == "http://mainsail-serving-challenger.ml.svc.cluster.local:9000"

@@ -10,8 +10,9 @@ whose `MAINSAIL_MODEL_VERSION` says which registry version it loads; the gateway
    `resourceVersion` (read again on a 409 Conflict), nothing when it already serves it;
 2. waits until the Deployment's rollout is complete (every replica updated and available, no
    old one left), so that the gateway never labels an old version's answers with the new one;
-3. tells the gateway each variant's Service, model and version (`PUT /admin/variants/<role>`)
-   and the split (`PUT /admin/weights`), with the admin token.
+3. tells the gateway each variant's Service, model and version (`PUT /admin/variants/<role>`),
+   waits until the gateway has it in rotation (its first check may still reach the old pod),
+   and sets the split (`PUT /admin/weights`), with the admin token.
 
 The Kubernetes verbs are get and update on those two Deployments, all the chart's Role grants
 the deployer in this mode.
@@ -196,6 +197,18 @@ class GatewayDeployer:
         body = {"url": variant_url(self.cfg, role), "model": self.cfg.name, "version": str(version)}
         return self._admin("PUT", f"/admin/variants/{role}", body)
 
+    def wait_in_rotation(self, role: str, timeout_s: float = 60.0) -> None:
+        """Wait until the gateway has the variant in rotation (its health check passed): right
+        after a rollout its Service may still send the first check to the old pod."""
+        deadline = time.monotonic() + timeout_s
+        while not self.state()["variants"].get(role, {}).get("healthy"):
+            if time.monotonic() > deadline:
+                raise DeployError(
+                    f"the gateway did not take the {role} into rotation within {timeout_s:.0f} s;"
+                    f" see GET {self.url}/admin/state and the gateway's log"
+                )
+            self.sleep(1.0)
+
     def set_canary(self, canary: int) -> dict[str, Any]:
         """Send `canary` percent to the challenger and the rest to the champion."""
         if not 0 <= canary <= 100:
@@ -237,6 +250,7 @@ class GatewayDeployer:
             done.append(f"{naming.serving_deployment(role, self.release)} serves v{version}")
         for role, version in versions.items():
             self.set_variant(role, version)
+            self.wait_in_rotation(role)
             done.append(f"gateway: {role} -> v{version}")
         self.set_canary(canary)
         done.append(f"gateway: champion {100 - canary} / challenger {canary}")

@@ -209,6 +209,7 @@ class GatewayBackend:
         self.deployer.set_version("champion", version)
         self.deployer.wait_rollout("champion", version)
         self.deployer.set_variant("champion", version)
+        self.deployer.wait_in_rotation("champion")
         self.deployer.set_canary(0)
         self.registry.promote(model, version, alias=self.cfg.registry.alias("champion"))
 
