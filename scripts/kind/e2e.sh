@@ -3,8 +3,11 @@
 # tests/cluster (pytest, marker `cluster`) in both modes: Pod Security "restricted" enforced,
 # RBAC allowed and denied for real, the NetworkPolicy of the Ray Jobs API, the deployer and the
 # promotion controller's backend against the API server, training through KubeRay that
-# publishes a new version, GPU placement. Then, where Seldon Core 2 is installed (upstream mode),
-# the serving smoke test (scripts/kind/smoke.sh); local mode has no Seldon yet (issue 17).
+# publishes a new version, GPU placement, and (serving.backend mlserver, local mode) serving: the
+# deployer sets the variants' MLServer Deployments and the gateway's canary, predictions through
+# the gateway, Prometheus scraping them, the shipped rules loaded, every dashboard query
+# evaluated. Then, where Seldon Core 2 is installed (upstream mode), the Seldon smoke test
+# (scripts/kind/smoke.sh).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 local_tools
@@ -22,8 +25,8 @@ if [ "$MAINSAIL_CLUSTER_SOURCE" = upstream ]; then
   "$(dirname "$0")/smoke.sh"
 else
   step "Seldon serving: NOT RUN in local mode"
-  echo "Seldon Core 2 is not built here yet (issue 17): the canary, predictions through the mesh"
-  echo "and the drift sidecar's metrics on the cluster (scripts/kind/smoke.sh) run only with"
-  echo "MAINSAIL_CLUSTER_SOURCE=upstream. Seldon's CRDs are installed: Models and Experiments"
-  echo "are stored and validated by the API server, not served."
+  echo "Seldon Core 2 cannot be built here (issue 17): serving ran with serving.backend mlserver"
+  echo "(tests/cluster/test_serving.py: the variants' MLServer Deployments behind the gateway)."
+  echo "Seldon's operator, scheduler, agent and Envoy split (scripts/kind/smoke.sh) run only with"
+  echo "MAINSAIL_CLUSTER_SOURCE=upstream; here its CRDs only store and validate Models and Experiments."
 fi

@@ -71,6 +71,13 @@ REDIS_VERSION=7.0.15
 REDIS_IMAGE=docker.io/library/redis:$REDIS_VERSION-bookworm
 
 SELDON_VERSION=${SELDON_VERSION:-2.10.2}
+# How the chart serves (serving.backend): behind Seldon Core 2 where it is installed (upstream),
+# else plain MLServer Deployments behind the gateway (scripts/kind/values-mlserver.yaml).
+SERVING_BACKEND=${SERVING_BACKEND:-$([ "$MAINSAIL_CLUSTER_SOURCE" = upstream ] && echo seldon || echo mlserver)}
+case $SERVING_BACKEND in
+  seldon | mlserver) ;;
+  *) echo "SERVING_BACKEND must be seldon or mlserver, not '$SERVING_BACKEND'" >&2; exit 2 ;;
+esac
 KUBE_PROMETHEUS_STACK_VERSION=${KUBE_PROMETHEUS_STACK_VERSION:-79.5.0}
 KFP_VERSION=${KFP_VERSION:-2.5.0}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

@@ -8,8 +8,8 @@
 #   ray-node (0.5 GB, made here from     the GPU pool: the kind values' GPU Ray workers. The GPU
 #     the pipeline image: Ray only)      node has no GPU, and the pipeline image a second time
 #                                        does not fit the CI machine's disk (scripts/kind/ray-node)
-#   serving, drift                       the CPU pool, where Seldon runs the Server pod; only where
-#                                        Seldon Core 2 is installed (not in local mode yet, issue 17)
+#   serving, drift                       the CPU pool: Seldon's Server pod, or (serving.backend
+#                                        mlserver, local mode) the variants' MLServer Deployments
 #   Redis (local mode: built here)       the CPU pool; upstream mode pulls it
 # The control plane runs none of them (it keeps its NoSchedule taint).
 set -euo pipefail
@@ -43,9 +43,5 @@ fi
 step "load them into the nodes that run them"
 load_images cpu "$pipeline"
 load_images gpu "$RAY_NODE_IMAGE"
-if [ "$MAINSAIL_CLUSTER_SOURCE" = upstream ]; then
-  load_images cpu "$REGISTRY/mainsail-serving:$TAG" "$REGISTRY/mainsail-drift:$TAG"
-else
-  load_images cpu "$REDIS_IMAGE"
-  echo "  serving, drift: not loaded (no Seldon Core 2 in local mode yet, issue 17)"
-fi
+load_images cpu "$REGISTRY/mainsail-serving:$TAG" "$REGISTRY/mainsail-drift:$TAG"
+[ "$MAINSAIL_CLUSTER_SOURCE" = upstream ] || load_images cpu "$REDIS_IMAGE"

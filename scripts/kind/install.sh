@@ -5,8 +5,10 @@
 # keys of the cluster's store copied into the Secrets the chart names, and `helm upgrade
 # --install` of helm/mainsail with scripts/kind/values.yaml; then a wait until each component is
 # Ready. Upstream mode also installs Seldon's runtime for the namespace (helm/mainsail/README.md);
-# local mode has no Seldon Core 2 yet (issue 17): its CRDs are applied so that the chart's Server
-# and the deployer's Models and Experiments are accepted, and nothing reconciles them.
+# local mode has no Seldon Core 2 (issue 17): its CRDs are applied so that the deployer's Models
+# and Experiments are accepted (nothing reconciles them), and the chart serves with
+# serving.backend mlserver (scripts/kind/values-mlserver.yaml: MLServer Deployments behind the
+# gateway).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 if [ "$MAINSAIL_CLUSTER_SOURCE" = local ]; then
@@ -85,9 +87,11 @@ if [ "$MAINSAIL_CLUSTER_SOURCE" = local ]; then
   wait_crds models.mlops.seldon.io servers.mlops.seldon.io experiments.mlops.seldon.io
 fi
 
-step "Mainsail: helm upgrade --install mainsail helm/mainsail (scripts/kind/values.yaml)"
+step "Mainsail: helm upgrade --install mainsail helm/mainsail (scripts/kind/values.yaml, serving.backend $SERVING_BACKEND)"
+backend_values=()
+[ "$SERVING_BACKEND" = seldon ] || backend_values=(--values "$ROOT/scripts/kind/values-mlserver.yaml")
 helm upgrade --install mainsail "$ROOT/helm/mainsail" --namespace "$NAMESPACE" \
-  --values "$ROOT/scripts/kind/values.yaml" --set "global.imageTag=$TAG" \
+  --values "$ROOT/scripts/kind/values.yaml" "${backend_values[@]}" --set "global.imageTag=$TAG" \
   --set "serving.registryPublicKeys=$public_key"
 # The images keep their tags from build to build: pods still running an older build of an
 # image loaded above are replaced (their Deployment or KubeRay makes new ones).
@@ -137,5 +141,5 @@ if [ "$MAINSAIL_CLUSTER_SOURCE" = upstream ]; then
   kubectl -n "$NAMESPACE" wait --for=condition=Ready server/mainsail-serving --timeout=600s
   echo "Mainsail is up: kubectl -n $NAMESPACE port-forward service/seldon-mesh 9080:80 for inference, Grafana at http://localhost:3000"
 else
-  echo "Mainsail is up (local mode: no Seldon serving yet, issue 17)"
+  echo "Mainsail is up (local mode, serving.backend $SERVING_BACKEND: no Seldon Core 2; mainsail deploy serves the variants)"
 fi

@@ -141,6 +141,13 @@ def test_the_triggers_call_is_allowed_to_its_service_account(
         ),
         (DEPLOYER, "create", "servers.mlops.seldon.io"),
         (DEPLOYER, "get", "secrets"),
+        # serving.backend mlserver: get and update of the two variants' Deployments only
+        *(
+            (DEPLOYER, verb, "deployments.apps")
+            for verb in ("list", "watch", "create", "patch", "delete")
+        ),
+        (DEPLOYER, "update", f"deployments.apps/{naming.gateway_name(kind.RELEASE)}"),
+        (DEPLOYER, "get", f"deployments.apps/{naming.fullname(kind.RELEASE, 'redis')}"),
         *(
             (TRIGGER, verb, "rayjobs.ray.io")
             for verb in ("get", "list", "watch", "patch", "delete")
@@ -177,3 +184,5 @@ def test_each_component_runs_as_its_service_account(admin: Any) -> None:
     assert by_component["retrain-trigger"] == {(TRIGGER, True)}
     assert by_component["ray"] == {(RAY, False)}
     assert by_component["redis"] == {(naming.fullname(kind.RELEASE, "redis"), False)}
+    if "serving" in by_component:  # serving.backend mlserver, once a variant has a replica
+        assert by_component["serving"] == {(naming.fullname(kind.RELEASE, "serving"), False)}

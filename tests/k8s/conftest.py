@@ -15,6 +15,23 @@ import yaml
 
 from . import checks
 
+
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`extra` over `base`, maps merged key by key (as Helm merges two --values files)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+KIND_VALUES = yaml.safe_load((checks.ROOT / "scripts" / "kind" / "values.yaml").read_text())
+MLSERVER_VALUES = yaml.safe_load(
+    (checks.ROOT / "scripts" / "kind" / "values-mlserver.yaml").read_text()
+)
+
 # Values that exercise every optional branch of the chart.
 SCENARIOS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -50,7 +67,12 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     },
     # the kind cluster's values (scripts/kind/install.sh): the cluster's S3 store, Feast off,
     # Ray sized for a 2-CPU node with a GPU worker
-    "kind": yaml.safe_load((checks.ROOT / "scripts" / "kind" / "values.yaml").read_text()),
+    "kind": KIND_VALUES,
+    # the kind cluster in local mode (no Seldon Core 2): serving.backend mlserver, the variants'
+    # MLServer Deployments behind the gateway, no version at install
+    "kind-mlserver": _merged(KIND_VALUES, MLSERVER_VALUES),
+    # serving.backend mlserver with versions: each variant's Deployment has a replica
+    "mlserver": {"serving": {"backend": "mlserver"}},
     "minimal": {
         "serving": {"enabled": False},
         "ray": {"enabled": False},

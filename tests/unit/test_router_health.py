@@ -97,3 +97,43 @@ def test_upstream_timeout_gives_504_with_a_message() -> None:
     finally:
         router.stop()
         champ.stop()
+
+
+def test_a_failed_check_replaces_the_variants_kept_alive_connections() -> None:
+    """On the kind cluster a connection kept alive to a deleted pod (behind the variant's
+    Service) kept the challenger out of rotation after its new pod was ready; a failed check
+    now drops the pool, so the next one connects afresh. A passing check keeps it."""
+    import asyncio
+
+    from mainsail.core.ports import free_port
+    from mainsail.serving.router.app import RouterSettings, create_router
+    from tests.support.router import ServerThread, V2Upstream
+
+    up = ServerThread(V2Upstream()).start()
+    try:
+        settings = RouterSettings.model_validate(
+            {
+                "model_name": "churn",
+                "variants": [
+                    {"role": "champion", "url": up.url, "model": "churn", "weight": 1},
+                    {
+                        "role": "challenger",
+                        "url": f"http://127.0.0.1:{free_port()}",
+                        "model": "churn",
+                        "weight": 1,
+                    },
+                ],
+            }
+        )
+        router = create_router(settings, None)
+        champion, challenger = router.variants["champion"], router.variants["challenger"]
+        kept, dropped = champion.pool, challenger.pool
+
+        async def both() -> tuple[bool, bool]:
+            return await router.check(champion), await router.check(challenger)
+
+        assert asyncio.run(both()) == (True, False)
+        assert champion.pool is kept
+        assert challenger.pool is not dropped
+    finally:
+        up.stop()

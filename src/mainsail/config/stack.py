@@ -96,6 +96,18 @@ class KubernetesDeployConfig(StrictModel):
     """Memory a model needs on the server, e.g. `256Mi`."""
     replicas: int = Field(default=1, ge=1, le=100)
     """Replicas of each Model."""
+    serving: Literal["seldon", "mlserver"] = "seldon"
+    """How the chart serves (its `serving.backend`): `seldon`, a Model per version and the
+    Experiment's weights; `mlserver`, each variant's MLServer Deployment set to its version and
+    the gateway's variants and weights set through its admin API (token in the variable
+    `stack.router.token_env` names, the Secret `<release>-auth` key `gateway-token`)."""
+    release: str = Field(default="mainsail", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    """Helm release of the chart (names of the gateway and the variants' Deployments)."""
+    gateway_url: str | None = Field(default=None, pattern=r"^https?://[^/\s]+$")
+    """The gateway's base URL for `serving: mlserver`; null = its Service in the namespace
+    (`http://<release>-gateway.<namespace>.svc.cluster.local:8080`)."""
+    rollout_timeout_s: float = Field(default=300.0, gt=0.0, le=3600.0)
+    """Seconds `serving: mlserver` waits for a variant's Deployment to serve its new version."""
 
 
 class StackConfig(StrictModel):

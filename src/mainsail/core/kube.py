@@ -13,6 +13,19 @@ class KubeCredentialsError(RuntimeError):
 def custom_objects_api(api_client: Any = None) -> Any:
     """A CustomObjectsApi on `api_client`, else on the environment's kube config (in-cluster
     service account, else ~/.kube/config)."""
+    from kubernetes import client
+
+    return client.CustomObjectsApi(_client(api_client))
+
+
+def apps_api(api_client: Any = None) -> Any:
+    """An AppsV1Api (Deployments) on `api_client`, else on the environment's kube config."""
+    from kubernetes import client
+
+    return client.AppsV1Api(_client(api_client))
+
+
+def _client(api_client: Any) -> Any:
     from kubernetes import client, config
 
     if api_client is None:
@@ -24,4 +37,4 @@ def custom_objects_api(api_client: Any = None) -> Any:
             except (config.ConfigException, OSError) as err:
                 raise KubeCredentialsError(f"no Kubernetes credentials found: {err}") from None
         api_client = client.ApiClient()
-    return client.CustomObjectsApi(api_client)
+    return api_client

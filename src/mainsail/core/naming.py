@@ -153,6 +153,12 @@ ENV_REDACT: Final = "MAINSAIL_REDACT"
 ENV_ROUTER_TOKEN: Final = "MAINSAIL_ROUTER_TOKEN"
 """Bearer token of the router's admin API (`router.token_env`'s default); the chart's gateway
 takes it from the Secret `<release>-auth` (key `gateway-token`)."""
+ENV_MODEL_NAME: Final = "MAINSAIL_MODEL_NAME"
+"""Registry model (and MLServer model name) a variant's MLServer Deployment serves
+(serving.backend mlserver; `mainsail.serving.launch`)."""
+ENV_MODEL_VERSION: Final = "MAINSAIL_MODEL_VERSION"
+"""Registry version (number, `latest` or alias) that Deployment serves; `mainsail deploy`
+replaces it."""
 CHART_ENV: Final = (
     ENV_S3_ENDPOINT,
     ENV_S3_BUCKET,
@@ -165,6 +171,8 @@ CHART_ENV: Final = (
     ENV_TRACE_SAMPLE,
     ENV_REDACT,
     ENV_ROUTER_TOKEN,
+    ENV_MODEL_NAME,
+    ENV_MODEL_VERSION,
 )
 
 # Prometheus metric names the alert rules (mainsail.monitor.rules, rendered into the chart's
@@ -259,6 +267,17 @@ def fullname(release: str, component: str) -> str:
 def server_name(release: str = RELEASE_NAME) -> str:
     """The Seldon Core 2 Server that runs our MLServer image and the drift sidecar."""
     return fullname(release, "serving")
+
+
+def serving_deployment(role: str, release: str = RELEASE_NAME) -> str:
+    """The MLServer Deployment (and Service) of a variant with serving.backend mlserver, e.g.
+    `mainsail-serving-challenger`."""
+    return fullname(release, f"serving-{role}")
+
+
+def gateway_name(release: str = RELEASE_NAME) -> str:
+    """The gateway's Deployment and Service (the canary router in the cluster)."""
+    return fullname(release, "gateway")
 
 
 def s3_secret_name(release: str = RELEASE_NAME) -> str:

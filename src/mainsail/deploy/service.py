@@ -83,7 +83,27 @@ def deploy(
         else f"champion {100 - canary} / challenger {canary}"
     )
 
-    if backend == "kubernetes":
+    if backend == "kubernetes" and cfg.stack.kubernetes.serving == "mlserver":
+        if champion is None:
+            raise DeployError(
+                f"model {model!r} has no {champion_alias!r} yet; promote one first "
+                "(`mainsail models promote`), the champion's Deployment serves it"
+            )
+        if mirror_version is not None:
+            raise DeployError(
+                "mirroring (--mirror, --shadow) is not offered with stack.kubernetes.serving "
+                "mlserver: the chart has no mirror Deployment"
+            )
+        if dry_run:
+            result.actions.append(
+                f"would serve v{champion} on the champion's and v{version} on the challenger's "
+                f"MLServer Deployment and set the gateway: {split}"
+            )
+            return result
+        from mainsail.deploy.gateway import GatewayDeployer
+
+        result.actions += GatewayDeployer(cfg, api_client).deploy(champion, version, canary)
+    elif backend == "kubernetes":
         if champion is None:
             raise DeployError(
                 f"model {model!r} has no {champion_alias!r} yet; promote one first "

@@ -11,6 +11,11 @@
   Experiment rendered by the same code as `mainsail deploy --backend kubernetes`. Seldon's
   mirror discards the mirrored answers: pairing them needs the mainsail router in front, which
   records them in the feedback store.
+- `GatewayBackend`: a cluster whose chart serves with `serving.backend: mlserver`. Reads the split
+  from the gateway's admin API, ramps and rolls back by setting its weights, promotes by pointing
+  the champion's MLServer Deployment at the challenger's version, waiting for its rollout, then
+  moving the gateway's champion and all traffic to it and the registry's `champion` alias
+  (`mainsail.deploy.gateway`).
 """
 
 from __future__ import annotations
@@ -160,3 +165,53 @@ class SeldonBackend:
 
     def rollback(self, model: str) -> None:
         self._apply(model, 0)
+
+
+class GatewayBackend:
+    """`serving.backend: mlserver` on a cluster: the variants' Deployments and the gateway."""
+
+    def __init__(
+        self,
+        cfg: ProjectConfig,
+        registry: ModelRegistry | None = None,
+        api_client: Any = None,
+        deployer: Any = None,
+    ) -> None:
+        from mainsail.deploy.gateway import GatewayDeployer
+        from mainsail.registry import open_registry
+
+        self.cfg = cfg
+        self.registry = registry if registry is not None else open_registry(cfg)
+        self.deployer = deployer if deployer is not None else GatewayDeployer(cfg, api_client)
+
+    def current(self, model: str) -> tuple[str, str | None, int]:
+        variants = self.deployer.state()["variants"]
+        champion = variants["champion"]
+        challenger = variants.get("challenger")
+        if not challenger or challenger["version"] == champion["version"]:
+            return str(champion["version"]), None, 0
+        total = champion["weight"] + challenger["weight"]
+        share = round(100 * challenger["weight"] / total) if total else 0
+        if share <= 0:
+            return str(champion["version"]), None, 0
+        return str(champion["version"]), str(challenger["version"]), share
+
+    def set_weight(self, model: str, weight: int) -> None:
+        self.deployer.set_canary(weight)
+
+    def promote(self, model: str) -> None:
+        _, challenger, _ = self.current(model)
+        if challenger is None:
+            return
+        version = int(challenger)
+        # The champion's Deployment serves the winner before the split changes: the gateway
+        # never sends champion traffic to a pod of the old version labelled with the new one.
+        self.deployer.set_version("champion", version)
+        self.deployer.wait_rollout("champion", version)
+        self.deployer.set_variant("champion", version)
+        self.deployer.wait_in_rotation("champion")
+        self.deployer.set_canary(0)
+        self.registry.promote(model, version, alias=self.cfg.registry.alias("champion"))
+
+    def rollback(self, model: str) -> None:
+        self.deployer.set_canary(0)

@@ -315,20 +315,24 @@ def build_controller(
     api_client: Any = None,
     metrics: PromotionMetrics | None = None,
 ) -> PromotionController:
-    """The controller for `stack.backend`: the local router, or Seldon Core 2 on a cluster
+    """The controller for `stack.backend`: the local router, or on a cluster Seldon Core 2 or
+    (`stack.kubernetes.serving: mlserver`) the gateway in front of the variants' Deployments
     (`api_client`: a kubernetes ApiClient, else the environment's kube config). Each acted-on
     decision is appended to the deployed model card; shadow decisions also write the promotion
     report with its plots next to it."""
     from mainsail.feedback.store import store_url
     from mainsail.promotion.backends import (
+        GatewayBackend,
         LocalRouterBackend,
         SeldonBackend,
         append_decision_to_card,
     )
 
     store = FeedbackStore(store_url(cfg))
-    backend: LocalRouterBackend | SeldonBackend
-    if cfg.stack.backend == "kubernetes":
+    backend: LocalRouterBackend | SeldonBackend | GatewayBackend
+    if cfg.stack.backend == "kubernetes" and cfg.stack.kubernetes.serving == "mlserver":
+        backend = GatewayBackend(cfg, api_client=api_client)
+    elif cfg.stack.backend == "kubernetes":
         backend = SeldonBackend(cfg, api_client=api_client)
     else:
         backend = LocalRouterBackend(cfg)

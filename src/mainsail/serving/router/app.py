@@ -340,6 +340,13 @@ class Router:
             ok = resp.status == 200
         except UpstreamError:
             ok = False
+        if not ok:
+            # A failed check drops the variant's kept-alive connections: on a cluster, one made
+            # to a pod that has since been deleted (behind the variant's Service) kept the
+            # variant out of rotation after its new pod was ready, until the pool was replaced
+            # (tests/cluster/test_serving.py). Requests in flight keep their own connection.
+            stale, variant.pool = variant.pool, UpstreamPool(variant.url)
+            await stale.aclose()
         if first:
             # At start-up (or after a variant is replaced) one answer decides: no warm-up wait.
             variant.healthy = ok
