@@ -137,3 +137,36 @@ def test_a_failed_check_replaces_the_variants_kept_alive_connections() -> None:
         assert challenger.pool is not dropped
     finally:
         up.stop()
+
+
+def test_a_variant_answering_404_for_its_model_is_failed_over_not_passed_back() -> None:
+    """A stopping MLServer unloads its model and answers 404 for it while still listening (seen
+    on the kind cluster when the challenger's pod was killed): the router's own path to the
+    variant cannot be the client's mistake, so the request goes to the champion and the
+    challenger leaves rotation; with no variant left the answer is a 503, not a 404."""
+    champ_app, chall_app = V2Upstream(), V2Upstream(label=1)
+    champ, chall = ServerThread(champ_app).start(), ServerThread(chall_app).start()
+    router, state = start_router(
+        {"champion": champ, "challenger": chall},
+        {"champion": 50, "challenger": 50},
+        health_interval_s=30,  # only the passive check can notice in time
+    )
+    try:
+        chall_app.model = "unloaded"  # its /v2/models/churn/* now answer 404
+        with httpx.Client(base_url=router.url) as client:
+            answers = [client.post("/v2/models/churn/infer", json=infer_body()) for _ in range(40)]
+            assert [r.status_code for r in answers] == [200] * 40
+            assert {r.headers["x-mainsail-variant"] for r in answers} == {"champion"}
+            assert not state.variants["challenger"].healthy
+            metrics = client.get("/metrics").text
+            assert (
+                'mainsail_router_retries_total{reason="model_not_served",variant="challenger"}'
+                in metrics
+            )
+        champ_app.model = "unloaded"
+        r = httpx.post(f"{router.url}/v2/models/churn/infer", json=infer_body(), timeout=5)
+        assert r.status_code == 503 and "no model available" in r.json()["error"]
+    finally:
+        router.stop()
+        champ.stop()
+        chall.stop()

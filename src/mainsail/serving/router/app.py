@@ -517,6 +517,17 @@ class Router:
                     continue
                 return _error(502, f"{variant.role} gave no answer: {err}", rid)
             elapsed = time.perf_counter() - start
+            if resp.status == 404:
+                # The gateway asks each variant for its own model at a path the client cannot
+                # change (an unknown model was refused above): a 404 means the variant does not
+                # serve it now (a server unloading it while it stops, or still loading), never
+                # the client's error. The variant fails its check; the request goes elsewhere.
+                self.metrics.errors.labels(*variant.labels(), "model_not_served").inc()
+                self._set_health(variant, ok=False, passive=True)
+                if len(tried) < len(ROUTED):
+                    self.metrics.retries.labels(variant.role, "model_not_served").inc()
+                    continue
+                return _error(503, f"no model available: {variant.role} does not serve it", rid)
             variant.latency.observe(elapsed)
             self._count(variant, resp.status, resp.body)
             if self.feedback is not None:
