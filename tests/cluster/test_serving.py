@@ -375,11 +375,6 @@ def test_the_serving_pods_run_restricted_as_their_service_account(admin: Any) ->
     print(json.dumps(sorted(p.metadata.name for p in pods)))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="1 run in 3 here: MLServer, stopping, answered 404 for the unloaded model and the "
-    "gateway passed that 4xx back instead of re-sending the request to the champion",
-)
 def test_killing_the_challengers_pod_loses_no_request_and_no_prediction(
     admin: Any, served: Served, model_artifact: Path
 ) -> None:
