@@ -27,6 +27,7 @@ from typing import Any
 
 from mainsail.config import ProjectConfig
 from mainsail.core import kube, naming
+from mainsail.deploy.admin import router_admin
 from mainsail.deploy.kubernetes import DeployError, namespace
 
 CONTAINER = "mlserver"
@@ -174,23 +175,10 @@ class GatewayDeployer:
 
     # -- the gateway ------------------------------------------------------------------------
 
-    def _admin(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        import httpx
-
-        try:
-            resp = httpx.request(
-                method,
-                f"{self.url}{path}",
-                json=body,
-                headers={"authorization": f"Bearer {self.token}"},
-                timeout=self.timeout,
-            )
-        except httpx.HTTPError as err:
-            raise DeployError(f"gateway at {self.url} unreachable: {err}") from None
-        if resp.status_code != 200:
-            raise DeployError(f"gateway refused {method} {path}: {resp.status_code} {resp.text}")
-        result: dict[str, Any] = resp.json()
-        return result
+    def _admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        return router_admin(
+            self.url, self.token, method, path, body, timeout=self.timeout, name="gateway"
+        )
 
     def set_variant(self, role: str, version: int) -> dict[str, Any]:
         """Tell the gateway where the variant is served and which version it is."""
@@ -219,20 +207,7 @@ class GatewayDeployer:
 
     def state(self) -> dict[str, Any]:
         """The gateway's variants and weights (`GET /admin/state`)."""
-        import httpx
-
-        try:
-            resp = httpx.get(
-                f"{self.url}/admin/state",
-                headers={"authorization": f"Bearer {self.token}"},
-                timeout=self.timeout,
-            )
-        except httpx.HTTPError as err:
-            raise DeployError(f"gateway at {self.url} unreachable: {err}") from None
-        if resp.status_code != 200:
-            raise DeployError(f"gateway refused GET /admin/state: {resp.status_code}")
-        result: dict[str, Any] = resp.json()
-        return result
+        return self._admin("GET", "/admin/state")
 
     def deploy(self, champion: int, challenger: int, canary: int) -> list[str]:
         """Serve `champion` and `challenger` on their Deployments, then split `canary` percent

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mainsail.config import ProjectConfig
+from mainsail.deploy.admin import router_admin
 from mainsail.deploy.kubernetes import DeployError
 
 
@@ -37,24 +38,10 @@ class LocalDeployer:
         self.timeout = timeout
 
     def _admin(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        import httpx
-
-        try:
-            resp = httpx.request(
-                method,
-                f"{self.router_url}{path}",
-                json=body,
-                headers={"authorization": f"Bearer {self.token}"},
-                timeout=self.timeout,
-            )
-        except httpx.HTTPError as err:
-            raise DeployError(
-                f"router at {self.router_url} unreachable ({err}); is the stack up?"
-            ) from None
-        if resp.status_code != 200:
-            raise DeployError(f"router refused {method} {path}: {resp.status_code} {resp.text}")
-        result: dict[str, Any] = resp.json()
-        return result
+        return router_admin(
+            self.router_url, self.token, method, path, body,
+            timeout=self.timeout, hint="; is the stack up?",
+        )  # fmt: skip
 
     def load_model(self, variant: str, model_dir: Path) -> str:
         """Serve `model_dir` on the variant's MLServer; returns the version it declares."""
