@@ -3,7 +3,7 @@ process, and in throughput of MLServer under load.
 
 Part `inprocess` times, in one process, exactly the telemetry calls one request makes across
 the router, the runtime and the feedback writer (router.infer, router.feedback, runtime.infer,
-validation, predict, drift_enqueue spans; five JSON lines), against the same sequence with
+validation, predict, drift_enqueue spans; four JSON lines), against the same sequence with
 telemetry off (the state checks and shared no-op context managers the code keeps on the path),
 with traces only, and with traces of a 10% sample (`observability.sample_ratio`). Spans go to
 the `file` exporter and lines to a file, as `mainsail up` would write them. The per-request
@@ -76,8 +76,9 @@ def one_request(log: logging.Logger, rid: str) -> None:
                 pass
             with telemetry.span("drift_enqueue"):
                 pass
-            telemetry.event(log, "rows queued for the drift sidecar", queued=True)
-            telemetry.event(log, "request served", model="churn", version="1", rows=1)
+            telemetry.event(
+                log, "request served", model="churn", version="1", rows=1, drift_queued=True
+            )
         with telemetry.span("router.feedback", variant="champion", version="1"):
             ids = telemetry.current_ids()
         telemetry.event(log, "request routed", status=200, variant="champion", latency_ms=1.0)
@@ -86,13 +87,13 @@ def one_request(log: logging.Logger, rid: str) -> None:
     telemetry.REQUEST_ID.reset(token)
 
 
-def timed(n: int, log: logging.Logger, provider: Any = None) -> float:
+def timed(n: int, log: logging.Logger, recorder: Any = None) -> float:
     """µs per request of `n` requests, the export of their spans and lines included."""
     start = time.perf_counter()
     for i in range(n):
         one_request(log, f"r{i}")
-    if provider is not None:
-        provider.force_flush()
+    if recorder is not None:
+        recorder.flush()
     if telemetry.STATE.handler is not None:
         telemetry.STATE.handler.flush()
     return (time.perf_counter() - start) / n * 1e6
@@ -131,28 +132,23 @@ def in_process(args: argparse.Namespace) -> dict[str, list[float]]:
             telemetry.ENV_TRACE_DIR: tmp,
         }
         telemetry.setup("bench", env, stream=lines)
-        tracer, provider = telemetry.STATE.tracer, telemetry.STATE.provider
-        sampled_env = {**env, telemetry.ENV_TRACE_SAMPLE: "0.1"}
-        sampled_tracer, _ = telemetry._tracer("bench", "file", sampled_env)
-        sampled_provider, telemetry.STATE.provider = telemetry.STATE.provider, provider
-        telemetry.STATE.partial = False
+        recorder = telemetry.STATE.tracer
+        sampled = telemetry._recorder("bench", "file", {**env, telemetry.ENV_TRACE_SAMPLE: "0.1"})
         log = logging.getLogger("mainsail.bench")
         arms: dict[str, list[float]] = {"off": [], "on": [], "traces_only": [], "sampled": []}
         settings = {
-            "off": (None, None, False),
-            "on": (tracer, provider, True),
-            "traces_only": (tracer, provider, False),
-            "sampled": (sampled_tracer, sampled_provider, False),
+            "off": (None, False),
+            "on": (recorder, True),
+            "traces_only": (recorder, False),
+            "sampled": (sampled, False),
         }
         for _ in range(args.runs):  # alternate, so drift of the machine hits every arm
-            for arm, (arm_tracer, arm_provider, logs) in settings.items():
-                telemetry.STATE.tracer, telemetry.STATE.json_logs = arm_tracer, logs
-                telemetry.STATE.partial = arm == "sampled"
+            for arm, (arm_recorder, logs) in settings.items():
+                telemetry.STATE.tracer, telemetry.STATE.json_logs = arm_recorder, logs
                 n = args.requests if arm == "off" else max(1, args.requests // 10)
-                arms[arm].append(timed(n, log, arm_provider))
-        telemetry.STATE.tracer, telemetry.STATE.json_logs = tracer, True
-        telemetry.STATE.partial = False
-        sampled_provider.shutdown()
+                arms[arm].append(timed(n, log, arm_recorder))
+        telemetry.STATE.tracer, telemetry.STATE.json_logs = recorder, True
+        sampled.shutdown()
     return arms
 
 

@@ -129,9 +129,10 @@ try:
         raise ValueError("bad row")
 except ValueError:
     pass
-# Nothing written yet on the request path: a batch span processor and a line writer.
-processors = telemetry.STATE.provider._active_span_processor._span_processors
-print(type(processors[0]).__name__, gc.get_freeze_count() == 0)
+# Nothing written yet on the request path: the recorder's queue and the line writer's.
+import glob, os
+written = sum(os.path.getsize(f) for f in glob.glob(os.environ["MAINSAIL_TRACE_DIR"] + "/*"))
+print(type(telemetry.STATE.tracer).__name__, written, gc.get_freeze_count() == 0)
 telemetry.settle()
 print(gc.get_freeze_count() > 0)
 log.warning("a warning is written at once")
@@ -140,7 +141,7 @@ log.warning("a warning is written at once")
     env["MAINSAIL_TRACE_DIR"] = str(tmp_path)
     env["OTEL_BSP_SCHEDULE_DELAY"] = "60000"  # only the exit can write them
     done = _python(code, env)
-    assert done.stdout.split() == ["BatchSpanProcessor", "True", "True"]
+    assert done.stdout.split() == ["Recorder", "0", "True", "True"]
     lines = [json.loads(line) for line in done.stderr.splitlines()]
     assert [ln["request_id"] for ln in lines[:300]] == [f"r{i}" for i in range(300)]
     assert lines[-1]["msg"] == "a warning is written at once" and len(lines) == 301
@@ -152,35 +153,121 @@ log.warning("a warning is written at once")
 
 
 def test_a_span_line_is_what_json_dumps_writes() -> None:
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from mainsail.core import spans
 
-    from mainsail.core.telemetry import _span_line
-
-    provider = TracerProvider()
-    memory = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    tracer = provider.get_tracer("t")
+    finished: list[spans.Finished] = []
+    recorder = spans.Recorder("svc", finished.extend)
     with (
-        tracer.start_as_current_span('a "quoted" name', attributes={"k": "é", "n": 2}),
-        tracer.start_as_current_span("child", attributes={"l": ["x", "y"]}),
+        spans.Span(recorder, 'a "quoted" name', None, {"k": "é", "n": 2}),
+        # entered inside the first: its parent is the current span
+        spans.Span(recorder, "child", spans.current(), {"l": ["x", "y"], "f": 0.5}),
     ):
         pass
-    for s in memory.get_finished_spans():
-        ctx, parent = s.context, s.parent
+    recorder.flush()
+    line = spans.SpanLines("svc")
+    for s in finished:
+        name, trace_id, span_id, parent, start, end, status, _, attributes, _, _ = s
         expected = {
-            "name": s.name,
+            "name": name,
             "service": "svc",
-            "trace_id": f"{ctx.trace_id:032x}",
-            "span_id": f"{ctx.span_id:016x}",
-            "parent_id": f"{parent.span_id:016x}" if parent is not None else None,
-            "start_ns": s.start_time,
-            "end_ns": s.end_time,
-            "status": s.status.status_code.name,
-            "attributes": dict(s.attributes or {}),
+            "trace_id": trace_id,
+            "span_id": span_id,
+            "parent_id": parent,
+            "start_ns": start,
+            "end_ns": end,
+            "status": status,
+            "attributes": attributes,
         }
-        assert _span_line(s, "svc") == json.dumps(expected, default=str) + "\n"
+        assert line(s) == json.dumps(expected, default=str) + "\n"
+    child, root = finished
+    assert child[3] == root[2] and child[1] == root[1]  # parent and trace
+    assert len(root[1]) == 32 and len(root[2]) == 16 and root[3] is None
+    assert root[4] <= child[4] <= child[5] <= root[5]  # start and end nest
+
+
+def test_root_sampling_decides_as_the_sdks_trace_id_ratio_sampler() -> None:
+    # Same trace id, same decision as OpenTelemetry's TraceIdRatioBased: a trace sampled by one
+    # process is sampled by every process that samples at the same ratio.
+    from opentelemetry.sdk.trace.sampling import Decision, TraceIdRatioBased
+
+    from mainsail.core import spans
+
+    recorder = spans.Recorder("svc", lambda batch: None, ratio=0.25)
+    sdk = TraceIdRatioBased(0.25)
+    decisions = []
+    for _ in range(2000):
+        root = spans.Span(recorder, "r", None, {})
+        wanted = sdk.should_sample(None, int(root.trace_id, 16), "r").decision
+        assert root.sampled == (wanted == Decision.RECORD_AND_SAMPLE)
+        decisions.append(root.sampled)
+    assert 0.2 < sum(decisions) / len(decisions) < 0.3
+    # A remote parent's decision is kept whatever the ratio (parent-based).
+    for flags, sampled in (("01", True), ("00", False)):
+        parent = spans.parse_traceparent(f"00-{'a' * 32}-{'b' * 16}-{flags}")
+        assert spans.Span(recorder, "c", parent, {}).sampled is sampled
+    for bad in ("", "00-zz", f"00-{'0' * 32}-{'b' * 16}-01", f"ff-{'a' * 32}-{'b' * 16}-01"):
+        assert spans.parse_traceparent(bad) is None
+
+
+def test_spans_reach_an_otlp_receiver_through_the_sdks_exporter(tmp_path: Path) -> None:
+    # A real OTLP/gRPC receiver (opentelemetry-proto's TraceService) in the serving env, where
+    # the exporter is installed; the spans go through the SDK's OTLPSpanExporter.
+    serving = Path(__file__).resolve().parents[2] / ".venv" / "serving" / "bin" / "python"
+    code = """
+from concurrent import futures
+import grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as pb
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as rpc
+got = []
+class Receiver(rpc.TraceServiceServicer):
+    def Export(self, request, context):
+        got.append(request)
+        return pb.ExportTraceServiceResponse()
+server = grpc.server(futures.ThreadPoolExecutor(2))
+rpc.add_TraceServiceServicer_to_server(Receiver(), server)
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+import os
+os.environ.update({"MAINSAIL_TRACING": "otlp",
+                   "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"})
+from mainsail.core import telemetry
+telemetry.setup("mainsail-runtime")
+token = telemetry.REQUEST_ID.set("req-9")
+parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+with telemetry.span("runtime.infer", {"traceparent": parent}, model="churn"):
+    try:
+        with telemetry.span("predict", rows=1):
+            raise ValueError("bad row of jane@example.org")
+    except ValueError:
+        pass
+telemetry.shutdown()
+(request,) = got
+(rs,) = request.resource_spans
+print({a.key: a.value.string_value for a in rs.resource.attributes}["service.name"])
+for s in rs.scope_spans[0].spans:
+    attrs = {a.key: a.value for a in s.attributes}
+    rid = attrs["mainsail.request_id"].string_value
+    print(s.name, s.trace_id.hex(), s.parent_span_id.hex(), rid,
+          s.status.code, s.status.message or "-", [e.name for e in s.events])
+server.stop(0)
+"""
+    done = subprocess.run(
+        [str(serving), "-c", code],
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    resource, predict, root = done.stdout.splitlines()
+    assert resource == "mainsail-runtime"
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    assert root.split()[:5] == ["runtime.infer", trace, "b7ad6b7169203331", "req-9", "0"]
+    name, trace_id, parent_id, rid, code_, *rest = predict.split(maxsplit=5)
+    assert (name, trace_id, rid, code_) == ("predict", trace, "req-9", "2")  # 2: ERROR
+    assert "ValueError: bad row of <email:" in rest[0] and "['exception']" in rest[0]
+    assert "jane@" not in done.stdout  # an exception's text is redacted before it leaves
+    assert parent_id != "b7ad6b7169203331"  # the runtime.infer span, not the remote caller
 
 
 def test_a_sampled_out_request_makes_no_child_spans(tmp_path: Path) -> None:

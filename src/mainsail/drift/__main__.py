@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     from mainsail.core import telemetry
 
-    # The drift env has no OpenTelemetry SDK: JSON log lines (with request ids), no spans.
+    # The sidecar works per batch of many requests' rows: JSON log lines naming the batch's
+    # request ids, no spans of its own.
     telemetry.setup("mainsail-drift", traces=False)
     try:
         if args.settings_json:

@@ -239,7 +239,7 @@ class MainsailRuntime(MLModel):
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         if telemetry.STATE.tracer is None and not telemetry.STATE.json_logs:
-            return await self._predict(payload, None)
+            return await self._predict(payload, None, None)
         # Observed: one `runtime.infer` span (a child of the router's, through `traceparent`)
         # and one log line, both with the request id the router forwarded (or the V2 `id`).
         params = payload.parameters
@@ -250,10 +250,11 @@ class MainsailRuntime(MLModel):
         except LimitError:
             rid = None  # refused below, or a bad header: never logged nor traced as given
         token = telemetry.REQUEST_ID.set(rid)
+        seen: dict[str, Any] = {}  # what the request's stages report for its one log line
         try:
             with telemetry.span("runtime.infer", headers, model=self.name) as current:
                 try:
-                    answer = await self._predict(payload, rid)
+                    answer = await self._predict(payload, rid, seen)
                 except MLServerError as err:
                     if current is not None:
                         current.set_attribute("error", True)
@@ -265,12 +266,17 @@ class MainsailRuntime(MLModel):
                     model=self.name,
                     version=self._registry_version,
                     rows=answer.outputs[0].shape[0] if answer.outputs else 0,
+                    **seen,
                 )
             return answer
         finally:
             telemetry.REQUEST_ID.reset(token)
 
-    async def _predict(self, payload: InferenceRequest, rid: str | None) -> InferenceResponse:
+    async def _predict(
+        self, payload: InferenceRequest, rid: str | None, seen: dict[str, Any] | None
+    ) -> InferenceResponse:
+        """The answer to `payload`; `seen` (while logs or traces are on) gets the stages'
+        facts for the request's log line (`drift_queued`)."""
         if payload.id:
             # MLServer copies the id into response headers (ce-id): refuse what cannot be one.
             try:
@@ -340,8 +346,8 @@ class MainsailRuntime(MLModel):
                     scores=scores,
                     request_id=rid,
                 )
-            if rid is not None:
-                telemetry.event(log, "rows queued for the drift sidecar", queued=queued)
+            if seen is not None:
+                seen["drift_queued"] = queued
         return InferenceResponse(
             model_name=self.name,
             model_version=self.version or self._registry_version,

@@ -477,10 +477,9 @@ class Router:
         elif self.cfg.sticky_key is not None:
             key = sticky_value(payload, self.cfg.sticky_key)
         fwd_headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id)]
-        if telemetry.STATE.propagator is not None:
-            parent = telemetry.traceparent()
-            if parent:
-                fwd_headers.append((b"traceparent", parent.encode()))
+        parent = telemetry.traceparent()
+        if parent is not None:
+            fwd_headers.append((b"traceparent", parent.encode()))
         self._maybe_mirror(body, fwd_headers, request_id)
 
         tried: set[str] = set()

@@ -1,0 +1,396 @@
+"""A lean recorder of OpenTelemetry spans for the serving path (standard library only).
+
+The OpenTelemetry SDK's span costs about 18 µs of CPU to start, end and export on this kind of
+machine, against a served one-row request of under 500 µs: four spans per request cost 15% of a
+runtime's throughput. The request path here only needs what the OTel data model records (W3C
+ids, parent, name, start and end, attributes, status, the exception event), so
+:class:`Recorder` records exactly that into a bounded deque, in about 2 µs a span, and its
+thread exports the finished spans in batches:
+
+* ``file``: one JSON object per line, a file per process (no SDK needed, so the drift env
+  records spans too);
+* ``otlp`` and ``console``: each batch is turned into the SDK's ``ReadableSpan`` objects and
+  handed to the SDK's own ``OTLPSpanExporter`` / ``ConsoleSpanExporter`` (the wire format a
+  collector sees is the SDK's).
+
+Sampling is the SDK's ``ParentBased(TraceIdRatioBased(ratio))``: a remote or local parent's
+decision is kept; a root is sampled when the low 64 bits of its trace id fall below
+``ratio * 2**64``. Context lives in a :class:`contextvars.ContextVar` of its own (per asyncio
+task, per thread), not in OTel's context: nothing else on the serving path reads OTel's.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import json
+import os
+import random
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mainsail.core.batching import Batcher
+
+_TRACE_ID_LIMIT = (1 << 64) - 1
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+_make_encoder = json.encoder.c_make_encoder  # type: ignore[attr-defined]
+
+
+def _encoder() -> Callable[[Any], str]:
+    if _make_encoder is None:  # an interpreter without the _json accelerator
+        return json.JSONEncoder(default=str).encode
+    chunks = _make_encoder(
+        None, str, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True
+    )
+    return lambda value: "".join(chunks(value, 0))
+
+
+encode_json = _encoder()
+"""`json.dumps(value, default=str)` with one C encoder made once (`JSONEncoder.encode` makes a
+new one per call, most of the cost of a small object); values must hold no cycles."""
+
+_getrandbits = random.getrandbits  # what the SDK's RandomIdGenerator uses
+_time_ns = time.time_ns
+
+
+class Remote:
+    """A parent span context received from another process (`traceparent`)."""
+
+    __slots__ = ("sampled", "span_id", "trace_id")
+
+    def __init__(self, trace_id: str, span_id: str, sampled: bool) -> None:
+        self.trace_id, self.span_id, self.sampled = trace_id, span_id, sampled
+
+
+def parse_traceparent(value: str | None) -> Remote | None:
+    """The parent in a W3C `traceparent` header, or None when it is absent or invalid (then a
+    new trace starts, as OTel's propagator does)."""
+    if not value:
+        return None
+    match = _TRACEPARENT.fullmatch(value.strip())
+    if match is None:
+        return None
+    version, trace_id, span_id, flags = match.groups()
+    if version == "ff" or trace_id == "0" * 32 or span_id == "0" * 16:
+        return None
+    return Remote(trace_id, span_id, bool(int(flags, 16) & 1))
+
+
+_CURRENT: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
+    "mainsail_span", default=None
+)
+
+
+Finished = tuple[
+    str,  # name
+    str,  # trace id (32 hex digits)
+    str,  # span id (16 hex digits)
+    "str | None",  # parent span id
+    int,  # start (ns since the epoch)
+    int,  # end
+    str,  # status: UNSET, OK or ERROR
+    "str | None",  # status description
+    dict[str, Any],  # attributes
+    "list[tuple[str, int, dict[str, Any]]] | None",  # events: (name, time, attributes)
+    bool,  # the parent is remote (came in a `traceparent`)
+]
+"""A finished span as queued for export: a plain tuple of strings, numbers and a dict of them,
+which the cyclic garbage collector stops tracking at its first pass (a span object would be
+scanned by every collection while it waits)."""
+
+
+def current() -> Span | None:
+    """The span current in this task or thread."""
+    return _CURRENT.get()
+
+
+class Span:
+    """One span, made current for a `with` block: the exception that escapes the block is
+    recorded (status ERROR, an `exception` event), and the finished span is queued for export
+    when it is sampled. An unsampled span only carries the ids and the decision downstream."""
+
+    __slots__ = (
+        "attributes",
+        "end_ns",
+        "events",
+        "name",
+        "parent",
+        "recorder",
+        "remote_parent",
+        "sampled",
+        "span_id",
+        "start_ns",
+        "status",
+        "status_description",
+        "token",
+        "trace_id",
+    )
+    trace_id: str
+    span_id: str
+    sampled: bool
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        name: str,
+        parent: Span | Remote | None,
+        attributes: dict[str, Any],
+    ) -> None:
+        self.recorder, self.name, self.attributes = recorder, name, attributes
+        if parent is None:
+            trace = _getrandbits(128) or 1
+            self.trace_id = f"{trace:032x}"
+            self.sampled = recorder.bound > _TRACE_ID_LIMIT or (
+                trace & _TRACE_ID_LIMIT < recorder.bound
+            )
+            self.parent = None
+        else:
+            self.trace_id, self.sampled = parent.trace_id, parent.sampled
+            self.parent = parent.span_id
+        self.remote_parent = type(parent) is Remote
+        self.span_id = f"{_getrandbits(64) or 1:016x}"
+        self.status = "UNSET"
+        self.status_description: str | None = None
+        self.events: list[tuple[str, int, dict[str, Any]]] | None = None
+        self.end_ns = 0
+
+    def __enter__(self) -> Span:
+        self.token = _CURRENT.set(self)
+        self.start_ns = _time_ns()
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        self.end_ns = _time_ns()
+        _CURRENT.reset(self.token)
+        if not self.sampled:
+            return
+        if isinstance(exc, Exception):
+            self.record_exception(exc)
+            self.set_status("ERROR", self.recorder.redact(f"{type(exc).__name__}: {exc}"))
+        self.recorder.record(
+            (
+                self.name,
+                self.trace_id,
+                self.span_id,
+                self.parent,
+                self.start_ns,
+                self.end_ns,
+                self.status,
+                self.status_description,
+                self.attributes,
+                self.events,
+                self.remote_parent,
+            )
+        )
+
+    # -- the parts of opentelemetry.trace.Span the serving path uses --------------------
+
+    def is_recording(self) -> bool:
+        return self.sampled
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        if self.sampled:
+            self.attributes[key] = value
+
+    def set_status(self, status: str, description: str | None = None) -> None:
+        self.status, self.status_description = status, description
+
+    def record_exception(self, exc: BaseException) -> None:
+        """OTel's `exception` event (semantic conventions: type, message, stacktrace)."""
+        stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        redact = self.recorder.redact
+        event = {
+            "exception.type": type(exc).__name__,
+            "exception.message": redact(str(exc)),
+            "exception.stacktrace": redact(stack),
+            "exception.escaped": "False",
+        }
+        self.events = [*(self.events or []), ("exception", _time_ns(), event)]
+
+    def traceparent(self) -> str:
+        return f"00-{self.trace_id}-{self.span_id}-{'01' if self.sampled else '00'}"
+
+
+class SpanLines:
+    """Finished spans of one service as JSON lines (keys `name`, `service`, `trace_id`,
+    `span_id`, `parent_id`, `start_ns`, `end_ns`, `status`, `attributes`; what `json.dumps`
+    writes), built directly with each name's head kept: this runs for every span."""
+
+    def __init__(self, service: str) -> None:
+        self.service = encode_json(service)
+        self.heads: dict[str, str] = {}
+
+    def __call__(self, span: Finished) -> str:
+        name, trace_id, span_id, parent, start, end, status, _, attributes, _, _ = span
+        head = self.heads.get(name)
+        if head is None:
+            head = f'{{"name": {encode_json(name)}, "service": {self.service}, "trace_id": "'
+            if len(self.heads) < 1024:  # span names are a small fixed set; bound it anyway
+                self.heads[name] = head
+        parent_id = f'"{parent}"' if parent is not None else "null"
+        return (
+            f'{head}{trace_id}", "span_id": "{span_id}", "parent_id": {parent_id}, '
+            f'"start_ns": {start}, "end_ns": {end}, "status": "{status}", '
+            f'"attributes": {encode_json(attributes) if attributes else "{}"}}}\n'
+        )
+
+
+class Recorder:
+    """Finished spans of this process, exported in batches by a daemon thread within
+    `interval_ms` of the first one waiting (:class:`~mainsail.core.batching.Batcher`); beyond
+    `max_queue` waiting a span is dropped and counted (:attr:`dropped`); everything waiting is
+    exported at exit. `redact` is applied to the text an exception brings into a span (its
+    message, its stack)."""
+
+    def __init__(
+        self,
+        service: str,
+        export: Callable[[list[Finished]], None],
+        *,
+        ratio: float = 1.0,
+        interval_ms: float = 200,
+        max_queue: int = 8192,
+        close: Callable[[], None] | None = None,
+        redact: Callable[[str], str] = str,
+    ) -> None:
+        if not 0.0 < ratio <= 1.0:
+            raise ValueError(f"sample ratio {ratio!r}: expected a share in (0, 1]")
+        self.service, self.export, self.close, self.redact = service, export, close, redact
+        self.bound = round(ratio * (_TRACE_ID_LIMIT + 1))
+        self._batches: Batcher[Finished] = Batcher(
+            self._export,
+            interval=interval_ms / 1000,
+            limit=max_queue,
+            name="mainsail-spans",
+            overflow="drop",
+        )
+        self.record = self._batches.add
+        self.flush = self._batches.flush
+        atexit.register(self.shutdown)
+
+    @property
+    def dropped(self) -> int:
+        """Spans dropped because `max_queue` were waiting."""
+        return self._batches.dropped
+
+    def _export(self, batch: list[Finished]) -> None:
+        try:
+            self.export(batch)
+        except Exception as err:  # an exporter's failure never reaches a request
+            print(f"mainsail spans: export of {len(batch)} failed: {err}", file=sys.stderr)
+
+    def shutdown(self) -> None:
+        self.flush()
+        if self.close is not None and os.getpid() == self._batches.pid:
+            close, self.close = self.close, None
+            close()
+
+
+Exporter = tuple[Callable[[list[Finished]], None], Callable[[], None]]
+"""A batch exporter and its closer."""
+
+
+def file_exporter(path: Path, service: str) -> Exporter:
+    """The `file` exporter: each batch as JSON lines in one write, and its closer."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = path.open("a")
+
+    line = SpanLines(service)
+
+    def export(batch: list[Finished]) -> None:
+        out.write("".join([line(s) for s in batch]))
+        out.flush()
+
+    return export, out.close
+
+
+def sdk_exporter(exporter: Any, service: str) -> Exporter:
+    """An OpenTelemetry SDK exporter (OTLP, console) fed with the SDK's `ReadableSpan`s made
+    from each batch, off the request path."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+    resource = Resource.create({"service.name": service})
+    scope = InstrumentationScope("mainsail")
+    sampled = TraceFlags(TraceFlags.SAMPLED)
+    codes = {"UNSET": StatusCode.UNSET, "OK": StatusCode.OK, "ERROR": StatusCode.ERROR}
+
+    def readable(s: Finished) -> Any:
+        name, trace_hex, span_hex, parent_hex, start, end, status, why, attrs, events, remote = s
+        trace_id = int(trace_hex, 16)
+        parent = None
+        if parent_hex is not None:
+            parent = SpanContext(trace_id, int(parent_hex, 16), remote, sampled)
+        return ReadableSpan(
+            name=name,
+            context=SpanContext(trace_id, int(span_hex, 16), False, sampled),
+            parent=parent,
+            resource=resource,
+            attributes=attrs,
+            events=[Event(n, a, t) for n, t, a in events or ()],
+            kind=SpanKind.INTERNAL,
+            status=Status(codes[status], why),
+            start_time=start,
+            end_time=end,
+            instrumentation_scope=scope,
+        )
+
+    def export(batch: list[Finished]) -> None:
+        for start in range(0, len(batch), 512):  # the SDK's default export batch size
+            exporter.export([readable(s) for s in batch[start : start + 512]])
+
+    return export, exporter.shutdown
+
+
+def recorder_for(
+    service: str,
+    kind: str,
+    environ: Mapping[str, str],
+    *,
+    ratio: float,
+    interval_ms: float,
+    max_queue: int,
+    trace_dir: Path,
+    redact: Callable[[str], str] = str,
+) -> Recorder:
+    """The recorder of exporter `kind` (`file`, `otlp`, `console`)."""
+    if kind == "file":
+        export, close = file_exporter(trace_dir / f"{service}-{os.getpid()}.jsonl", service)
+    elif kind == "otlp":
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        except ImportError as err:
+            raise RuntimeError(
+                f"tracing exporter otlp needs opentelemetry-exporter-otlp-proto-grpc in this "
+                f"environment (the serving env has it); use `file` here: {err}"
+            ) from None
+        endpoint = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+        export, close = sdk_exporter(OTLPSpanExporter(endpoint=endpoint), service)
+    elif kind == "console":
+        try:
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+        except ImportError as err:
+            raise RuntimeError(
+                f"tracing exporter console needs the OpenTelemetry SDK (opentelemetry-sdk) in "
+                f"this environment; use `file` here: {err}"
+            ) from None
+        export, close = sdk_exporter(ConsoleSpanExporter(out=sys.stderr), service)
+    else:
+        raise RuntimeError(f"tracing exporter {kind!r}: expected otlp, file or console")
+    return Recorder(
+        service,
+        export,
+        ratio=ratio,
+        interval_ms=interval_ms,
+        max_queue=max_queue,
+        close=close,
+        redact=redact,
+    )
