@@ -94,26 +94,32 @@ def test_registry_steps_get_their_keys_from_the_charts_secret(
                 assert envs == {registry.access_key_env, registry.secret_key_env}
 
 
-def test_observability_and_privacy_values_reach_the_runtime_and_the_sidecar(
+def test_observability_and_privacy_values_reach_the_gateway_the_runtime_and_the_sidecar(
     scenario_objects: dict[str, list[checks.Obj]],
 ) -> None:
     def env_of(objects: list[checks.Obj]) -> dict[str, dict[str, str]]:
         server = next(o for o in objects if o["kind"] == "Server")
-        (ref,) = checks.pod_specs(server)
+        gateway = next(
+            o
+            for o in objects
+            if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-gateway")
+        )
         return {
             c["name"]: {e["name"]: e.get("value", "") for e in c.get("env", [])}
+            for obj in (server, gateway)
+            for ref in checks.pod_specs(obj)
             for c in ref.spec["containers"]
         }
 
     on = env_of(scenario_objects["observability"])
-    for container in ("mlserver", "drift"):
+    for container in ("gateway", "mlserver", "drift"):
         assert on[container][naming.ENV_JSON_LOGS] == "1"
         assert on[container][naming.ENV_TRACING] == "otlp"
         assert on[container][naming.ENV_TRACE_SAMPLE] == "0.1"
         assert on[container][naming.ENV_REDACT] == "drop"
         assert on[container]["OTEL_EXPORTER_OTLP_ENDPOINT"].endswith(":4317")
     off = env_of(scenario_objects["default"])
-    for container in ("mlserver", "drift"):
+    for container in ("gateway", "mlserver", "drift"):
         assert off[container][naming.ENV_REDACT] == "hash"
         assert naming.ENV_JSON_LOGS not in off[container]
         assert naming.ENV_TRACING not in off[container]

@@ -162,7 +162,7 @@ imagePullSecrets:
 {{- end -}}
 
 {{- /* Logs, traces and redaction of the serving path (observability, privacy): what
-mainsail.core.telemetry.setup reads in the runtime and the drift sidecar. */}}
+mainsail.core.telemetry.setup reads in the gateway, the runtime and the drift sidecar. */}}
 {{- define "mainsail.telemetryEnv" -}}
 - name: MAINSAIL_REDACT
   value: {{ .Values.privacy.redact | quote }}

@@ -370,7 +370,7 @@ def recorder_for(
         except ImportError as err:
             raise RuntimeError(
                 f"tracing exporter otlp needs opentelemetry-exporter-otlp-proto-grpc in this "
-                f"environment (the serving env has it); use `file` here: {err}"
+                f"environment (the pipeline and serving envs have it); use `file` here: {err}"
             ) from None
         endpoint = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
         export, close = sdk_exporter(OTLPSpanExporter(endpoint=endpoint), service)
