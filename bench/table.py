@@ -66,6 +66,8 @@ MEASURES: dict[str, tuple[str, ...]] = {
     ),
     "telemetry": (
         "src/mainsail/core/telemetry.py",
+        "src/mainsail/core/spans.py",
+        "src/mainsail/core/batching.py",
         "src/mainsail/serving/runtime.py",
         "src/mainsail/serving/mlserver.py",
         "requirements/serving.lock",
