@@ -12,11 +12,13 @@ then lookups of 1, 10 and 100 entities go through:
 - (c) ``mainsail``: ``SdkLookup.get(ids)`` in-process, freshness enforcement and Prometheus
   metrics on; for a service without on-demand views (as here) it calls the online store's
   ``online_read`` per view, skipping ``get_online_features``' per-call planning;
-- (d) ``mainsail_http``: ``HttpLookup.get(ids)`` against ``feast serve`` (1 gunicorn worker)
-  on loopback, keep-alive client, body serialised once around the ids and features named by
-  reference (which spares the server a registry lookup on a worker thread per request);
-  (``feast_http``: a plain httpx POST naming the feature service, ``.json()`` of the answer:
-  the HTTP path without mainsail, as the baseline of (d)).
+- (d) ``mainsail_http``: ``HttpLookup.get(ids)`` against Mainsail's feature server
+  (``python -m mainsail.features.api``: the same API, read straight from the store, bearer
+  token) on loopback, keep-alive client, body serialised once around the ids;
+  (``mainsail_http_feast``: the same client against ``feast serve`` (1 gunicorn worker), features
+  named by reference, which spares it a registry lookup on a worker thread per request;
+  ``feast_http``: a plain httpx POST to ``feast serve`` naming the feature service, ``.json()``
+  of the answer: the HTTP path without mainsail, as the baseline of (d)).
 
 Methods are interleaved call by call (same batch, rotating order); each run records p50 and
 p99 per method and batch size, and the medians over ``--runs`` runs go to
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import secrets
 import statistics
 import sys
 import tempfile
@@ -44,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -215,8 +219,27 @@ def bench_store(online_store: str, runs: int, iters: dict[int, int], tmp: Path) 
         server = FeatureServer(repo, port=free_port(), log_path=tmp / f"{online_store}.log")
         warm = {"feature_service": spec.service, "entities": {"customer_id": ids[:1]}}
         server.start(timeout_s=180, warmup=warm)
+        config = tmp / f"{online_store}.yaml"
+        config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+        token = secrets.token_urlsafe(16)
+        api = FeatureServer(
+            repo,
+            port=free_port(),
+            log_path=tmp / f"{online_store}-api.log",
+            engine="mainsail",
+            config=config,
+            token=token,
+        )
+        api.start(timeout_s=180, warmup=warm)
         try:
             http = HttpLookup(
+                api.url,
+                spec,
+                timeout_s=10,
+                metrics=FeatureMetrics(CollectorRegistry()),
+                token=token,
+            )
+            via_feast = HttpLookup(
                 server.url, spec, timeout_s=10, metrics=FeatureMetrics(CollectorRegistry())
             )
             plain = httpx.Client(timeout=10)
@@ -231,15 +254,18 @@ def bench_store(online_store: str, runs: int, iters: dict[int, int], tmp: Path) 
                 "feast_proto": feast_proto,
                 "mainsail": sdk.get,
                 "feast_http": feast_http,
+                "mainsail_http_feast": via_feast.get,
                 "mainsail_http": http.get,
             }
             # Sanity: every path sees the same data before anything is timed.
             one = ids[:5]
-            assert sdk.get(one).rows == http.get(one).rows
+            assert sdk.get(one).rows == http.get(one).rows == via_feast.get(one).rows
             results = measure(methods, ids, runs, iters)
             http.close()
+            via_feast.close()
             plain.close()
         finally:
+            api.stop()
             server.stop()
     finally:
         if online_store == "redis":
@@ -296,7 +322,8 @@ def main() -> int:
                 targets.append(
                     run.target(f"{name}: HTTP lookup p99 / feast serve p99, {n} entities",
                                res["d_over_feast_http_p99"][str(n)], "<=", 0.6, "x",
-                               "mainsail HttpLookup vs a plain POST to feast serve")
+                               "mainsail HttpLookup on Mainsail's feature server vs a plain "
+                               "POST to feast serve")
                 )  # fmt: skip
             targets.append(
                 run.target(f"{name}: HTTP lookup p99, 1 entity",

@@ -6,6 +6,7 @@ The lead mounts `app` as `mainsail features`; it also runs on its own with
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mainsail.config import ConfigError, ProjectConfig, load_config
+from mainsail.core.naming import ENV_FEATURES_TOKEN
 from mainsail.features.errors import FeatureStoreError
 from mainsail.features.layout import resolve_repo_dir
 
@@ -174,9 +176,16 @@ def serve(
     repo: RepoOpt = None,
     host: Annotated[str | None, typer.Option(help="Bind host; features.server_host.")] = None,
     port: Annotated[int | None, typer.Option(help="Port; features.server_port.")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: Annotated[int, typer.Option(help="Worker processes (feast).")] = 1,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="feast: `feast serve`; mainsail: Mainsail's server (the same API, read "
+            "straight from the online store, a bearer token from $MAINSAIL_FEATURES_TOKEN)."
+        ),
+    ] = "feast",
 ) -> None:
-    """Run the Feast feature server (`feast serve`) in the foreground until Ctrl-C."""
+    """Run a feature server (`POST /get-online-features`) in the foreground until Ctrl-C."""
     from mainsail.features.online import spec_for
     from mainsail.features.server import FeatureServer
     from mainsail.features.store import check_online_store, check_registry, write_repo_config
@@ -189,17 +198,28 @@ def serve(
         spec = spec_for(cfg, repo_dir)
     except FeatureStoreError as err:
         _fail(str(err))
+    if engine not in ("feast", "mainsail"):
+        _fail(f"--engine {engine!r}: expected feast or mainsail")
+    token = os.environ.get(ENV_FEATURES_TOKEN) or None
+    if engine == "mainsail" and token is None:
+        _fail(
+            f"--engine mainsail serves data behind a bearer token: set {ENV_FEATURES_TOKEN} "
+            "(clients send it from the same variable)"
+        )
     server = FeatureServer(
         repo_dir,
         host or cfg.features.server_host,
         port or cfg.features.server_port,
         workers=workers,
         registry_ttl_s=cfg.features.registry_cache_ttl_s,
+        engine=engine,
+        config=config.resolve(),
+        token=token if engine == "mainsail" else None,
     )
     # One lookup of a key that does not exist loads the registry before the first real request.
     probe: Any = 0 if spec.entity_type == "int64" else "__warmup__"
     warmup = {"feature_service": spec.service, "entities": {spec.entity_key: [probe]}}
-    with console.status("Starting the Feast feature server..."):
+    with console.status(f"Starting {server.name}..."):
         try:
             server.start(warmup=warmup)
         except FeatureStoreError as err:

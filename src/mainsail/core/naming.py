@@ -135,6 +135,9 @@ ENV_DRIFT_URL: Final = "MAINSAIL_DRIFT_URL"
 sidecar on loopback, http://127.0.0.1:8010; empty: no feed)."""
 ENV_FEATURE_SERVER_URL: Final = "MAINSAIL_FEATURE_SERVER_URL"
 """The serving runtime's `feature_server_url` where a model's settings leave it unset."""
+ENV_FEATURES_TOKEN: Final = "MAINSAIL_FEATURES_TOKEN"
+"""Bearer token of Mainsail's feature server (`mainsail features serve --engine mainsail`);
+`HttpLookup` sends it when set (`feast serve` ignores it)."""
 ENV_TRIGGER_TOKEN: Final = "MAINSAIL_TRIGGER_TOKEN"
 """Bearer token of the retrain trigger's webhook (`monitor.trigger.token_env`'s default); the
 chart takes it from the Secret `<release>-auth` (key `trigger-token`)."""

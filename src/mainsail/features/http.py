@@ -1,4 +1,5 @@
-"""Online feature vectors over HTTP from the Feast feature server (`feast serve`).
+"""Online feature vectors over HTTP from a feature server: Feast's (`feast serve`) or
+Mainsail's (`mainsail.features.api`, the same request and answer, behind a bearer token).
 
 Imports httpx and the standard library only (plus the stdlib-only freshness module), so the
 serving env, which cannot install Feast, can use it. Same call and result as
@@ -8,12 +9,14 @@ serving env, which cannot install Feast, can use it. Same call and result as
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import httpx
 
+from mainsail.core.naming import ENV_FEATURES_TOKEN
 from mainsail.features.errors import FeatureStoreError, OnlineStoreUnavailableError
 from mainsail.features.freshness import (
     Assembler,
@@ -36,7 +39,8 @@ def _epoch(stamp: Any) -> float:
 
 
 class HttpLookup:
-    """Feature vectors from `POST /get-online-features` of a Feast feature server."""
+    """Feature vectors from `POST /get-online-features` of a feature server; `token` (by
+    default $MAINSAIL_FEATURES_TOKEN) goes in an `Authorization: Bearer` header when set."""
 
     def __init__(
         self,
@@ -50,6 +54,7 @@ class HttpLookup:
         metrics: MetricsSink | None = None,
         clock: Callable[[], float] | None = None,
         client: httpx.Client | None = None,
+        token: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.spec = spec
@@ -72,6 +77,9 @@ class HttpLookup:
         head = json.dumps({"features": refs, "full_feature_names": False})[:-1]
         self._body = (head + ', "entities": {' + json.dumps(spec.entity_key) + ": ", "}}")
         self._headers = {"content-type": "application/json"}
+        token = os.environ.get(ENV_FEATURES_TOKEN) if token is None else token
+        if token:
+            self._headers["authorization"] = f"Bearer {token}"
 
     def close(self) -> None:
         self.client.close()

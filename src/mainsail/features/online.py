@@ -29,6 +29,9 @@ from mainsail.features.layout import lookup_spec
 if TYPE_CHECKING:
     from feast import FeatureStore
 
+Columns = tuple[dict[str, list[Any]], dict[str, list[bool]], dict[str, list[float]]]
+"""Per feature: values (None where absent), present flags, event timestamps (epoch s)."""
+
 #: Entities per online read; larger batches are split.
 MAX_BATCH = 1000
 
@@ -75,7 +78,7 @@ class SdkLookup:
         self._service = store.get_feature_service(spec.service)
         self._direct = _direct_reads(store, spec)
         _fail_fast_redis(store)
-        self._unavailable: tuple[type[BaseException], ...] = (
+        self.unavailable: tuple[type[BaseException], ...] = (
             redis.exceptions.ConnectionError,
             redis.exceptions.TimeoutError,
             sqlite3.OperationalError,
@@ -116,20 +119,28 @@ class SdkLookup:
             parts = [self.get(ids[i : i + MAX_BATCH]) for i in range(0, len(ids), MAX_BATCH)]
             return _concat(parts)
         try:
-            if self._direct is not None:
-                return self._read_direct(ids, self._direct)
-            response = self.store.get_online_features(
-                features=self._service,
-                entity_rows={self.spec.entity_key: ids},
-                full_feature_names=False,
-            )
-        except self._unavailable as err:
+            values, present, stamps = self.columns(ids)
+        except self.unavailable as err:
             if self.fallback_policy == "impute":
                 return self.assembler.fallback(ids, "online_store_unreachable")
             raise OnlineStoreUnavailableError(f"online store unreachable: {err}") from err
-        return self._assemble(ids, response.proto)
+        return self.assembler.assemble(ids, values, present, stamps)
 
-    def _read_direct(self, ids: list[Any], direct: _DirectReads) -> FeatureVectors:
+    def columns(self, ids: list[Any], *, every_stamp: bool = False) -> Columns:
+        """The stored values of checked `ids` (at most MAX_BATCH), per feature: values (None
+        where absent), present flags and event timestamps (epoch seconds, 0 where absent) of
+        the one feature per view that freshness reads, or of every feature (`every_stamp`).
+        The store's own errors propagate (those in :attr:`unavailable`: unreachable)."""
+        if self._direct is not None:
+            return self._read_direct(ids, self._direct, every_stamp)
+        response = self.store.get_online_features(
+            features=self._service,
+            entity_rows={self.spec.entity_key: ids},
+            full_feature_names=False,
+        )
+        return self._columns_of(response.proto, every_stamp)
+
+    def _read_direct(self, ids: list[Any], direct: _DirectReads, every_stamp: bool) -> Columns:
         """One `online_read` per view on the store: what `get_online_features` does for a
         service without on-demand views, minus its per-call planning and response building."""
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
@@ -145,6 +156,7 @@ class SdkLookup:
         for view, names in direct.views:
             # A copy: Feast's Redis store appends its timestamp field to the list it is given.
             rows = direct.online.online_read(direct.config, view, keys, list(names))
+            view_stamps: list[float] | None = None
             for name in names:
                 col: list[Any] = []
                 for _, row in rows:
@@ -153,11 +165,13 @@ class SdkLookup:
                     col.append(None if kind is None else _python(v, kind))
                 values[name] = col
                 present[name] = [c is not None for c in col]
-                if name in ts_names:
-                    stamps[name] = [ts.timestamp() if ts is not None else 0.0 for ts, _ in rows]
-        return self.assembler.assemble(ids, values, present, stamps)
+                if every_stamp or name in ts_names:
+                    if view_stamps is None:
+                        view_stamps = [ts.timestamp() if ts is not None else 0.0 for ts, _ in rows]
+                    stamps[name] = view_stamps
+        return values, present, stamps
 
-    def _assemble(self, ids: list[Any], proto: Any) -> FeatureVectors:
+    def _columns_of(self, proto: Any, every_stamp: bool) -> Columns:
         from feast.type_map import feast_value_type_to_python_type
 
         values: dict[str, list[Any]] = {}
@@ -177,9 +191,9 @@ class SdkLookup:
             values[name] = col
             statuses = vector.statuses
             present[name] = [s == 1 and c is not None for s, c in zip(statuses, col, strict=True)]
-            if name in ts_names:
+            if every_stamp or name in ts_names:
                 stamps[name] = [t.seconds + t.nanos * 1e-9 for t in vector.event_timestamps]
-        return self.assembler.assemble(ids, values, present, stamps)
+        return values, present, stamps
 
 
 def _python(value: Any, kind: str) -> Any:

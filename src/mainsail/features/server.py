@@ -1,4 +1,5 @@
-"""Start and stop the Feast feature server (`feast serve`) as a child process."""
+"""Start and stop a feature server as a child process: Feast's (`feast serve`) or Mainsail's
+(`python -m mainsail.features.api`, the same API behind a bearer token)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from mainsail.core.naming import ENV_FEATURES_TOKEN
 from mainsail.features.errors import FeatureStoreError
 
 
@@ -23,7 +25,9 @@ def feast_executable() -> str:
 
 
 class FeatureServer:
-    """`feast -c REPO serve` on host:port; `start()` waits for /health, `stop()` ends it.
+    """`feast -c REPO serve` (`engine="feast"`) or Mainsail's server for the project config
+    `config` with bearer `token` (`engine="mainsail"`) on host:port; `start()` waits for
+    /health, `stop()` ends it.
 
     The server runs in its own process group (gunicorn master plus workers), so `stop()`
     ends exactly the processes it started.
@@ -39,7 +43,15 @@ class FeatureServer:
         registry_ttl_s: int = 60,
         log_path: Path | None = None,
         max_requests: int = 0,
+        engine: str = "feast",
+        config: Path | None = None,
+        token: str | None = None,
     ) -> None:
+        if engine not in ("feast", "mainsail"):
+            raise ValueError(f"engine {engine!r}: expected feast or mainsail")
+        if engine == "mainsail" and (config is None or not token):
+            raise ValueError("Mainsail's feature server needs the project config and a token")
+        self.engine, self.config, self.token = engine, config, token
         self.repo_dir = repo_dir
         self.host = host
         self.port = port
@@ -50,10 +62,28 @@ class FeatureServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
+    def name(self) -> str:
+        return "feast serve" if self.engine == "feast" else "Mainsail's feature server"
+
+    @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def command(self) -> list[str]:
+        if self.engine == "mainsail":
+            return [
+                sys.executable,
+                "-m",
+                "mainsail.features.api",
+                "--config",
+                str(self.config),
+                "--repo",
+                str(self.repo_dir),
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+            ]
         return [
             feast_executable(),
             "-c",
@@ -83,16 +113,21 @@ class FeatureServer:
         """
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
+        env = dict(os.environ)
+        headers = {}
+        if self.token:  # through the environment: a command line is visible to `ps`
+            env[ENV_FEATURES_TOKEN] = self.token
+            headers["authorization"] = f"Bearer {self.token}"
         self.process = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
         )
         log.close()
         deadline = time.monotonic() + timeout_s
-        with httpx.Client(timeout=1.0) as client:
+        with httpx.Client(timeout=1.0, headers=headers) as client:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     raise FeatureStoreError(
-                        f"feast serve exited with code {self.process.returncode}:\n"
+                        f"{self.name} exited with code {self.process.returncode}:\n"
                         f"{self.log_tail()}"
                     )
                 try:
@@ -108,7 +143,7 @@ class FeatureServer:
                 time.sleep(0.25)
         self.stop()
         raise FeatureStoreError(
-            f"feast serve did not become healthy on {self.url} within {timeout_s:g}s:\n"
+            f"{self.name} did not become healthy on {self.url} within {timeout_s:g}s:\n"
             f"{self.log_tail()}"
         )
 

@@ -40,6 +40,7 @@ import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from mainsail.core.asgi import JSON, ASGIApp, Message, Receive, Scope, Send, send_body
 from mainsail.core.limits import (
     LimitError,
     bearer_ok,
@@ -49,12 +50,6 @@ from mainsail.core.limits import (
     read_body,
     shown,
 )
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ENV_REPOSITORY_TOKEN = "MAINSAIL_REPOSITORY_TOKEN"
 ENV_MAX_BODY = "MAINSAIL_MAX_BODY_BYTES"
@@ -375,19 +370,7 @@ def _auth_header(status: int) -> list[tuple[bytes, bytes]]:
 async def _send_json(
     send: Send, status: int, payload: Any, extra: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    body = json.dumps(payload).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *(extra or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_body(send, status, json.dumps(payload).encode(), [JSON, *(extra or [])])
 
 
 # -- gRPC ------------------------------------------------------------------------------------

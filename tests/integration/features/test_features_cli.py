@@ -60,3 +60,17 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path: Path, frame: pd.Dat
     assert result.exit_code == 1 and "--at: expected an ISO date" in result.output
     missing = runner.invoke(app, ["apply", "--config", str(tmp_path / "nope.yaml")])
     assert missing.exit_code == 1 and "config file not found" in missing.output
+
+
+def test_mainsails_feature_server_refuses_to_start_without_a_token(
+    tmp_path: Path, frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _write_config(tmp_path, frame)
+    runner = CliRunner()
+    assert runner.invoke(app, ["apply", "--config", str(config)]).exit_code == 0
+    monkeypatch.delenv("MAINSAIL_FEATURES_TOKEN", raising=False)
+    refused = runner.invoke(app, ["serve", "--config", str(config), "--engine", "mainsail"])
+    assert refused.exit_code != 0
+    assert "MAINSAIL_FEATURES_TOKEN" in refused.output and "bearer token" in refused.output
+    wrong = runner.invoke(app, ["serve", "--config", str(config), "--engine", "gunicorn"])
+    assert wrong.exit_code != 0 and "expected feast or mainsail" in wrong.output

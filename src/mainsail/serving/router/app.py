@@ -49,7 +49,7 @@ import random
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,6 +62,7 @@ from starlette.routing import Route
 from mainsail.config.base import StrictModel
 from mainsail.config.stack import RouterConfig
 from mainsail.core import telemetry
+from mainsail.core.asgi import Receive, Scope, Send, send_body
 from mainsail.core.limits import LimitError, check_request_id, read_body
 from mainsail.core.privacy import redact
 from mainsail.serving.router.feedback import FeedbackRecorder
@@ -85,10 +86,6 @@ log = logging.getLogger("mainsail.router")
 Role = Literal["champion", "challenger", "mirror"]
 ROUTED: tuple[Role, ...] = ("champion", "challenger")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 _INFER_PATH = re.compile(r"^/v2/models/([^/]+)/infer$")
 _PASS_HEADERS = frozenset({b"content-type"})
@@ -377,7 +374,7 @@ class Router:
         headers = dict(scope["headers"])
         body = await read_body(receive, headers, self.cfg.max_body_bytes)
         status, out_headers, out = await self.answer_infer(scope["method"], name, headers, body)
-        await _send_raw(send, status, out, out_headers)
+        await send_body(send, status, out, out_headers)
 
     async def answer_infer(
         self, method: str, name: str, headers: dict[bytes, bytes], body: bytes | None
@@ -824,19 +821,6 @@ def _error(
     # An error may echo the client's input: personal data in it never goes back out raw.
     body = json.dumps({"error": redact(message, telemetry.STATE.redact)}).encode()
     return status, [(b"content-type", b"application/json"), *headers], body
-
-
-async def _send_raw(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 def create_router(settings: RouterSettings, token: str | None = None) -> Router:

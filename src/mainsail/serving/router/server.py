@@ -21,13 +21,14 @@ import json
 import logging
 import re
 import signal
-from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 from urllib.parse import unquote_to_bytes
 
 import httptools
+
+from mainsail.core.asgi import ASGIApp, Message, Scope
 
 if TYPE_CHECKING:
     from mainsail.serving.router.app import Router
@@ -327,12 +328,6 @@ class RouterServer:
 
 
 # -- the ASGI bridge for the rare routes ------------------------------------------------------
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 async def _call_asgi(
