@@ -207,13 +207,16 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
     mapping = {pa.bool_(): pd.BooleanDtype()}
     frame = table.to_pandas(ignore_metadata=True, types_mapper=mapping.get)
     # A non-default index written by pandas comes back as a column; it is not data.
+    # (`drop` copies every column, so only when there is one.)
     extra = [c for c in frame.columns if str(c).startswith("__index_level_")]
-    frame = frame.drop(columns=extra)
+    if extra:
+        frame = frame.drop(columns=extra)
     # Dictionary categories arrive unsorted (first-seen order); sort them for stable output.
     for name in frame.columns:
         if isinstance(frame[name].dtype, pd.CategoricalDtype):
-            frame[name] = frame[name].cat.reorder_categories(
-                sorted(frame[name].cat.categories, key=str)
-            )
+            categories = frame[name].cat.categories
+            ordered = sorted(categories, key=str)
+            if not categories.equals(pd.Index(ordered, dtype=categories.dtype)):
+                frame[name] = frame[name].cat.reorder_categories(ordered)
     frame.columns = [str(c) for c in frame.columns]
     return frame

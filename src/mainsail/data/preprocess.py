@@ -306,5 +306,65 @@ def fit_preprocessor(
     """Build and fit the pipeline on the training rows `X_train` only."""
     missing = [c for c in numeric if bool(X_train[c].isna().any())]
     pipe = build_preprocessor(cfg, numeric, categorical, missing)
-    pipe.fit(X_train)
+    if not _fit_without_output(pipe, X_train):
+        pipe.fit(X_train)
     return pipe
+
+
+#: The private ColumnTransformer methods that :func:`_fit_without_output` calls in the order
+#: its `fit_transform` does (scikit-learn 1.9); without one of them the plain `fit` runs.
+_COLUMN_TRANSFORMER_STEPS = (
+    "_validate_params",
+    "_validate_transformers",
+    "_validate_column_callables",
+    "_validate_remainder",
+    "_iter",
+    "_update_fitted_transformers",
+    "_record_output_indices",
+)
+
+
+def _fit_without_output(pipe: Pipeline, X: pd.DataFrame) -> bool:
+    """Fit `pipe` (one ColumnTransformer) as `pipe.fit(X)` does, without its output.
+
+    `ColumnTransformer.fit` is its `fit_transform`: every branch's last step also transforms
+    the rows and the results are stacked into one dense array (twice the size of the input
+    on a wide table: most of the fitting time and the peak memory on a million rows), only
+    to be thrown away. Here each branch is fitted (its last step with `fit`), and the width
+    of its output, which the transformer records, comes from transforming one row. The fitted
+    pipeline is the same object, attribute for attribute: pickled, it has the same bytes
+    (`tests/data/test_data_preprocess.py` checks that against `pipe.fit`). Returns False,
+    having changed nothing, when this scikit-learn lacks a method used here.
+    """
+    try:
+        from sklearn.base import clone
+        from sklearn.compose._column_transformer import _check_X
+        from sklearn.utils import _safe_indexing
+    except ImportError:  # pragma: no cover - another scikit-learn
+        return False
+    if len(pipe.steps) != 1 or not isinstance(pipe.steps[0][1], ColumnTransformer):
+        return False
+    columns = pipe.steps[0][1]
+    if not all(hasattr(columns, name) for name in _COLUMN_TRANSFORMER_STEPS):
+        return False  # pragma: no cover - another scikit-learn
+    pipe.steps = list(pipe.steps)
+    columns._validate_params()
+    validate_data(columns, X=X, skip_check_array=True)
+    X = _check_X(X)
+    columns._validate_transformers()
+    columns._validate_column_callables(X)
+    columns._validate_remainder(X)
+    fitted: list[Any] = []
+    widths: list[np.ndarray] = []
+    for _name, transformer, selection, _weight in columns._iter(
+        fitted=False, column_as_labels=False, skip_drop=True, skip_empty_columns=True
+    ):
+        part = _safe_indexing(X, selection, axis=1)
+        branch = clone(transformer).fit(part)
+        width = np.shape(branch.transform(part.iloc[:1]))[1]
+        fitted.append(branch)
+        widths.append(np.empty((0, width)))
+    columns.sparse_output_ = False
+    columns._update_fitted_transformers(fitted)
+    columns._record_output_indices(widths)
+    return True
