@@ -53,11 +53,11 @@ class QuantileClipper(TransformerMixin, BaseEstimator):
             )
         X = validate_data(self, X, reset=True, dtype=np.float64, ensure_all_finite="allow-nan")
         with np.errstate(all="ignore"):
-            observed = ~np.isnan(X)
             lower = np.full(X.shape[1], -np.inf)
             upper = np.full(X.shape[1], np.inf)
             for j in range(X.shape[1]):
-                values = X[observed[:, j], j]
+                column = np.ascontiguousarray(X[:, j])
+                values = column[~np.isnan(column)]
                 if len(values):
                     lower[j], upper[j] = np.quantile(values, [self.low, self.high])
         self.lower_ = lower
@@ -70,7 +70,7 @@ class QuantileClipper(TransformerMixin, BaseEstimator):
         X = validate_data(
             self, X, reset=False, dtype=np.float64, ensure_all_finite="allow-nan", copy=True
         )
-        return np.clip(X, self.lower_, self.upper_)
+        return np.clip(X, self.lower_, self.upper_, out=X)  # in the copy: no second array
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Same names as the input."""

@@ -172,7 +172,9 @@ def prepare(cfg: ProjectConfig, loaded: LoadedData, plan: SplitPlan) -> DataStag
     from mainsail.data.preprocess import fit_preprocessor
 
     checked, data = loaded.checked, cfg.data
-    X_train = checked.frame.iloc[plan.split.train][checked.features]
+    frame = checked.frame
+    # One take of the train rows' feature columns (not all the columns, then a second copy).
+    X_train = frame.iloc[plan.split.train, frame.columns.get_indexer(checked.features)]
     preprocessor = fit_preprocessor(cfg.preprocess, X_train, checked.numeric, checked.categorical)
     schema = build_feature_schema(
         X_train,
