@@ -261,16 +261,21 @@ def summarize_split(
 ) -> dict[str, Any]:
     """Rows, entities, time range and target balance per side, and the leakage checks."""
     out: dict[str, Any] = {"sides": {}}
-    entity_sets: dict[str, set[Any]] = {}
+    entity_sets: dict[str, np.ndarray] = {}  # side -> which entities it holds (a mask)
+    # (+1: a missing entity key has code -1, and counts as one entity as it did in np.unique)
+    n_groups = int(split.groups.max()) + 2 if split.groups is not None and len(split.groups) else 0
     bounds: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = {}
+    # Only the columns summarised here are taken for each side, not every column of the frame.
+    used = [c for c in dict.fromkeys([target, event_timestamp]) if c]
+    positions = frame.columns.get_indexer(used)
     for name in SIDES:
         idx = getattr(split, name)
-        part = frame.iloc[idx]
+        part = frame.iloc[idx, positions]
         info: dict[str, Any] = {"rows": len(idx)}
         if entity_key and split.groups is not None:
-            ents = np.unique(split.groups[idx])
-            entity_sets[name] = set(ents.tolist())
-            info["entities"] = len(ents)
+            held = np.bincount(split.groups[idx] + 1, minlength=n_groups) > 0
+            entity_sets[name] = held
+            info["entities"] = int(np.count_nonzero(held))
         if event_timestamp:
             ts = part[event_timestamp]
             bounds[name] = (ts.min(), ts.max())
@@ -291,7 +296,7 @@ def summarize_split(
     checks: dict[str, Any] = {}
     if entity_sets:
         checks["shared_entities"] = {
-            f"{a}-{b}": len(entity_sets[a] & entity_sets[b])
+            f"{a}-{b}": int(np.count_nonzero(entity_sets[a] & entity_sets[b]))
             for a, b in (("train", "valid"), ("train", "test"), ("valid", "test"))
         }
     if event_timestamp and split.strategy == "time":
