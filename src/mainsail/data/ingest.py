@@ -134,6 +134,22 @@ def read_table(path: Path, fmt: str = "auto") -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise EmptyDataError(f"{path}: the file is empty (0 bytes); expected a header and rows")
     table = _read_csv(path) if kind == "csv" else _read_parquet(path)
+    frame = _checked_frame(path, table)
+    del table
+    # pyarrow's allocator keeps freed memory for reuse (by pyarrow only): on a large file
+    # that is the size of the whole table, held while the rest of the stage runs. Give it back.
+    _release_arrow_memory()
+    return frame
+
+
+def _release_arrow_memory() -> None:
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+
+
+def _checked_frame(path: Path, table: pa.Table) -> pd.DataFrame:
+    """`table` as pandas, after checking it has columns, rows and unique column names."""
     if table.num_columns == 0:
         raise EmptyDataError(f"{path}: the file has no columns")
     if table.num_rows == 0:

@@ -13,6 +13,7 @@ only numpy, pandas and scikit-learn.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -301,13 +302,32 @@ def build_preprocessor(
 
 
 def fit_preprocessor(
-    cfg: PreprocessConfig, X_train: pd.DataFrame, numeric: list[str], categorical: list[str]
+    cfg: PreprocessConfig,
+    X_train: pd.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    *,
+    rows: np.ndarray | None = None,
+    features: list[str] | None = None,
 ) -> Pipeline:
-    """Build and fit the pipeline on the training rows `X_train` only."""
-    missing = [c for c in numeric if bool(X_train[c].isna().any())]
+    """Build and fit the pipeline on the training rows `X_train` only.
+
+    With `rows` (and `features`), `X_train` is the whole table and the pipeline is fitted on
+    `X_train.iloc[rows][features]`, as if that frame had been given, without making it: each
+    group of columns is taken from the table as its transformer needs it (on ten million rows,
+    a copy of the train rows' features is a gigabyte held through the whole fit).
+    """
+    names = list(X_train.columns) if features is None else list(features)
+    positions = X_train.columns.get_indexer(names)
+    take = slice(None) if rows is None else rows
+
+    def train_part(columns: list[str]) -> pd.DataFrame:
+        return X_train.iloc[take, positions[[names.index(c) for c in columns]]]
+
+    missing = [c for c in numeric if bool(train_part([c]).iloc[:, 0].isna().any())]
     pipe = build_preprocessor(cfg, numeric, categorical, missing)
-    if not _fit_without_output(pipe, X_train):
-        pipe.fit(X_train)
+    if not _fit_without_output(pipe, X_train.iloc[:0, positions], train_part):
+        pipe.fit(train_part(names))
     return pipe
 
 
@@ -324,8 +344,12 @@ _COLUMN_TRANSFORMER_STEPS = (
 )
 
 
-def _fit_without_output(pipe: Pipeline, X: pd.DataFrame) -> bool:
-    """Fit `pipe` (one ColumnTransformer) as `pipe.fit(X)` does, without its output.
+def _fit_without_output(
+    pipe: Pipeline, X: pd.DataFrame, rows_of: Callable[[list[str]], pd.DataFrame]
+) -> bool:
+    """Fit `pipe` (one ColumnTransformer) as `pipe.fit(rows_of(list(X.columns)))` does, without
+    its output. `X` has the columns (no rows needed); `rows_of(columns)` gives the training rows
+    of those columns.
 
     `ColumnTransformer.fit` is its `fit_transform`: every branch's last step also transforms
     the rows and the results are stacked into one dense array (twice the size of the input
@@ -359,11 +383,12 @@ def _fit_without_output(pipe: Pipeline, X: pd.DataFrame) -> bool:
     for _name, transformer, selection, _weight in columns._iter(
         fitted=False, column_as_labels=False, skip_drop=True, skip_empty_columns=True
     ):
-        part = _safe_indexing(X, selection, axis=1)
+        part = rows_of(list(_safe_indexing(X, selection, axis=1).columns))
         branch = clone(transformer).fit(part)
         width = np.shape(branch.transform(part.iloc[:1]))[1]
         fitted.append(branch)
         widths.append(np.empty((0, width)))
+        del part, branch  # (the next branch's rows are taken without these alive)
     columns.sparse_output_ = False
     columns._update_fitted_transformers(fitted)
     columns._record_output_indices(widths)

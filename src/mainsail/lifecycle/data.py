@@ -177,10 +177,18 @@ def prepare(cfg: ProjectConfig, loaded: LoadedData, plan: SplitPlan) -> DataStag
     from mainsail.data.preprocess import fit_preprocessor
 
     checked, data = loaded.checked, cfg.data
-    frame = checked.frame
-    # One take of the train rows' feature columns (not all the columns, then a second copy).
-    X_train = frame.iloc[plan.split.train, frame.columns.get_indexer(checked.features)]
-    preprocessor = fit_preprocessor(cfg.preprocess, X_train, checked.numeric, checked.categorical)
+    frame, train = checked.frame, plan.split.train
+    # The pipeline takes the train rows of each group of columns as it fits it; the schema's
+    # copy of them is made once the fitting's arrays are gone.
+    preprocessor = fit_preprocessor(
+        cfg.preprocess,
+        frame,
+        checked.numeric,
+        checked.categorical,
+        rows=train,
+        features=checked.features,
+    )
+    X_train = frame.iloc[train, frame.columns.get_indexer(checked.features)]
     schema = build_feature_schema(
         X_train,
         checked.numeric,
