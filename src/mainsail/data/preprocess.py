@@ -383,13 +383,33 @@ def _fit_without_output(
     for _name, transformer, selection, _weight in columns._iter(
         fitted=False, column_as_labels=False, skip_drop=True, skip_empty_columns=True
     ):
-        part = rows_of(list(_safe_indexing(X, selection, axis=1).columns))
-        branch = clone(transformer).fit(part)
-        width = np.shape(branch.transform(part.iloc[:1]))[1]
+        rows = [rows_of(list(_safe_indexing(X, selection, axis=1).columns))]
+        first = rows[0].iloc[:1].copy()
+        branch = _fit_branch(clone(transformer), rows)
+        width = np.shape(branch.transform(first))[1]
         fitted.append(branch)
         widths.append(np.empty((0, width)))
-        del part, branch  # (the next branch's rows are taken without these alive)
     columns.sparse_output_ = False
     columns._update_fitted_transformers(fitted)
     columns._record_output_indices(widths)
     return True
+
+
+def _fit_branch(branch: Any, rows: list[pd.DataFrame]) -> Any:
+    """`branch.fit(rows.pop())`, step by step as `Pipeline.fit` does for a pipeline without a
+    cache (each step fitted in place, `fit_transform` but for the last, `fit`), except that no
+    array is held longer than the next step needs it: the taken rows go as soon as the first
+    step has read them (a gigabyte on ten million rows, with the float copies after it)."""
+    X = rows.pop()
+    if not isinstance(branch, Pipeline) or branch.memory is not None:
+        return branch.fit(X)
+    if branch.transform_input is not None:
+        return branch.fit(X)  # pragma: no cover - never built here
+    branch.steps = list(branch.steps)
+    branch._validate_steps()
+    for _name, step in branch.steps[:-1]:
+        X = step.fit_transform(X)
+    final = branch.steps[-1][1]
+    if final != "passthrough":
+        final.fit(X)
+    return branch
