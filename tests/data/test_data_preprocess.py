@@ -215,3 +215,48 @@ def test_numeric_imputer_fills_train_statistics_and_follows_conventions() -> Non
     with pytest.raises(ValueError, match="strategy must be median, mean or zero"):
         NumericImputer("mode").fit(X)
     check_estimator(NumericImputer())
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"clip_quantiles": None, "scale": False, "add_missing_indicators": False},
+        {"categorical_impute": "most_frequent", "numeric_impute": "mean", "max_categories": 3},
+    ],
+)
+def test_fitting_without_output_pickles_the_same_bytes_as_pipeline_fit(
+    options: dict[str, object],
+) -> None:
+    """`fit_preprocessor` skips the stacked output that `ColumnTransformer.fit` computes and
+    throws away; the fitted pipeline must be the very object `Pipeline.fit` makes (same pickle
+    bytes, hence the same model digest), and transform the same way."""
+    import io
+
+    from mainsail.data.preprocess import build_preprocessor
+
+    rng = np.random.default_rng(5)
+    n = 1_500
+    frame = pd.DataFrame(
+        {
+            "x": np.where(rng.random(n) < 0.05, np.nan, rng.normal(0, 1, n)).astype(np.float32),
+            "k": rng.poisson(3, n).astype(np.int32),
+            "flag": rng.random(n) < 0.4,
+            "city": pd.Categorical(rng.choice(["a", "b", "c", "d", None], n)),
+            "plan": rng.choice(["basic", "pro", "team"], n).astype(object),
+            "code": rng.integers(0, 12, n),
+        }
+    )
+    numeric, categorical = ["x", "k", "flag"], ["city", "plan", "code"]
+    cfg = PreprocessConfig(**options)  # type: ignore[arg-type]
+    fast = fit_preprocessor(cfg, frame, numeric, categorical)
+    plain = build_preprocessor(cfg, numeric, categorical, ["x"]).fit(frame)
+
+    def dumped(pipe: object) -> bytes:
+        buffer = io.BytesIO()
+        joblib.dump(pipe, buffer)
+        return buffer.getvalue()
+
+    assert dumped(fast) == dumped(plain)
+    np.testing.assert_array_equal(fast.transform(frame), plain.transform(frame))
+    np.testing.assert_array_equal(fast.transform(frame.iloc[:7]), plain.transform(frame.iloc[:7]))

@@ -278,3 +278,33 @@ def test_reports_are_machine_readable_and_self_contained_html(tmp_path: Path) ->
     assert "<b>odd name</b>" not in html and "&lt;b&gt;odd name&lt;/b&gt;" in html
     for column in frame.columns[:3]:
         assert f"<td>{column}</td>" in html
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the std of an infinity
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([0.0, -0.0, 1.5, np.nan, 1.5, 2.0, np.inf, -3.0] * 5, dtype=np.float64),
+        np.random.default_rng(1).normal(0, 1, 5_000).astype(np.float32),
+        np.append(np.random.default_rng(2).normal(0, 1, 3_000), [80.0, -90.0, np.nan]),
+        np.random.default_rng(3).integers(-(2**62), 2**62, 500),
+        np.arange(400, dtype=np.int32),
+    ],
+)
+def test_numeric_profile_counts_as_pandas_and_numpy_do(values: np.ndarray) -> None:
+    """The profile takes distinct values, quartiles and outliers from one sort; the figures
+    are those of `nunique`, `isna` and a comparison against the IQR fences."""
+    from mainsail.data.validate import OUTLIER_IQR, _profile
+
+    col = pd.Series(values)
+    prof = _profile(col, "x", "numeric", "feature", len(col))
+    assert prof.unique == col.nunique(dropna=True)
+    assert prof.missing == int(col.isna().sum())
+    observed = col.to_numpy(dtype=np.float64, na_value=np.nan)
+    observed = observed[~np.isnan(observed)]
+    assert prof.min == float(observed.min()) and prof.max == float(observed.max())
+    q1, q3 = np.quantile(observed, [0.25, 0.75])
+    iqr = q3 - q1
+    low, high = q1 - OUTLIER_IQR * iqr, q3 + OUTLIER_IQR * iqr
+    expected = int(((observed < low) | (observed > high)).sum()) if iqr > 0 else 0
+    assert prof.outliers == expected

@@ -134,6 +134,22 @@ def read_table(path: Path, fmt: str = "auto") -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise EmptyDataError(f"{path}: the file is empty (0 bytes); expected a header and rows")
     table = _read_csv(path) if kind == "csv" else _read_parquet(path)
+    frame = _checked_frame(path, table)
+    del table
+    # pyarrow's allocator keeps freed memory for reuse (by pyarrow only): on a large file
+    # that is the size of the whole table, held while the rest of the stage runs. Give it back.
+    _release_arrow_memory()
+    return frame
+
+
+def _release_arrow_memory() -> None:
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+
+
+def _checked_frame(path: Path, table: pa.Table) -> pd.DataFrame:
+    """`table` as pandas, after checking it has columns, rows and unique column names."""
     if table.num_columns == 0:
         raise EmptyDataError(f"{path}: the file has no columns")
     if table.num_rows == 0:
@@ -207,13 +223,16 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
     mapping = {pa.bool_(): pd.BooleanDtype()}
     frame = table.to_pandas(ignore_metadata=True, types_mapper=mapping.get)
     # A non-default index written by pandas comes back as a column; it is not data.
+    # (`drop` copies every column, so only when there is one.)
     extra = [c for c in frame.columns if str(c).startswith("__index_level_")]
-    frame = frame.drop(columns=extra)
+    if extra:
+        frame = frame.drop(columns=extra)
     # Dictionary categories arrive unsorted (first-seen order); sort them for stable output.
     for name in frame.columns:
         if isinstance(frame[name].dtype, pd.CategoricalDtype):
-            frame[name] = frame[name].cat.reorder_categories(
-                sorted(frame[name].cat.categories, key=str)
-            )
+            categories = frame[name].cat.categories
+            ordered = sorted(categories, key=str)
+            if not categories.equals(pd.Index(ordered, dtype=categories.dtype)):
+                frame[name] = frame[name].cat.reorder_categories(ordered)
     frame.columns = [str(c) for c in frame.columns]
     return frame

@@ -13,6 +13,7 @@ only numpy, pandas and scikit-learn.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -53,11 +54,11 @@ class QuantileClipper(TransformerMixin, BaseEstimator):
             )
         X = validate_data(self, X, reset=True, dtype=np.float64, ensure_all_finite="allow-nan")
         with np.errstate(all="ignore"):
-            observed = ~np.isnan(X)
             lower = np.full(X.shape[1], -np.inf)
             upper = np.full(X.shape[1], np.inf)
             for j in range(X.shape[1]):
-                values = X[observed[:, j], j]
+                column = np.ascontiguousarray(X[:, j])
+                values = column[~np.isnan(column)]
                 if len(values):
                     lower[j], upper[j] = np.quantile(values, [self.low, self.high])
         self.lower_ = lower
@@ -70,7 +71,7 @@ class QuantileClipper(TransformerMixin, BaseEstimator):
         X = validate_data(
             self, X, reset=False, dtype=np.float64, ensure_all_finite="allow-nan", copy=True
         )
-        return np.clip(X, self.lower_, self.upper_)
+        return np.clip(X, self.lower_, self.upper_, out=X)  # in the copy: no second array
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Same names as the input."""
@@ -301,10 +302,114 @@ def build_preprocessor(
 
 
 def fit_preprocessor(
-    cfg: PreprocessConfig, X_train: pd.DataFrame, numeric: list[str], categorical: list[str]
+    cfg: PreprocessConfig,
+    X_train: pd.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    *,
+    rows: np.ndarray | None = None,
+    features: list[str] | None = None,
 ) -> Pipeline:
-    """Build and fit the pipeline on the training rows `X_train` only."""
-    missing = [c for c in numeric if bool(X_train[c].isna().any())]
+    """Build and fit the pipeline on the training rows `X_train` only.
+
+    With `rows` (and `features`), `X_train` is the whole table and the pipeline is fitted on
+    `X_train.iloc[rows][features]`, as if that frame had been given, without making it: each
+    group of columns is taken from the table as its transformer needs it (on ten million rows,
+    a copy of the train rows' features is a gigabyte held through the whole fit).
+    """
+    names = list(X_train.columns) if features is None else list(features)
+    positions = X_train.columns.get_indexer(names)
+    take = slice(None) if rows is None else rows
+
+    def train_part(columns: list[str]) -> pd.DataFrame:
+        return X_train.iloc[take, positions[[names.index(c) for c in columns]]]
+
+    missing = [c for c in numeric if bool(train_part([c]).iloc[:, 0].isna().any())]
     pipe = build_preprocessor(cfg, numeric, categorical, missing)
-    pipe.fit(X_train)
+    if not _fit_without_output(pipe, X_train.iloc[:0, positions], train_part):
+        pipe.fit(train_part(names))
     return pipe
+
+
+#: The private ColumnTransformer methods that :func:`_fit_without_output` calls in the order
+#: its `fit_transform` does (scikit-learn 1.9); without one of them the plain `fit` runs.
+_COLUMN_TRANSFORMER_STEPS = (
+    "_validate_params",
+    "_validate_transformers",
+    "_validate_column_callables",
+    "_validate_remainder",
+    "_iter",
+    "_update_fitted_transformers",
+    "_record_output_indices",
+)
+
+
+def _fit_without_output(
+    pipe: Pipeline, X: pd.DataFrame, rows_of: Callable[[list[str]], pd.DataFrame]
+) -> bool:
+    """Fit `pipe` (one ColumnTransformer) as `pipe.fit(rows_of(list(X.columns)))` does, without
+    its output. `X` has the columns (no rows needed); `rows_of(columns)` gives the training rows
+    of those columns.
+
+    `ColumnTransformer.fit` is its `fit_transform`: every branch's last step also transforms
+    the rows and the results are stacked into one dense array (twice the size of the input
+    on a wide table: most of the fitting time and the peak memory on a million rows), only
+    to be thrown away. Here each branch is fitted (its last step with `fit`), and the width
+    of its output, which the transformer records, comes from transforming one row. The fitted
+    pipeline is the same object, attribute for attribute: pickled, it has the same bytes
+    (`tests/data/test_data_preprocess.py` checks that against `pipe.fit`). Returns False,
+    having changed nothing, when this scikit-learn lacks a method used here.
+    """
+    try:
+        from sklearn.base import clone
+        from sklearn.compose._column_transformer import _check_X
+        from sklearn.utils import _safe_indexing
+    except ImportError:  # pragma: no cover - another scikit-learn
+        return False
+    if len(pipe.steps) != 1 or not isinstance(pipe.steps[0][1], ColumnTransformer):
+        return False
+    columns = pipe.steps[0][1]
+    if not all(hasattr(columns, name) for name in _COLUMN_TRANSFORMER_STEPS):
+        return False  # pragma: no cover - another scikit-learn
+    pipe.steps = list(pipe.steps)
+    columns._validate_params()
+    validate_data(columns, X=X, skip_check_array=True)
+    X = _check_X(X)
+    columns._validate_transformers()
+    columns._validate_column_callables(X)
+    columns._validate_remainder(X)
+    fitted: list[Any] = []
+    widths: list[np.ndarray] = []
+    for _name, transformer, selection, _weight in columns._iter(
+        fitted=False, column_as_labels=False, skip_drop=True, skip_empty_columns=True
+    ):
+        rows = [rows_of(list(_safe_indexing(X, selection, axis=1).columns))]
+        first = rows[0].iloc[:1].copy()
+        branch = _fit_branch(clone(transformer), rows)
+        width = np.shape(branch.transform(first))[1]
+        fitted.append(branch)
+        widths.append(np.empty((0, width)))
+    columns.sparse_output_ = False
+    columns._update_fitted_transformers(fitted)
+    columns._record_output_indices(widths)
+    return True
+
+
+def _fit_branch(branch: Any, rows: list[pd.DataFrame]) -> Any:
+    """`branch.fit(rows.pop())`, step by step as `Pipeline.fit` does for a pipeline without a
+    cache (each step fitted in place, `fit_transform` but for the last, `fit`), except that no
+    array is held longer than the next step needs it: the taken rows go as soon as the first
+    step has read them (a gigabyte on ten million rows, with the float copies after it)."""
+    X = rows.pop()
+    if not isinstance(branch, Pipeline) or branch.memory is not None:
+        return branch.fit(X)
+    if branch.transform_input is not None:
+        return branch.fit(X)  # pragma: no cover - never built here
+    branch.steps = list(branch.steps)
+    branch._validate_steps()
+    for _name, step in branch.steps[:-1]:
+        X = step.fit_transform(X)
+    final = branch.steps[-1][1]
+    if final != "passthrough":
+        final.fit(X)
+    return branch

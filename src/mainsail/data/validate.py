@@ -344,7 +344,8 @@ def validate_frame(
             "were removed",
             data.target,
         )
-    frame = frame.reset_index(drop=True)
+    if not frame.index.equals(pd.RangeIndex(len(frame))):
+        frame = frame.reset_index(drop=True)  # (a copy of every column: only when needed)
     report.rows = len(frame)
     target = frame[data.target]
     if isinstance(target.dtype, pd.CategoricalDtype):
@@ -573,7 +574,9 @@ def _is_text(col: pd.Series) -> bool:
 
 def _distinct_text_values(col: pd.Series) -> pd.Index:
     if isinstance(col.dtype, pd.CategoricalDtype):
-        return col.cat.categories[col.cat.categories.isin(col.dropna().unique())]
+        codes = col.cat.codes.to_numpy()
+        seen = np.bincount(codes[codes >= 0], minlength=len(col.cat.categories)) > 0
+        return col.cat.categories[seen]
     return pd.Index(col.dropna().unique())
 
 
@@ -710,8 +713,28 @@ def _kind(col: pd.Series, *, forced: bool) -> Kind:
 
 
 def _profile(col: pd.Series, name: str, kind: Kind, role: Role, n: int) -> ColumnProfile:
-    missing = int(col.isna().sum())
-    unique = int(col.nunique(dropna=True))
+    ordered: np.ndarray | None = None
+    counts: pd.Series | None = None
+    if kind == "numeric" and isinstance(col.dtype, np.dtype) and col.dtype.kind in "iuf":
+        # One sort gives the distinct count (as `nunique`), the quartiles and the outliers,
+        # instead of a hash table and a partition per column.
+        observed = col.to_numpy()
+        if observed.dtype.kind == "f":
+            nan = np.isnan(observed)
+            missing = int(nan.sum())
+            if missing:
+                observed = observed[~nan]
+        else:
+            missing = 0
+        ordered = np.sort(observed)
+        unique = int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1 if len(ordered) else 0
+    elif isinstance(col.dtype, pd.CategoricalDtype):
+        missing = int(col.isna().sum())
+        counts = col.value_counts(dropna=True)
+        unique = int((counts > 0).sum())
+    else:
+        missing = int(col.isna().sum())
+        unique = int(col.nunique(dropna=True))
     prof = ColumnProfile(
         name=name,
         dtype=str(col.dtype),
@@ -728,16 +751,22 @@ def _profile(col: pd.Series, name: str, kind: Kind, role: Role, n: int) -> Colum
         prof.min, prof.max = float(values.min()), float(values.max())
         prof.mean, prof.std = float(values.mean()), float(values.std())
         if kind == "numeric":
-            q1, q3 = np.quantile(values, [0.25, 0.75])
+            # Quantiles depend on the order statistics only: the sorted values give the same.
+            if ordered is None:
+                ordered = np.sort(values)
+            ordered = ordered.astype(np.float64, copy=False)
+            q1, q3 = np.quantile(ordered, [0.25, 0.75])
             iqr = q3 - q1
             if iqr > 0:
                 low, high = q1 - OUTLIER_IQR * iqr, q3 + OUTLIER_IQR * iqr
-                prof.outliers = int(((values < low) | (values > high)).sum())
+                below = int(np.searchsorted(ordered, low, side="left"))
+                above = len(ordered) - int(np.searchsorted(ordered, high, side="right"))
+                prof.outliers = below + above
             else:
                 prof.outliers = 0
             prof.id_like = _row_index_like(col, name, values, unique, n)
     elif kind == "categorical":
-        top = col.value_counts(dropna=True).head(10)
+        top = (col.value_counts(dropna=True) if counts is None else counts).head(10)
         prof.top_values = {str(k): int(v) for k, v in top.items() if v > 0}
         prof.id_like = n >= 20 and unique > ID_LIKE_UNIQUE_SHARE * n
     elif kind == "datetime" and unique:
@@ -749,7 +778,11 @@ def _row_index_like(col: pd.Series, name: str, values: np.ndarray, unique: int, 
     """A row number or surrogate key, even after rows were filtered out or the file re-sorted:
     integers, (nearly) one per row, and either densely packed (span at most ROW_INDEX_SPAN
     times the rows), in file order (monotone), or named like an index."""
-    if n < 20 or len(values) < n or not np.all(np.mod(values, 1.0) == 0.0):
+    if n < 20 or len(values) < n:
+        return False
+    if unique != n and unique < ID_LIKE_UNIQUE_SHARE * n:
+        return False  # (whatever the values: checked first because it costs nothing)
+    if not np.all(np.mod(values, 1.0) == 0.0):
         return False
     if pd.api.types.is_bool_dtype(col.dtype):
         return False
