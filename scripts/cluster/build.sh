@@ -350,6 +350,11 @@ build_images() {
   printf '%s\n' "$REDIS_VERSION" > "$ctx/version"
   timed img:redis build_image "$REDIS_IMAGE" redis "$ctx"
 
+  # Postgres for the chart's feedback store (the tag of upstream's Debian bookworm image)
+  ctx=$(stage postgres)
+  printf '%s\n' "$POSTGRES_VERSION" > "$ctx/version"
+  timed img:postgres build_image "$POSTGRES_IMAGE" postgres "$ctx"
+
   # the local cluster's S3 store
   timed pip:seaweedfs stage_weed
   ctx=$(stage seaweedfs)

@@ -73,6 +73,12 @@ RAY_NODE_IMAGE=mainsail-build/ray-node:$TAG
 REDIS_VERSION=7.0.15
 REDIS_IMAGE=docker.io/library/redis:$REDIS_VERSION-bookworm
 
+# Postgres of the chart's feedback store on the kind cluster (postgres.enabled in
+# scripts/kind/values.yaml): Debian bookworm's postgresql-15, the version of upstream's
+# `<version>-bookworm` tag.
+POSTGRES_VERSION=15.20
+POSTGRES_IMAGE=docker.io/library/postgres:$POSTGRES_VERSION-bookworm
+
 SELDON_VERSION=${SELDON_VERSION:-2.10.2}
 # How the chart serves (serving.backend): behind Seldon Core 2 where it is installed (upstream),
 # else plain MLServer Deployments behind the gateway (scripts/kind/values-mlserver.yaml).

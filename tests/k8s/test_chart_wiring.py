@@ -162,3 +162,42 @@ def test_alertmanager_config_routes_the_drift_alert_to_the_triggers_service_with
         o for o in objs if o["kind"] == "Secret" and o["metadata"]["name"] == cred["name"]
     )
     assert cred["key"] in secret["stringData"]
+
+
+def test_the_gateway_records_into_the_charts_postgres_with_the_password_from_its_secret(
+    scenario_objects: dict[str, list[checks.Obj]],
+) -> None:
+    """postgres.enabled (the kind cluster): the gateway's feedback store is the chart's Postgres,
+    its URL carries no password (PGPASSWORD comes from the Secret), the Secret is mounted into
+    Postgres readable by its group only, and the database is UTF-8."""
+    import json
+
+    objs = scenario_objects["kind-mlserver"]
+    by = {(o["kind"], o["metadata"]["name"]): o for o in objs}
+    gateway_config = json.loads(by[("ConfigMap", "mainsail-gateway")]["data"]["router.json"])
+    url = gateway_config["feedback_url"]
+    assert url == (
+        "postgresql+psycopg://mainsail@mainsail-postgres.mainsail.svc.cluster.local:5432/mainsail"
+    )
+    service = by[("Service", "mainsail-postgres")]
+    assert service["spec"]["ports"][0]["port"] == 5432
+    gateway = by[("Deployment", "mainsail-gateway")]["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in gateway["containers"][0]["env"]}
+    secret_ref = env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert secret_ref == {"name": "mainsail-postgres", "key": "password"}
+    pg = by[("Deployment", "mainsail-postgres")]["spec"]["template"]["spec"]
+    (volume,) = [v for v in pg["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == "mainsail-postgres"
+    assert volume["secret"]["defaultMode"] == 0o440  # not world-readable
+    script = pg["containers"][0]["args"][0]
+    assert "--encoding=UTF8" in script and "/etc/mainsail-postgres/password" in script
+    assert pg["securityContext"]["runAsUser"] == 999
+    # without the chart's Postgres the gateway keeps whatever feedbackUrl says (none here)
+    default = json.loads(
+        next(
+            o
+            for o in scenario_objects["default"]
+            if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "mainsail-gateway"
+        )["data"]["router.json"]
+    )
+    assert "feedback_url" not in default
