@@ -47,7 +47,7 @@ go_build() {  # go_build NAME WRAPPER CGO TAGS LDFLAGS PKG...
   if [ ! -f "$out/.done" ]; then
     clog "go build $name ($*)"
     rm -rf "$out.tmp" && mkdir -p "$out.tmp"
-    (cd "$CLUSTER_WRAPPERS/$wrapper" && CGO_ENABLED=$cgo nice -n 10 go build -trimpath \
+    (cd "${GO_BUILD_DIR:-$CLUSTER_WRAPPERS/$wrapper}" && CGO_ENABLED=$cgo nice -n 10 go build -trimpath \
       ${tags:+-tags "$tags"} -ldflags "$ldflags" -o "$out.tmp/" "$@") ||
       cdie "go build of $name failed"
     touch "$out.tmp/.done"
@@ -117,6 +117,8 @@ build_binaries() {
     "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION_NUMBER -X github.com/prometheus/common/version.Branch=HEAD" \
     github.com/prometheus/prometheus/cmd/prometheus
 
+  timed go:alertmanager build_alertmanager
+
   timed cc:pause build_pause
   timed go:kindmanifest go_build kindmanifest kindmanifest 0 "" "-s -w" mainsail.local/tools/cluster/kindmanifest
 
@@ -125,6 +127,30 @@ build_binaries() {
   ln -sfn ../helm/helm "$CLUSTER_TOOLS/helm"
   # builds of the layout before builds/NAME/KEY
   find "$CLUSTER_BIN" -mindepth 1 -maxdepth 1 -type d -name '*-????????????' -exec rm -rf {} +
+}
+
+# Alertmanager, the local cluster's (an Alertmanager CR of the operator). Its web UI is embedded
+# from ui/app/dist, which upstream's release makes with npm and the module does not hold: the
+# build runs in a copy of the pinned module (with upstream's own go.mod and go.sum, as its
+# Makefile builds it) where dist holds one placeholder page. The API, which Prometheus, the
+# operator and the tests use, is complete.
+build_alertmanager() {
+  local v dir src
+  v=$(modver alertmanager github.com/prometheus/alertmanager)
+  dir=$(moddir alertmanager github.com/prometheus/alertmanager)
+  src=$CLUSTER_CACHE/src/alertmanager-$v
+  if [ ! -f "$src/.done" ]; then
+    rm -rf "$src" && mkdir -p "$(dirname "$src")"
+    cp -r "$dir" "$src" && chmod -R u+w "$src"
+    mkdir -p "$src/ui/app/dist"
+    printf '%s\n' '<!doctype html><title>Alertmanager</title>' \
+      '<p>Alertmanager '"$v"': the web UI (built by npm upstream) is not part of this build; the API at /api/v2 is complete.</p>' \
+      > "$src/ui/app/dist/index.html"
+    touch "$src/.done"
+  fi
+  GO_BUILD_DIR=$src go_build alertmanager alertmanager 0 "netgo" \
+    "-s -w -X github.com/prometheus/common/version.Version=${v#v} -X github.com/prometheus/common/version.Branch=HEAD" \
+    ./cmd/alertmanager
 }
 
 # The pause container: upstream's pause.c, from the k8s.io/kubernetes module, as its Makefile
@@ -245,7 +271,7 @@ check_kubeadm_images() {
 }
 
 build_images() {
-  local ctx kind_dir kr_dir prom_dir
+  local ctx kind_dir kr_dir prom_dir am_dir
   check_kubeadm_images
   kind_dir=$KIND_MODULE_DIR
   timed img:minbase build_minbase
@@ -313,10 +339,21 @@ build_images() {
   put_data "$prom_dir/documentation/examples/prometheus.yml" "$prom_dir/LICENSE" "$prom_dir/NOTICE" "$ctx"
   timed img:prometheus build_image "$PROMETHEUS_IMAGE" prometheus "$ctx"
 
+  am_dir=$(moddir alertmanager github.com/prometheus/alertmanager)
+  ctx=$(stage alertmanager)
+  put "$CLUSTER_BIN/alertmanager/alertmanager" "$ctx/bin"
+  put_data "$am_dir/examples/ha/alertmanager.yml" "$am_dir/LICENSE" "$am_dir/NOTICE" "$ctx"
+  timed img:alertmanager build_image "$ALERTMANAGER_IMAGE" alertmanager "$ctx"
+
   # Redis for the chart's Feast online store (the tag of upstream's Debian bookworm image)
   ctx=$(stage redis)
   printf '%s\n' "$REDIS_VERSION" > "$ctx/version"
   timed img:redis build_image "$REDIS_IMAGE" redis "$ctx"
+
+  # Postgres for the chart's feedback store (the tag of upstream's Debian bookworm image)
+  ctx=$(stage postgres)
+  printf '%s\n' "$POSTGRES_VERSION" > "$ctx/version"
+  timed img:postgres build_image "$POSTGRES_IMAGE" postgres "$ctx"
 
   # the local cluster's S3 store
   timed pip:seaweedfs stage_weed
@@ -462,6 +499,9 @@ check_versions() {
   got=$(modver prometheus github.com/prometheus/prometheus)
   [ "${got#v0.}" = "$(echo "$PROMETHEUS_VERSION_NUMBER" | awk -F. '{printf "%d.%s", 300 + $2, $3}')" ] ||
     cdie "scripts/kind/env.sh PROMETHEUS_VERSION=$PROMETHEUS_VERSION, tools/cluster/prometheus pins module $got"
+  got=$(modver alertmanager github.com/prometheus/alertmanager)
+  [ "$got" = "$ALERTMANAGER_VERSION" ] ||
+    cdie "scripts/kind/env.sh ALERTMANAGER_VERSION=$ALERTMANAGER_VERSION, tools/cluster/alertmanager pins $got"
 }
 
 main "$@"

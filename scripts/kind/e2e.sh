@@ -2,12 +2,16 @@
 # The end-to-end checks on the kind cluster with Mainsail installed (scripts/kind/install.sh):
 # tests/cluster (pytest, marker `cluster`) in both modes: Pod Security "restricted" enforced,
 # RBAC allowed and denied for real, the NetworkPolicy of the Ray Jobs API, the deployer and the
-# promotion controller's backend against the API server, training through KubeRay that
-# publishes a new version, GPU placement, and (serving.backend mlserver, local mode) serving: the
-# deployer sets the variants' MLServer Deployments and the gateway's canary, predictions through
-# the gateway, Prometheus scraping them, the shipped rules loaded, every dashboard query
-# evaluated. Then, where Seldon Core 2 is installed (upstream mode), the Seldon smoke test
-# (scripts/kind/smoke.sh).
+# promotion controller's backend against the API server, alerting (Prometheus sends to the
+# cluster's Alertmanager, whose route from the chart's AlertmanagerConfig reaches the retrain
+# trigger with its token), a drift alert posted to Alertmanager that becomes a RayJob which
+# trains through KubeRay and publishes a new version, GPU placement, and (serving.backend
+# mlserver, local mode) serving: the deployer sets the variants' MLServer Deployments and the
+# gateway's canary, predictions through the gateway, Prometheus scraping them, the shipped rules
+# loaded, every dashboard query evaluated, and the feedback store in the chart's Postgres
+# (written by the gateway, read from another pod, kept across a gateway pod's replacement).
+# Not run yet: the promotion controller's own loop on the cluster (issue 17). Then, where Seldon
+# Core 2 is installed (upstream mode), the Seldon smoke test (scripts/kind/smoke.sh).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 local_tools
@@ -26,7 +30,8 @@ if [ "$MAINSAIL_CLUSTER_SOURCE" = upstream ]; then
 else
   step "Seldon serving: NOT RUN in local mode"
   echo "Seldon Core 2 cannot be built here (issue 17): serving ran with serving.backend mlserver"
-  echo "(tests/cluster/test_serving.py: the variants' MLServer Deployments behind the gateway)."
+  echo "(tests/cluster/test_serving.py: the variants' MLServer Deployments behind the gateway,"
+  echo "the feedback store in the chart's Postgres)."
   echo "Seldon's operator, scheduler, agent and Envoy split (scripts/kind/smoke.sh) run only with"
   echo "MAINSAIL_CLUSTER_SOURCE=upstream; here its CRDs only store and validate Models and Experiments."
 fi

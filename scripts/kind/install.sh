@@ -23,6 +23,7 @@ kubectl config use-context "kind-$CLUSTER" >/dev/null
 SHARED_DIR=${MAINSAIL_SHARED_DIR:-$ROOT/../shared}
 S3_SOURCE_NAMESPACE=mainsail-s3
 SIGNING_SECRET=mainsail-registry-signing
+POSTGRES_SECRET=mainsail-postgres
 
 "$(dirname "$0")/images.sh"
 
@@ -78,6 +79,20 @@ fi
 public_key=$(kubectl -n "$NAMESPACE" get secret "$SIGNING_SECRET" -o jsonpath='{.data.public-key}' | base64 -d)
 [ -n "$public_key" ] || { echo "Secret $SIGNING_SECRET has no public-key" >&2; exit 1; }
 echo "  ok: Secret $NAMESPACE/$SIGNING_SECRET (public key $public_key)"
+
+step "Postgres password in Secret $POSTGRES_SECRET (made once, then kept)"
+# random, made in memory and written through a pipe, never to a file; the chart mounts it into
+# Postgres readable by its group only and gives the gateway PGPASSWORD from it
+if ! kubectl -n "$NAMESPACE" get secret "$POSTGRES_SECRET" >/dev/null 2>&1; then
+  python3 -c '
+import json, secrets, sys
+meta = {"name": sys.argv[1], "namespace": sys.argv[2],
+        "labels": {"app.kubernetes.io/part-of": "mainsail", "app.kubernetes.io/managed-by": "kind-install"}}
+json.dump({"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque",
+           "stringData": {"password": secrets.token_urlsafe(24)}}, sys.stdout)
+' "$POSTGRES_SECRET" "$NAMESPACE" | kubectl create -f - >/dev/null  # create: apply would copy it into an annotation
+fi
+echo "  ok: Secret $NAMESPACE/$POSTGRES_SECRET"
 
 if [ "$MAINSAIL_CLUSTER_SOURCE" = local ]; then
   step "Seldon Core 2 CRDs $SELDON_VERSION (no operator in local mode yet: issue 17)"

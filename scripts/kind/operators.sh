@@ -6,7 +6,7 @@
 #       (kube-prometheus-stack), KubeRay, Seldon Core 2 and Kubeflow Pipelines from their upstream
 #       Helm charts and manifests; the nodes pull the images.
 #   MAINSAIL_CLUSTER_SOURCE=local     Prometheus Operator (its module's bundle.yaml) with a
-#       Prometheus named as kube-prometheus-stack's, and KubeRay (its module's config/default),
+#       Prometheus and an Alertmanager named as kube-prometheus-stack's, and KubeRay (its module's config/default),
 #       with the images scripts/cluster/build.sh built; Seldon Core 2 and KFP are not built here
 #       yet (issue 17).
 # The operators run in the same namespaces, under the same names, in both.
@@ -61,7 +61,7 @@ prometheus_operator() {
       --set grafana.sidecar.dashboards.enabled=true --set grafana.sidecar.dashboards.searchNamespace=ALL
     deployment=kube-prometheus-stack-operator
   else
-    step "Prometheus Operator $PROMETHEUS_OPERATOR_VERSION (bundle.yaml of its module) and Prometheus $PROMETHEUS_VERSION"
+    step "Prometheus Operator $PROMETHEUS_OPERATOR_VERSION (bundle.yaml of its module), Prometheus $PROMETHEUS_VERSION, Alertmanager $ALERTMANAGER_VERSION"
     apply_kustomized monitoring bundle.yaml \
       "$(module_dir prometheus-operator github.com/prometheus-operator/prometheus-operator)/bundle.yaml"
     deployment=prometheus-operator
@@ -72,10 +72,13 @@ prometheus_operator() {
     probes.monitoring.coreos.com scrapeconfigs.monitoring.coreos.com
   wait_deployment monitoring "$deployment"
   if [ "$MAINSAIL_CLUSTER_SOURCE" = local ]; then
-    kubectl apply --server-side --force-conflicts -f "$ROOT/scripts/kind/manifests/prometheus.yaml" >/dev/null
+    kubectl apply --server-side --force-conflicts -f "$ROOT/scripts/kind/manifests/prometheus.yaml" \
+      -f "$ROOT/scripts/kind/manifests/alertmanager.yaml" >/dev/null
   fi
   wait_for "Prometheus monitoring/kube-prometheus-stack-prometheus Available" 600 \
     kubectl -n monitoring wait --for=condition=Available --timeout=10s prometheus/kube-prometheus-stack-prometheus
+  wait_for "Alertmanager monitoring/kube-prometheus-stack-alertmanager Available" 600 \
+    kubectl -n monitoring wait --for=condition=Available --timeout=10s alertmanager/kube-prometheus-stack-alertmanager
 }
 
 kuberay() {

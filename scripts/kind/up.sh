@@ -32,11 +32,11 @@ kubectl config use-context "kind-$CLUSTER" >/dev/null
 
 if [ "$MAINSAIL_CLUSTER_SOURCE" = local ]; then
   step "load the CNI and operator images into the nodes that run them"
-  # the CNI on every node; the operators, Prometheus and the S3 store run on the CPU pool (the
+  # the CNI on every node; the operators, Prometheus, Alertmanager and the S3 store run on the CPU pool (the
   # control plane keeps its NoSchedule taint, the GPU pool its taints)
   load_images all "$KUBE_ROUTER_IMAGE"
   load_images cpu "$KUBERAY_IMAGE" "$PROMETHEUS_OPERATOR_IMAGE" "$PROMETHEUS_CONFIG_RELOADER_IMAGE" \
-    "$PROMETHEUS_IMAGE" "$SEAWEEDFS_IMAGE"
+    "$PROMETHEUS_IMAGE" "$ALERTMANAGER_IMAGE" "$SEAWEEDFS_IMAGE"
 fi
 
 step "CNI: kube-router $KUBE_ROUTER_VERSION"

@@ -493,3 +493,113 @@ def _answers(gateway: str, artifact: Path, count: int) -> Counter[tuple[str, str
                 (answer.headers["x-mainsail-variant"], answer.headers["x-mainsail-model-version"])
             ] += 1
     return seen
+
+
+STORE_PROBE = """
+import json, os, time
+import sqlalchemy as sa
+from mainsail.feedback.store import FeedbackStore, feedback
+# a new pod's address may reach kube-router's NetworkPolicy sets a moment after it starts
+# (connection refused until then)
+for attempt in range(30):
+    try:
+        store = FeedbackStore(os.environ["STORE_URL"])
+        break
+    except sa.exc.OperationalError:
+        if attempt == 29:
+            raise
+        time.sleep(1)
+ids = json.loads(os.environ["REQUEST_IDS"])
+labelled = {v: int(store.quality("churn", v, "classification").get("labelled", 0))
+            for v in ("champion", "challenger")}
+with store.engine.connect() as conn:
+    query = sa.select(sa.func.count()).where(feedback.c.request_id.in_(ids or [""]))
+    found = conn.execute(query).scalar()
+print("RESULT " + json.dumps({"dialect": store.engine.dialect.name, "labelled": labelled,
+                               "requests": store.requests_per_variant("churn"), "found": found}))
+"""
+
+
+def _store_from_a_pod(admin: Any, request_ids: list[str]) -> dict[str, Any]:
+    """The feedback store as another pod reads it (the promotion controller's calls), through
+    the chart's Postgres with the password from its Secret."""
+    env = [
+        {"name": "STORE_URL", "value": kind.feedback_store_url(admin)},
+        {"name": "REQUEST_IDS", "value": json.dumps(request_ids)},
+        {
+            "name": "PGPASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": POSTGRES_SECRET, "key": "password"}},
+        },
+    ]
+    manifest = kind.pod_manifest(
+        kind.unique("store-reader"), ["python", "-c", STORE_PROBE], env=env
+    )
+    result = kind.run_pod(admin, manifest, timeout_s=180)
+    assert result.exit_code == 0, result.logs[-3000:]
+    return kind.parse_json_line(result.logs, "RESULT ")
+
+
+POSTGRES_SECRET = "mainsail-postgres"
+
+
+def test_feedback_lives_in_postgres_and_outlives_the_gateways_pod(
+    admin: Any, served: Served, model_artifact: Path
+) -> None:
+    """The gateway records predictions into the chart's Postgres; its pod is replaced; ground
+    truth posted to the NEW pod for the requests the old one answered is accepted (the new pod
+    finds them in the store), and another pod reads every labelled outcome, as the promotion
+    controller does. (Last in this module: it replaces the gateway's pod under the
+    port-forward the tests above use.)"""
+    from kubernetes import client
+
+    if not kind.secret_data(admin, POSTGRES_SECRET).get("password"):
+        pytest.fail(f"Secret {POSTGRES_SECRET} has no password (scripts/kind/install.sh makes it)")
+    core = client.CoreV1Api(admin)
+    pg_pod = core.list_namespaced_pod(
+        kind.NAMESPACE, label_selector=f"{naming.LABEL_COMPONENT}=postgres"
+    ).items[0]
+    mounted = next(v for v in pg_pod.spec.volumes if v.name == "password")
+    assert mounted.secret.default_mode == 0o440  # never world-readable
+    before = _store_from_a_pod(admin, [])
+    assert before["dialect"] == "postgresql", before
+
+    body = _body(model_artifact, 21)
+    body["inputs"] = [{**i, "shape": [1, 1], "data": i["data"][:1]} for i in body["inputs"]]
+    run = kind.unique("restart")
+    ids = [f"{run}-{i}" for i in range(40)]
+    labels: dict[str, str] = {}
+    with httpx.Client(base_url=served.gateway, timeout=30) as http:
+        for rid in ids:
+            answer = http.post(
+                f"/v2/models/{MODEL}/infer", json=body, headers={"x-request-id": rid}
+            )
+            assert answer.status_code == 200, answer.text[:300]
+            labels[rid] = answer.json()["parameters"]["classes"][0]
+
+    selector = f"{naming.LABEL_INSTANCE}={kind.RELEASE},{naming.LABEL_COMPONENT}=gateway"
+    (old,) = core.list_namespaced_pod(kind.NAMESPACE, label_selector=selector).items
+    core.delete_namespaced_pod(old.metadata.name, kind.NAMESPACE)
+
+    def replaced() -> str | None:
+        pods = core.list_namespaced_pod(kind.NAMESPACE, label_selector=selector).items
+        ready = [
+            p.metadata.name
+            for p in pods
+            if p.metadata.name != old.metadata.name
+            and p.metadata.deletion_timestamp is None
+            and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+        ]
+        return ready[0] if ready else None
+
+    new = kind.wait_until("the gateway's new pod Ready", 180, replaced)
+    with kind.port_forward(f"pod/{new}", naming.ROUTER_PORT) as port:
+        counts = httpx.post(
+            f"http://127.0.0.1:{port}/feedback", json={"labels": labels}, timeout=60
+        ).json()
+    assert counts == {"accepted": len(ids), "unknown": 0, "duplicate": 0}, counts
+
+    after = _store_from_a_pod(admin, ids)
+    assert after["found"] == len(ids), after
+    gained = sum(after["labelled"].values()) - sum(before["labelled"].values())
+    print(f"\nfeedback store: {before} -> {after}")
+    assert gained == len(ids), (before, after)

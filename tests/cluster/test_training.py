@@ -1,7 +1,8 @@
 """Training on the cluster, through the real KubeRay operator.
 
-- A drift alert posted to the retrain trigger (the chart's Deployment, as its ServiceAccount)
-  creates a RayJob on the chart's RayCluster; the operator submits it to the head's Jobs API
+- A drift alert posted to the cluster's Alertmanager reaches the retrain trigger through the
+  chart's AlertmanagerConfig (the chart's Deployment, as its ServiceAccount), which creates a
+  RayJob on the chart's RayCluster; the operator submits it to the head's Jobs API
   (HTTPMode, with the cluster's token) and polls it; the job runs `mainsail run` on the default
   config with its Ray work on the CPU pool's workers, and publishes a NEW version to the
   in-cluster registry.
@@ -29,7 +30,7 @@ import httpx
 import pytest
 
 from mainsail.core import naming
-from mainsail.retrain.rayjob import job_name
+from mainsail.retrain.rayjob import MANAGED_BY
 from tests.support import kind
 
 pytestmark = pytest.mark.cluster
@@ -161,47 +162,75 @@ def test_a_kfp_gpu_step_is_placed_on_the_gpu_pool(admin: Any, tmp_path: Path) ->
         core.delete_namespaced_pod(name, kind.NAMESPACE, grace_period_seconds=0)
 
 
-def test_an_alert_starts_a_rayjob_that_trains_and_publishes(admin: Any, s3_client: Any) -> None:
+def _retrain_jobs(custom: Any) -> set[str]:
+    """Names of the RayJobs the retrain trigger created."""
+    found = custom.list_namespaced_custom_object(
+        "ray.io",
+        "v1",
+        kind.NAMESPACE,
+        "rayjobs",
+        label_selector=f"{naming.LABEL_MANAGED_BY}={MANAGED_BY}",
+    )
+    return {j["metadata"]["name"] for j in found["items"]}
+
+
+def test_a_drift_alert_through_alertmanager_starts_a_rayjob_that_trains_and_publishes(
+    admin: Any, s3_client: Any
+) -> None:
+    """The drift alert, posted to the cluster's Alertmanager as Prometheus posts it, is routed
+    by the chart's AlertmanagerConfig to the trigger (with the token from the auth Secret),
+    which creates a RayJob that trains and publishes a new version."""
     from kubernetes import client
 
+    custom = client.CustomObjectsApi(admin)
     registry = kind.signed_registry(s3_client, admin, BUCKET)
     registry.ensure_bucket()
     before = [v.version for v in registry.versions("churn")]
-    alert = {
-        "version": "4",
-        "groupKey": '{}:{alertname="MainsailDriftSustained"}',
-        "status": "firing",
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": {
-                    "alertname": "MainsailDriftSustained",
-                    "model": "churn",
-                    "version": str(before[-1] if before else 0),
-                    "severity": "warning",
-                },
-                "startsAt": datetime.now(UTC).isoformat(),
-                "fingerprint": kind.unique("e2e"),
-            }
-        ],
-    }
+    jobs_before = _retrain_jobs(custom)
     with kind.port_forward(f"service/{TRIGGER}", 8090) as port:
-        token = kind.secret_data(admin, f"{kind.RELEASE}-auth")["trigger-token"]
-        unauthenticated = httpx.post(f"http://127.0.0.1:{port}/alerts", json=alert, timeout=60)
-        assert unauthenticated.status_code == 401, unauthenticated.text
-        answer = httpx.post(
-            f"http://127.0.0.1:{port}/alerts",
-            json=alert,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=60,
+        # the trigger itself refuses a caller without the token
+        unauthenticated = httpx.post(
+            f"http://127.0.0.1:{port}/alerts", json={"alerts": []}, timeout=60
         )
-    assert answer.status_code == 200, answer.text
-    decision = answer.json()["decisions"][0]
-    assert decision["decision"] == "started", decision
-    name = job_name("churn", decision["run_id"])
+        assert unauthenticated.status_code == 401, unauthenticated.text
+    alert = {
+        "labels": {
+            "alertname": "MainsailDriftSustained",
+            "model": "churn",
+            "version": str(before[-1] if before else 0),
+            "severity": "warning",
+            "action": "retrain",
+            # what the chart's PrometheusRule adds to each alert (the route matches it)
+            "namespace": kind.NAMESPACE,
+            # a new incident for this run of the test
+            "e2e": kind.unique("e2e"),
+        },
+        "annotations": {"summary": "tests/cluster: a sustained-drift alert"},
+        "startsAt": datetime.now(UTC).isoformat(),
+    }
+    with kind.port_forward(kind.ALERTMANAGER_SERVICE, 9093, kind.MONITORING_NAMESPACE) as port:
+        posted = time.monotonic()
+        answer = httpx.post(f"http://127.0.0.1:{port}/api/v2/alerts", json=[alert], timeout=30)
+        assert answer.status_code == 200, answer.text
 
-    custom = client.CustomObjectsApi(admin)
+        def new_job() -> str | None:
+            created = _retrain_jobs(custom) - jobs_before
+            assert len(created) <= 1, created
+            return next(iter(created), None)
+
+        try:
+            name = kind.wait_until("the trigger to create a RayJob", 120, new_job)
+        except AssertionError as err:
+            alerts = httpx.get(f"http://127.0.0.1:{port}/api/v2/alerts", timeout=30).text
+            logs = kind.kubectl(
+                "-n", kind.NAMESPACE, "logs", f"deployment/{TRIGGER}", "--tail=30", check=False
+            )
+            raise AssertionError(f"{err}; Alertmanager: {alerts}; trigger: {logs}") from None
+    latency = time.monotonic() - posted
+    print(f"\nalert posted to Alertmanager -> RayJob {name} created: {latency:.1f} s")
+
     job = custom.get_namespaced_custom_object("ray.io", "v1", kind.NAMESPACE, "rayjobs", name)
+    assert job["metadata"]["annotations"]["mainsail.io/alert"] == "MainsailDriftSustained"
     assert job["spec"]["clusterSelector"] == {"ray.io/cluster": RAY_CLUSTER}
     assert job["spec"]["submissionMode"] == "HTTPMode"
     assert "--publish" in job["spec"]["entrypoint"]

@@ -136,6 +136,17 @@ def _strict(schema: Any) -> Any:
     return out
 
 
+#: Custom resources whose CRD ../shared/crds does not hold yet, and where they are validated
+#: instead. Each is named, never skipped silently.
+NOT_IN_SHARED_CRDS: dict[tuple[str, str], str] = {
+    ("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig"): (
+        "the chart's route to the retrain trigger: the kind cluster's API server validates it "
+        "against Prometheus Operator v0.93.0's CRD at install, and test_chart_wiring.py checks "
+        "its fields"
+    ),
+}
+
+
 @dataclass(frozen=True)
 class CrdSchemas:
     """openAPIV3Schema of each served CRD version under a folder, by (group, version, kind)."""
@@ -161,6 +172,8 @@ class CrdSchemas:
         group = api_group(obj)
         version = str(obj.get("apiVersion", "")).split("/")[-1]
         schema = self.schemas(group).get((version, str(obj.get("kind"))))
+        if schema is None and (obj.get("apiVersion"), obj.get("kind")) in NOT_IN_SHARED_CRDS:
+            return []
         if schema is None:
             return [
                 f"{ident(obj)}: no CRD for {obj.get('apiVersion')} {obj.get('kind')} in {self.root}"

@@ -123,3 +123,87 @@ def test_observability_and_privacy_values_reach_the_gateway_the_runtime_and_the_
         assert off[container][naming.ENV_REDACT] == "hash"
         assert naming.ENV_JSON_LOGS not in off[container]
         assert naming.ENV_TRACING not in off[container]
+
+
+def test_alertmanager_config_routes_the_drift_alert_to_the_triggers_service_with_its_token(
+    scenario_objects: dict[str, list[checks.Obj]],
+) -> None:
+    """monitoring.alertmanagerConfig (on for the kind cluster): the route of
+    monitoring/alertmanager/alertmanager.yml (the local stack's), to the trigger's Service and
+    port, with the bearer token from the key of the auth Secret the trigger checks."""
+    assert not [o for o in scenario_objects["default"] if o["kind"] == "AlertmanagerConfig"]
+    objs = scenario_objects["kind-mlserver"]
+    (amc,) = [o for o in objs if o["kind"] == "AlertmanagerConfig"]
+    assert amc["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    local = yaml.safe_load((checks.ROOT / "monitoring/alertmanager/alertmanager.yml").read_text())
+    (local_route,) = local["route"]["routes"]
+    route = amc["spec"]["route"]
+    assert [f'{m["name"]}{m["matchType"]}"{m["value"]}"' for m in route["matchers"]] == local_route[
+        "matchers"
+    ]
+    assert route["groupBy"] == local["route"]["group_by"]
+    (receiver,) = amc["spec"]["receivers"]
+    assert receiver["name"] == route["receiver"]
+    (hook,) = receiver["webhookConfigs"]
+    service = next(
+        o
+        for o in objs
+        if o["kind"] == "Service" and o["metadata"]["name"].endswith("-retrain-trigger")
+    )
+    port = service["spec"]["ports"][0]["port"]
+    ns = service["metadata"]["namespace"]
+    assert (
+        hook["url"] == f"http://{service['metadata']['name']}.{ns}.svc.cluster.local:{port}/alerts"
+    )
+    assert hook["sendResolved"] is True
+    cred = hook["httpConfig"]["authorization"]["credentials"]
+    trigger = next(
+        o
+        for o in objs
+        if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-retrain-trigger")
+    )
+    env = {e["name"]: e for e in trigger["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MAINSAIL_TRIGGER_TOKEN"]["valueFrom"]["secretKeyRef"] == cred
+    secret = next(
+        o for o in objs if o["kind"] == "Secret" and o["metadata"]["name"] == cred["name"]
+    )
+    assert cred["key"] in secret["stringData"]
+
+
+def test_the_gateway_records_into_the_charts_postgres_with_the_password_from_its_secret(
+    scenario_objects: dict[str, list[checks.Obj]],
+) -> None:
+    """postgres.enabled (the kind cluster): the gateway's feedback store is the chart's Postgres,
+    its URL carries no password (PGPASSWORD comes from the Secret), the Secret is mounted into
+    Postgres readable by its group only, and the database is UTF-8."""
+    import json
+
+    objs = scenario_objects["kind-mlserver"]
+    by = {(o["kind"], o["metadata"]["name"]): o for o in objs}
+    gateway_config = json.loads(by[("ConfigMap", "mainsail-gateway")]["data"]["router.json"])
+    url = gateway_config["feedback_url"]
+    assert url == (
+        "postgresql+psycopg://mainsail@mainsail-postgres.mainsail.svc.cluster.local:5432/mainsail"
+    )
+    service = by[("Service", "mainsail-postgres")]
+    assert service["spec"]["ports"][0]["port"] == 5432
+    gateway = by[("Deployment", "mainsail-gateway")]["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in gateway["containers"][0]["env"]}
+    secret_ref = env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert secret_ref == {"name": "mainsail-postgres", "key": "password"}
+    pg = by[("Deployment", "mainsail-postgres")]["spec"]["template"]["spec"]
+    (volume,) = [v for v in pg["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == "mainsail-postgres"
+    assert volume["secret"]["defaultMode"] == 0o440  # not world-readable
+    script = pg["containers"][0]["args"][0]
+    assert "--encoding=UTF8" in script and "/etc/mainsail-postgres/password" in script
+    assert pg["securityContext"]["runAsUser"] == 999
+    # without the chart's Postgres the gateway keeps whatever feedbackUrl says (none here)
+    default = json.loads(
+        next(
+            o
+            for o in scenario_objects["default"]
+            if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "mainsail-gateway"
+        )["data"]["router.json"]
+    )
+    assert "feedback_url" not in default

@@ -42,6 +42,11 @@ PIPELINE_IMAGE = naming.image("pipeline")
 #: An image on every node with bash and curl (the CNI's), for probe pods.
 TOOLS_IMAGE = "docker.io/cloudnativelabs/kube-router:v2.1.0"
 
+#: The cluster's Prometheus and Alertmanager (named as kube-prometheus-stack's in both modes).
+MONITORING_NAMESPACE = "monitoring"
+PROMETHEUS_SERVICE = "service/kube-prometheus-stack-prometheus"
+ALERTMANAGER_SERVICE = "service/kube-prometheus-stack-alertmanager"
+
 T = TypeVar("T")
 
 
@@ -459,3 +464,16 @@ def signed_registry(s3_client: Any, admin: Any, bucket: str) -> Any:
         verifier=Verifier.from_text(keys["public-key"]),
         require_signature=True,
     )
+
+
+def feedback_store_url(admin: Any) -> str:
+    """The feedback store the chart gave the gateway (its ConfigMap's router.json): the chart's
+    Postgres, without the password (clients get PGPASSWORD from its Secret)."""
+    from kubernetes import client
+
+    name = naming.gateway_name(RELEASE)
+    config = client.CoreV1Api(admin).read_namespaced_config_map(name, NAMESPACE)
+    url = json.loads(config.data["router.json"]).get("feedback_url")
+    if not url:
+        raise AssertionError(f"ConfigMap {name} gives the gateway no feedback store")
+    return str(url)

@@ -30,6 +30,7 @@ KUBE_ROUTER=v2.1.0      # the only kube-router v2 version the module proxy serve
 KUBERAY=v1.6.2          # v1.7.0's module zip is refused by the proxy ("not available")
 PROM_OPERATOR=v0.93.0
 PROMETHEUS=v0.313.1     # Prometheus v3.13.1, Prometheus Operator v0.93.0's default
+ALERTMANAGER=v0.33.1    # Prometheus Operator v0.93.0's default Alertmanager
 HELM=v3.22.0
 
 wrapper() {  # wrapper NAME GO_VERSION WHAT HEADER_LINES -- PKG@VERSION...
@@ -89,4 +90,6 @@ wrapper prometheus-operator 1.26.0 "Prometheus Operator $PROM_OPERATOR and its c
 wrapper prometheus 1.25.0 "Prometheus (module $PROMETHEUS)" \
   "// as in Prometheus' own go.mod\nreplace cloud.google.com/go => cloud.google.com/go v0.123.0" -- \
   github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS
+wrapper alertmanager 1.25.0 "Alertmanager $ALERTMANAGER" "" -- \
+  github.com/prometheus/alertmanager/cmd/alertmanager@$ALERTMANAGER
 wrapper helm 1.26.0 "the Helm CLI $HELM" "" -- helm.sh/helm/v3/cmd/helm@$HELM

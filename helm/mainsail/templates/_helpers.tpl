@@ -195,3 +195,24 @@ mainsail.core.telemetry.setup reads in the gateway, the runtime and the drift si
       key: signing-key
 {{- end }}
 {{- end -}}
+
+{{- /* The feedback store's SQLAlchemy URL: gateway.feedbackUrl, else the chart's Postgres
+(postgres.enabled; no password in it: libpq reads PGPASSWORD, mainsail.postgresEnv), else none. */}}
+{{- define "mainsail.feedbackUrl" -}}
+{{- if .Values.gateway.feedbackUrl -}}
+{{- .Values.gateway.feedbackUrl -}}
+{{- else if .Values.postgres.enabled -}}
+{{- printf "postgresql+psycopg://%s@%s.%s.svc.cluster.local:5432/%s" .Values.postgres.user (include "mainsail.fullname" (dict "root" . "component" "postgres")) .Release.Namespace .Values.postgres.database -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* PGPASSWORD from the Postgres Secret, for a client of the chart's feedback store. */}}
+{{- define "mainsail.postgresEnv" -}}
+{{- if and .Values.postgres.enabled (not .Values.gateway.feedbackUrl) -}}
+- name: PGPASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.postgres.existingSecret }}
+      key: password
+{{- end -}}
+{{- end -}}

@@ -66,6 +66,7 @@ class FeedbackRecorder:
         #: request id -> its trace and span ids, for the store's log line (tracing and logs on)
         self._traces: dict[str, dict[str, str]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Event | None = None
         self._flush_lock: asyncio.Lock | None = None
         self.quality = Gauge(
             "mainsail_variant_quality",
@@ -184,14 +185,30 @@ class FeedbackRecorder:
     # -- background writer ---------------------------------------------------------------
 
     async def start(self) -> None:
+        self._stopping = asyncio.Event()
         self._task = asyncio.create_task(self._flush_loop())
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.flush()
+    async def stop(self, attempts: int = 20, wait_s: float = 0.5) -> None:
+        """Stop without losing what is queued: the writer ends after the write in progress
+        (never cancelled inside one: its batch would be gone, seen on kind when the gateway's
+        pod was replaced right after answering), then what is still queued is written, again
+        while the store refuses it (`attempts` times, `wait_s` apart), and only then is the
+        store closed."""
+        if self._task is not None and self._stopping is not None:
+            self._stopping.set()
+            await self._task
+        for _ in range(attempts):
+            await self.flush()
+            if not self._pending and not self._shadow:
+                break
+            await asyncio.sleep(wait_s)
+        else:
+            log.error(
+                "feedback store unreachable at shut-down: %d predictions and %d shadow answers "
+                "not recorded",
+                len(self._pending),
+                len(self._shadow),
+            )
         self.store.close()
 
     async def flush(self) -> None:
@@ -244,8 +261,11 @@ class FeedbackRecorder:
             )
 
     async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(0.2)
+        stopping = self._stopping
+        assert stopping is not None
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), 0.2)
             await self.flush()
 
     # -- POST /feedback -------------------------------------------------------------------
