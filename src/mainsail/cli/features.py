@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mainsail.config import ConfigError, ProjectConfig, load_config
-from mainsail.core.naming import ENV_FEATURES_TOKEN
+from mainsail.core import naming
 from mainsail.features.errors import FeatureStoreError
 from mainsail.features.layout import resolve_repo_dir
 
@@ -200,10 +200,10 @@ def serve(
         _fail(str(err))
     if engine not in ("feast", "mainsail"):
         _fail(f"--engine {engine!r}: expected feast or mainsail")
-    token = os.environ.get(ENV_FEATURES_TOKEN) or None
+    token = os.environ.get(naming.ENV_FEATURES_TOKEN) or None
     if engine == "mainsail" and token is None:
         _fail(
-            f"--engine mainsail serves data behind a bearer token: set {ENV_FEATURES_TOKEN} "
+            f"--engine mainsail serves data behind a bearer token: set {naming.ENV_FEATURES_TOKEN} "
             "(clients send it from the same variable)"
         )
     server = FeatureServer(

@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from mainsail.config import load_config
-    from mainsail.core.naming import ENV_FEATURES_TOKEN
+    from mainsail.core import naming
     from mainsail.features.errors import FeatureStoreError
     from mainsail.features.layout import resolve_repo_dir
 
@@ -214,10 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=None, help="bind host (features.server_host)")
     parser.add_argument("--port", type=int, default=None, help="port (features.server_port)")
     args = parser.parse_args(argv)
-    token = os.environ.get(ENV_FEATURES_TOKEN, "")
+    token = os.environ.get(naming.ENV_FEATURES_TOKEN, "")
     if not token:
         print(
-            f"{ENV_FEATURES_TOKEN} is not set: the feature server serves data and needs a "
+            f"{naming.ENV_FEATURES_TOKEN} is not set: the feature server serves data and needs a "
             "bearer token",
             file=sys.stderr,
         )

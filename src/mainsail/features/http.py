@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from mainsail.core.naming import ENV_FEATURES_TOKEN
+from mainsail.core import naming
 from mainsail.features.errors import FeatureStoreError, OnlineStoreUnavailableError
 from mainsail.features.freshness import (
     Assembler,
@@ -77,7 +77,7 @@ class HttpLookup:
         head = json.dumps({"features": refs, "full_feature_names": False})[:-1]
         self._body = (head + ', "entities": {' + json.dumps(spec.entity_key) + ": ", "}}")
         self._headers = {"content-type": "application/json"}
-        token = os.environ.get(ENV_FEATURES_TOKEN) if token is None else token
+        token = os.environ.get(naming.ENV_FEATURES_TOKEN) if token is None else token
         if token:
             self._headers["authorization"] = f"Bearer {token}"
 

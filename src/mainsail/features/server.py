@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from mainsail.core.naming import ENV_FEATURES_TOKEN
+from mainsail.core import naming
 from mainsail.features.errors import FeatureStoreError
 
 
@@ -116,7 +116,7 @@ class FeatureServer:
         env = dict(os.environ)
         headers = {}
         if self.token:  # through the environment: a command line is visible to `ps`
-            env[ENV_FEATURES_TOKEN] = self.token
+            env[naming.ENV_FEATURES_TOKEN] = self.token
             headers["authorization"] = f"Bearer {self.token}"
         self.process = subprocess.Popen(
             self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
