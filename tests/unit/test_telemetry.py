@@ -289,3 +289,28 @@ with telemetry.span("runtime.infer", {"traceparent": kept}):
     (spans_file,) = tmp_path.glob("mainsail-runtime-*.jsonl")
     names = [json.loads(line)["name"] for line in spans_file.read_text().splitlines()]
     assert sorted(names) == ["predict", "runtime.infer"]
+
+
+def test_on_an_event_loop_batches_are_flushed_by_a_timer_of_the_loop_not_a_thread() -> None:
+    # A thread in the serving process costs more than its work (GIL wake-ups); a quick local
+    # sink runs between the loop's requests instead. A slow sink (loop_ok False) keeps a thread.
+    import asyncio
+
+    from mainsail.core.batching import Batcher
+
+    got: list[list[int]] = []
+    quick = Batcher(got.append, interval=0.01, limit=100, name="t", overflow="drop", loop_ok=True)
+    slow = Batcher(got.append, interval=0.01, limit=100, name="t", overflow="drop")
+
+    async def serve() -> None:
+        for i in range(5):
+            quick.add(i)
+        slow.add(99)
+        await asyncio.sleep(0.1)
+
+    asyncio.run(serve())
+    assert quick._thread is None and slow._thread is not None
+    assert sorted(got) == [[0, 1, 2, 3, 4], [99]]
+    quick.add(5)  # no loop running any more: the thread takes over
+    quick.flush()
+    assert got[-1] == [5]

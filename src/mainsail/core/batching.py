@@ -1,12 +1,18 @@
-"""Hand items from the request path to a daemon thread that passes them on in batches.
+"""Hand items from the request path to the sink in batches, off the request.
 
 Used by the serving path's telemetry (finished spans, JSON log lines): the request path only
-appends to a deque; the thread wakes on the first item waiting, sleeps `interval` to gather
-the others, and hands them all to the sink in one call. Standard library only.
+appends to a deque; `interval` after the first item waiting, all of them go to the sink in one
+call. Where the item came from a thread running an asyncio loop (MLServer, the router) and the
+sink is quick (`loop_ok`), that call is a timer of the loop, between requests. Otherwise a
+daemon thread makes it. A thread is what the serving process must avoid: while it waits for
+the GIL, every brief release by the serving thread (each socket call) wakes it to lose the
+race again, and those futile wake-ups cost the process more CPU than the batch itself (measured
+in MLServer: 20-40 µs per request, against 5-15 µs of telemetry work). Standard library only.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import collections
 import os
@@ -23,7 +29,8 @@ class Batcher(Generic[T]):
     seconds of the first one waiting; :meth:`flush` passes them at once (and runs at exit).
     Beyond `limit` waiting items, `overflow="drop"` drops the new one and counts it
     (:attr:`dropped`), `"flush"` makes the caller flush them itself. A forked child drops its
-    copy of the parent's items. `sink` must not raise (it runs in the thread)."""
+    copy of the parent's items. `sink` must not raise (it runs in a timer or the thread);
+    `loop_ok`: it is quick and never blocks for long, so it may run on the caller's loop."""
 
     def __init__(
         self,
@@ -33,9 +40,11 @@ class Batcher(Generic[T]):
         limit: int,
         name: str,
         overflow: Literal["drop", "flush"],
+        loop_ok: bool = False,
     ) -> None:
         self.sink, self.interval, self.limit, self.name = sink, interval, limit, name
-        self.drop = overflow == "drop"
+        self.drop, self.loop_ok = overflow == "drop", loop_ok
+        self._timer: asyncio.AbstractEventLoop | None = None  # its timer flushes what waits
         self.dropped = 0
         self.pid = os.getpid()
         self._pending: collections.deque[T] = collections.deque()
@@ -55,10 +64,27 @@ class Batcher(Generic[T]):
             self.flush()
             return
         pending.append(item)
-        if not self._wake.is_set():
-            if self._thread is None:
-                self._start()
-            self._wake.set()
+        if self._wake.is_set():
+            return  # the thread's flush is coming
+        timer = self._timer
+        if timer is not None and timer.is_running():
+            return  # the loop's flush is coming
+        if self.loop_ok:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                self._timer = loop
+                loop.call_later(self.interval, self._on_timer)
+                return
+        if self._thread is None:
+            self._start()
+        self._wake.set()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.flush()
 
     def _start(self) -> None:
         with self._lock:

@@ -246,7 +246,8 @@ class Recorder:
     `interval_ms` of the first one waiting (:class:`~mainsail.core.batching.Batcher`); beyond
     `max_queue` waiting a span is dropped and counted (:attr:`dropped`); everything waiting is
     exported at exit. `redact` is applied to the text an exception brings into a span (its
-    message, its stack)."""
+    message, its stack). `loop_ok`: the export is a quick local write, which may run as a
+    timer of the recording thread's asyncio loop instead of waking a thread."""
 
     def __init__(
         self,
@@ -258,6 +259,7 @@ class Recorder:
         max_queue: int = 8192,
         close: Callable[[], None] | None = None,
         redact: Callable[[str], str] = str,
+        loop_ok: bool = False,
     ) -> None:
         if not 0.0 < ratio <= 1.0:
             raise ValueError(f"sample ratio {ratio!r}: expected a share in (0, 1]")
@@ -269,6 +271,7 @@ class Recorder:
             limit=max_queue,
             name="mainsail-spans",
             overflow="drop",
+            loop_ok=loop_ok,
         )
         self.record = self._batches.add
         self.flush = self._batches.flush
@@ -393,4 +396,5 @@ def recorder_for(
         max_queue=max_queue,
         close=close,
         redact=redact,
+        loop_ok=kind == "file",  # a network exporter (otlp) may block: its own thread
     )
