@@ -29,11 +29,9 @@ RESULT_FILES = table.result_files()
 # (load average 1-3 on 2 cores), and figures taken then would measure the neighbours.
 REMEASURE = "re-measure on a quiet machine: `make bench`"
 AWAITING_REMEASURE = {
-    "data_stage.json",
     "drift.json",
     "end_to_end.json",
     "kfp_local.json",
-    "online_features.json",
     "router.json",
     "serving.json",
     "tuning.json",
