@@ -179,7 +179,8 @@ def machine() -> dict[str, Any]:
 
 
 def git_commit() -> dict[str, Any]:
-    """HEAD and whether src/ or bench/ had uncommitted changes when the run started."""
+    """HEAD and whether src/ or bench/ (its results aside) had uncommitted changes when the run
+    started."""
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -188,7 +189,10 @@ def git_commit() -> dict[str, Any]:
 
     try:
         commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "src", "bench"))
+        # the code and the benchmarks, not the result files another run may have just written
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", "src", "bench",
+                      ":(exclude)bench/results")  # fmt: skip
+        dirty = bool(changed)
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": dirty}
