@@ -36,8 +36,10 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a user-facing error and return the Exit to raise."""
     from rich.markup import escape
 
-    # Messages quote config snippets such as `data.drop: [col]`: not Rich markup.
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    # Messages quote config snippets such as `data.drop: [col]`: not Rich markup. Not wrapped at
+    # the console's width either: piped into a log or a test, a message hard-wrapped at 80
+    # columns splits the phrases people search for ("did you mean") wherever a path ends.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -1,0 +1,23 @@
+"""How a user-facing error reaches the terminal or a log."""
+
+from __future__ import annotations
+
+import io
+
+import typer
+from rich.console import Console
+
+from mainsail.cli import common
+
+
+def test_an_error_is_one_line_whatever_the_width_so_its_phrases_can_be_searched(
+    monkeypatch,
+) -> None:
+    # Piped stderr is an 80-column console: a long path used to push "did you mean" across a
+    # hard line break, wherever the path happened to end (a test failed on a longer tmp path).
+    out = io.StringIO()
+    monkeypatch.setattr(common, "err_console", Console(file=out, width=80, color_system=None))
+    path = "/tmp/" + "p" * 70 + "/churn.parquet"
+    message = f"target column 'churnd' is not in {path}; did you mean 'churned'?; [x]"
+    assert isinstance(common.fail(message), typer.Exit)
+    assert out.getvalue() == f"error: {message}\n"  # one line, the brackets not Rich markup
