@@ -2,9 +2,10 @@
 process, and in throughput of MLServer under load.
 
 Part `inprocess` times, in one process, exactly the telemetry calls one request makes across
-the router, the runtime and the feedback writer (router.infer, router.feedback, runtime.infer,
-validation, predict, drift_enqueue spans; four JSON lines), against the same sequence with
-telemetry off (the state checks and shared no-op context managers the code keeps on the path),
+the router, the runtime and the feedback writer (router.infer, router.feedback and
+runtime.infer spans, the runtime's validation, predict and drift_enqueue stages; four JSON
+lines), against the same sequence with telemetry off (the state checks and shared no-op
+context managers the code keeps on the path),
 with traces only, and with traces of a 10% sample (`observability.sample_ratio`). Spans go to
 the `file` exporter and lines to a file, as `mainsail up` would write them. The per-request
 figures are set beside the time a served request takes at saturation (1 / the serving
@@ -59,22 +60,22 @@ def one_request(log: logging.Logger, rid: str) -> None:
     state = telemetry.STATE
     if state.tracer is None and not state.json_logs:  # router.answer_infer
         if state.tracer is None and not state.json_logs:  # runtime.predict
-            with telemetry.span("validation"):
+            with telemetry.stage("validation"):
                 pass
-            with telemetry.span("predict"):
+            with telemetry.stage("predict"):
                 pass
-            with telemetry.span("drift_enqueue"):
+            with telemetry.stage("drift_enqueue"):
                 pass
         return
     token = telemetry.REQUEST_ID.set(rid)
     with telemetry.span("router.infer", None, model="churn"):
         telemetry.traceparent()
         with telemetry.span("runtime.infer", None, model="churn"):
-            with telemetry.span("validation"):
+            with telemetry.stage("validation"):
                 pass
-            with telemetry.span("predict", rows=1):
+            with telemetry.stage("predict", rows=1):
                 pass
-            with telemetry.span("drift_enqueue"):
+            with telemetry.stage("drift_enqueue"):
                 pass
             telemetry.event(
                 log, "request served", model="churn", version="1", rows=1, drift_queued=True

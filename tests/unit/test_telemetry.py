@@ -120,7 +120,7 @@ log = logging.getLogger("mainsail.runtime")
 for i in range(300):
     token = telemetry.REQUEST_ID.set(f"r{i}")
     with telemetry.span("runtime.infer", model="m"):
-        with telemetry.span("predict", rows=1):
+        with telemetry.stage("predict", rows=1):  # a stage: exported as the span's child
             pass
         telemetry.event(log, "request served", rows=1)
     telemetry.REQUEST_ID.reset(token)
@@ -150,6 +150,25 @@ log.warning("a warning is written at once")
     assert len(spans) == 601
     failed = [s for s in spans if s["name"] == "validation"]
     assert failed[0]["status"] == "ERROR" and failed[0]["parent_id"] is None
+    parents = {s["span_id"]: s for s in spans if s["name"] == "runtime.infer"}
+    stages = [s for s in spans if s["name"] == "predict"]
+    assert len(parents) == len(stages) == 300
+    for stage in stages:  # each stage under its own request's span, with its request id
+        parent = parents[stage["parent_id"]]
+        assert stage["trace_id"] == parent["trace_id"]
+        assert stage["attributes"] == {
+            "rows": 1,
+            "mainsail.request_id": parent["attributes"]["mainsail.request_id"],
+        }
+        assert parent["start_ns"] <= stage["start_ns"] <= stage["end_ns"] <= parent["end_ns"]
+    # each line's trace and span ids are those of the request's span
+    for line in lines[:300]:
+        (parent,) = [
+            p
+            for p in parents.values()
+            if p["attributes"]["mainsail.request_id"] == line["request_id"]
+        ]
+        assert (line["trace_id"], line["span_id"]) == (parent["trace_id"], parent["span_id"])
 
 
 def test_a_span_line_is_what_json_dumps_writes() -> None:
@@ -166,7 +185,7 @@ def test_a_span_line_is_what_json_dumps_writes() -> None:
     recorder.flush()
     line = spans.SpanLines("svc")
     for s in finished:
-        name, trace_id, span_id, parent, start, end, status, _, attributes, _, _ = s
+        name, trace_id, span_id, parent, start, end, status, _, attributes, _, _, _ = s
         expected = {
             "name": name,
             "service": "svc",
@@ -183,6 +202,40 @@ def test_a_span_line_is_what_json_dumps_writes() -> None:
     assert child[3] == root[2] and child[1] == root[1]  # parent and trace
     assert len(root[1]) == 32 and len(root[2]) == 16 and root[3] is None
     assert root[4] <= child[4] <= child[5] <= root[5]  # start and end nest
+
+
+def test_a_stage_is_written_as_a_child_span_with_its_parents_request_id() -> None:
+    from mainsail.core import spans
+
+    finished: list[spans.Finished] = []
+    recorder = spans.Recorder("svc", finished.extend, redact=lambda text: text.upper())
+    with spans.Span(recorder, "runtime.infer", None, {"mainsail.request_id": "r-1"}) as span:
+        with spans.Stage(span, "validation", {}):
+            pass
+        try:
+            with spans.Stage(span, 'predict "x"', {"rows": 2}):
+                raise ValueError("bad row")
+        except ValueError:
+            pass
+    recorder.flush()
+    (root,) = finished
+    text = spans.SpanLines("svc")(root)
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert text == "".join(json.dumps(line) + "\n" for line in lines)  # what json.dumps writes
+    parent, validation, predict = lines
+    assert [ln["name"] for ln in lines] == ["runtime.infer", "validation", 'predict "x"']
+    for child in (validation, predict):
+        assert (child["trace_id"], child["parent_id"]) == (parent["trace_id"], parent["span_id"])
+        assert len(child["span_id"]) == 16 and child["span_id"] != parent["span_id"]
+        assert parent["start_ns"] <= child["start_ns"] <= child["end_ns"] <= parent["end_ns"]
+    assert validation["attributes"] == {"mainsail.request_id": "r-1"}
+    assert predict["attributes"] == {"rows": 2, "mainsail.request_id": "r-1"}
+    assert (validation["status"], predict["status"]) == ("UNSET", "ERROR")
+    # for the SDK's exporters: the same children, with the redacted exception event
+    expanded = spans.expand(finished)
+    assert [s[0] for s in expanded] == ["runtime.infer", "validation", 'predict "x"']
+    assert expanded[2][7] == "VALUEERROR: BAD ROW"
+    assert expanded[2][9][0][2]["exception.message"] == "BAD ROW"
 
 
 def test_root_sampling_decides_as_the_sdks_trace_id_ratio_sampler() -> None:
@@ -236,7 +289,7 @@ token = telemetry.REQUEST_ID.set("req-9")
 parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 with telemetry.span("runtime.infer", {"traceparent": parent}, model="churn"):
     try:
-        with telemetry.span("predict", rows=1):
+        with telemetry.stage("predict", rows=1):
             raise ValueError("bad row of jane@example.org")
     except ValueError:
         pass
@@ -248,7 +301,7 @@ for s in rs.scope_spans[0].spans:
     attrs = {a.key: a.value for a in s.attributes}
     rid = attrs["mainsail.request_id"].string_value
     print(s.name, s.trace_id.hex(), s.parent_span_id.hex(), rid,
-          s.status.code, s.status.message or "-", [e.name for e in s.events])
+          s.status.code, s.span_id.hex(), s.status.message or "-", [e.name for e in s.events])
 server.stop(0)
 """
     done = subprocess.run(
@@ -259,15 +312,16 @@ server.stop(0)
         timeout=60,
         check=True,
     )
-    resource, predict, root = done.stdout.splitlines()
+    resource, root, predict = done.stdout.splitlines()
     assert resource == "mainsail-runtime"
     trace = "0af7651916cd43dd8448eb211c80319c"
     assert root.split()[:5] == ["runtime.infer", trace, "b7ad6b7169203331", "req-9", "0"]
-    name, trace_id, parent_id, rid, code_, *rest = predict.split(maxsplit=5)
+    root_id = root.split()[5]
+    name, trace_id, parent_id, rid, code_, span_id, *rest = predict.split(maxsplit=6)
     assert (name, trace_id, rid, code_) == ("predict", trace, "req-9", "2")  # 2: ERROR
     assert "ValueError: bad row of <email:" in rest[0] and "['exception']" in rest[0]
     assert "jane@" not in done.stdout  # an exception's text is redacted before it leaves
-    assert parent_id != "b7ad6b7169203331"  # the runtime.infer span, not the remote caller
+    assert parent_id == root_id != span_id  # the stage is the runtime.infer span's child
 
 
 def test_a_sampled_out_request_makes_no_child_spans(tmp_path: Path) -> None:
@@ -279,10 +333,12 @@ kept = "00-1af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 with telemetry.span("runtime.infer", {"traceparent": out}) as current:
     assert not current.is_recording()
     assert telemetry.span("validation") is telemetry.span("predict")  # the shared no-op
+    assert telemetry.stage("validation") is telemetry.span("predict")
     assert telemetry.traceparent().endswith("-00")  # the decision still travels downstream
 with telemetry.span("runtime.infer", {"traceparent": kept}):
-    with telemetry.span("predict") as child:
+    with telemetry.stage("predict") as child:
         assert child.is_recording()
+assert telemetry.stage("outside any span") is telemetry.stage("validation")  # no-ops
 """
     env = {"MAINSAIL_TRACING": "file", "MAINSAIL_TRACE_DIR": str(tmp_path)}
     _python(code, {**env, "MAINSAIL_TRACE_SAMPLE": "0.5"})

@@ -64,11 +64,11 @@ class Batcher(Generic[T]):
             self.flush()
             return
         pending.append(item)
-        if self._wake.is_set():
-            return  # the thread's flush is coming
         timer = self._timer
         if timer is not None and timer.is_running():
-            return  # the loop's flush is coming
+            return  # the loop's flush is coming (first: in a server, the common case)
+        if self._wake.is_set():
+            return  # the thread's flush is coming
         if self.loop_ok:
             try:
                 loop = asyncio.get_running_loop()

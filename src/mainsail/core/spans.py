@@ -4,14 +4,21 @@ The OpenTelemetry SDK's span costs about 18 µs of CPU to start, end and export 
 machine, against a served one-row request of under 500 µs: four spans per request cost 15% of a
 runtime's throughput. The request path here only needs what the OTel data model records (W3C
 ids, parent, name, start and end, attributes, status, the exception event), so
-:class:`Recorder` records exactly that into a bounded deque, in about 2 µs a span, and its
-thread exports the finished spans in batches:
+:class:`Recorder` records exactly that into a bounded deque, in about 2 µs a span, and the
+finished spans are exported in batches, by a timer of the recording thread's asyncio loop where
+one runs and the export is a quick local write (``file``), else by a daemon thread:
 
 * ``file``: one JSON object per line, a file per process (no SDK needed, so the drift env
   records spans too);
 * ``otlp`` and ``console``: each batch is turned into the SDK's ``ReadableSpan`` objects and
   handed to the SDK's own ``OTLPSpanExporter`` / ``ConsoleSpanExporter`` (the wire format a
   collector sees is the SDK's).
+
+A step of a span's own work (validation, predict, ...) can be a :class:`Stage`: it becomes
+a child span on export, with the same data a :class:`Span` would have, but on the request path
+it is two clock reads and a tuple kept by its parent (no ids, no context switch, no queueing).
+A stage is not made current, so nothing inside it can be its child or pass it downstream: work
+that calls another service (and sends it a `traceparent`) is a :class:`Span`.
 
 Sampling is the SDK's ``ParentBased(TraceIdRatioBased(ratio))``: a remote or local parent's
 decision is kept; a root is sampled when the low 64 bits of its trace id fall below
@@ -99,10 +106,22 @@ Finished = tuple[
     dict[str, Any],  # attributes
     "list[tuple[str, int, dict[str, Any]]] | None",  # events: (name, time, attributes)
     bool,  # the parent is remote (came in a `traceparent`)
+    "list[StageRecord] | None",  # its stages, exported as its children (see `expand`)
 ]
-"""A finished span as queued for export: a plain tuple of strings, numbers and a dict of them,
-which the cyclic garbage collector stops tracking at its first pass (a span object would be
-scanned by every collection while it waits)."""
+"""A finished span as queued for export: a plain tuple of strings, numbers, its attributes'
+dict and its stages (the span object itself is freed when its block ends)."""
+
+
+StageRecord = tuple[
+    str,  # name
+    int,  # start (ns since the epoch)
+    int,  # end
+    str,  # status: UNSET or ERROR
+    "str | None",  # status description
+    dict[str, Any],  # attributes
+    "list[tuple[str, int, dict[str, Any]]] | None",  # events
+]
+"""A finished stage, kept by its span until the span is exported."""
 
 
 def current() -> Span | None:
@@ -125,6 +144,7 @@ class Span:
         "remote_parent",
         "sampled",
         "span_id",
+        "stages",
         "start_ns",
         "status",
         "status_description",
@@ -158,6 +178,7 @@ class Span:
         self.status = "UNSET"
         self.status_description: str | None = None
         self.events: list[tuple[str, int, dict[str, Any]]] | None = None
+        self.stages: list[StageRecord] | None = None
         self.end_ns = 0
 
     def __enter__(self) -> Span:
@@ -171,7 +192,7 @@ class Span:
         if not self.sampled:
             return
         if isinstance(exc, Exception):
-            self.record_exception(exc)
+            self.events = [*(self.events or []), exception_event(exc, self.recorder.redact)]
             self.set_status("ERROR", self.recorder.redact(f"{type(exc).__name__}: {exc}"))
         self.recorder.record(
             (
@@ -186,6 +207,7 @@ class Span:
                 self.attributes,
                 self.events,
                 self.remote_parent,
+                self.stages,
             )
         )
 
@@ -202,43 +224,144 @@ class Span:
         self.status, self.status_description = status, description
 
     def record_exception(self, exc: BaseException) -> None:
-        """OTel's `exception` event (semantic conventions: type, message, stacktrace)."""
-        stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        redact = self.recorder.redact
-        event = {
-            "exception.type": type(exc).__name__,
-            "exception.message": redact(str(exc)),
-            "exception.stacktrace": redact(stack),
-            "exception.escaped": "False",
-        }
-        self.events = [*(self.events or []), ("exception", _time_ns(), event)]
+        self.events = [*(self.events or []), exception_event(exc, self.recorder.redact)]
 
     def traceparent(self) -> str:
         return f"00-{self.trace_id}-{self.span_id}-{'01' if self.sampled else '00'}"
 
 
+def exception_event(exc: BaseException, redact: Callable[[str], str]) -> tuple[str, int, dict]:
+    """OTel's `exception` event (semantic conventions: type, message, stacktrace), its text
+    passed through `redact`."""
+    stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    event = {
+        "exception.type": type(exc).__name__,
+        "exception.message": redact(str(exc)),
+        "exception.stacktrace": redact(stack),
+        "exception.escaped": "False",
+    }
+    return ("exception", _time_ns(), event)
+
+
+class Stage:
+    """A step of a sampled span's own work, timed by a `with` block and kept by the span as a
+    :data:`StageRecord`; exported as the span's child (its own span id, the span's request id),
+    with the exception that escapes the block recorded as a span's would be. It is not made
+    current (see the module's docstring); a stage that ends after its span is not exported."""
+
+    __slots__ = ("attributes", "name", "span", "start_ns")
+
+    def __init__(self, span: Span, name: str, attributes: dict[str, Any]) -> None:
+        self.span, self.name, self.attributes = span, name, attributes
+
+    def __enter__(self) -> Stage:
+        self.start_ns = _time_ns()
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        end = _time_ns()
+        if isinstance(exc, Exception):
+            redact = self.span.recorder.redact
+            done: StageRecord = (
+                self.name,
+                self.start_ns,
+                end,
+                "ERROR",
+                redact(f"{type(exc).__name__}: {exc}"),
+                self.attributes,
+                [exception_event(exc, redact)],
+            )
+        else:
+            done = (self.name, self.start_ns, end, "UNSET", None, self.attributes, None)
+        stages = self.span.stages
+        if stages is None:
+            self.span.stages = [done]
+        else:
+            stages.append(done)
+
+    def is_recording(self) -> bool:
+        return True
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.attributes[key] = value
+
+
+_REQUEST_ID_KEY = "mainsail.request_id"
+
+
+def expand(batch: list[Finished]) -> list[Finished]:
+    """`batch` with each span's stages as spans of their own after it: a child of the span,
+    with a span id made here and the span's request id (`mainsail.request_id`)."""
+    out: list[Finished] = []
+    for span in batch:
+        out.append(span)
+        stages = span[11]
+        if stages is None:
+            continue
+        trace_id, parent = span[1], span[2]
+        rid = span[8].get(_REQUEST_ID_KEY)
+        for name, start, end, status, why, attributes, events in stages:
+            if rid is not None:
+                attributes[_REQUEST_ID_KEY] = rid
+            span_id = f"{_getrandbits(64) or 1:016x}"
+            out.append(
+                (
+                    name,
+                    trace_id,
+                    span_id,
+                    parent,
+                    start,
+                    end,
+                    status,
+                    why,
+                    attributes,
+                    events,
+                    False,
+                    None,
+                )
+            )
+    return out
+
+
 class SpanLines:
     """Finished spans of one service as JSON lines (keys `name`, `service`, `trace_id`,
     `span_id`, `parent_id`, `start_ns`, `end_ns`, `status`, `attributes`; what `json.dumps`
-    writes), built directly with each name's head kept: this runs for every span."""
+    writes), a span's stages after it as its children (see :func:`expand`), built directly with
+    each name's head kept: this runs for every span."""
 
     def __init__(self, service: str) -> None:
         self.service = encode_json(service)
         self.heads: dict[str, str] = {}
 
-    def __call__(self, span: Finished) -> str:
-        name, trace_id, span_id, parent, start, end, status, _, attributes, _, _ = span
+    def head(self, name: str) -> str:
         head = self.heads.get(name)
         if head is None:
             head = f'{{"name": {encode_json(name)}, "service": {self.service}, "trace_id": "'
             if len(self.heads) < 1024:  # span names are a small fixed set; bound it anyway
                 self.heads[name] = head
+        return head
+
+    def __call__(self, span: Finished) -> str:
+        name, trace_id, span_id, parent, start, end, status, _, attributes, _, _, stages = span
         parent_id = f'"{parent}"' if parent is not None else "null"
-        return (
-            f'{head}{trace_id}", "span_id": "{span_id}", "parent_id": {parent_id}, '
+        line = (
+            f'{self.head(name)}{trace_id}", "span_id": "{span_id}", "parent_id": {parent_id}, '
             f'"start_ns": {start}, "end_ns": {end}, "status": "{status}", '
             f'"attributes": {encode_json(attributes) if attributes else "{}"}}}\n'
         )
+        if stages is None:
+            return line
+        lines = [line]
+        rid = attributes.get(_REQUEST_ID_KEY)
+        for name, start, end, status, _, attributes, _ in stages:
+            if rid is not None:
+                attributes[_REQUEST_ID_KEY] = rid
+            lines.append(
+                f'{self.head(name)}{trace_id}", "span_id": "{_getrandbits(64) or 1:016x}", '
+                f'"parent_id": "{span_id}", "start_ns": {start}, "end_ns": {end}, '
+                f'"status": "{status}", "attributes": {encode_json(attributes)}}}\n'
+            )
+        return "".join(lines)
 
 
 class Recorder:
@@ -327,7 +450,7 @@ def sdk_exporter(exporter: Any, service: str) -> Exporter:
     codes = {"UNSET": StatusCode.UNSET, "OK": StatusCode.OK, "ERROR": StatusCode.ERROR}
 
     def readable(s: Finished) -> Any:
-        name, trace_hex, span_hex, parent_hex, start, end, status, why, attrs, events, remote = s
+        name, trace_hex, span_hex, parent_hex, start, end, status, why, attrs, events, remote, _ = s
         trace_id = int(trace_hex, 16)
         parent = None
         if parent_hex is not None:
@@ -347,6 +470,7 @@ def sdk_exporter(exporter: Any, service: str) -> Exporter:
         )
 
     def export(batch: list[Finished]) -> None:
+        batch = expand(batch)
         for start in range(0, len(batch), 512):  # the SDK's default export batch size
             exporter.export([readable(s) for s in batch[start : start + 512]])
 

@@ -13,14 +13,16 @@ when spans go to its `otlp` or `console` exporter. Each process of the serving p
   exported to a file per process or through the SDK's OTLP or console exporter.
 
 On the request path: :func:`span` (a shared no-op context manager while tracing is off),
-:func:`event` (returns at once while JSON logs are off), and :data:`REQUEST_ID`, the context
-variable that carries the request id into every log line of the same task or thread.
+:func:`stage` (a step of the current span's work, exported as its child), :func:`event`
+(returns at once while JSON logs are off), and :data:`REQUEST_ID`, the context variable that
+carries the request id into every log line of the same task or thread.
 
-While on, the request path only records: finished spans go to a bounded queue (exported by its
-thread every :data:`SPAN_FLUSH_MS` ms, one write per batch, flushed at exit), and JSON lines to
-a :class:`LineWriter` (written by its thread within :data:`LINE_FLUSH_S`; warnings and errors at
-once; flushed at exit). `event` renders its line without a `logging.LogRecord` (the `mainsail`
-loggers' lines, a prepared formatter).
+While on, the request path only records: finished spans go to a bounded queue (exported every
+:data:`SPAN_FLUSH_MS` ms, one write per batch, flushed at exit), and an event's facts to a
+:class:`LineWriter` (rendered and written with their batch within :data:`LINE_FLUSH_S`;
+warnings and errors at once; flushed at exit). A batch is written by a timer of the process's
+asyncio loop where one runs (MLServer, the router), else by a daemon thread. `event` needs no
+`logging.LogRecord` (the `mainsail` loggers' lines, a prepared formatter).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -223,6 +225,19 @@ def span(name: str, headers: Mapping[str, Any] | None = None, **attributes: Any)
     return spans.Span(recorder, name, parent, attributes)
 
 
+def stage(name: str, **attributes: Any) -> Any:
+    """A step of the current span's own work (`validation`, `predict`, ...), exported as its
+    child span with the span's request id (:class:`~mainsail.core.spans.Stage`: cheaper than a
+    span, never current, so never a parent: a step that calls another service is a `span`);
+    a no-op while tracing is off and under no span or an unsampled one."""
+    if STATE.tracer is None:
+        return _NOOP
+    parent = spans.current()
+    if parent is None or not parent.sampled:
+        return _NOOP
+    return spans.Stage(parent, name, attributes)
+
+
 def traceparent() -> str | None:
     """The W3C `traceparent` of the current span (to pass on downstream); None when off."""
     if STATE.tracer is None:
@@ -251,7 +266,8 @@ def logs_on() -> bool:
 
 def event(logger: logging.Logger, msg: str, **fields: Any) -> None:
     """One INFO line about the request being served (its id from `fields['request_id']` or
-    :data:`REQUEST_ID`); returns at once while JSON logs are off."""
+    :data:`REQUEST_ID`); returns at once while JSON logs are off. The line is rendered with its
+    batch, off the request path: `fields` must not be changed after the call."""
     if not STATE.json_logs:
         return
     handler = STATE.handler
@@ -262,9 +278,9 @@ def event(logger: logging.Logger, msg: str, **fields: Any) -> None:
     ):
         logger.info(msg, extra={"fields": fields})
         return
-    # The `mainsail` loggers' line, rendered without a LogRecord (a third of the cost).
-    formatter: JsonFormatter = handler.formatter  # type: ignore[assignment]
-    handler.writer.write(formatter.render(time.time(), "info", logger.name, msg, fields))
+    # The `mainsail` loggers' line, without a LogRecord (a third of the cost), its facts kept
+    # for the writer to render with the rest of its batch: the request's id and span now.
+    handler.writer.write((time.time(), logger.name, msg, fields, REQUEST_ID.get(), spans.current()))
 
 
 class JsonFormatter(logging.Formatter):
@@ -279,7 +295,21 @@ class JsonFormatter(logging.Formatter):
         fields: dict[str, Any] = dict(getattr(record, "fields", None) or {})
         exc = self.formatException(record.exc_info) if record.exc_info else None
         level = record.levelname.lower()
-        return self.render(record.created, level, record.name, record.getMessage(), fields, exc)
+        return self.render(
+            record.created,
+            level,
+            record.name,
+            record.getMessage(),
+            fields,
+            REQUEST_ID.get(),
+            spans.current(),
+            exc,
+        )
+
+    def deferred(self, item: Deferred) -> str:
+        """The INFO line of an :func:`event` queued as its facts."""
+        created, name, msg, fields, rid, span = item
+        return self.render(created, "info", name, msg, fields, rid, span)
 
     def render(
         self,
@@ -288,9 +318,12 @@ class JsonFormatter(logging.Formatter):
         name: str,
         msg: str,
         fields: dict[str, Any],
+        rid: str | None,
+        span: spans.Span | None,
         exc: str | None = None,
     ) -> str:
-        """The line of one record (`fields` is consumed)."""
+        """The line of one record (`fields` is consumed); `rid` and `span`: the request's id
+        and span when it was made (ids of the span written while tracing is on)."""
         second = int(created)
         clock = self._clock
         if clock[0] != second:  # one strftime a second (a tuple: swapped whole, thread-safe)
@@ -303,10 +336,10 @@ class JsonFormatter(logging.Formatter):
             "service": self.service,
             "logger": name,
             "msg": redact(msg, mode),
-            "request_id": fields.pop("request_id", None) or REQUEST_ID.get(),
+            "request_id": fields.pop("request_id", None) or rid,
         }
-        if STATE.tracer is not None:
-            out.update(current_ids())
+        if span is not None and STATE.tracer is not None:
+            out["trace_id"], out["span_id"] = span.trace_id, span.span_id
         # The text that can carry a client's or a row's values is redacted; ids and times not.
         for key, value in fields.items():
             out[key] = redact(value, mode) if isinstance(value, str) else value
@@ -315,14 +348,26 @@ class JsonFormatter(logging.Formatter):
         return spans.encode_json(out)
 
 
-class LineWriter:
-    """Text lines to a stream, written in batches by a daemon thread within `interval`
-    seconds of the first one waiting (`flush` writes them at once; at exit too). The request
-    path only appends to a deque; past `max_pending` lines the caller writes them itself."""
+Deferred = tuple[float, str, str, dict[str, Any], "str | None", "spans.Span | None"]
+"""An :func:`event`'s line as queued: time, logger, message, fields, request id, span."""
 
-    def __init__(self, stream: IO[str], interval: float = LINE_FLUSH_S, max_pending: int = 4096):
-        self.stream = stream
-        batches: Batcher[str] = Batcher(
+
+class LineWriter:
+    """Text lines to a stream, written in batches by a daemon thread (or a timer of the
+    writing thread's asyncio loop) within `interval` seconds of the first one waiting (`flush`
+    writes them at once; at exit too). The request path only appends to a deque, a line or an
+    event's facts that `render` turns into its line with the batch; past `max_pending` lines
+    the caller writes them itself."""
+
+    def __init__(
+        self,
+        stream: IO[str],
+        interval: float = LINE_FLUSH_S,
+        max_pending: int = 4096,
+        render: Callable[[Deferred], str] | None = None,
+    ):
+        self.stream, self.render = stream, render
+        batches: Batcher[str | Deferred] = Batcher(
             self._write,
             interval=interval,
             limit=max_pending,
@@ -332,7 +377,9 @@ class LineWriter:
         )
         self.write, self.flush = batches.add, batches.flush
 
-    def _write(self, lines: list[str]) -> None:
+    def _write(self, items: list[str | Deferred]) -> None:
+        render = self.render or str
+        lines = [item if type(item) is str else render(item) for item in items]  # type: ignore[arg-type]
         lines.append("")
         try:
             self.stream.write("\n".join(lines))
@@ -348,7 +395,9 @@ class JsonHandler(logging.Handler):
     def __init__(self, writer: LineWriter, service: str) -> None:
         super().__init__()
         self.writer = writer
-        self.setFormatter(JsonFormatter(service))
+        formatter = JsonFormatter(service)
+        self.setFormatter(formatter)
+        writer.render = formatter.deferred
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -295,7 +295,7 @@ class MainsailRuntime(MLModel):
         ]
         feed_values: list[list[Any]] | None = [] if self._feed is not None else None
         try:
-            with telemetry.span("validation"):
+            with telemetry.stage("validation"):
                 decoded = decode(
                     tensors,
                     self.schema,
@@ -316,7 +316,7 @@ class MainsailRuntime(MLModel):
             raise InferenceError(_private(f"model {self.name}: {err}")) from None
         wanted = self._wanted(payload)
         try:
-            with telemetry.span("predict", rows=len(frame)):
+            with telemetry.stage("predict", rows=len(frame)):
                 if len(frame) <= _INLINE_ROWS:
                     outputs, parameters, scores = self._score(frame, wanted)
                 else:
@@ -336,7 +336,7 @@ class MainsailRuntime(MLModel):
                 _private(f"model {self.name} could not score the input: {err}")
             ) from None
         if self._feed is not None:
-            with telemetry.span("drift_enqueue"):
+            with telemetry.stage("drift_enqueue"):
                 queued = self._feed.submit(
                     self._registry_name,
                     self._registry_version,
