@@ -135,6 +135,7 @@ def in_process(args: argparse.Namespace) -> dict[str, list[float]]:
             telemetry.ENV_TRACE_DIR: tmp,
         }
         telemetry.setup("bench", env, stream=lines)
+        telemetry.settle()  # as the runtime does once loaded (out of the full collections)
         recorder = telemetry.STATE.tracer
         sampled = telemetry._recorder("bench", "file", {**env, telemetry.ENV_TRACE_SAMPLE: "0.1"})
         log = logging.getLogger("mainsail.bench")

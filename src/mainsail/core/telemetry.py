@@ -180,14 +180,15 @@ def _recorder(service: str, kind: str, environ: Mapping[str, str]) -> spans.Reco
 
 
 def settle() -> None:
-    """Called by a serving process once it has loaded (its modules, its model): while spans are
-    recorded, collect, then move every object alive now out of the cyclic collector's reach
-    (`gc.freeze`). Queued spans live long enough to reach the oldest generation, so they bring
-    full collections about, and in MLServer a full collection of the loaded process took about
-    150 ms (the p99 of a traced server under load); after the freeze it scans what the requests
-    made, about 1 ms. What was alive at the freeze is never collected as a cycle: a model
-    unloaded later keeps its cyclic garbage (plain reference counting still frees the rest)."""
-    if STATE.tracer is None:
+    """Called by a serving process once it has loaded (its modules, its model): while spans or
+    JSON lines are recorded, collect, then move every object alive now out of the cyclic
+    collector's reach (`gc.freeze`). Queued spans and lines live long enough to reach the oldest
+    generation, so they bring full collections about, and in MLServer a full collection of the
+    loaded process took about 150 ms (the p99 of a traced server under load); after the freeze
+    it scans what the requests made, about 1 ms. What was alive at the freeze is never collected
+    as a cycle: a model unloaded later keeps its cyclic garbage (plain reference counting still
+    frees the rest)."""
+    if STATE.tracer is None and not STATE.json_logs:
         return
     gc.collect()
     gc.freeze()

@@ -209,7 +209,7 @@ class MainsailRuntime(MLModel):
         self._registry_name = self.options.model or self.manifest.model
         self._registry_version = str(self.manifest.version)
         self.inputs, self.outputs = _metadata(self.schema, self._classification)
-        telemetry.settle()  # tracing on: the loaded process out of the collector's full scans
+        telemetry.settle()  # logs or traces on: the loaded process out of the full scans
         return True
 
     async def unload(self) -> bool:
