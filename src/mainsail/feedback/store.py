@@ -29,7 +29,7 @@ import collections
 import json
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -604,6 +604,52 @@ def _losses(rows: Sequence[Any], problem_type: str, positive_label: str) -> np.n
         return (scores - labels) ** 2
     truth = np.array([1.0 if str(r[1]) == positive_label else 0.0 for r in rows])
     return _log_loss(scores, truth)
+
+
+class StoreUnavailableError(RuntimeError):
+    """The feedback store did not accept a connection in time."""
+
+
+def wait_for_store(
+    url: str,
+    timeout_s: float,
+    *,
+    every_s: float = 2.0,
+    log: Callable[[str], None] = print,
+) -> float:
+    """Wait until the store at `url` answers `SELECT 1`; returns the seconds waited.
+
+    For a client that starts beside its database (the gateway's pod next to the chart's
+    Postgres, which needs a few seconds to initialise): one line per failed try names the
+    server and the reason, instead of a crash and a restart. Raises StoreUnavailableError after
+    `timeout_s`."""
+    where = sa.engine.make_url(url).render_as_string(hide_password=True)
+    # A server that drops packets instead of refusing must not hang a try past its turn.
+    connect_args = {"connect_timeout": 5} if url.startswith("postgresql") else {}
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=connect_args)
+    started = time.monotonic()
+    try:
+        while True:
+            try:
+                with engine.connect() as conn:
+                    conn.execute(sa.text("SELECT 1"))
+                waited = time.monotonic() - started
+                log(f"feedback store {where} ready after {waited:.0f} s")
+                return waited
+            except sa.exc.OperationalError as err:
+                waited = time.monotonic() - started
+                reason = str(err.orig or err).strip().splitlines()[0][:200]
+                if waited + every_s > timeout_s:
+                    raise StoreUnavailableError(
+                        f"feedback store {where} not ready after {waited:.0f} s: {reason}"
+                    ) from None
+                log(
+                    f"feedback store {where} not ready yet ({reason}); "
+                    f"retrying for up to {timeout_s - waited:.0f} s more"
+                )
+                time.sleep(every_s)
+    finally:
+        engine.dispose()
 
 
 def store_url(cfg: ProjectConfig, stack_data_dir: Path | None = None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -256,3 +257,78 @@ def test_a_table_written_before_the_assignment_columns_is_migrated(store_url: st
     assert migrate(engine) == []  # a second opener finds the columns there
     FeedbackStore(store_url).close()
     engine.dispose()
+
+
+def test_a_client_waits_for_a_postgres_that_is_not_ready_yet() -> None:
+    """The gateway's init container on the cluster (`python -m mainsail.feedback wait`): a
+    Postgres whose port opens only after 1.5 s (a forwarder in front of the real one) is waited
+    for, one line per try naming the server and the reason; a store that never opens fails
+    after the timeout with the same message, exit 1, and no stack trace."""
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from mainsail.core.ports import free_port
+    from mainsail.feedback.store import wait_for_store
+
+    real = sa.engine.make_url(postgres_url())
+    port = free_port()
+    stop = threading.Event()
+
+    def pipe(a: socket.socket, b: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := a.recv(65536):
+                b.sendall(data)
+        with contextlib.suppress(OSError):
+            b.shutdown(socket.SHUT_WR)
+
+    def forward_later() -> None:
+        time.sleep(1.5)
+        with socket.create_server(("127.0.0.1", port)) as server:
+            server.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    client, _ = server.accept()
+                except TimeoutError:
+                    continue
+                upstream = socket.create_connection((real.host or "127.0.0.1", real.port or 5432))
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+
+    thread = threading.Thread(target=forward_later, daemon=True)
+    thread.start()
+    lines: list[str] = []
+    try:
+        url = real.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+        waited = wait_for_store(url, 30, every_s=0.3, log=lines.append)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert waited >= 1.4, (waited, lines)
+    assert f"127.0.0.1:{port}" in lines[0] and "not ready yet" in lines[0], lines
+    assert "ready after" in lines[-1]
+    assert not real.password or real.password not in "\n".join(lines)
+
+    closed = real.set(host="127.0.0.1", port=free_port()).render_as_string(hide_password=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mainsail.feedback",
+            "wait",
+            closed,
+            "--timeout",
+            "1",
+            "--every",
+            "0.3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1, run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert "not ready after" in last and closed.split("@")[-1] in last, run.stderr
+    assert "Traceback" not in run.stderr
