@@ -9,9 +9,11 @@
 # mlserver, local mode) serving: the deployer sets the variants' MLServer Deployments and the
 # gateway's canary, predictions through the gateway, Prometheus scraping them, the shipped rules
 # loaded, every dashboard query evaluated, and the feedback store in the chart's Postgres
-# (written by the gateway, read from another pod, kept across a gateway pod's replacement).
-# Not run yet: the promotion controller's own loop on the cluster (issue 17). Then, where Seldon
-# Core 2 is installed (upstream mode), the Seldon smoke test (scripts/kind/smoke.sh).
+# (written by the gateway, read from another pod, kept across a gateway pod's replacement), and
+# the promotion controller's whole experiment both ways (tests/cluster/test_serving_loop.py: a
+# better challenger ramped and promoted though its pod is killed mid-experiment, a worse one
+# rolled back). Then, where Seldon Core 2 is installed (upstream mode), the Seldon smoke test
+# (scripts/kind/smoke.sh).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 local_tools

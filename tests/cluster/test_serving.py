@@ -30,7 +30,6 @@ import httpx
 import pytest
 import yaml
 
-from mainsail.config import load_config
 from mainsail.core import naming
 from mainsail.registry.store import ModelRegistry
 from tests.support import kind
@@ -59,56 +58,26 @@ class Served:
     registry: ModelRegistry
 
 
-def _mlserver_mode(admin: Any) -> bool:
-    from kubernetes import client
-
-    names = {
-        d.metadata.name
-        for d in client.AppsV1Api(admin).list_namespaced_deployment(kind.NAMESPACE).items
-    }
-    return naming.serving_deployment("champion", kind.RELEASE) in names
-
-
 @pytest.fixture(scope="module")
 def served(
     admin: Any, publish: Callable[[str, int], ModelRegistry], model_artifact: Path
 ) -> Iterator[Served]:
     """Two signed versions deployed (champion, challenger at 10%), traffic sent through the
     gateway; the gateway and Prometheus port-forwarded for the tests."""
-    if not _mlserver_mode(admin):
+    if not kind.mlserver_mode(admin):
         pytest.skip("serving.backend is seldon here: scripts/kind/smoke.sh covers serving")
-    from mainsail.deploy.service import deploy
-
     registry = publish(MODEL, 2)
     champion, challenger = (v.version for v in registry.versions(MODEL)[-2:])
     registry.promote(MODEL, champion, "champion")
     token = kind.secret_data(admin, naming.auth_secret_name(kind.RELEASE))["gateway-token"]
-    as_deployer = kind.service_account_client(admin, DEPLOYER)
     with (
         kind.port_forward(f"service/{GATEWAY}", naming.ROUTER_PORT) as port,
         kind.port_forward(PROMETHEUS, 9090, naming.MONITORING_NAMESPACE) as prom,
     ):
         gateway = f"http://127.0.0.1:{port}"
-        cfg = load_config(
-            kind.REPO / "configs" / "churn.yaml",
-            {
-                "stack.backend": "kubernetes",
-                "stack.kubernetes.namespace": kind.NAMESPACE,
-                "stack.kubernetes.serving": "mlserver",
-                "stack.kubernetes.gateway_url": gateway,
-                "stack.kubernetes.rollout_timeout_s": 600,
-                "stack.router.token_env": "MAINSAIL_E2E_GATEWAY_TOKEN",
-            },
-        )
-        import os
-
-        os.environ["MAINSAIL_E2E_GATEWAY_TOKEN"] = token
+        cfg = kind.gateway_config(gateway)
         started = time.monotonic()
-        try:
-            result = deploy(cfg, challenger, CANARY, registry=registry, api_client=as_deployer)
-        finally:
-            os.environ.pop("MAINSAIL_E2E_GATEWAY_TOKEN", None)
-            as_deployer.close()
+        result = kind.deploy_as_deployer(admin, cfg, token, challenger, CANARY, registry)
         print(f"\ndeploy v{champion} / v{challenger}: {time.monotonic() - started:.0f} s")
         counts = _traffic(gateway, model_artifact)
         yield Served(
@@ -373,6 +342,27 @@ def test_the_serving_pods_run_restricted_as_their_service_account(admin: Any) ->
         assert [c.name for c in pod.spec.containers] == ["mlserver", "drift"]
         assert pod.spec.security_context.run_as_non_root is True
     print(json.dumps(sorted(p.metadata.name for p in pods)))
+
+
+def test_the_gateway_waited_for_postgres_instead_of_restarting(admin: Any) -> None:
+    """Installed together, the gateway starts before the chart's Postgres is ready: its init
+    container waits for the store (a line per try), so the gateway itself never restarts (it
+    crash-looped twice before)."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(admin)
+    selector = f"{naming.LABEL_INSTANCE}={kind.RELEASE},{naming.LABEL_COMPONENT}=gateway"
+    (pod,) = core.list_namespaced_pod(kind.NAMESPACE, label_selector=selector).items
+    (wait,) = pod.status.init_container_statuses
+    assert wait.name == "wait-for-feedback-store"
+    assert wait.state.terminated is not None and wait.state.terminated.exit_code == 0, wait
+    (gateway,) = pod.status.container_statuses
+    assert gateway.restart_count == 0, gateway
+    logs = core.read_namespaced_pod_log(
+        pod.metadata.name, kind.NAMESPACE, container="wait-for-feedback-store"
+    )
+    print(f"\n{logs.strip()}")
+    assert "ready after" in logs.strip().splitlines()[-1], logs
 
 
 def test_killing_the_challengers_pod_loses_no_request_and_no_prediction(

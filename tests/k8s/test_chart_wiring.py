@@ -191,6 +191,13 @@ def test_the_gateway_records_into_the_charts_postgres_with_the_password_from_its
     env = {e["name"]: e for e in gateway["containers"][0]["env"]}
     secret_ref = env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]
     assert secret_ref == {"name": "mainsail-postgres", "key": "password"}
+    # It waits for that Postgres in an init container (no liveness probe there), instead of
+    # crash-looping while Postgres initialises: the same URL and password.
+    (wait,) = gateway["initContainers"]
+    assert wait["command"][:5] == ["python", "-m", "mainsail.feedback", "wait", url]
+    assert wait["command"][5:] == ["--timeout", "300"]
+    wait_env = {e["name"]: e for e in wait["env"]}
+    assert wait_env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == secret_ref
     pg = by[("Deployment", "mainsail-postgres")]["spec"]["template"]["spec"]
     (volume,) = [v for v in pg["volumes"] if "secret" in v]
     assert volume["secret"]["secretName"] == "mainsail-postgres"
@@ -207,3 +214,9 @@ def test_the_gateway_records_into_the_charts_postgres_with_the_password_from_its
         )["data"]["router.json"]
     )
     assert "feedback_url" not in default
+    plain = next(
+        o
+        for o in scenario_objects["default"]
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "mainsail-gateway"
+    )
+    assert "initContainers" not in plain["spec"]["template"]["spec"]

@@ -477,3 +477,56 @@ def feedback_store_url(admin: Any) -> str:
     if not url:
         raise AssertionError(f"ConfigMap {name} gives the gateway no feedback store")
     return str(url)
+
+
+# ------------------------------------------------------------------------- the gateway
+
+#: Where the cluster tests put the gateway's admin token for the code that reads it from the
+#: environment (`stack.router.token_env`): `mainsail deploy` and the promotion controller.
+GATEWAY_TOKEN_ENV = "MAINSAIL_E2E_GATEWAY_TOKEN"
+
+
+def gateway_config(gateway_url: str, overrides: dict[str, Any] | None = None) -> Any:
+    """The churn config as the deployer and the promotion controller see the cluster with
+    `serving.backend: mlserver`: backend kubernetes, the gateway at `gateway_url` (a
+    port-forward), its token from :data:`GATEWAY_TOKEN_ENV`."""
+    from mainsail.config import load_config
+
+    return load_config(
+        REPO / "configs" / "churn.yaml",
+        {
+            "stack.backend": "kubernetes",
+            "stack.kubernetes.namespace": NAMESPACE,
+            "stack.kubernetes.serving": "mlserver",
+            "stack.kubernetes.gateway_url": gateway_url,
+            "stack.kubernetes.rollout_timeout_s": 600,
+            "stack.router.token_env": GATEWAY_TOKEN_ENV,
+            **(overrides or {}),
+        },
+    )
+
+
+def deploy_as_deployer(
+    admin: Any, cfg: Any, token: str, version: int, canary: int, registry: Any
+) -> Any:
+    """`mainsail deploy VERSION --canary CANARY` as the deployer's ServiceAccount: the variants'
+    Deployments at the champion alias's and `version`, the gateway's split; its DeployResult."""
+    from mainsail.deploy.service import deploy
+
+    as_deployer = service_account_client(admin, naming.deployer_service_account(RELEASE))
+    os.environ[GATEWAY_TOKEN_ENV] = token
+    try:
+        return deploy(cfg, version, canary, registry=registry, api_client=as_deployer)
+    finally:
+        os.environ.pop(GATEWAY_TOKEN_ENV, None)
+        as_deployer.close()
+
+
+def mlserver_mode(admin: Any) -> bool:
+    """Whether the chart serves with `serving.backend: mlserver` (the variants' Deployments)."""
+    from kubernetes import client
+
+    names = {
+        d.metadata.name for d in client.AppsV1Api(admin).list_namespaced_deployment(NAMESPACE).items
+    }
+    return naming.serving_deployment("champion", RELEASE) in names

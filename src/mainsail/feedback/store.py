@@ -2,12 +2,25 @@
 what a shadowed challenger answered to the same requests, and every promotion decision, in SQLite
 (default) or Postgres (when configured).
 
-The router records one row per served request (request id, variant, model version, score,
-latency, error) and one row per mirrored answer of a shadowed challenger (same request id, its
-own table); the feedback endpoint records labels by request id; the promotion controller reads
-joined outcomes per variant, pairs shadow answers with the champion's, counts requests per
-variant for the sample-ratio check, and appends its decisions. Writes are idempotent per request
-id, so a client that retries after a restart does not double-count.
+The router records one row per served request (request id, the variant it ASSIGNED the request
+to and the variant that ANSWERED it, model version, score, latency, error, and why it failed
+over when those differ) and one row per mirrored answer of a shadowed challenger (same request
+id, its own table); the feedback endpoint records labels by request id; the promotion controller
+reads joined outcomes per variant, pairs shadow answers with the champion's, counts requests per
+assigned variant for the sample-ratio check, and appends its decisions. Writes are idempotent per
+request id, so a client that retries after a restart does not double-count.
+
+Assigned and answering variant: the router assigns each request by weight; when the assigned
+variant is out of rotation or gives no answer, the request fails over to the other one, which
+answers it (`variant`) while `assigned` keeps the assignment. The sample-ratio check tests the
+assignment (:meth:`FeedbackStore.requests_per_variant`): a challenger pod killed mid-experiment
+must not look like a biased split. The A/B comparison reads only requests answered by their
+assigned variant (:meth:`FeedbackStore.outcomes`); failovers are counted apart
+(:meth:`FeedbackStore.failovers`) and reported in the controller's decisions.
+
+Schema changes are additive: a column added later (`assigned`, `failover`) is added to an
+existing table when a store opens it (:func:`migrate`), and a row written before it existed reads
+as answered by its assigned variant (`assigned` NULL means `variant`).
 """
 
 from __future__ import annotations
@@ -16,7 +29,7 @@ import collections
 import json
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -54,7 +67,15 @@ predictions = sa.Table(
     sa.Column("latency_s", sa.Float, nullable=False),
     sa.Column("error", sa.Boolean, nullable=False, default=False),
     sa.Column("ts", sa.Float, nullable=False),
+    # Added after the first release (see migrate): NULL in older rows, read as `variant`.
+    sa.Column("assigned", sa.String(32)),
+    sa.Column("failover", sa.String(32)),
 )
+#: Columns added to existing tables after they were first created, in order (see migrate).
+ADDED_COLUMNS: tuple[sa.Column[Any], ...] = (predictions.c.assigned, predictions.c.failover)
+#: The variant a request was assigned to (rows written before the column existed: the one that
+#: answered it).
+assigned_variant = sa.func.coalesce(predictions.c.assigned, predictions.c.variant)
 feedback = sa.Table(
     "mainsail_feedback",
     metadata,
@@ -107,6 +128,12 @@ class PredictionRecord:
     latency_s: float
     error: bool = False
     ts: float = 0.0
+    assigned: str | None = None
+    """The variant the router assigned the request to, when another one answered it (a
+    failover); None: the one that answered (`variant`)."""
+    failover: str | None = None
+    """Why the assigned variant did not answer (`out_of_rotation`, `connect`, `timeout`,
+    `model_not_served`, ...); None when it did."""
 
 
 @dataclass
@@ -164,6 +191,7 @@ class FeedbackStore:
             with self.engine.begin() as conn:
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         metadata.create_all(self.engine)
+        migrate(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -292,8 +320,17 @@ class FeedbackStore:
         positive_label: str = "1",
         since: float | None = None,
     ) -> VariantOutcomes:
-        """Joined per-request outcomes of one variant: losses (labelled rows), errors, latencies."""
-        where = [predictions.c.model == model, predictions.c.variant == variant]
+        """Joined per-request outcomes of one variant: losses (labelled rows), errors, latencies.
+
+        Only requests the variant was assigned AND answered count: a failover (assigned to one
+        variant, answered by the other) is evidence about neither model's answers, and counting
+        the champion's answer to a request assigned to the challenger on either side would bias
+        the comparison (see :meth:`failovers`, reported beside it)."""
+        where = [
+            predictions.c.model == model,
+            predictions.c.variant == variant,
+            assigned_variant == variant,
+        ]
         if since is not None:
             where.append(predictions.c.ts >= since)
         served = sa.select(
@@ -318,17 +355,54 @@ class FeedbackStore:
         return VariantOutcomes(losses=losses, errors=errors, latencies_s=latencies)
 
     def requests_per_variant(self, model: str, since: float | None = None) -> dict[str, int]:
-        """Requests answered per variant (a batch counts once), for the sample-ratio check."""
+        """Requests ASSIGNED per variant (a batch counts once), for the sample-ratio check.
+
+        The assignment, not the answering variant: the split the router was configured with is
+        what the check tests, and a request that failed over to the champion while the
+        challenger's pod was down was still assigned to the challenger."""
         where = [predictions.c.model == model]
         if since is not None:
             where.append(predictions.c.ts >= since)
-        query = sa.select(predictions.c.variant, predictions.c.request_id).where(*where)
+        query = sa.select(assigned_variant, predictions.c.request_id).where(*where)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         seen: dict[str, set[str]] = {}
         for variant, request_id in rows:
             seen.setdefault(str(variant), set()).add(str(request_id).split("#", 1)[0])
         return {variant: len(ids) for variant, ids in seen.items()}
+
+    def failovers(self, model: str, since: float | None = None) -> dict[str, dict[str, Any]]:
+        """Per assigned variant: requests assigned, how many another variant answered
+        (`failed_over`), their share, and how many per reason (a batch counts once)."""
+        where = [predictions.c.model == model]
+        if since is not None:
+            where.append(predictions.c.ts >= since)
+        query = sa.select(
+            assigned_variant,
+            predictions.c.variant,
+            predictions.c.failover,
+            predictions.c.request_id,
+        ).where(*where)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        requests: dict[str, dict[str, str | None]] = {}
+        for assigned, variant, reason, request_id in rows:
+            base = str(request_id).split("#", 1)[0]
+            failed_over = str(variant) != str(assigned)
+            requests.setdefault(str(assigned), {}).setdefault(
+                base, (reason or "unknown") if failed_over else None
+            )
+        out: dict[str, dict[str, Any]] = {}
+        for assigned, by_request in sorted(requests.items()):
+            reasons = collections.Counter(r for r in by_request.values() if r is not None)
+            moved = sum(reasons.values())
+            out[assigned] = {
+                "assigned": len(by_request),
+                "failed_over": moved,
+                "share": moved / len(by_request),
+                "reasons": dict(sorted(reasons.items())),
+            }
+        return out
 
     def shadow_pairs(self, model: str, since: float | None = None) -> ShadowPairs:
         """The shadow answers since `since`, each paired with the champion's answer to the same
@@ -486,8 +560,34 @@ def _rows(records: Iterable[PredictionRecord], *, with_variant: bool) -> list[di
         }
         if with_variant:
             row["variant"] = r.variant
+            row["assigned"] = r.assigned or r.variant
+            row["failover"] = r.failover if row["assigned"] != r.variant else None
         rows.append(row)
     return rows
+
+
+def migrate(engine: Engine) -> list[str]:
+    """Add the columns of :data:`ADDED_COLUMNS` that an existing table lacks (nullable, so the
+    rows already there stay as they were); returns the names added. Safe when several processes
+    open the store at once (the router and the controller): Postgres adds `IF NOT EXISTS`, and a
+    SQLite "duplicate column" from a concurrent opener counts as done."""
+    added: list[str] = []
+    for column in ADDED_COLUMNS:
+        table = column.table
+        have = {c["name"] for c in sa.inspect(engine).get_columns(table.name)}
+        if column.name in have:
+            continue
+        kind = column.type.compile(dialect=engine.dialect)
+        guard = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""
+        ddl = f"ALTER TABLE {table.name} ADD COLUMN {guard}{column.name} {kind}"
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(ddl)
+        except sa.exc.OperationalError as err:
+            if "duplicate column" not in str(err).lower():
+                raise
+        added.append(column.name)
+    return added
 
 
 def _log_loss(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -504,6 +604,52 @@ def _losses(rows: Sequence[Any], problem_type: str, positive_label: str) -> np.n
         return (scores - labels) ** 2
     truth = np.array([1.0 if str(r[1]) == positive_label else 0.0 for r in rows])
     return _log_loss(scores, truth)
+
+
+class StoreUnavailableError(RuntimeError):
+    """The feedback store did not accept a connection in time."""
+
+
+def wait_for_store(
+    url: str,
+    timeout_s: float,
+    *,
+    every_s: float = 2.0,
+    log: Callable[[str], None] = print,
+) -> float:
+    """Wait until the store at `url` answers `SELECT 1`; returns the seconds waited.
+
+    For a client that starts beside its database (the gateway's pod next to the chart's
+    Postgres, which needs a few seconds to initialise): one line per failed try names the
+    server and the reason, instead of a crash and a restart. Raises StoreUnavailableError after
+    `timeout_s`."""
+    where = sa.engine.make_url(url).render_as_string(hide_password=True)
+    # A server that drops packets instead of refusing must not hang a try past its turn.
+    connect_args = {"connect_timeout": 5} if url.startswith("postgresql") else {}
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=connect_args)
+    started = time.monotonic()
+    try:
+        while True:
+            try:
+                with engine.connect() as conn:
+                    conn.execute(sa.text("SELECT 1"))
+                waited = time.monotonic() - started
+                log(f"feedback store {where} ready after {waited:.0f} s")
+                return waited
+            except sa.exc.OperationalError as err:
+                waited = time.monotonic() - started
+                reason = str(err.orig or err).strip().splitlines()[0][:200]
+                if waited + every_s > timeout_s:
+                    raise StoreUnavailableError(
+                        f"feedback store {where} not ready after {waited:.0f} s: {reason}"
+                    ) from None
+                log(
+                    f"feedback store {where} not ready yet ({reason}); "
+                    f"retrying for up to {timeout_s - waited:.0f} s more"
+                )
+                time.sleep(every_s)
+    finally:
+        engine.dispose()
 
 
 def store_url(cfg: ProjectConfig, stack_data_dir: Path | None = None) -> str:

@@ -243,6 +243,10 @@ class Decision:
     """The sample-ratio check of this look (None in the shadow stage and before any request)."""
     shadow: dict[str, Any] | None = None
     """The shadow report of this look (shadow stage only; see mainsail.promotion.shadow)."""
+    failovers: dict[str, Any] | None = None
+    """Requests of the current canary stage that another variant answered than the one they
+    were assigned to, per assigned variant (see FeedbackStore.failovers): reported, never part
+    of the comparison (canary stages only)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -254,6 +258,7 @@ class Decision:
             "latency": self.latency.to_dict() if self.latency else None,
             "srm": self.srm.to_dict() if self.srm else None,
             "shadow": self.shadow,
+            "failovers": self.failovers,
             "states": self.states,
         }
 

@@ -8,6 +8,26 @@ it fails. In a canary stage it counts the requests per variant since the stage b
 the split against the configured weight (:mod:`mainsail.promotion.srm`; a mismatch pauses the
 experiment until `resume()`), then reads each variant's outcomes (labels from the feedback
 store, errors and latency as recorded by the router) and runs the always-valid A/B analysis.
+
+How failovers count (a request assigned to one variant and answered by the other, because the
+assigned one was out of rotation, refused the connection, timed out or did not serve the model):
+- the sample-ratio check tests the ASSIGNMENT: the router assigns by weight whatever is in
+  rotation, so a challenger pod killed mid-experiment leaves the tested split intact (testing
+  the answering variant saw 0.42% challenger at a 25% canary on kind, and paused);
+- the quality comparison, the error-rate and the latency guardrails read only requests answered
+  by their assigned variant: a failover carries no answer of the assigned model, and the
+  answer it carries (the other model's) would dilute the effect if counted for the assigned
+  side and over-weight the outage period if counted for the answering side;
+- failovers are not errors of the assigned variant. The error-rate guardrail compares how often
+  each MODEL's answers fail (a 5xx from its server); a failover delivered an answer, and its
+  cause is mostly the pod's lifecycle (deleted, rescheduled, still loading), which Kubernetes
+  and the router's health metrics watch, not the model. Counting it would let one pod restart
+  at a 10% canary roll back a better model. A stage whose challenger answered nothing has no
+  challenger outcomes and cannot ramp (`step_samples` counts answered requests);
+- failovers are reported: every canary decision carries `failovers` (per assigned variant:
+  requests assigned, failed over, share, reasons) and `mainsail_ab_failovers` exports them.
+  A challenger that times out is one limit of this rule: its slow requests fail over and so
+  miss the latency guardrail; their count (reason `timeout`) is in that report.
 It acts through a traffic backend (the local router's admin API, or a Seldon Experiment patch
 on a cluster) and logs each decision with its evidence. Its state lives in the feedback store,
 so a restarted controller continues the same experiment where it stopped and never repeats or
@@ -117,6 +137,7 @@ class PromotionController:
                 states=saved["states"],
                 split=split,
             )
+            decision.failovers = self.store.failovers(self.model, since=float(stage["started"]))
         evidence: dict[str, Any] = {
             "experiment": key,
             "champion_version": champion,

@@ -6,7 +6,9 @@ as job `mainsail-promotion`; the alert rules `MainsailSampleRatioMismatch` and
 challenger's `version`.
 
 - `mainsail_ab_stage_weight{model,version}`: challenger percent of the current stage (0 = shadow).
-- `mainsail_ab_requests{model,version,variant}`: requests each variant answered in the stage.
+- `mainsail_ab_requests{model,version,variant}`: requests assigned to each variant in the stage.
+- `mainsail_ab_failovers{model,version,variant}`: of those, requests the other variant answered
+  (the assigned one was out of rotation or gave no answer).
 - `mainsail_ab_expected_share{model,version}` / `mainsail_ab_observed_share{model,version}`:
   configured and observed challenger share of the stage.
 - `mainsail_ab_srm_p_value{model,version,test}`: `sequential` (always valid; decides) and
@@ -52,7 +54,13 @@ class PromotionMetrics:
         )
         self.requests = Gauge(
             "mainsail_ab_requests",
-            "Requests each variant answered in the current ramp stage",
+            "Requests assigned to each variant in the current ramp stage",
+            [*_MV, "variant"],
+            registry=r,
+        )
+        self.failovers = Gauge(
+            "mainsail_ab_failovers",
+            "Requests assigned to a variant in the current ramp stage that the other answered",
             [*_MV, "variant"],
             registry=r,
         )
@@ -163,6 +171,10 @@ class PromotionMetrics:
         if counts is not None:
             for variant in ("champion", "challenger"):
                 self.requests.labels(model, version, variant).set(counts.get(variant, 0))
+        if decision.failovers is not None:
+            for variant in ("champion", "challenger"):
+                moved = decision.failovers.get(variant, {}).get("failed_over", 0)
+                self.failovers.labels(model, version, variant).set(moved)
         srm = decision.srm
         if srm is not None:
             self.expected_share.labels(model, version).set(srm.expected_share)

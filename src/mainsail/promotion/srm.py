@@ -1,9 +1,11 @@
 """Sample-ratio mismatch (SRM): does the observed split of requests match the configured one?
 
 A canary whose observed split differs from its configured weight (sticky sessions that pin a few
-heavy callers, a variant that fails and has its requests re-sent to the other one, a router bug)
-biases every comparison made on it, so the A/B analysis checks the split at every look before it
-believes any other number, and pauses the experiment on a mismatch.
+heavy callers, a router bug, records lost on one side) biases every comparison made on it, so the
+A/B analysis checks the split at every look before it believes any other number, and pauses the
+experiment on a mismatch. The counts are of ASSIGNED requests (the router records the variant it
+assigned a request to beside the one that answered it): a variant out of rotation whose requests
+fail over to the other one changes who answers, not the assignment, and is reported apart.
 
 The decision uses the sequential multinomial test of Lindon & Malek ("Anytime-valid inference for
 multinomial count data", NeurIPS 2022): a Dirichlet-multinomial Bayes factor of "assignment
@@ -124,9 +126,9 @@ class SRMResult:
     """One look at the split of one stage."""
 
     champion: int
-    """Requests the champion answered in this stage."""
+    """Requests assigned to the champion in this stage."""
     challenger: int
-    """Requests the challenger answered in this stage."""
+    """Requests assigned to the challenger in this stage."""
     expected_share: float
     """Configured challenger share (0-1)."""
     observed_share: float

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,3 +139,196 @@ def test_regression_losses_are_squared_errors(tmp_path: Path) -> None:
     out = store.outcomes("price", "champion", "regression")
     np.testing.assert_allclose(np.sort(out.losses), np.full(5, 4.0))
     assert store.quality("price", "champion", "regression")["rmse"] == pytest.approx(2.0)
+
+
+def test_assigned_and_answering_variants_are_kept_apart(store_url: str) -> None:
+    """A request assigned to the challenger and answered by the champion (a failover) counts for
+    the challenger in the split, in neither side's outcomes, and in the failover report."""
+    store = FeedbackStore(store_url)
+    ts = 1_790_000_000.0
+    rows = [
+        PredictionRecord(f"a{i}", "churn", "champion", "2", "0", 0.2, 0.01, ts=ts + i)
+        for i in range(30)
+    ]
+    rows += [
+        PredictionRecord(f"b{i}", "churn", "challenger", "3", "1", 0.9, 0.01, ts=ts + i)
+        for i in range(6)
+    ]
+
+    def failed_over(rid: str, reason: str) -> PredictionRecord:
+        return PredictionRecord(
+            rid,
+            "churn",
+            "champion",
+            "2",
+            "0",
+            0.2,
+            0.01,
+            ts=ts,
+            assigned="challenger",
+            failover=reason,
+        )
+
+    rows += [failed_over(f"c{i}", "connect" if i == 0 else "out_of_rotation") for i in range(4)]
+    # A failed-over batch of three rows counts once.
+    rows += [failed_over(f"d#{j}", "out_of_rotation") for j in range(3)]
+    assert store.record_predictions(rows) == len(rows)
+    store.record_feedback({r.request_id: 1 for r in rows})
+    assert store.requests_per_variant("churn") == {"champion": 30, "challenger": 11}
+    champion = store.outcomes("churn", "champion", "classification")
+    challenger = store.outcomes("churn", "challenger", "classification")
+    assert champion.errors.size == 30 and champion.losses.size == 30
+    assert challenger.errors.size == 6 and challenger.losses.size == 6
+    assert store.failovers("churn") == {
+        "challenger": {
+            "assigned": 11,
+            "failed_over": 5,
+            "share": 5 / 11,
+            "reasons": {"connect": 1, "out_of_rotation": 4},
+        },
+        "champion": {"assigned": 30, "failed_over": 0, "share": 0.0, "reasons": {}},
+    }
+    assert store.failovers("churn", since=ts + 29) == {
+        "champion": {"assigned": 1, "failed_over": 0, "share": 0.0, "reasons": {}}
+    }
+    store.close()
+
+
+def test_a_table_written_before_the_assignment_columns_is_migrated(store_url: str) -> None:
+    """A store created by the previous release (no `assigned`, `failover`) gains the columns
+    when opened, its rows stay readable as answered by their assigned variant, and opening it
+    again changes nothing."""
+    from mainsail.feedback.store import migrate
+
+    old = sa.MetaData()
+    table = sa.Table(
+        "mainsail_predictions",
+        old,
+        *(
+            sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+            for c in metadata.tables["mainsail_predictions"].columns
+            if c.name not in ("assigned", "failover")
+        ),
+    )
+    engine = sa.create_engine(store_url)
+    old.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            table.insert(),
+            [
+                {
+                    "request_id": f"old{i}",
+                    "model": "churn",
+                    "variant": "challenger" if i % 4 == 0 else "champion",
+                    "version": "1",
+                    "prediction": "1",
+                    "score": 0.7,
+                    "latency_s": 0.01,
+                    "error": False,
+                    "ts": 1_790_000_000.0 + i,
+                }
+                for i in range(20)
+            ],
+        )
+    store = FeedbackStore(store_url)
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("mainsail_predictions")}
+    assert {"assigned", "failover"} <= columns
+    assert store.requests_per_variant("churn") == {"champion": 15, "challenger": 5}
+    assert store.outcomes("churn", "challenger", "classification").errors.size == 5
+    assert store.failovers("churn")["challenger"]["failed_over"] == 0
+    store.record_predictions(
+        [
+            PredictionRecord(
+                "new",
+                "churn",
+                "champion",
+                "1",
+                "1",
+                0.7,
+                0.01,
+                assigned="challenger",
+                failover="timeout",
+            )
+        ]
+    )
+    assert store.requests_per_variant("churn") == {"champion": 15, "challenger": 6}
+    assert store.failovers("churn")["challenger"]["reasons"] == {"timeout": 1}
+    store.close()
+    assert migrate(engine) == []  # a second opener finds the columns there
+    FeedbackStore(store_url).close()
+    engine.dispose()
+
+
+def test_a_client_waits_for_a_postgres_that_is_not_ready_yet() -> None:
+    """The gateway's init container on the cluster (`python -m mainsail.feedback wait`): a
+    Postgres whose port opens only after 1.5 s (a forwarder in front of the real one) is waited
+    for, one line per try naming the server and the reason; a store that never opens fails
+    after the timeout with the same message, exit 1, and no stack trace."""
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from mainsail.core.ports import free_port
+    from mainsail.feedback.store import wait_for_store
+
+    real = sa.engine.make_url(postgres_url())
+    port = free_port()
+    stop = threading.Event()
+
+    def pipe(a: socket.socket, b: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := a.recv(65536):
+                b.sendall(data)
+        with contextlib.suppress(OSError):
+            b.shutdown(socket.SHUT_WR)
+
+    def forward_later() -> None:
+        time.sleep(1.5)
+        with socket.create_server(("127.0.0.1", port)) as server:
+            server.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    client, _ = server.accept()
+                except TimeoutError:
+                    continue
+                upstream = socket.create_connection((real.host or "127.0.0.1", real.port or 5432))
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+
+    thread = threading.Thread(target=forward_later, daemon=True)
+    thread.start()
+    lines: list[str] = []
+    try:
+        url = real.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+        waited = wait_for_store(url, 30, every_s=0.3, log=lines.append)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert waited >= 1.4, (waited, lines)
+    assert f"127.0.0.1:{port}" in lines[0] and "not ready yet" in lines[0], lines
+    assert "ready after" in lines[-1]
+    assert not real.password or real.password not in "\n".join(lines)
+
+    closed = real.set(host="127.0.0.1", port=free_port()).render_as_string(hide_password=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mainsail.feedback",
+            "wait",
+            closed,
+            "--timeout",
+            "1",
+            "--every",
+            "0.3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 1, run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert "not ready after" in last and closed.split("@")[-1] in last, run.stderr
+    assert "Traceback" not in run.stderr

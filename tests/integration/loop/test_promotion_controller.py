@@ -198,3 +198,75 @@ def test_a_biased_split_pauses_the_experiment_until_resumed(tmp_path: Path) -> N
     after = controller.step()
     assert after is not None and after.action == "keep_testing"
     assert not controller.resume()  # nothing paused any more
+
+
+def test_a_challenger_outage_is_no_sample_ratio_mismatch_and_the_experiment_decides(
+    tmp_path: Path,
+) -> None:
+    """The challenger's pod is down for two looks of a 25% canary: its requests fail over to the
+    champion. The split is tested on the assignment (no pause), the failovers are reported in
+    the decisions and exported, the comparison uses only answered-by-assigned requests, and the
+    better challenger is still ramped and promoted."""
+    from prometheus_client import generate_latest
+
+    from mainsail.promotion.metrics import PromotionMetrics
+
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}")
+    rng = np.random.default_rng(21)
+    backend = RecordingBackend()
+    backend.weight = 25
+    metrics = PromotionMetrics()
+    controller = PromotionController(
+        "churn",
+        store,
+        backend,
+        ABPolicy(min_samples=100, step_samples=100, tau=0.1),
+        "classification",
+        metrics=metrics,
+    )
+    controller.step()  # opens the stage
+    errs = {"champion": 0.30, "challenger": 0.15}
+    looks = []
+    for k in range(40):
+        down = k in (1, 2)
+        records, labels = [], {}
+        for i in range(k * 600, (k + 1) * 600):
+            assigned = "challenger" if rng.random() * 100 < backend.weight else "champion"
+            answering = "champion" if down else assigned
+            truth = int(rng.random() < 0.5)
+            p_true = 0.2 if rng.random() < errs[answering] else 0.8
+            score = p_true if truth else 1 - p_true
+            rid = f"req-{i}"
+            records.append(
+                PredictionRecord(
+                    rid,
+                    "churn",
+                    answering,
+                    "v",
+                    str(int(score > 0.5)),
+                    score,
+                    0.01,
+                    assigned=assigned,
+                    failover="out_of_rotation" if answering != assigned else None,
+                )
+            )
+            labels[rid] = truth
+        store.record_predictions(records)
+        store.record_feedback(labels)
+        decision = controller.step()
+        assert decision is not None
+        looks.append(decision)
+        if down:
+            moved = decision.failovers["challenger"]  # type: ignore[index]
+            assert moved["failed_over"] == moved["assigned"] > 100, moved
+            assert moved["reasons"] == {"out_of_rotation": moved["failed_over"]}
+            text = generate_latest(metrics.registry).decode()
+            assert 'mainsail_ab_failovers{model="churn",variant="challenger",version="2"}' in text
+        if decision.action in ("promote", "rollback"):
+            break
+    actions = [d.action for d in looks]
+    assert "pause" not in actions, [d.reason for d in looks]
+    assert backend.calls[-1] == ("promote", None), [d.reason for d in looks]
+    logged = store.decisions("churn")
+    assert all(d["evidence"]["srm"]["mismatch"] is False for d in logged if d["evidence"]["srm"])
+    assert all("failovers" in d["evidence"] for d in logged)

@@ -7,7 +7,8 @@ ASGI server (uvicorn) can serve the app as well.
 Routes
 - `POST /v2/models/{name}/infer`: checked (V2 structure), assigned to champion or challenger by
   weight, forwarded to that variant's `/v2/models/{model}/infer`; the answer carries
-  `x-request-id` (the caller's or a new one), `x-mainsail-variant` and `x-mainsail-model-version`.
+  `x-request-id` (the caller's or a new one), `x-mainsail-variant` and `x-mainsail-model-version`
+  of the variant that answered, and after a failover `x-mainsail-assigned-variant`.
   A caller is pinned to one variant by the sticky header (or the sticky key of the body) through
   a hash of its value. When a mirror is set, a share of requests is copied to it in the
   background; its answer is counted in the metrics, recorded in the feedback store under the
@@ -23,6 +24,10 @@ Routes
 
 Failures: an active health check (`GET /v2/models/{model}/ready`) per variant takes a variant
 out of rotation after `unhealthy_after` failures and puts it back after `healthy_after` passes.
+A request is assigned by weight among the configured variants whether they are in rotation or not
+(:meth:`Router.assign`); one assigned to a variant out of rotation is answered by another (a
+failover), and the feedback store records both the assigned and the answering variant, so the
+promotion controller tests the configured split on the assignment.
 A request whose variant gives no answer (refused, reset) takes that variant out at once and is
 re-sent once to another variant in rotation: V2 inference has no side effects, so a repeat is
 safe. A variant that hangs is cut at `upstream_timeout_s` (a deadline well below a client's:
@@ -282,6 +287,13 @@ class Router:
         self.metrics.healthy.labels(*variant.labels()).set(0)
         return variant
 
+    def assign(self, key: str | None) -> Variant | None:
+        """The variant a request is ASSIGNED to: by weight among the routed variants, in rotation
+        or not; sticky by key. The split the sample-ratio check tests; when the assigned variant
+        is out of rotation, :meth:`choose` picks the one that answers (a failover)."""
+        pool = [v for role in ROUTED if (v := self.variants.get(role)) is not None and v.weight > 0]
+        return self._pick(pool, key)
+
     def choose(self, key: str | None, exclude: frozenset[str] = frozenset()) -> Variant | None:
         """The variant for a request: by weight among healthy routed variants; sticky by key."""
         pool = [
@@ -300,6 +312,9 @@ class Router:
                 if (v := self.variants.get(role)) is not None and v.healthy and role not in exclude
             ]
             return pool[0] if pool else None
+        return self._pick(pool, key)
+
+    def _pick(self, pool: list[Variant], key: str | None) -> Variant | None:
         if not pool:
             return None
         total = sum(v.weight for v in pool)
@@ -479,9 +494,18 @@ class Router:
             fwd_headers.append((b"traceparent", parent.encode()))
         self._maybe_mirror(body, fwd_headers, request_id)
 
+        # The assignment is recorded whatever answers: with every variant in rotation it is the
+        # variant that answers; otherwise the request fails over (`failover`: why).
+        assigned = self.assign(key)
+        failover: str | None = None
+        if assigned is not None and not assigned.healthy:
+            failover = "out_of_rotation"
         tried: set[str] = set()
         while True:
-            variant = self.choose(key, frozenset(tried) if tried else _NONE)
+            if not tried and assigned is not None and failover is None:
+                variant: Variant | None = assigned
+            else:
+                variant = self.choose(key, frozenset(tried) if tried else _NONE)
             if variant is None:
                 reason = "no variant in rotation" if not tried else "every variant failed"
                 self.metrics.rejected.labels("no_variant").inc()
@@ -501,6 +525,7 @@ class Router:
                 # variant once (inference is idempotent) within a deadline of its own.
                 self.metrics.errors.labels(*variant.labels(), err.reason).inc()
                 self._set_health(variant, ok=False)
+                failover = failover or err.reason
                 if self.choose(key, frozenset(tried)) is not None:
                     self.metrics.retries.labels(variant.role, err.reason).inc()
                     continue
@@ -508,6 +533,7 @@ class Router:
             except (ConnectError, ResponseError) as err:
                 self.metrics.errors.labels(*variant.labels(), err.reason).inc()
                 self._set_health(variant, ok=False, passive=True)
+                failover = failover or err.reason
                 if len(tried) < len(ROUTED):
                     self.metrics.retries.labels(variant.role, err.reason).inc()
                     continue
@@ -520,12 +546,14 @@ class Router:
                 # the client's error. The variant fails its check; the request goes elsewhere.
                 self.metrics.errors.labels(*variant.labels(), "model_not_served").inc()
                 self._set_health(variant, ok=False, passive=True)
+                failover = failover or "model_not_served"
                 if len(tried) < len(ROUTED):
                     self.metrics.retries.labels(variant.role, "model_not_served").inc()
                     continue
                 return _error(503, f"no model available: {variant.role} does not serve it", rid)
             variant.latency.observe(elapsed)
             self._count(variant, resp.status, resp.body)
+            moved = assigned is not None and assigned.role != variant.role
             if self.feedback is not None:
                 self.feedback.observe(
                     request_id.decode("latin-1"),
@@ -534,10 +562,14 @@ class Router:
                     resp.status,
                     resp.body,
                     elapsed,
+                    assigned.role if moved and assigned is not None else None,
+                    failover if moved else None,
                 )
             out_headers = [(k, v) for k, v in resp.headers if k in _PASS_HEADERS]
             out_headers += rid
             out_headers += variant.tags
+            if moved and assigned is not None:
+                out_headers.append((b"x-mainsail-assigned-variant", assigned.role.encode()))
             return resp.status, out_headers, resp.body
 
     def _new_request_id(self) -> bytes:

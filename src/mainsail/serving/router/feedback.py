@@ -1,7 +1,8 @@
 """Feedback on the router: remember what each variant predicted, accept ground truth later.
 
-Every answered inference is queued (request id, variant, version, predicted label and score,
-latency, error) and written to the feedback store in batches by a background task, so the
+Every answered inference is queued (request id, the variant that answered and, after a failover,
+the one it was assigned to and why it failed over, version, predicted label and score, latency,
+error) and written to the feedback store in batches by a background task, so the
 request path never waits on the database. Mirrored answers (a challenger in the shadow) are
 queued the same way into the store's shadow table, under the id of the request they copy.
 `POST /feedback` takes labels by request id, stores them, and refreshes the per-variant quality
@@ -107,14 +108,20 @@ class FeedbackRecorder:
         status: int,
         body: bytes,
         latency_s: float,
+        assigned: str | None = None,
+        failover: str | None = None,
     ) -> None:
-        """Queue one answered request; never blocks, drops (and counts) when the queue is full."""
+        """Queue one answered request; never blocks, drops (and counts) when the queue is full.
+
+        `assigned` is the variant the request was assigned to when `variant` answered it in its
+        place (a failover, for the reason `failover`); None when it answered its own request."""
         self._versions[variant] = version
+        moved = (assigned, failover)
         if telemetry.STATE.tracer is None:
-            self._queue(self._pending, request_id, variant, version, status, body, latency_s)
+            self._queue(self._pending, request_id, variant, version, status, body, latency_s, moved)
             return
         with telemetry.span("router.feedback", variant=variant, version=version):
-            self._queue(self._pending, request_id, variant, version, status, body, latency_s)
+            self._queue(self._pending, request_id, variant, version, status, body, latency_s, moved)
             if telemetry.logs_on() and len(self._traces) < self.max_queue:
                 # The store's line is written later, by the writer: it names this trace.
                 self._traces[request_id] = telemetry.current_ids()
@@ -134,6 +141,7 @@ class FeedbackRecorder:
         status: int,
         body: bytes,
         latency_s: float,
+        moved: tuple[str | None, str | None] = (None, None),
     ) -> None:
         if len(pending) >= self.max_queue:
             self.dropped.inc()
@@ -155,6 +163,8 @@ class FeedbackRecorder:
                     latency_s,
                     error=status >= 500,
                     ts=now,
+                    assigned=moved[0],
+                    failover=moved[1],
                 )
             )
 
