@@ -29,7 +29,6 @@ RESULT_FILES = table.result_files()
 # (load average 1-3 on 2 cores), and figures taken then would measure the neighbours.
 REMEASURE = "re-measure on a quiet machine: `make bench`"
 AWAITING_REMEASURE = {
-    "drift.json",
     "end_to_end.json",
     "kfp_local.json",
     "router.json",
