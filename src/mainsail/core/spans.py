@@ -37,7 +37,7 @@ import re
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -289,45 +289,48 @@ class Stage:
 _REQUEST_ID_KEY = "mainsail.request_id"
 
 
+def stage_spans(span: Finished) -> Iterator[Finished]:
+    """The spans `span`'s stages are exported as: each a child of `span`, with a span id made
+    here and `span`'s request id (`mainsail.request_id`)."""
+    stages = span[11]
+    if stages is None:
+        return
+    trace_id, parent, rid = span[1], span[2], span[8].get(_REQUEST_ID_KEY)
+    for name, start, end, status, why, attributes, events in stages:
+        if rid is not None:
+            attributes[_REQUEST_ID_KEY] = rid
+        span_id = f"{_getrandbits(64) or 1:016x}"
+        yield (
+            name,
+            trace_id,
+            span_id,
+            parent,
+            start,
+            end,
+            status,
+            why,
+            attributes,
+            events,
+            False,
+            None,
+        )
+
+
 def expand(batch: list[Finished]) -> list[Finished]:
-    """`batch` with each span's stages as spans of their own after it: a child of the span,
-    with a span id made here and the span's request id (`mainsail.request_id`)."""
+    """`batch` with each span's stages as spans of their own after it (:func:`stage_spans`)."""
     out: list[Finished] = []
     for span in batch:
         out.append(span)
-        stages = span[11]
-        if stages is None:
-            continue
-        trace_id, parent = span[1], span[2]
-        rid = span[8].get(_REQUEST_ID_KEY)
-        for name, start, end, status, why, attributes, events in stages:
-            if rid is not None:
-                attributes[_REQUEST_ID_KEY] = rid
-            span_id = f"{_getrandbits(64) or 1:016x}"
-            out.append(
-                (
-                    name,
-                    trace_id,
-                    span_id,
-                    parent,
-                    start,
-                    end,
-                    status,
-                    why,
-                    attributes,
-                    events,
-                    False,
-                    None,
-                )
-            )
+        if span[11] is not None:
+            out.extend(stage_spans(span))
     return out
 
 
 class SpanLines:
     """Finished spans of one service as JSON lines (keys `name`, `service`, `trace_id`,
     `span_id`, `parent_id`, `start_ns`, `end_ns`, `status`, `attributes`; what `json.dumps`
-    writes), a span's stages after it as its children (see :func:`expand`), built directly with
-    each name's head kept: this runs for every span."""
+    writes), a span's stages after it as its children (:func:`stage_spans`), built directly
+    with each name's head kept: this runs for every span."""
 
     def __init__(self, service: str) -> None:
         self.service = encode_json(service)
@@ -341,27 +344,20 @@ class SpanLines:
                 self.heads[name] = head
         return head
 
-    def __call__(self, span: Finished) -> str:
-        name, trace_id, span_id, parent, start, end, status, _, attributes, _, _, stages = span
+    def line(self, span: Finished) -> str:
+        """`span` alone (without its stages) as one line."""
+        name, trace_id, span_id, parent, start, end, status, _, attributes, _, _, _ = span
         parent_id = f'"{parent}"' if parent is not None else "null"
-        line = (
+        return (
             f'{self.head(name)}{trace_id}", "span_id": "{span_id}", "parent_id": {parent_id}, '
             f'"start_ns": {start}, "end_ns": {end}, "status": "{status}", '
             f'"attributes": {encode_json(attributes) if attributes else "{}"}}}\n'
         )
-        if stages is None:
-            return line
-        lines = [line]
-        rid = attributes.get(_REQUEST_ID_KEY)
-        for name, start, end, status, _, attributes, _ in stages:
-            if rid is not None:
-                attributes[_REQUEST_ID_KEY] = rid
-            lines.append(
-                f'{self.head(name)}{trace_id}", "span_id": "{_getrandbits(64) or 1:016x}", '
-                f'"parent_id": "{span_id}", "start_ns": {start}, "end_ns": {end}, '
-                f'"status": "{status}", "attributes": {encode_json(attributes)}}}\n'
-            )
-        return "".join(lines)
+
+    def __call__(self, span: Finished) -> str:
+        if span[11] is None:
+            return self.line(span)
+        return "".join([self.line(span), *map(self.line, stage_spans(span))])
 
 
 class Recorder:
