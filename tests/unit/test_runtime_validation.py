@@ -199,6 +199,10 @@ def test_matrix_layout_for_numeric_models() -> None:
         (TensorIn("features", [1, 2], "FP64", [None, 2]), NUMERIC, "'a': row 0 is missing"),
         (TensorIn("features", [1, 2], "BYTES", ["x", "y"]), NUMERIC, "datatype BYTES"),
         (TensorIn("features", [1, 4], "FP64", [1, 2, 3, 4]), SCHEMA, "all-numeric models"),
+        # numpy would turn these into numbers; the fast path must send them to the checks
+        (TensorIn("features", [1, 2], "FP64", [True, 2]), NUMERIC, r"'a' .* True \(bool\)"),
+        (TensorIn("features", [1, 2], "FP64", ["1.5", 2]), NUMERIC, r"'a' .* '1.5' \(str\)"),
+        (TensorIn("features", [2, 2], "FP64", [[1, 2], [3, [4]]]), NUMERIC, "nested too deeply"),
     ],
 )
 def test_matrix_layout_errors(tensor: TensorIn, schema: FeatureSchema, pattern: str) -> None:

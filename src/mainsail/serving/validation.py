@@ -121,7 +121,7 @@ def _flatten(t: TensorIn, n: int) -> list[Any]:
         flat: list[Any] = []
         for item in data:
             if isinstance(item, list):
-                if any(isinstance(x, list) for x in item):
+                if list in set(map(type, item)):
                     raise RequestError(f"input {t.name!r}: data is nested too deeply", t.name)
                 flat.extend(item)
             else:
@@ -387,9 +387,16 @@ def _matrix(
     )
 
 
+_PLAIN_VALUES = frozenset({float, int, type(None)})
+
+
 def _clean_matrix(flat: list[Any], schema: FeatureSchema, n: int, k: int) -> np.ndarray | None:
-    """The [n, k] array when every value is a finite number (NaN only where nullable)."""
-    if any(isinstance(v, bool | str | bytes) for v in flat):
+    """The [n, k] array when every value is a finite number (NaN only where nullable); None
+    sends the request to the per-column checks, which name what is wrong."""
+    # The types checked in C (a Python loop over the values cost a third of a 32-row
+    # request): a bool or a numeric string, which numpy would convert, is never a plain
+    # float, int or None, so it takes the per-column path, which refuses it by name.
+    if not set(map(type, flat)) <= _PLAIN_VALUES:
         return None
     try:
         arr = np.asarray(flat, dtype=np.float64).reshape(n, k)
