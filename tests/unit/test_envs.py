@@ -170,3 +170,18 @@ def test_library_imports_in_env(env: str) -> None:
     assert proc.returncode == 0, (
         f"imports failing in the {env} env:\n{proc.stdout}{proc.stderr[-2000:]}"
     )
+
+
+@pytest.mark.parametrize("env", sorted(LOCKS))
+def test_venv_packages_are_installed_with_their_bytecode(env: str) -> None:
+    # Where PYTHONDONTWRITEBYTECODE is set (CI), a package installed without its .pyc files is
+    # compiled again by every process that imports it (seconds for feast or mlserver).
+    python = REPO / ".venv" / env / "bin" / "python"
+    code = (
+        "import importlib.util, numpy, pandas, sklearn;"
+        "print('\\n'.join(importlib.util.cache_from_source(m.__file__)"
+        " for m in (numpy, pandas, sklearn)))"
+    )
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
+    missing = [p for p in out.stdout.split() if not Path(p).is_file()]
+    assert not missing, f"{env}: no bytecode installed for {missing}: rebuild it (make envs)"
