@@ -324,11 +324,23 @@ def fit_preprocessor(
     def train_part(columns: list[str]) -> pd.DataFrame:
         return X_train.iloc[take, positions[[names.index(c) for c in columns]]]
 
-    missing = [c for c in numeric if bool(train_part([c]).iloc[:, 0].isna().any())]
+    missing = _columns_missing_in(X_train, numeric, rows)
     pipe = build_preprocessor(cfg, numeric, categorical, missing)
     if not _fit_without_output(pipe, X_train.iloc[:0, positions], train_part):
         pipe.fit(train_part(names))
     return pipe
+
+
+def _columns_missing_in(
+    frame: pd.DataFrame, columns: list[str], rows: np.ndarray | None
+) -> list[str]:
+    """The `columns` of `frame` with a missing value in `rows` (all rows when None), found with
+    one boolean mask of the rows instead of a copy of each column's rows."""
+    if rows is None:
+        return [c for c in columns if bool(frame[c].isna().any())]
+    mask = np.zeros(len(frame), dtype=bool)
+    mask[rows] = True
+    return [c for c in columns if bool((frame[c].isna().to_numpy() & mask).any())]
 
 
 #: The private ColumnTransformer methods that :func:`_fit_without_output` calls in the order
