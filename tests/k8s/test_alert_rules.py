@@ -195,7 +195,7 @@ def test_the_kind_cluster_shortens_only_the_drift_alert(
         and o["metadata"]["name"] == naming.fullname("mainsail", "retrain-trigger")
     )
     assert (
-        "--set=monitor.trigger.cooldown_s=300"
+        "--set=monitor.trigger.cooldown_s=900"
         in trigger["spec"]["template"]["spec"]["containers"][0]["args"]
     )
 
