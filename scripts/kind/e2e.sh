@@ -4,8 +4,9 @@
 # RBAC allowed and denied for real, the NetworkPolicy of the Ray Jobs API, the deployer and the
 # promotion controller's backend against the API server, alerting (Prometheus sends to the
 # cluster's Alertmanager, whose route from the chart's AlertmanagerConfig reaches the retrain
-# trigger with its token), a drift alert posted to Alertmanager that becomes a RayJob which
-# trains through KubeRay and publishes a new version, GPU placement, and (serving.backend
+# trigger with its token), drifted traffic on which Prometheus fires the chart's drift alert,
+# delivered by Alertmanager to the trigger, which starts a RayJob that trains through KubeRay
+# and publishes a new version, GPU placement, and (serving.backend
 # mlserver, local mode) serving: the deployer sets the variants' MLServer Deployments and the
 # gateway's canary, predictions through the gateway, Prometheus scraping them, the shipped rules
 # loaded, every dashboard query evaluated, and the feedback store in the chart's Postgres

@@ -8,8 +8,9 @@ reads from the auth Secret. Prometheus sends its alerts to it (alerting.alertman
 
 Here: Prometheus has the Alertmanager as an active target; the configuration the operator
 generated routes the release's action=retrain alerts to the trigger's Service with a Bearer
-token; the chart's alerts carry the namespace label that route matches. That a firing drift
-alert posted to Alertmanager reaches the trigger and starts a RayJob that publishes is
+token; the chart's alerts carry the namespace label that route matches. That Prometheus
+evaluates the chart's rules on the drift sidecar's real series, fires MainsailDriftSustained,
+and that Alertmanager delivers it to the trigger, which starts a RayJob that publishes, is
 test_training.py's training test (one training run for both).
 """
 

@@ -1,11 +1,15 @@
 """Training on the cluster, through the real KubeRay operator.
 
-- A drift alert posted to the cluster's Alertmanager reaches the retrain trigger through the
-  chart's AlertmanagerConfig (the chart's Deployment, as its ServiceAccount), which creates a
-  RayJob on the chart's RayCluster; the operator submits it to the head's Jobs API
-  (HTTPMode, with the cluster's token) and polls it; the job runs `mainsail run` on the default
-  config with its Ray work on the CPU pool's workers, and publishes a NEW version to the
-  in-cluster registry.
+- Drifted rows served through the gateway make the champion's drift sidecar export a drifted
+  series; the cluster's Prometheus evaluates the chart's PrometheusRule on it and fires the
+  shipped MainsailDriftSustained alert (its `for:` shortened by scripts/kind/values.yaml), which
+  Alertmanager routes by the chart's AlertmanagerConfig to the retrain trigger (the chart's
+  Deployment, as its ServiceAccount); the trigger records it and creates a RayJob on the chart's
+  RayCluster; the operator submits it to the head's Jobs API (HTTPMode, with the cluster's
+  token) and polls it; the job runs `mainsail run` on the default config with its Ray work on
+  the CPU pool's workers, and publishes a NEW version to the in-cluster registry. This is the
+  one retraining of tests/cluster (in a whole stage, started by the same alert fired earlier
+  on the serving tests' traffic; the test's own alert then gets the trigger's cool-down).
 - The GPU worker group's pods land on the GPU pool's node and nowhere else (the node advertises
   nvidia.com/gpu without a GPU, so they run no CUDA) and join the Ray cluster with its GPU; a KFP
   GPU step's pod, placed by the pipeline's own settings, lands there too.
@@ -20,14 +24,16 @@ ray_jobs.py needed a ReadWriteMany folder that the chart never mounts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from mainsail.core import naming
 from mainsail.retrain.rayjob import MANAGED_BY
@@ -37,7 +43,22 @@ pytestmark = pytest.mark.cluster
 
 RAY_CLUSTER = naming.fullname(kind.RELEASE, "ray")
 TRIGGER = naming.fullname(kind.RELEASE, "retrain-trigger")
+GATEWAY = naming.gateway_name(kind.RELEASE)
 BUCKET = "mainsail-models"
+MODEL = "churn"
+DRIFT_ALERT = "MainsailDriftSustained"
+DRIFT_CHECKS = 3
+"""Drifted checks in a row at which the shipped rule fires (monitor.rules.drift_windows)."""
+DRIFT_ROWS = 100
+DRIFT_ROUND = 1000
+"""Rows per round: the sidecar checks every 1000 new rows (drift.check_every_rows)."""
+DRIFT_MAX_ROUNDS = 12
+KIND_COOLDOWN_S = float(
+    yaml.safe_load((kind.REPO / "scripts" / "kind" / "values.yaml").read_text())["retrainTrigger"][
+        "cooldownSeconds"
+    ]
+)
+"""The trigger's cool-down on kind (retrainTrigger.cooldownSeconds, scripts/kind/values.yaml)."""
 #: The default config trains on 2 shared cores here in ~N minutes; room for a loaded machine.
 TRAINING_TIMEOUT_S = float(1800)
 
@@ -162,8 +183,8 @@ def test_a_kfp_gpu_step_is_placed_on_the_gpu_pool(admin: Any, tmp_path: Path) ->
         core.delete_namespaced_pod(name, kind.NAMESPACE, grace_period_seconds=0)
 
 
-def _retrain_jobs(custom: Any) -> set[str]:
-    """Names of the RayJobs the retrain trigger created."""
+def _retrain_job(custom: Any, run_id: str) -> str | None:
+    """Name of the RayJob the retrain trigger created for run `run_id`."""
     found = custom.list_namespaced_custom_object(
         "ray.io",
         "v1",
@@ -171,66 +192,216 @@ def _retrain_jobs(custom: Any) -> set[str]:
         "rayjobs",
         label_selector=f"{naming.LABEL_MANAGED_BY}={MANAGED_BY}",
     )
-    return {j["metadata"]["name"] for j in found["items"]}
+    names = [
+        j["metadata"]["name"]
+        for j in found["items"]
+        if j["metadata"].get("annotations", {}).get("mainsail.io/run-id") == run_id
+    ]
+    return names[0] if names else None
 
 
-def test_a_drift_alert_through_alertmanager_starts_a_rayjob_that_trains_and_publishes(
-    admin: Any, s3_client: Any
-) -> None:
-    """The drift alert, posted to the cluster's Alertmanager as Prometheus posts it, is routed
-    by the chart's AlertmanagerConfig to the trigger (with the token from the auth Secret),
-    which creates a RayJob that trains and publishes a new version."""
+def _serve_the_champion_alone(admin: Any, gateway: str, token: str, publish: Any) -> str:
+    """Every request of the gateway to the champion (the tests before leave one served; run
+    alone, one of the test versions is deployed); the champion's version."""
     from kubernetes import client
 
+    from mainsail.deploy.gateway import GatewayDeployer
+
+    cfg = kind.gateway_config(gateway)
+    deployer = GatewayDeployer(cfg, token=token, apps=client.AppsV1Api(admin))
+    champion = deployer.state()["variants"]["champion"]
+    if not (champion.get("version") and champion.get("healthy")):
+        registry = publish(MODEL, 1)
+        version = registry.aliases(MODEL).get("champion") or registry.versions(MODEL)[0].version
+        registry.promote(MODEL, version, "champion")
+        kind.deploy_as_deployer(admin, cfg, token, version, 0, registry)
+    deployer.set_canary(0)
+    return str(deployer.state()["variants"]["champion"]["version"])
+
+
+def _prometheus(prometheus: str, path: str, **params: str) -> Any:
+    body = httpx.get(f"{prometheus}{path}", params=params, timeout=30).json()
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def _send_drifted_traffic(gateway: str, prometheus: str, artifact: Path, version: str) -> int:
+    """Rounds of DRIFT_ROUND drifted rows (DRIFT_ROWS per request) through the gateway until
+    Prometheus scrapes the champion's sidecar counting at least DRIFT_CHECKS drifted checks in
+    a row (the rule's threshold); the rows sent."""
+    from mainsail.data.schema import FeatureSchema
+    from mainsail.data.synthetic import generate_churn
+    from mainsail.serving.v2client import v2_inputs
+
+    schema = FeatureSchema.load(artifact / "feature_schema.json")
+    required = [f.name for f in schema.features if not f.nullable]
+    expr = (
+        f'max(mainsail_drift_consecutive_drifted_checks{{model="{MODEL}", version="{version}",'
+        f' job="{naming.DRIFT_SCRAPE_JOB}"}})'
+    )
+
+    def drifted_checks() -> float:
+        result = _prometheus(prometheus, "/api/v1/query", query=expr)["result"]
+        return float(result[0]["value"][1]) if result else 0.0
+
+    sent = 0
+    with httpx.Client(base_url=gateway, timeout=60) as http:
+        for round_ in range(DRIFT_MAX_ROUNDS):
+            for i in range(DRIFT_ROUND // DRIFT_ROWS):
+                frame = generate_churn(2 * DRIFT_ROWS, drift=0.8, seed=1000 * round_ + i)
+                # only rows the schema accepts (drift also brings missing values)
+                frame = frame.dropna(subset=required).head(DRIFT_ROWS)
+                body = {"inputs": v2_inputs(frame, schema)}
+                answer = http.post(f"/v2/models/{MODEL}/infer", json=body)
+                assert answer.status_code == 200, answer.text[:500]
+                assert answer.headers["x-mainsail-model-version"] == version
+                sent += DRIFT_ROWS
+            # the sidecar checks each DRIFT_ROUND rows; Prometheus scrapes it every 30 s
+            for _ in range(5):
+                if drifted_checks() >= DRIFT_CHECKS:
+                    return sent
+                time.sleep(3)
+    raise AssertionError(f"{sent} drifted rows, yet {expr} = {drifted_checks()}")
+
+
+def test_drifted_traffic_fires_the_shipped_drift_alert_which_retrains_and_publishes(
+    admin: Any, s3_client: Any, publish: Any, model_artifact: Path
+) -> None:
+    """The whole alerting path on the real series, and the one retraining of tests/cluster:
+    drifted rows sent through the gateway to the champion's MLServer pod, whose runtime feeds
+    its drift sidecar; Prometheus scrapes the sidecar's mainsail_drift_consecutive_drifted_checks,
+    evaluates the chart's PrometheusRule (monitoring/prometheus/rules.yml's rules, with
+    MainsailDriftSustained's `for:` set to 15s by scripts/kind/values.yaml) and fires
+    MainsailDriftSustained for the champion's version; Alertmanager holds that alert and routes
+    it by the chart's AlertmanagerConfig to the trigger (with the token from the auth Secret;
+    the trigger refuses a caller without it); the trigger records it (its log line with the
+    alert's labels and its decision, its metrics) and answers `started` (a RayJob for this
+    alert's fingerprint) or `cooldown`. The second is what a whole stage gives: the serving
+    tests' own traffic (the same few rows again and again) drifts too, so Prometheus fired the
+    same shipped alert on it minutes earlier and the trigger started the stage's one retraining
+    then; the test then follows that run (the trigger's latest, within the cool-down, 900 s on
+    kind, and delivered through the chart's route). Either way the run's RayJob trains on the
+    CPU pool and publishes a signed version: one retraining for tests/cluster."""
+    from kubernetes import client
+
+    if not kind.mlserver_mode(admin):
+        pytest.skip("serving.backend seldon: no gateway-to-MLServer path to drive drift through")
     custom = client.CustomObjectsApi(admin)
     registry = kind.signed_registry(s3_client, admin, BUCKET)
     registry.ensure_bucket()
-    before = [v.version for v in registry.versions("churn")]
-    jobs_before = _retrain_jobs(custom)
-    with kind.port_forward(f"service/{TRIGGER}", 8090) as port:
-        # the trigger itself refuses a caller without the token
-        unauthenticated = httpx.post(
-            f"http://127.0.0.1:{port}/alerts", json={"alerts": []}, timeout=60
-        )
-        assert unauthenticated.status_code == 401, unauthenticated.text
-    alert = {
-        "labels": {
-            "alertname": "MainsailDriftSustained",
-            "model": "churn",
-            "version": str(before[-1] if before else 0),
-            "severity": "warning",
-            "action": "retrain",
-            # what the chart's PrometheusRule adds to each alert (the route matches it)
-            "namespace": kind.NAMESPACE,
-            # a new incident for this run of the test
-            "e2e": kind.unique("e2e"),
-        },
-        "annotations": {"summary": "tests/cluster: a sustained-drift alert"},
-        "startsAt": datetime.now(UTC).isoformat(),
-    }
-    with kind.port_forward(kind.ALERTMANAGER_SERVICE, 9093, kind.MONITORING_NAMESPACE) as port:
-        posted = time.monotonic()
-        answer = httpx.post(f"http://127.0.0.1:{port}/api/v2/alerts", json=[alert], timeout=30)
-        assert answer.status_code == 200, answer.text
-
-        def new_job() -> str | None:
-            created = _retrain_jobs(custom) - jobs_before
-            assert len(created) <= 1, created
-            return next(iter(created), None)
-
-        try:
-            name = kind.wait_until("the trigger to create a RayJob", 120, new_job)
-        except AssertionError as err:
-            alerts = httpx.get(f"http://127.0.0.1:{port}/api/v2/alerts", timeout=30).text
-            logs = kind.kubectl(
-                "-n", kind.NAMESPACE, "logs", f"deployment/{TRIGGER}", "--tail=30", check=False
+    tokens = kind.secret_data(admin, naming.auth_secret_name(kind.RELEASE))
+    with contextlib.ExitStack() as forwards:
+        gateway, prometheus, alertmanager, trigger = (
+            f"http://127.0.0.1:{forwards.enter_context(kind.port_forward(*target))}"
+            for target in (
+                (f"service/{GATEWAY}", naming.ROUTER_PORT),
+                (kind.PROMETHEUS_SERVICE, 9090, kind.MONITORING_NAMESPACE),
+                (kind.ALERTMANAGER_SERVICE, 9093, kind.MONITORING_NAMESPACE),
+                (f"service/{TRIGGER}", 8090),
             )
-            raise AssertionError(f"{err}; Alertmanager: {alerts}; trigger: {logs}") from None
-    latency = time.monotonic() - posted
-    print(f"\nalert posted to Alertmanager -> RayJob {name} created: {latency:.1f} s")
+        )
+        # the trigger itself refuses a caller without the token
+        unauthenticated = httpx.post(f"{trigger}/alerts", json={"alerts": []}, timeout=60)
+        assert unauthenticated.status_code == 401, unauthenticated.text
+        # Prometheus evaluates the shipped rule with the kind cluster's `for:`
+        (rule,) = [
+            r
+            for g in _prometheus(prometheus, "/api/v1/rules", type="alert")["groups"]
+            for r in g["rules"]
+            if r["name"] == DRIFT_ALERT
+        ]
+        assert rule["duration"] == 15 and rule["labels"]["action"] == "retrain", rule
 
+        version = _serve_the_champion_alone(admin, gateway, tokens["gateway-token"], publish)
+        before = [v.version for v in registry.versions(MODEL)]
+        began = time.monotonic()
+        rows = _send_drifted_traffic(gateway, prometheus, model_artifact, version)
+        drifted = time.monotonic() - began
+
+        def firing() -> dict[str, Any] | None:
+            alerts = _prometheus(prometheus, "/api/v1/alerts")["alerts"]
+            return next(
+                (
+                    a
+                    for a in alerts
+                    if a["labels"].get("alertname") == DRIFT_ALERT
+                    and a["labels"].get("version") == version
+                    and a["state"] == "firing"
+                ),
+                None,
+            )
+
+        fired = kind.wait_until(f"Prometheus to fire {DRIFT_ALERT} for v{version}", 180, firing)
+        fired_at = time.monotonic() - began
+        assert fired["labels"]["model"] == MODEL and fired["labels"]["namespace"] == kind.NAMESPACE
+        assert float(fired["value"]) >= DRIFT_CHECKS, fired
+
+        def held() -> dict[str, Any] | None:
+            alerts = httpx.get(
+                f"{alertmanager}/api/v2/alerts",
+                params={"filter": [f'alertname="{DRIFT_ALERT}"', f'version="{version}"']},
+                timeout=30,
+            ).json()
+            return next((a for a in alerts if a["status"]["state"] == "active"), None)
+
+        am_alert = kind.wait_until(f"Alertmanager to hold {DRIFT_ALERT}", 60, held)
+        assert any(r["name"].endswith("/retrain-trigger") for r in am_alert["receivers"]), am_alert
+        assert am_alert["labels"]["action"] == "retrain"
+
+        instance = fired["labels"]["instance"]
+
+        def decided() -> str | None:
+            logs = kind.kubectl(
+                "-n", kind.NAMESPACE, "logs", f"deployment/{TRIGGER}", "--since=15m", check=False
+            )
+            ours = [
+                line.rsplit("): ", 1)[-1].strip()
+                for line in logs.splitlines()
+                if f"alert {DRIFT_ALERT} firing" in line
+                and f"'version': '{version}'" in line
+                and f"'instance': '{instance}'" in line
+            ]
+            return ours[-1] if ours else None
+
+        decision = kind.wait_until(f"the trigger to decide on {DRIFT_ALERT}", 60, decided)
+        decided_at = time.monotonic() - began
+        print(
+            f"\n{rows} drifted rows sent in {drifted:.0f} s; {DRIFT_ALERT} firing on Prometheus"
+            f" at {fired_at:.0f} s; the trigger's decision ({decision}) at {decided_at:.0f} s"
+        )
+        runs = httpx.get(
+            f"{trigger}/v1/runs",
+            headers={"authorization": f"Bearer {tokens['trigger-token']}"},
+            timeout=30,
+        ).json()["runs"]
+        if decision == "started":
+            # this very alert (Alertmanager's fingerprint) started the run
+            (run_id,) = [k for k, r in runs.items() if r["fingerprint"] == am_alert["fingerprint"]]
+            assert runs[run_id]["version"] == version, runs[run_id]
+        else:
+            # The serving tests' traffic (the same few rows sent again and again) drifts too: a
+            # MainsailDriftSustained that Prometheus fired on it earlier in the stage started the
+            # run, and this one is within its cool-down (scripts/kind/values.yaml).
+            assert decision == "cooldown", decision
+            run_id = max(runs, key=lambda k: float(runs[k]["started_unix"]))
+            age = time.time() - float(runs[run_id]["started_unix"])
+            assert age < KIND_COOLDOWN_S, runs[run_id]
+        run = runs[run_id]
+        assert run["alertname"] == DRIFT_ALERT, run
+        # it came through the chart's route (Alertmanager's group key), not from a test
+        assert 'action="retrain"' in run["group_key"], run
+        assert f'namespace="{kind.NAMESPACE}"' in run["group_key"], run
+        metrics = httpx.get(f"{trigger}/metrics", timeout=30).text
+        assert (
+            f'mainsail_retrain_alerts_received_total{{alertname="{DRIFT_ALERT}",status="firing"}}'
+            in metrics
+        )
+        assert f'mainsail_retrain_decisions_total{{decision="{decision}"}}' in metrics
+    name = kind.wait_until(f"the RayJob of run {run_id}", 60, lambda: _retrain_job(custom, run_id))
     job = custom.get_namespaced_custom_object("ray.io", "v1", kind.NAMESPACE, "rayjobs", name)
-    assert job["metadata"]["annotations"]["mainsail.io/alert"] == "MainsailDriftSustained"
+    annotations = job["metadata"]["annotations"]
+    assert annotations["mainsail.io/alert"] == DRIFT_ALERT
+    assert annotations["mainsail.io/drifted-version"] == run["version"]
     assert job["spec"]["clusterSelector"] == {"ray.io/cluster": RAY_CLUSTER}
     assert job["spec"]["submissionMode"] == "HTTPMode"
     assert "--publish" in job["spec"]["entrypoint"]
@@ -263,12 +434,20 @@ def test_a_drift_alert_through_alertmanager_starts_a_rayjob_that_trains_and_publ
     assert worker_ips, f"no Ray Train worker ran for job {status.get('jobId')}: {out}"
     assert worker_ips <= {p.status.pod_ip for p in ray_pods(admin, "cpu")}, worker_ips
 
-    after = registry.versions("churn")
+    # A NEW version, published by the job while it ran (complete: every file with its sha256,
+    # and signed with the cluster's key by the Ray pod). The run may have started before this
+    # test (see above): the versions created while the job ran.
+    after = registry.versions(MODEL)
     assert [v.version for v in after][: len(before)] == before
-    assert len(after) == len(before) + 1, [v.version for v in after]
-    # complete (every file with its sha256) and signed with the cluster's key by the Ray pod
-    _, _, key_id = registry.verify_signature("churn", after[-1].version)
-    assert key_id is not None
+    if decision == "started":
+        assert len(after) == len(before) + 1, [v.version for v in after]
+    began_at, ended_at = (datetime.fromisoformat(status[k]) for k in ("startTime", "endTime"))
+    published = [v for v in after if began_at <= datetime.fromisoformat(v.created_at) <= ended_at]
+    print(f"versions published while RayJob {name} ran: {[v.version for v in published]}")
+    assert published, [(v.version, v.created_at) for v in after]
+    for found in published:
+        _, _, key_id = registry.verify_signature(MODEL, found.version)
+        assert key_id is not None
 
 
 TRAIN_WORKERS = """

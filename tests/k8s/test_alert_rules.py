@@ -134,3 +134,89 @@ def test_rules_thresholds_follow_the_project_config(render: Any, tmp_path: Path)
     text = render.rules_text(config)
     assert re.search(r"p99 > 0\.25", text)
     assert text != render.RULES.read_text()
+
+
+SOURCE_RULES = checks.ROOT / "monitoring" / "prometheus" / "rules.yml"
+
+
+def durations(groups: list[checks.Obj]) -> dict[str, str]:
+    """Alert name -> its `for:`."""
+    return {r["alert"]: r["for"] for g in groups for r in g["rules"] if "alert" in r}
+
+
+def test_the_chart_ships_rules_yml_durations_unless_overridden(
+    render: Any, default_objects: list[checks.Obj]
+) -> None:
+    """Default values: every alert's `for:` is monitoring/prometheus/rules.yml's and no group
+    has its own interval. monitoring.prometheusRule.forOverride sets every alert's,
+    forByAlert one alert's (winning), interval every group's; nothing else changes."""
+    source = yaml.safe_load(SOURCE_RULES.read_text())["groups"]
+    shipped = durations(source)
+    assert shipped["MainsailDriftSustained"] == "5m"
+    default = rule_spec(default_objects)["groups"]
+    assert durations(default) == shipped
+    assert all("interval" not in g for g in default)
+
+    values = {
+        "monitoring": {
+            "prometheusRule": {
+                "forOverride": "1m",
+                "forByAlert": {"MainsailDriftSustained": "15s"},
+                "interval": "5s",
+            }
+        }
+    }
+    overridden = rule_spec(render.documents(render.render_chart(values)))["groups"]
+    expected = {name: "1m" for name in shipped} | {"MainsailDriftSustained": "15s"}
+    assert durations(overridden) == expected
+    assert [g["interval"] for g in overridden] == ["5s"] * len(source)
+    for group in overridden:
+        del group["interval"]
+        for rule in group["rules"]:
+            if "alert" in rule:
+                rule["for"] = shipped[rule["alert"]]
+    assert overridden == default
+
+
+def test_the_kind_cluster_shortens_only_the_drift_alert(
+    scenario_objects: dict[str, list[checks.Obj]],
+) -> None:
+    """What tests/cluster/test_training.py waits for: the sustained-drift alert's `for:` short,
+    the groups evaluated often, the trigger's cooldown short; the other alerts as shipped."""
+    shipped = durations(yaml.safe_load(SOURCE_RULES.read_text())["groups"])
+    objects = scenario_objects["kind-mlserver"]
+    groups = rule_spec(objects)["groups"]
+    assert durations(groups) == shipped | {"MainsailDriftSustained": "15s"}
+    assert {g["interval"] for g in groups} == {"5s"}
+    trigger = next(
+        o
+        for o in objects
+        if o["kind"] == "Deployment"
+        and o["metadata"]["name"] == naming.fullname("mainsail", "retrain-trigger")
+    )
+    assert (
+        "--set=monitor.trigger.cooldown_s=900"
+        in trigger["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+
+
+def test_the_trigger_keeps_the_configs_cooldown_by_default(
+    render: Any, default_objects: list[checks.Obj]
+) -> None:
+    from mainsail.config import load_config
+
+    trigger = next(
+        o
+        for o in default_objects
+        if o["kind"] == "Deployment"
+        and o["metadata"]["name"] == naming.fullname("mainsail", "retrain-trigger")
+    )
+    args = trigger["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not any("cooldown_s" in a for a in args), args
+    assert load_config(render.CONFIG).monitor.trigger.cooldown_s == 3600
+
+
+def test_an_override_for_an_alert_the_rules_lack_fails_the_render(render: Any) -> None:
+    values = {"monitoring": {"prometheusRule": {"forByAlert": {"MainsailNoSuchAlert": "1s"}}}}
+    with pytest.raises(helm_python.HelmRenderError, match="MainsailNoSuchAlert"):
+        render.render_chart(values)
