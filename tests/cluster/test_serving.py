@@ -103,7 +103,8 @@ def _body(artifact: Path, seed: int) -> dict[str, Any]:
 def _traffic(gateway: str, artifact: Path) -> Counter[str]:
     """REQUESTS requests of ROWS rows through the gateway; the variants that answered."""
     counts: Counter[str] = Counter()
-    bodies = [_body(artifact, seed) for seed in range(8)]
+    # Fresh rows for every request (see test_serving_loop.py: repeated rows are drift).
+    bodies = [_body(artifact, seed) for seed in range(REQUESTS)]
     with httpx.Client(base_url=gateway, timeout=30) as client:
         for i in range(REQUESTS):
             answer = client.post(f"/v2/models/{MODEL}/infer", json=bodies[i % len(bodies)])
