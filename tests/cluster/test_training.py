@@ -229,12 +229,8 @@ def _send_drifted_traffic(gateway: str, prometheus: str, artifact: Path, version
     """Rounds of DRIFT_ROUND drifted rows (DRIFT_ROWS per request) through the gateway until
     Prometheus scrapes the champion's sidecar counting at least DRIFT_CHECKS drifted checks in
     a row (the rule's threshold); the rows sent."""
-    from mainsail.data.schema import FeatureSchema
-    from mainsail.data.synthetic import generate_churn
-    from mainsail.serving.v2client import v2_inputs
+    from tests.support.containers import v2_body
 
-    schema = FeatureSchema.load(artifact / "feature_schema.json")
-    required = [f.name for f in schema.features if not f.nullable]
     expr = (
         f'max(mainsail_drift_consecutive_drifted_checks{{model="{MODEL}", version="{version}",'
         f' job="{naming.DRIFT_SCRAPE_JOB}"}})'
@@ -248,10 +244,7 @@ def _send_drifted_traffic(gateway: str, prometheus: str, artifact: Path, version
     with httpx.Client(base_url=gateway, timeout=60) as http:
         for round_ in range(DRIFT_MAX_ROUNDS):
             for i in range(DRIFT_ROUND // DRIFT_ROWS):
-                frame = generate_churn(2 * DRIFT_ROWS, drift=0.8, seed=1000 * round_ + i)
-                # only rows the schema accepts (drift also brings missing values)
-                frame = frame.dropna(subset=required).head(DRIFT_ROWS)
-                body = {"inputs": v2_inputs(frame, schema)}
+                body = v2_body(artifact, DRIFT_ROWS, 1000 * round_ + i, drift=0.8)
                 answer = http.post(f"/v2/models/{MODEL}/infer", json=body)
                 assert answer.status_code == 200, answer.text[:500]
                 assert answer.headers["x-mainsail-model-version"] == version

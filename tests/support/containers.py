@@ -66,13 +66,22 @@ def seldon_server_pod(
     return {**spec, "containers": merged}, labels
 
 
-def v2_body(churn_artifact: Path, rows: int, seed: int) -> dict[str, Any]:
-    """A V2 request of `rows` fresh churn rows for the artifact's schema."""
+def v2_body(churn_artifact: Path, rows: int, seed: int, *, drift: float = 0.0) -> dict[str, Any]:
+    """A V2 request of `rows` fresh churn rows (`generate_churn`'s, drifted by `drift`) that the
+    artifact's schema accepts: the generator leaves some values missing, as real data does, and
+    rows missing one the schema requires are replaced by more generated rows."""
     from mainsail.data.schema import FeatureSchema
-    from tests.support.serving import churn_frame, v2_inputs
+    from mainsail.data.synthetic import generate_churn
+    from tests.support.serving import v2_inputs
 
     schema = FeatureSchema.load(churn_artifact / "feature_schema.json")
-    return {"inputs": v2_inputs(churn_frame(rows, seed=seed), schema)}
+    required = [f.name for f in schema.features if not f.nullable]
+    size = rows
+    while True:
+        frame = generate_churn(size, drift=drift, seed=seed).dropna(subset=required)
+        if len(frame) >= rows:
+            return {"inputs": v2_inputs(frame.head(rows), schema)}
+        size *= 2
 
 
 def chart_values() -> dict[str, Any]:
