@@ -24,18 +24,10 @@ import table  # noqa: E402
 
 RESULT_FILES = table.result_files()
 
-# Files measured before bench/common.py (no commit, no targets) or on code that has changed
-# since, which could not be re-measured when issue 20 landed: the machine was shared and busy
-# (load average 1-3 on 2 cores), and figures taken then would measure the neighbours.
+# Files whose code changed before they could be re-measured on a quiet machine (figures taken
+# on a busy one would measure the neighbours). Empty: every file was measured on its code.
 REMEASURE = "re-measure on a quiet machine: `make bench`"
-AWAITING_REMEASURE = {
-    "end_to_end.json",
-    "kfp_local.json",
-    "router.json",
-    "serving.json",
-    "tuning.json",
-    "tuning_auto.json",
-}
+AWAITING_REMEASURE: set[str] = set()
 
 
 def _git(*args: str) -> str:
