@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -53,6 +54,9 @@ __all__ = [
     "weed_argv",
     "write_identities",
 ]
+
+# glog's fatal severity: "F1206 04:41:38.440492 s3.go:434 ..." (month, day, then the time)
+_GLOG_FATAL = re.compile(r"^F\d{4} \d")
 
 
 class SeaweedError(RuntimeError):
@@ -371,11 +375,12 @@ class SeaweedS3:
         while time.monotonic() < deadline:
             code = self._proc.poll()
             if code is not None:
-                tail = self._log_tail()
-                hint = "address already in use" if "address already in use" in tail else ""
+                # The fatal line may be far from the end: weed's other goroutines keep logging
+                # while it dies, so the cause is searched in the whole log, not its tail.
+                cause = "; ".join(self._fatal_lines()) or "no fatal line logged"
                 raise SeaweedError(
-                    f"weed exited with code {code} during start-up {hint}; "
-                    f"log {self.log_path}:\n{tail}"
+                    f"weed exited with code {code} during start-up: {cause}; "
+                    f"log {self.log_path}:\n{self._log_tail()}"
                 )
             try:
                 with urllib.request.urlopen(health, timeout=2) as resp:
@@ -447,6 +452,14 @@ class SeaweedS3:
             for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
                 with contextlib.suppress(OSError):
                     sock.unlink()
+
+    def _fatal_lines(self, limit: int = 3) -> list[str]:
+        """weed's fatal log lines (glog's `F` severity, e.g. a port already in use)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return []
+        return [line.strip() for line in text.splitlines() if _GLOG_FATAL.match(line)][:limit]
 
     def _log_tail(self, lines: int = 20) -> str:
         try:
