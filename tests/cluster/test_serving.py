@@ -169,11 +169,9 @@ def test_about_ten_percent_of_the_traffic_reaches_the_challenger(served: Served)
 
 
 def _query(prometheus: str, expr: str) -> list[dict[str, Any]]:
-    answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=30)
-    body = answer.json()
-    if body.get("status") != "success":
-        raise ValueError(f"{body.get('errorType')}: {body.get('error')}")
-    result: list[dict[str, Any]] = body["data"]["result"]
+    result: list[dict[str, Any]] = kind.prometheus_api(prometheus, "/api/v1/query", query=expr)[
+        "result"
+    ]
     return result
 
 

@@ -8,8 +8,9 @@
   RayCluster; the operator submits it to the head's Jobs API (HTTPMode, with the cluster's
   token) and polls it; the job runs `mainsail run` on the default config with its Ray work on
   the CPU pool's workers, and publishes a NEW version to the in-cluster registry. This is the
-  one retraining of tests/cluster (in a whole stage, started by the same alert fired earlier
-  on the serving tests' traffic; the test's own alert then gets the trigger's cool-down).
+  one retraining of tests/cluster: the serving tests send fresh, undrifted rows, so the drift
+  alert fires only on this test's traffic (were another alert of the stage first, the trigger
+  answers `cooldown` and the test follows the run that alert started).
 - The GPU worker group's pods land on the GPU pool's node and nowhere else (the node advertises
   nvidia.com/gpu without a GPU, so they run no CUDA) and join the Ray cluster with its GPU; a KFP
   GPU step's pod, placed by the pipeline's own settings, lands there too.
@@ -219,12 +220,6 @@ def _serve_the_champion_alone(admin: Any, gateway: str, token: str, publish: Any
     return str(deployer.state()["variants"]["champion"]["version"])
 
 
-def _prometheus(prometheus: str, path: str, **params: str) -> Any:
-    body = httpx.get(f"{prometheus}{path}", params=params, timeout=30).json()
-    assert body["status"] == "success", body
-    return body["data"]
-
-
 def _send_drifted_traffic(gateway: str, prometheus: str, artifact: Path, version: str) -> int:
     """Rounds of DRIFT_ROUND drifted rows (DRIFT_ROWS per request) through the gateway until
     Prometheus scrapes the champion's sidecar counting at least DRIFT_CHECKS drifted checks in
@@ -237,7 +232,7 @@ def _send_drifted_traffic(gateway: str, prometheus: str, artifact: Path, version
     )
 
     def drifted_checks() -> float:
-        result = _prometheus(prometheus, "/api/v1/query", query=expr)["result"]
+        result = kind.prometheus_api(prometheus, "/api/v1/query", query=expr)["result"]
         return float(result[0]["value"][1]) if result else 0.0
 
     sent = 0
@@ -299,7 +294,7 @@ def test_drifted_traffic_fires_the_shipped_drift_alert_which_retrains_and_publis
         # Prometheus evaluates the shipped rule with the kind cluster's `for:`
         (rule,) = [
             r
-            for g in _prometheus(prometheus, "/api/v1/rules", type="alert")["groups"]
+            for g in kind.prometheus_api(prometheus, "/api/v1/rules", type="alert")["groups"]
             for r in g["rules"]
             if r["name"] == DRIFT_ALERT
         ]
@@ -312,7 +307,7 @@ def test_drifted_traffic_fires_the_shipped_drift_alert_which_retrains_and_publis
         drifted = time.monotonic() - began
 
         def firing() -> dict[str, Any] | None:
-            alerts = _prometheus(prometheus, "/api/v1/alerts")["alerts"]
+            alerts = kind.prometheus_api(prometheus, "/api/v1/alerts")["alerts"]
             return next(
                 (
                     a

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
+
 from mainsail.core import naming
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,6 +124,15 @@ def wait_until(what: str, timeout_s: float, probe: Callable[[], T | None], every
             return last
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last!r})")
+
+
+def prometheus_api(prometheus: str, path: str, **params: str) -> Any:
+    """The `data` of an answer of Prometheus's HTTP API (`/api/v1/query`, `/api/v1/rules`, ...);
+    ValueError with Prometheus's own error when it refuses the request."""
+    body = httpx.get(f"{prometheus}{path}", params=params, timeout=30).json()
+    if body.get("status") != "success":
+        raise ValueError(f"{body.get('errorType')}: {body.get('error')}")
+    return body["data"]
 
 
 def secret_data(admin: Any, name: str, namespace: str = NAMESPACE) -> dict[str, str]:
