@@ -68,6 +68,7 @@ MEASURES: dict[str, tuple[str, ...]] = {
         "src/mainsail/core/telemetry.py",
         "src/mainsail/core/spans.py",
         "src/mainsail/core/batching.py",
+        "src/mainsail/core/privacy.py",
         "src/mainsail/serving/runtime.py",
         "src/mainsail/serving/mlserver.py",
         "requirements/serving.lock",

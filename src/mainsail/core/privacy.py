@@ -105,7 +105,9 @@ def redact(text: str, mode: Redact = "hash") -> str:
     Cheap when there is nothing to find: three regex scans, no allocation."""
     if "@" in text:
         text = EMAIL.sub(lambda m: tag("email", m.group(0), mode), text)
-    if _NINE_DIGITS.search(text) is not None:
+    # card and phone numbers have nine digits at least: a shorter text (a model's name, a
+    # version, a variant) needs no scan
+    if len(text) >= 9 and _NINE_DIGITS.search(text) is not None:
         text = CARD.sub(lambda m: _card_or_keep(m, mode), text)
         text = PHONE.sub(lambda m: _phone_or_keep(m, mode), text)
     return text
