@@ -93,11 +93,9 @@ class Target:
         }
 
     def line(self) -> str:
-        value = "not measured" if self.value is None else f"{float(self.value):.4g}"
+        value = "not measured" if self.value is None else f"{float(self.value):.4g}{self.unit}"
         mark = "PASS" if self.passed else "MISSED"
-        return (
-            f"  [{mark}] {self.name}: {value}{self.unit} (target {self.op} {self.limit}{self.unit})"
-        )
+        return f"  [{mark}] {self.name}: {value} (target {self.op} {self.limit}{self.unit})"
 
 
 def default_max_load() -> float:
