@@ -185,16 +185,20 @@ def _recorder(service: str, kind: str, environ: Mapping[str, str]) -> spans.Reco
     )
 
 
-def settle() -> None:
+def settle(*, always: bool = False) -> None:
     """Called by a serving process once it has loaded (its modules, its model): while spans or
-    JSON lines are recorded, collect, then move every object alive now out of the cyclic
-    collector's reach (`gc.freeze`). Spans queued for an exporter of the SDK (`otlp`) live long
-    enough to reach the oldest generation, so they bring full collections about, and in MLServer
-    a full collection of the loaded process took about 150 ms (the p99 of a traced server under
-    load); after the freeze it scans what the requests made, about 1 ms. What was alive at the
-    freeze is never collected as a cycle: a model unloaded later keeps its cyclic garbage
-    (plain reference counting still frees the rest)."""
-    if STATE.tracer is None and not STATE.json_logs:
+    JSON lines are recorded (`always`: in any case), collect, then move every object alive now
+    out of the cyclic collector's reach (`gc.freeze`).
+
+    Spans queued for an exporter of the SDK (`otlp`) live long enough to reach the oldest
+    generation, so they bring full collections about, and in MLServer a full collection of the
+    loaded process took about 150 ms (the p99 of a traced server under load); after the freeze
+    it scans what the requests made, about 1 ms. The router settles always: it loads no model,
+    and under an open-loop load its full collections of the loaded heap took 10-40 ms each
+    (a `gc.callbacks` probe), the tail of its added p99. What was alive at the freeze is never
+    collected as a cycle: a model unloaded later, or a variant the router's admin API replaces,
+    keeps its cyclic garbage (plain reference counting still frees the rest)."""
+    if not always and STATE.tracer is None and not STATE.json_logs:
         return
     gc.collect()
     gc.freeze()

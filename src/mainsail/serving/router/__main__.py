@@ -54,10 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(
             level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s"
         )
+        telemetry.settle(always=True)  # the loaded heap out of the full collections
         run(router, args.host, args.port)
         return 0
 
     import uvicorn
+
+    telemetry.settle(always=True)
 
     uvicorn.run(
         router,
