@@ -48,9 +48,8 @@ print(sorted(m for m in sys.modules if m.startswith("opentelemetry")))
 
 
 def test_with_json_lines_alone_the_loaded_process_is_frozen_too() -> None:
-    # The loaded heap is frozen whenever the serving path records anything, so that what it
-    # keeps for a while (spans queued for the SDK's exporters, the requests' own objects) never
-    # brings about full collections of it.
+    # Queued lines reach the oldest generation as queued spans do: without the freeze, full
+    # collections of the loaded heap (a third of the in-process benchmark's runs cost 2x).
     code = """
 import gc
 from mainsail.core import telemetry
@@ -134,21 +133,13 @@ import gc, logging, time
 from mainsail.core import telemetry
 telemetry.setup("mainsail-runtime")
 log = logging.getLogger("mainsail.runtime")
-tracked = 0
 for i in range(300):
-    if i == 1:  # after the first request's one-off caches
-        gc.collect()
-        tracked = len(gc.get_objects())
     token = telemetry.REQUEST_ID.set(f"r{i}")
     with telemetry.span("runtime.infer", model="m"):
         with telemetry.stage("predict", rows=1):  # a stage: exported as the span's child
             pass
         telemetry.event(log, "request served", rows=1)
     telemetry.REQUEST_ID.reset(token)
-# What waits for export is text, which the cyclic collector never scans: queued spans, tuples
-# and lists were scanned again at every collection while they waited.
-gc.collect()
-print(len(gc.get_objects()) - tracked < 30)
 try:
     with telemetry.span("validation"):
         raise ValueError("bad row")
@@ -166,7 +157,7 @@ log.warning("a warning is written at once")
     env["MAINSAIL_TRACE_DIR"] = str(tmp_path)
     env["OTEL_BSP_SCHEDULE_DELAY"] = "60000"  # only the exit can write them
     done = _python(code, env)
-    assert done.stdout.split() == ["True", "Recorder", "0", "True", "True"]
+    assert done.stdout.split() == ["Recorder", "0", "True", "True"]
     lines = [json.loads(line) for line in done.stderr.splitlines()]
     assert [ln["request_id"] for ln in lines[:300]] == [f"r{i}" for i in range(300)]
     assert lines[-1]["msg"] == "a warning is written at once" and len(lines) == 301

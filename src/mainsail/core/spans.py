@@ -9,9 +9,7 @@ finished spans are exported in batches, by a timer of the recording thread's asy
 one runs and the export is a quick local write (``file``), else by a daemon thread:
 
 * ``file``: one JSON object per line, a file per process (no SDK needed, so the drift env
-  records spans too); the line is made when the span ends, so the queue holds strings, which
-  the cyclic garbage collector never scans (queued tuples, lists and spans it scanned again at
-  every collection while they waited: a quarter of a traced request's cost);
+  records spans too);
 * ``otlp`` and ``console``: each batch is turned into the SDK's ``ReadableSpan`` objects and
   handed to the SDK's own ``OTLPSpanExporter`` / ``ConsoleSpanExporter`` (the wire format a
   collector sees is the SDK's).
@@ -368,16 +366,13 @@ class Recorder:
     `max_queue` waiting a span is dropped and counted (:attr:`dropped`); everything waiting is
     exported at exit. `redact` is applied to the text an exception brings into a span (its
     message, its stack). `loop_ok`: the export is a quick local write, which may run as a
-    timer of the recording thread's asyncio loop instead of waking a thread. `prepare`: what a
-    finished span is turned into when it ends, and `export` gets (the `file` exporter's line);
-    without it, `export` gets the :data:`Finished` tuples."""
+    timer of the recording thread's asyncio loop instead of waking a thread."""
 
     def __init__(
         self,
         service: str,
-        export: Callable[[list[Any]], None],
+        export: Callable[[list[Finished]], None],
         *,
-        prepare: Callable[[Finished], Any] | None = None,
         ratio: float = 1.0,
         interval_ms: float = 200,
         max_queue: int = 8192,
@@ -389,7 +384,7 @@ class Recorder:
             raise ValueError(f"sample ratio {ratio!r}: expected a share in (0, 1]")
         self.service, self.export, self.close, self.redact = service, export, close, redact
         self.bound = round(ratio * (_TRACE_ID_LIMIT + 1))
-        self._batches: Batcher[Any] = Batcher(
+        self._batches: Batcher[Finished] = Batcher(
             self._export,
             interval=interval_ms / 1000,
             limit=max_queue,
@@ -397,10 +392,7 @@ class Recorder:
             overflow="drop",
             loop_ok=loop_ok,
         )
-        add = self._batches.add
-        self.record: Callable[[Finished], None] = (
-            add if prepare is None else lambda span: add(prepare(span))
-        )
+        self.record = self._batches.add
         self.flush = self._batches.flush
         atexit.register(self.shutdown)
 
@@ -409,7 +401,7 @@ class Recorder:
         """Spans dropped because `max_queue` were waiting."""
         return self._batches.dropped
 
-    def _export(self, batch: list[Any]) -> None:
+    def _export(self, batch: list[Finished]) -> None:
         try:
             self.export(batch)
         except Exception as err:  # an exporter's failure never reaches a request
@@ -422,18 +414,19 @@ class Recorder:
             close()
 
 
-Exporter = tuple[Callable[[list[Any]], None], Callable[[], None]]
+Exporter = tuple[Callable[[list[Finished]], None], Callable[[], None]]
 """A batch exporter and its closer."""
 
 
-def file_exporter(path: Path) -> Exporter:
-    """The `file` exporter of spans made into lines when they end (:class:`SpanLines`): each
-    batch written in one write, and its closer."""
+def file_exporter(path: Path, service: str) -> Exporter:
+    """The `file` exporter: each batch as JSON lines in one write, and its closer."""
     path.parent.mkdir(parents=True, exist_ok=True)
     out = path.open("a")
 
-    def export(batch: list[str]) -> None:
-        out.write("".join(batch))
+    line = SpanLines(service)
+
+    def export(batch: list[Finished]) -> None:
+        out.write("".join([line(s) for s in batch]))
         out.flush()
 
     return export, out.close
@@ -492,10 +485,8 @@ def recorder_for(
     redact: Callable[[str], str] = str,
 ) -> Recorder:
     """The recorder of exporter `kind` (`file`, `otlp`, `console`)."""
-    prepare: Callable[[Finished], str] | None = None
     if kind == "file":
-        export, close = file_exporter(trace_dir / f"{service}-{os.getpid()}.jsonl")
-        prepare = SpanLines(service)
+        export, close = file_exporter(trace_dir / f"{service}-{os.getpid()}.jsonl", service)
     elif kind == "otlp":
         try:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -520,7 +511,6 @@ def recorder_for(
     return Recorder(
         service,
         export,
-        prepare=prepare,
         ratio=ratio,
         interval_ms=interval_ms,
         max_queue=max_queue,

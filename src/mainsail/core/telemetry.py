@@ -17,18 +17,12 @@ On the request path: :func:`span` (a shared no-op context manager while tracing 
 (returns at once while JSON logs are off), and :data:`REQUEST_ID`, the context variable that
 carries the request id into every log line of the same task or thread.
 
-While on, the request path renders and queues: a finished span goes to a bounded queue
-(exported every :data:`SPAN_FLUSH_MS` ms, one write per batch, flushed at exit; the `file`
-exporter's line is made when the span ends), and an event's line to a :class:`LineWriter`
-(written with its batch within :data:`LINE_FLUSH_S`; warnings and errors at once; flushed at
-exit). A batch is written by a timer of the process's asyncio loop where one runs (MLServer, the
-router), else by a daemon thread. `event` needs no `logging.LogRecord` (the `mainsail` loggers'
-lines, a prepared formatter).
-
-Lines are rendered when they are made, not with their batch: a queued object that holds
-containers lives through a few hundred requests, and the cyclic collector scanned such objects
-over and again (a quarter of the cost of a traced request, measured); a queued string is never
-scanned.
+While on, the request path only records: finished spans go to a bounded queue (exported every
+:data:`SPAN_FLUSH_MS` ms, one write per batch, flushed at exit), and an event's facts to a
+:class:`LineWriter` (rendered and written with their batch within :data:`LINE_FLUSH_S`;
+warnings and errors at once; flushed at exit). A batch is written by a timer of the process's
+asyncio loop where one runs (MLServer, the router), else by a daemon thread. `event` needs no
+`logging.LogRecord` (the `mainsail` loggers' lines, a prepared formatter).
 """
 
 from __future__ import annotations
@@ -39,7 +33,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -190,14 +184,14 @@ def settle(*, always: bool = False) -> None:
     JSON lines are recorded (`always`: in any case), collect, then move every object alive now
     out of the cyclic collector's reach (`gc.freeze`).
 
-    Spans queued for an exporter of the SDK (`otlp`) live long enough to reach the oldest
-    generation, so they bring full collections about, and in MLServer a full collection of the
-    loaded process took about 150 ms (the p99 of a traced server under load); after the freeze
-    it scans what the requests made, about 1 ms. The router settles always: it loads no model,
-    and under an open-loop load its full collections of the loaded heap took 10-40 ms each
-    (a `gc.callbacks` probe), the tail of its added p99. What was alive at the freeze is never
-    collected as a cycle: a model unloaded later, or a variant the router's admin API replaces,
-    keeps its cyclic garbage (plain reference counting still frees the rest)."""
+    Queued spans and lines live long enough to reach the oldest generation, so they bring full
+    collections about, and in MLServer a full collection of the loaded process took about
+    150 ms (the p99 of a traced server under load); after the freeze it scans what the requests
+    made, about 1 ms. The router settles always: it loads no model, and under an open-loop load
+    its full collections of the loaded heap took 10-40 ms each (a `gc.callbacks` probe), in the
+    tail of its added p99. What was alive at the freeze is never collected as a cycle: a model
+    unloaded later, or a variant the router's admin API replaces, keeps its cyclic garbage
+    (plain reference counting still frees the rest)."""
     if not always and STATE.tracer is None and not STATE.json_logs:
         return
     gc.collect()
@@ -277,7 +271,8 @@ def logs_on() -> bool:
 
 def event(logger: logging.Logger, msg: str, **fields: Any) -> None:
     """One INFO line about the request being served (its id from `fields['request_id']` or
-    :data:`REQUEST_ID`); returns at once while JSON logs are off."""
+    :data:`REQUEST_ID`); returns at once while JSON logs are off. The line is rendered with its
+    batch, off the request path: `fields` must not be changed after the call."""
     if not STATE.json_logs:
         return
     handler = STATE.handler
@@ -288,12 +283,9 @@ def event(logger: logging.Logger, msg: str, **fields: Any) -> None:
     ):
         logger.info(msg, extra={"fields": fields})
         return
-    # The `mainsail` loggers' line, without a LogRecord (a third of the cost).
-    handler.writer.write(
-        handler.json.render(
-            time.time(), "info", logger.name, msg, fields, REQUEST_ID.get(), spans.current()
-        )
-    )
+    # The `mainsail` loggers' line, without a LogRecord (a third of the cost), its facts kept
+    # for the writer to render with the rest of its batch: the request's id and span now.
+    handler.writer.write((time.time(), logger.name, msg, fields, REQUEST_ID.get(), spans.current()))
 
 
 class JsonFormatter(logging.Formatter):
@@ -318,6 +310,11 @@ class JsonFormatter(logging.Formatter):
             spans.current(),
             exc,
         )
+
+    def deferred(self, item: Deferred) -> str:
+        """The INFO line of an :func:`event` queued as its facts."""
+        created, name, msg, fields, rid, span = item
+        return self.render(created, "info", name, msg, fields, rid, span)
 
     def render(
         self,
@@ -356,15 +353,26 @@ class JsonFormatter(logging.Formatter):
         return spans.encode_json(out)
 
 
+Deferred = tuple[float, str, str, dict[str, Any], "str | None", "spans.Span | None"]
+"""An :func:`event`'s line as queued: time, logger, message, fields, request id, span."""
+
+
 class LineWriter:
     """Text lines to a stream, written in batches by a daemon thread (or a timer of the
     writing thread's asyncio loop) within `interval` seconds of the first one waiting (`flush`
-    writes them at once; at exit too). The request path only appends a line to a deque; past
-    `max_pending` lines the caller writes them itself."""
+    writes them at once; at exit too). The request path only appends to a deque, a line or an
+    event's facts that `render` turns into its line with the batch; past `max_pending` lines
+    the caller writes them itself."""
 
-    def __init__(self, stream: IO[str], interval: float = LINE_FLUSH_S, max_pending: int = 4096):
-        self.stream = stream
-        batches: Batcher[str] = Batcher(
+    def __init__(
+        self,
+        stream: IO[str],
+        interval: float = LINE_FLUSH_S,
+        max_pending: int = 4096,
+        render: Callable[[Deferred], str] | None = None,
+    ):
+        self.stream, self.render = stream, render
+        batches: Batcher[str | Deferred] = Batcher(
             self._write,
             interval=interval,
             limit=max_pending,
@@ -374,7 +382,9 @@ class LineWriter:
         )
         self.write, self.flush = batches.add, batches.flush
 
-    def _write(self, lines: list[str]) -> None:
+    def _write(self, items: list[str | Deferred]) -> None:
+        render = self.render or str
+        lines = [item if type(item) is str else render(item) for item in items]  # type: ignore[arg-type]
         lines.append("")
         try:
             self.stream.write("\n".join(lines))
@@ -390,8 +400,9 @@ class JsonHandler(logging.Handler):
     def __init__(self, writer: LineWriter, service: str) -> None:
         super().__init__()
         self.writer = writer
-        self.json = JsonFormatter(service)
-        self.setFormatter(self.json)
+        formatter = JsonFormatter(service)
+        self.setFormatter(formatter)
+        writer.render = formatter.deferred
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
