@@ -264,12 +264,12 @@ def test_drifted_traffic_fires_the_shipped_drift_alert_which_retrains_and_publis
     it by the chart's AlertmanagerConfig to the trigger (with the token from the auth Secret;
     the trigger refuses a caller without it); the trigger records it (its log line with the
     alert's labels and its decision, its metrics) and answers `started` (a RayJob for this
-    alert's fingerprint) or `cooldown`. The second is what a whole stage gives: the serving
-    tests' own traffic (the same few rows again and again) drifts too, so Prometheus fired the
-    same shipped alert on it minutes earlier and the trigger started the stage's one retraining
-    then; the test then follows that run (the trigger's latest, within the cool-down, 900 s on
-    kind, and delivered through the chart's route). Either way the run's RayJob trains on the
-    CPU pool and publishes a signed version: one retraining for tests/cluster."""
+    alert's fingerprint) or `cooldown`. The first is what a whole stage gives (the serving
+    tests send fresh, undrifted rows); the second, when another drift alert started a run
+    within the cool-down (900 s on kind: e.g. the tests run again on a kept cluster), and the
+    test then follows that run (the trigger's latest, delivered through the chart's route).
+    Either way the run's RayJob trains on the CPU pool and publishes a signed version: one
+    retraining for tests/cluster."""
     from kubernetes import client
 
     if not kind.mlserver_mode(admin):
@@ -367,9 +367,9 @@ def test_drifted_traffic_fires_the_shipped_drift_alert_which_retrains_and_publis
             (run_id,) = [k for k, r in runs.items() if r["fingerprint"] == am_alert["fingerprint"]]
             assert runs[run_id]["version"] == version, runs[run_id]
         else:
-            # The serving tests' traffic (the same few rows sent again and again) drifts too: a
-            # MainsailDriftSustained that Prometheus fired on it earlier in the stage started the
-            # run, and this one is within its cool-down (scripts/kind/values.yaml).
+            # A MainsailDriftSustained that Prometheus fired earlier (e.g. the tests run again
+            # on a kept cluster) started the run, and this one is within its cool-down
+            # (scripts/kind/values.yaml).
             assert decision == "cooldown", decision
             run_id = max(runs, key=lambda k: float(runs[k]["started_unix"]))
             age = time.time() - float(runs[run_id]["started_unix"])

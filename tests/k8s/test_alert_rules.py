@@ -144,6 +144,18 @@ def durations(groups: list[checks.Obj]) -> dict[str, str]:
     return {r["alert"]: r["for"] for g in groups for r in g["rules"] if "alert" in r}
 
 
+def trigger_args(objects: list[checks.Obj]) -> list[str]:
+    """The retrain trigger container's arguments."""
+    trigger = next(
+        o
+        for o in objects
+        if o["kind"] == "Deployment"
+        and o["metadata"]["name"] == naming.fullname("mainsail", "retrain-trigger")
+    )
+    args: list[str] = trigger["spec"]["template"]["spec"]["containers"][0]["args"]
+    return args
+
+
 def test_the_chart_ships_rules_yml_durations_unless_overridden(
     render: Any, default_objects: list[checks.Obj]
 ) -> None:
@@ -188,16 +200,7 @@ def test_the_kind_cluster_shortens_only_the_drift_alert(
     groups = rule_spec(objects)["groups"]
     assert durations(groups) == shipped | {"MainsailDriftSustained": "15s"}
     assert {g["interval"] for g in groups} == {"5s"}
-    trigger = next(
-        o
-        for o in objects
-        if o["kind"] == "Deployment"
-        and o["metadata"]["name"] == naming.fullname("mainsail", "retrain-trigger")
-    )
-    assert (
-        "--set=monitor.trigger.cooldown_s=900"
-        in trigger["spec"]["template"]["spec"]["containers"][0]["args"]
-    )
+    assert "--set=monitor.trigger.cooldown_s=900" in trigger_args(objects)
 
 
 def test_the_trigger_keeps_the_configs_cooldown_by_default(
@@ -205,13 +208,7 @@ def test_the_trigger_keeps_the_configs_cooldown_by_default(
 ) -> None:
     from mainsail.config import load_config
 
-    trigger = next(
-        o
-        for o in default_objects
-        if o["kind"] == "Deployment"
-        and o["metadata"]["name"] == naming.fullname("mainsail", "retrain-trigger")
-    )
-    args = trigger["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = trigger_args(default_objects)
     assert not any("cooldown_s" in a for a in args), args
     assert load_config(render.CONFIG).monitor.trigger.cooldown_s == 3600
 

@@ -389,8 +389,8 @@ def test_on_an_event_loop_batches_are_flushed_by_a_timer_of_the_loop_not_a_threa
 
 
 def test_the_router_freezes_its_loaded_heap_even_with_telemetry_off(tmp_path: Path) -> None:
-    # Under an open-loop load at 80% of capacity, the router's full collections of its loaded
-    # heap (10-40 ms each) were its added p99; it loads no model, so nothing is ever unloaded.
+    # Under an open-loop load, the router's full collections of its loaded heap took 10-40 ms
+    # each, in the tail of its added p99; it loads no model, so nothing is ever unloaded.
     settings = tmp_path / "router.json"
     variant = {"role": "champion", "url": "http://127.0.0.1:9", "model": "churn", "version": "1"}
     settings.write_text(json.dumps({"model_name": "churn", "variants": [variant]}))
