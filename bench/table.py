@@ -58,6 +58,7 @@ MEASURES: dict[str, tuple[str, ...]] = {
     ),
     "end_to_end": (
         "src/mainsail/data",
+        "src/mainsail/features",
         "src/mainsail/lifecycle",
         "src/mainsail/train",
         "src/mainsail/tune",

@@ -1,6 +1,6 @@
 """The data stage builds its training rows with Feast when the config has a `features` section.
 
-Real Feast (local provider, file offline store, SQLite online store) in a temporary repository:
+Real Feast (local provider, DuckDB offline store, SQLite online store) in a temporary repository:
 the stage writes the data file's rows as the feature sources, applies the repository and joins
 the label rows point-in-time; these tests check what reaches the rows that training uses.
 """

@@ -1,7 +1,7 @@
 """Helpers of the Feast tests: a small churn frame with controlled timestamps and configs for
 SQLite and Redis online stores.
 
-Everything runs against real Feast (local provider, file offline store) and the real Redis at
+Everything runs against real Feast (local provider, DuckDB offline store) and the real Redis at
 127.0.0.1:6379, in db 13 with a per-run project name so no other test's keys are touched.
 """
 

@@ -95,6 +95,10 @@ class FeaturesConfig(StrictModel):
     """Feast file registry, relative to `repo_dir`."""
     registry_cache_ttl_s: int = Field(60, ge=0)
     """Seconds a reader (SDK or feature server) caches the registry before re-reading it."""
+    offline_store: Literal["duckdb", "file"] = "duckdb"
+    """Feast offline store that joins the training rows point-in-time: `duckdb` (one SQL join
+    in DuckDB) or `file` (Feast's dask store; the same rows, several times slower on large
+    files, because dask hashes every column of the frames at each step of its graph)."""
     online_store: Literal["sqlite", "redis"] = "sqlite"
     """Online store: SQLite file (local default) or Redis (production)."""
     sqlite_path: str = "data/online.db"

@@ -140,7 +140,9 @@ def build_definitions(
                 )
         source = FileSource(
             name=f"{view.name}_source",
-            path=view.source_path,
+            # Absolute: the DuckDB offline store resolves a relative path against the working
+            # directory, not the repository (the file store against the repository).
+            path=str((repo_dir / view.source_path).resolve()),
             timestamp_field=plan.timestamp,
         )
         fields = [

@@ -214,6 +214,6 @@ def render_feature_store_yaml(cfg: ProjectConfig) -> str:
         f"  cache_ttl_seconds: {fcfg.registry_cache_ttl_s}\n"
         f"{online}"
         "offline_store:\n"
-        "  type: file\n"
+        f"  type: {fcfg.offline_store}\n"
         "entity_key_serialization_version: 3\n"
     )

@@ -96,7 +96,8 @@ def source_tables(frame: pd.DataFrame, plan: RepoPlan) -> dict[str, pd.DataFrame
         for column in view.features:
             _check_dtype(frame, column)
         table = frame[[key, *view.features]].copy()
-        table.insert(1, ts, stamps.to_numpy())
+        # The array, not `to_numpy()`: that makes a million Timestamp objects of tz-aware times.
+        table.insert(1, ts, stamps.array)
         for column in view.features:
             if isinstance(table[column].dtype, pd.CategoricalDtype):
                 table[column] = table[column].astype("string")

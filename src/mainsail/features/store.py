@@ -235,7 +235,7 @@ def apply(
         ]
         stale = [o for o in registered if (type(o).__name__, o.name) not in wanted]
         try:
-            with _quiet_odfv_warning():
+            with _quiet_feast():
                 store.apply(objects, objects_to_delete=stale, partial=False)
         except Exception as err:
             _reraise_store_error(cfg, err)
@@ -254,11 +254,18 @@ def apply(
 
 
 @contextlib.contextmanager
-def _quiet_odfv_warning() -> Iterator[None]:
-    # Feast warns on every use that on-demand views are "experimental"; we rely on them
-    # knowingly (python mode, small ratios), so the warning is noise in CLI output.
+def _quiet_feast() -> Iterator[None]:
+    """Feast's warnings that say nothing to our users, silenced around a Feast call."""
     with warnings.catch_warnings():
+        # On every use, that on-demand views are "experimental": we rely on them knowingly
+        # (python mode, small ratios).
         warnings.filterwarnings("ignore", message="On demand feature view is an experimental")
+        # The file store's dask, when the key's categories differ between labels and sources:
+        # the merge compares values, so that is harmless.
+        warnings.filterwarnings("ignore", message="Merging dataframes with merge column data")
+        # ibis, under the DuckDB store, calls a method that DuckDB 2 deprecates: a note for
+        # ibis's maintainers.
+        warnings.filterwarnings("ignore", message=r"fetch_arrow_table\(\) is deprecated")
         yield
 
 
@@ -306,7 +313,7 @@ def materialize(
         )
     end = _utc(end or datetime.now(UTC))
     names = [v.name for v in plan.views]
-    with registry_lock(cfg, repo_dir):
+    with registry_lock(cfg, repo_dir), _quiet_feast():
         try:
             if start is None:
                 store.materialize_incremental(end_date=end, feature_views=names)
@@ -358,14 +365,12 @@ def training_set(
         entity_df = entity_df.rename(columns={plan.timestamp: "event_timestamp"})
     if getattr(entity_df["event_timestamp"].dtype, "tz", None) is None:
         entity_df["event_timestamp"] = entity_df["event_timestamp"].dt.tz_localize("UTC")
-    with _quiet_odfv_warning(), warnings.catch_warnings():
-        # dask warns when the key's categories differ between labels and sources; the merge
-        # compares values, so that is harmless.
-        warnings.filterwarnings("ignore", message="Merging dataframes with merge column data")
+    with _quiet_feast():
         job = store.get_historical_features(entity_df=entity_df, features=service)
         out = job.to_df()
     # Feast's file offline store drops a label row whose entity has observations but none
-    # within the TTL before the row's time; put it back, with its features missing.
+    # within the TTL before the row's time; put it back, with its features missing (the
+    # DuckDB store keeps it: then the reindex changes nothing).
     features = [f for f in plan.feature_names if f in out.columns]
     found = out.set_index(order)[features]
     if found.index.has_duplicates:

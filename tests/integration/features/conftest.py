@@ -1,6 +1,6 @@
 """Fixtures of the Feast tests: repositories applied and materialized once per module.
 
-Everything runs against real Feast (local provider, file offline store) and the real Redis at
+Everything runs against real Feast (local provider, DuckDB offline store) and the real Redis at
 127.0.0.1:6379, in db 13 with a per-run project name so no other test's keys are touched.
 """
 

@@ -1,6 +1,7 @@
 """Feast repository from the project config: apply, point-in-time training sets, bad input.
 
-Real Feast (local provider, file offline store, SQLite registry and online store).
+Real Feast (local provider, DuckDB offline store unless a test names the file store, SQLite
+registry and online store).
 """
 
 from __future__ import annotations
@@ -87,10 +88,12 @@ def _expected_point_in_time(
     return merged.sort_values("index").set_index("index")
 
 
+# Both offline stores Feast offers here: DuckDB (the default) and the dask file store.
+@pytest.mark.parametrize("offline_store", ["duckdb", "file"])
 def test_training_set_is_point_in_time_correct_and_never_uses_later_values(
-    sqlite_repo: tuple[ProjectConfig, Path], frame: pd.DataFrame, tmp_path: Path
+    offline_store: str, frame: pd.DataFrame, tmp_path: Path
 ) -> None:
-    cfg = make_config("sqlite")
+    cfg = make_config("sqlite", offline_store=offline_store)
     # Poison: for every customer, a snapshot AFTER all of its labels became known, carrying
     # sentinel values. A join that looks past a label's time would pick them up.
     future = frame.groupby("customer_id", as_index=False).tail(1).copy()
