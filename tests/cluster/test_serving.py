@@ -370,7 +370,9 @@ def test_killing_the_challengers_pod_loses_no_request_and_no_prediction(
     """At a 50% canary the challenger's pod is deleted mid-traffic: the gateway re-sends what it
     could not deliver to the champion, every request is answered, and every answer's prediction
     is in the feedback store (each request's ground truth is accepted, none unknown); the
-    Deployment's new pod loads the version again and the gateway takes it back."""
+    Deployment's new pod loads the version again and the gateway takes it back. The overview
+    dashboard's failover panel, evaluated by the cluster's Prometheus, shows the challenger's
+    requests answered by the champion."""
     import threading
 
     from kubernetes import client
@@ -433,6 +435,28 @@ def test_killing_the_challengers_pod_loses_no_request_and_no_prediction(
         f"challenger's new pod back in the gateway's rotation: {time.monotonic() - started:.0f} s"
     )
     deployer.set_canary(CANARY)
+
+    from mainsail.monitor.dashboards import dashboards, substitute
+
+    (panel,) = [
+        p
+        for d in dashboards()
+        for p in d.panels
+        if "mainsail_router_failovers_total" in p.queries[0].expr
+    ]
+    # A rate needs two scrapes of the series (30 s apart) after its first failover.
+    shown = _until_data(
+        served.prometheus, substitute(panel.queries[0].expr, CLUSTER_VARIABLES), 180
+    )
+    moved = {(r["metric"]["assigned"], r["metric"]["variant"]) for r in shown}
+    print(f"failover panel: {[(r['metric'], r['value'][1]) for r in shown]}")
+    assert ("challenger", "champion") in moved, shown
+    # The counter behind it: the requests the gateway moved (the panel's rate may be 0 by now).
+    (total,) = _query(
+        served.prometheus,
+        'sum(mainsail_router_failovers_total{assigned="challenger", variant="champion"})',
+    )
+    assert float(total["value"][1]) >= 1, total
 
 
 def test_the_promotion_backend_rolls_back_then_promotes_through_the_gateway(

@@ -107,6 +107,17 @@ def test_a_killed_challenger_changes_who_answers_not_the_assignment(
         # The first request to the dead pod was refused and re-sent; the rest never tried it.
         reasons = failovers["challenger"]["reasons"]
         assert set(reasons) == {"connect", "out_of_rotation"} and reasons["connect"] >= 1, reasons
+        # Prometheus sees the same failovers (the overview dashboard's panel), by reason.
+        scraped = {
+            (s.labels["assigned"], s.labels["variant"], s.labels["reason"]): s.value
+            for metric in state.metrics.registry.collect()
+            if metric.name == "mainsail_router_failovers"
+            for s in metric.samples
+            if s.name == "mainsail_router_failovers_total"
+        }
+        assert scraped == {
+            ("challenger", "champion", reason): count for reason, count in reasons.items()
+        }, scraped
         # The comparison reads only requests answered by their assigned variant.
         assert (
             store.outcomes("churn", "challenger", "classification").errors.size

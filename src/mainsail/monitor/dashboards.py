@@ -198,6 +198,20 @@ def dashboards() -> list[Dashboard]:
                 ),
             ),
             Panel(
+                "Failovers: assigned variant -> answering variant",
+                (
+                    Query(
+                        "sum by (assigned, variant, reason) "
+                        f"(rate(mainsail_router_failovers_total{{{SEL}}}[{RI}]))",
+                        "{{assigned}} -> {{variant}} ({{reason}})",
+                    ),
+                ),
+                unit="reqps",
+                description="Requests another variant answered because the one they were "
+                "assigned to was out of rotation or gave no answer. The experiment counts them "
+                "on the assigned side; a steady rate means a variant is down.",
+            ),
+            Panel(
                 "Firing alerts",
                 (Query('ALERTS{alertstate="firing"}', "{{alertname}}", expect_data=False),),
                 kind="table",

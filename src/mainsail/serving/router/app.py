@@ -554,6 +554,10 @@ class Router:
             variant.latency.observe(elapsed)
             self._count(variant, resp.status, resp.body)
             moved = assigned is not None and assigned.role != variant.role
+            if moved and assigned is not None:
+                self.metrics.child(
+                    self.metrics.failovers, *variant.labels(), assigned.role, failover or "unknown"
+                ).inc()
             if self.feedback is not None:
                 self.feedback.observe(
                     request_id.decode("latin-1"),

@@ -17,6 +17,10 @@ and `version` (the registry version the variant serves):
 - `mainsail_router_variant_healthy{variant,model,version}`: 1 in rotation, 0 taken out.
 - `mainsail_router_retries_total{variant,reason}`: requests re-sent to another variant after
   `variant` failed without an answer.
+- `mainsail_router_failovers_total{variant,model,version,assigned,reason}`: requests answered by
+  `variant` in place of the variant they were assigned to (`assigned`), and why: that variant
+  was out of rotation (`out_of_rotation`) or failed without an answer (`connect`, `response`,
+  `timeout`, `model_not_served`). The A/B analysis keeps them on the assigned side.
 - `mainsail_router_rejected_total{reason}`: requests the router refused itself (`bad_request`,
   `unknown_model`, `too_large`, `no_variant`).
 - `mainsail_router_mirror_dropped_total`: mirror copies dropped because too many were in flight.
@@ -97,6 +101,12 @@ class RouterMetrics:
             "mainsail_router_retries_total",
             "Requests re-sent elsewhere after a variant failed without an answer.",
             ["variant", "reason"],
+            registry=self.registry,
+        )
+        self.failovers = Counter(
+            "mainsail_router_failovers_total",
+            "Requests answered by another variant than the one they were assigned to.",
+            [*labels, "assigned", "reason"],
             registry=self.registry,
         )
         self.rejected = Counter(
