@@ -258,13 +258,6 @@ def test_the_shipped_rules_are_loaded(served: Served) -> None:
     assert not unhealthy, unhealthy
 
 
-#: Grafana's variables on the cluster: rate windows of four 30 s scrapes.
-CLUSTER_VARIABLES = {
-    "$__rate_interval": "2m",
-    "$__range": "1h",
-    "$model": ".*",
-    "$version": ".*",
-}
 _NAME = re.compile(r"\b(mainsail_[a-z0-9_]+|ALERTS)\b")
 
 
@@ -287,7 +280,7 @@ def test_every_dashboard_query_parses_and_has_data_where_its_series_exist(
     for dashboard in dashboards():
         for panel in dashboard.panels:
             for query in panel.queries:
-                expr = substitute(query.expr, CLUSTER_VARIABLES)
+                expr = substitute(query.expr, kind.DASHBOARD_VARIABLES)
                 checked += 1
                 where = f"{dashboard.uid} / {panel.title}"
                 try:
@@ -446,7 +439,7 @@ def test_killing_the_challengers_pod_loses_no_request_and_no_prediction(
     ]
     # A rate needs two scrapes of the series (30 s apart) after its first failover.
     shown = _until_data(
-        served.prometheus, substitute(panel.queries[0].expr, CLUSTER_VARIABLES), 180
+        served.prometheus, substitute(panel.queries[0].expr, kind.DASHBOARD_VARIABLES), 180
     )
     moved = {(r["metric"]["assigned"], r["metric"]["variant"]) for r in shown}
     print(f"failover panel: {[(r['metric'], r['value'][1]) for r in shown]}")

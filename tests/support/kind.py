@@ -126,6 +126,16 @@ def wait_until(what: str, timeout_s: float, probe: Callable[[], T | None], every
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last!r})")
 
 
+#: Grafana's variables of the dashboards' queries, as the cluster's tests evaluate them: rate
+#: windows of four 30 s scrapes, every model and version.
+DASHBOARD_VARIABLES = {
+    "$__rate_interval": "2m",
+    "$__range": "1h",
+    "$model": ".*",
+    "$version": ".*",
+}
+
+
 def prometheus_api(prometheus: str, path: str, **params: str) -> Any:
     """The `data` of an answer of Prometheus's HTTP API (`/api/v1/query`, `/api/v1/rules`, ...);
     ValueError with Prometheus's own error when it refuses the request."""

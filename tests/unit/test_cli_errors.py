@@ -21,3 +21,23 @@ def test_an_error_is_one_line_whatever_the_width_so_its_phrases_can_be_searched(
     message = f"target column 'churnd' is not in {path}; did you mean 'churned'?; [x]"
     assert isinstance(common.fail(message), typer.Exit)
     assert out.getvalue() == f"error: {message}\n"  # one line, the brackets not Rich markup
+
+
+def test_promote_names_a_feedback_store_it_cannot_open_and_a_forever_without_watch(
+    tmp_path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from mainsail.cli.main import app
+
+    runner = CliRunner()
+    missing = tmp_path / "no-such-dir"
+    args = ["promote", "configs/churn.yaml", "--set", "promotion.metrics_port=null"]
+    opened = runner.invoke(app, [*args, "--watch", "--set", f"stack.data_dir={missing}"])
+    assert opened.exit_code == 2  # `fail`: a usage or input error, no traceback
+    assert "Traceback" not in opened.output
+    assert f"the feedback store sqlite:///{missing}/feedback.db cannot be opened" in " ".join(
+        opened.output.split()
+    )
+    alone = runner.invoke(app, [*args, "--forever"])
+    assert alone.exit_code == 2 and "--forever keeps a --watch going" in alone.output

@@ -216,3 +216,25 @@ mainsail.core.telemetry.setup reads in the gateway, the runtime and the drift si
       key: password
 {{- end -}}
 {{- end -}}
+
+{{- /* With the chart's Postgres, an init container that waits for it (a line per try): it may
+still be initialising when a client starts, and waiting where no liveness probe runs beats
+crash-looping the client. (list root resources) */}}
+{{- define "mainsail.waitForFeedbackStore" -}}
+{{- $root := index . 0 -}}
+{{- with include "mainsail.postgresEnv" $root }}
+initContainers:
+  - name: wait-for-feedback-store
+    image: {{ include "mainsail.image" (dict "root" $root "env" "pipeline") }}
+    imagePullPolicy: {{ $root.Values.global.imagePullPolicy }}
+    command: ["python", "-m", "mainsail.feedback", "wait", {{ include "mainsail.feedbackUrl" $root | quote }}, "--timeout", {{ $root.Values.gateway.storeWaitSeconds | quote }}]
+    env:
+      {{- . | nindent 6 }}
+      - name: HOME
+        value: /tmp
+    resources:
+      {{- toYaml (index $ 1) | nindent 6 }}
+    securityContext:
+      {{- include "mainsail.containerSecurityContext" $root | nindent 6 }}
+{{- end }}
+{{- end -}}

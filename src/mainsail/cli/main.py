@@ -389,6 +389,14 @@ def promote(
     timeout: Annotated[
         float | None, typer.Option(help="With --watch: give up after this many seconds.")
     ] = None,
+    forever: Annotated[
+        bool,
+        typer.Option(
+            "--forever",
+            help="With --watch: keep looking after a promotion or rollback, so that the next "
+            "challenger deployed starts the next experiment (the chart's controller pod).",
+        ),
+    ] = False,
     resume: Annotated[
         bool,
         typer.Option(
@@ -412,16 +420,29 @@ def promote(
     CronJob): state lives in the feedback store, so consecutive runs continue one experiment.
     With --watch and `promotion.metrics_port` set, its metrics are served for Prometheus.
     """
+    import sqlalchemy as sa
+
     from mainsail.promotion.ab import Decision
     from mainsail.promotion.controller import build_controller
     from mainsail.promotion.metrics import PromotionMetrics
 
+    if forever and not watch:
+        raise fail("--forever keeps a --watch going: pass --watch too")
     cfg = read_config(config, set_, env)
     metrics = PromotionMetrics()
     try:
         controller = build_controller(cfg, log=console.print, metrics=metrics)
     except (ConfigError, RuntimeError, ValueError) as err:
         raise fail(str(err)) from None
+    except sa.exc.SQLAlchemyError as err:
+        from mainsail.feedback.store import store_url
+
+        cause = getattr(err, "orig", None) or err  # the driver's own error, when there is one
+        raise fail(
+            f"the feedback store {sa.engine.make_url(store_url(cfg)).render_as_string()} "
+            f"cannot be opened ({type(cause).__name__}: {cause}); set promotion.store_url, "
+            "or start the stack (`mainsail stack up`)"
+        ) from None
     if resume:
         if controller.resume():
             console.print("resumed: the experiment restarts from now")
@@ -429,10 +450,15 @@ def promote(
             console.print("nothing to resume: no paused experiment")
         return
 
+    idle: list[bool] = []
+
     def report(decision: Decision | None) -> None:
         if decision is None:
-            console.print("no challenger deployed: nothing to decide")
+            if not idle:  # said once per idle spell: a --forever watch looks all day
+                console.print("no challenger deployed: nothing to decide")
+            idle[:] = [True]
         else:
+            idle.clear()
             console.print(f"[bold]{decision.action}[/]: {decision.reason}", highlight=False)
 
     if watch:
@@ -449,7 +475,18 @@ def promote(
             console.print(
                 f"metrics on http://{cfg.stack.host}:{cfg.promotion.metrics_port}/metrics"
             )
-        controller.watch(cfg.promotion.interval_s, timeout_s=timeout, report=report)
+
+        def look_failed(err: Exception) -> None:
+            console.print(f"[red]look failed[/]: {type(err).__name__}: {err}", highlight=False)
+
+        controller.watch(
+            cfg.promotion.interval_s,
+            until_final=not forever,
+            timeout_s=timeout,
+            report=report,
+            # A controller that runs for good rides out a store or gateway that blinks.
+            on_error=look_failed if forever else None,
+        )
     else:
         report(controller.step())
 

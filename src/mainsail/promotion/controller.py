@@ -263,14 +263,25 @@ class PromotionController:
         until_final: bool = True,
         timeout_s: float | None = None,
         report: Callable[[Decision | None], None] | None = None,
+        on_error: Callable[[Exception], None] | None = None,
     ) -> Decision | None:
-        """Step every `interval_s` until a promote/rollback (or the timeout)."""
+        """Step every `interval_s` until a promote/rollback (or the timeout); with
+        `until_final` false, until the timeout only. With `on_error`, a look that raises (the
+        store or the gateway briefly unreachable) is reported there and the next look comes as
+        usual: its state was saved before acting, so the next look takes up the same evidence."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         last: Decision | None = None
         while True:
-            last = self.step()
-            if report is not None:
-                report(last)
+            try:
+                last = self.step()
+            except Exception as err:
+                if on_error is None:
+                    raise
+                on_error(err)
+                last = None
+            else:
+                if report is not None:
+                    report(last)
             if until_final and last is not None and last.action in ("promote", "rollback"):
                 return last
             if deadline is not None and time.monotonic() >= deadline:

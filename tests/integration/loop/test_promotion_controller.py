@@ -270,3 +270,48 @@ def test_a_challenger_outage_is_no_sample_ratio_mismatch_and_the_experiment_deci
     logged = store.decisions("churn")
     assert all(d["evidence"]["srm"]["mismatch"] is False for d in logged if d["evidence"]["srm"])
     assert all("failovers" in d["evidence"] for d in logged)
+
+
+def test_a_watch_that_runs_for_good_rides_out_a_failed_look_and_goes_on_after_a_rollback(
+    tmp_path: Path,
+) -> None:
+    """`mainsail promote --watch --forever` (the chart's controller pod): a look that raises is
+    reported and the next look comes; a rollback does not end the watch, and the challenger
+    deployed next is looked at. Only the timeout ends it."""
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'fb.db'}")
+    rng = np.random.default_rng(13)
+    backend = RecordingBackend()
+    backend.weight = 50
+    policy = ABPolicy(min_samples=100, step_samples=10**6, tau=0.1)
+    controller = PromotionController("churn", store, backend, policy, "classification")
+    looks: list[str | None] = []
+    errors: list[str] = []
+    current = backend.current
+    sent = [0]
+
+    def traffic_then_current(model: str) -> tuple[str, str | None, int]:
+        if not errors:
+            errors.append("blink")
+            raise ConnectionError("the gateway blinked")
+        if backend.challenger is None and "rollback" in looks:
+            backend.challenger, backend.weight = "3", 50  # the next challenger is deployed
+        if backend.challenger is not None:  # labelled traffic between two looks
+            feed(store, backend, rng, 400, {"champion": 0.15, "challenger": 0.35}, sent[0])
+            sent[0] += 400
+        return current(model)
+
+    backend.current = traffic_then_current  # type: ignore[method-assign]
+    controller.watch(
+        0.01,
+        until_final=False,
+        timeout_s=3.0,
+        report=lambda d: looks.append(None if d is None else d.action),
+        on_error=lambda err: errors.append(str(err)),
+    )
+    assert errors == ["blink", "the gateway blinked"]
+    assert "rollback" in looks and backend.calls[0] == ("rollback", None)
+    # After the first rollback the watch went on and took up the next challenger's experiment.
+    after = looks[looks.index("rollback") + 1 :]
+    assert after and all(a is not None for a in after), looks
+    experiments = [d["evidence"]["experiment"] for d in store.decisions("churn")]
+    assert experiments[0] == "churn:1->2" and "churn:1->3" in experiments, experiments
