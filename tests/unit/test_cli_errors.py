@@ -41,3 +41,29 @@ def test_promote_names_a_feedback_store_it_cannot_open_and_a_forever_without_wat
     )
     alone = runner.invoke(app, [*args, "--forever"])
     assert alone.exit_code == 2 and "--forever keeps a --watch going" in alone.output
+
+
+def test_a_forever_watch_prints_errors_and_reasons_with_brackets_as_they_are(
+    monkeypatch,
+) -> None:
+    # A look's error (a driver's, an HTTP client's) may hold "[/...]", which Rich would read as
+    # a closing tag and raise on: the controller pod would crash on the message of an error it
+    # was meant to ride out.
+    from typer.testing import CliRunner
+
+    from mainsail.cli.main import app
+    from mainsail.promotion import controller as module
+    from mainsail.promotion.ab import Decision
+
+    class Watching:
+        def watch(self, interval_s, *, until_final, timeout_s, report, on_error):
+            assert until_final is False and on_error is not None
+            on_error(ConnectionError("refused [/x] [Errno 111]"))
+            report(Decision("keep_testing", "waiting [/y]", None))
+
+    monkeypatch.setattr(module, "build_controller", lambda *a, **k: Watching())
+    args = ["promote", "configs/churn.yaml", "--watch", "--forever"]
+    result = CliRunner().invoke(app, [*args, "--set", "promotion.metrics_port=null"])
+    assert result.exit_code == 0, result.output
+    assert "look failed: ConnectionError: refused [/x] [Errno 111]" in result.output
+    assert "keep_testing: waiting [/y]" in result.output

@@ -421,6 +421,7 @@ def promote(
     With --watch and `promotion.metrics_port` set, its metrics are served for Prometheus.
     """
     import sqlalchemy as sa
+    from rich.markup import escape
 
     from mainsail.promotion.ab import Decision
     from mainsail.promotion.controller import build_controller
@@ -459,7 +460,8 @@ def promote(
             idle[:] = [True]
         else:
             idle.clear()
-            console.print(f"[bold]{decision.action}[/]: {decision.reason}", highlight=False)
+            reason = escape(decision.reason)
+            console.print(f"[bold]{decision.action}[/]: {reason}", highlight=False)
 
     if watch:
         if cfg.promotion.metrics_port is not None:
@@ -477,7 +479,9 @@ def promote(
             )
 
         def look_failed(err: Exception) -> None:
-            console.print(f"[red]look failed[/]: {type(err).__name__}: {err}", highlight=False)
+            # escaped: an error's own text may hold brackets that Rich would read as markup
+            text = escape(f"{type(err).__name__}: {err}")
+            console.print(f"[red]look failed[/]: {text}", highlight=False)
 
         controller.watch(
             cfg.promotion.interval_s,
