@@ -53,7 +53,8 @@ POSTGRES_SECRET = "mainsail-postgres"
 PROMETHEUS = "service/kube-prometheus-stack-prometheus"
 CANARY = 25
 ROWS = 5
-BODIES = 1_000  # more than either experiment sends
+BODIES = 1_000
+"""Request bodies made before the experiments; more are made as they are needed."""
 ROUND = 40
 """Requests between two reads of the decision log (the pod looks every 5 s meanwhile)."""
 KILL_AT = 10
@@ -71,9 +72,12 @@ class Loop:
     store: FeedbackStore
     artifact: Path
     bodies: list[dict[str, Any]]
+    """Fresh rows for every request of the module, in order (see :func:`_next_body`)."""
     prometheus: str
     backend: GatewayBackend
     """What the test reads the gateway's variants through (as the deployer; read-only here)."""
+    made: int = 0
+    """Bodies made after the first BODIES ran out."""
 
 
 @dataclass
@@ -206,6 +210,18 @@ def _deploy(admin: Any, loop: Loop, champion: int | None) -> tuple[int, int]:
     return int(current[0]), challenger
 
 
+def _next_body(loop: Loop) -> dict[str, Any]:
+    """The next request's body: rows never sent before, in this module or the other
+    experiment (the pod looks every few seconds while the traffic runs on, so an experiment
+    sends as many requests as its pace allows, 3,080 in one run)."""
+    from tests.support.containers import v2_body
+
+    if not loop.bodies:
+        loop.bodies.append(v2_body(loop.artifact, ROWS, 100 + BODIES + loop.made))
+        loop.made += 1
+    return loop.bodies.pop(0)
+
+
 def _decided(loop: Loop, key: str) -> list[dict[str, Any]]:
     return [d for d in loop.store.decisions(MODEL) if d["evidence"].get("experiment") == key]
 
@@ -234,7 +250,7 @@ def _experiment(admin: Any, loop: Loop, key: str, worse: str, kill: bool) -> Exp
                     )
                     print(f"deleted the challenger's pod {victim.metadata.name}")
                 rid = f"{ex.run}-{ex.requests}"
-                body = loop.bodies[ex.requests % len(loop.bodies)]
+                body = _next_body(loop)
                 answer = http.post(
                     f"/v2/models/{MODEL}/infer", json=body, headers={"x-request-id": rid}
                 )
