@@ -204,6 +204,9 @@ def dashboards() -> list[Dashboard]:
                         "sum by (assigned, variant, reason) "
                         f"(rate(mainsail_router_failovers_total{{{SEL}}}[{RI}]))",
                         "{{assigned}} -> {{variant}} ({{reason}})",
+                        # no series until a variant fails over (tests/cluster/test_serving.py
+                        # kills a pod to see it)
+                        expect_data=False,
                     ),
                 ),
                 unit="reqps",
