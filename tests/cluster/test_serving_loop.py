@@ -48,8 +48,6 @@ pytestmark = pytest.mark.cluster
 
 MODEL = "churn"
 GATEWAY = naming.gateway_name(kind.RELEASE)
-CONTROLLER = naming.fullname(kind.RELEASE, "promotion-controller")
-POSTGRES_SECRET = "mainsail-postgres"
 PROMETHEUS = "service/kube-prometheus-stack-prometheus"
 CANARY = 25
 ROWS = 5
@@ -112,16 +110,11 @@ def loop(admin: Any, publish: Any, model_artifact: Path) -> Iterator[Loop]:
 
     registry: ModelRegistry = publish(MODEL, 1)
     token = kind.secret_data(admin, naming.auth_secret_name(kind.RELEASE))["gateway-token"]
-    password = kind.secret_data(admin, POSTGRES_SECRET)["password"]
-    url = sa.engine.make_url(kind.feedback_store_url(admin))
-    service = f"service/{str(url.host).split('.', 1)[0]}"
     with (
         kind.port_forward(f"service/{GATEWAY}", naming.ROUTER_PORT) as port,
-        kind.port_forward(service, 5432) as pg,
+        kind.feedback_store(admin) as store,
         kind.port_forward(PROMETHEUS, 9090, naming.MONITORING_NAMESPACE) as prom,
     ):
-        store_url = url.set(host="127.0.0.1", port=pg, password=password)
-        store = FeedbackStore(store_url.render_as_string(hide_password=False))
         cfg = kind.gateway_config(f"http://127.0.0.1:{port}")
         as_deployer = kind.service_account_client(
             admin, naming.deployer_service_account(kind.RELEASE)
@@ -143,25 +136,8 @@ def loop(admin: Any, publish: Any, model_artifact: Path) -> Iterator[Loop]:
                 GatewayBackend(cfg, registry=registry, deployer=deployer),
             )
         finally:
-            _scale(admin, 0)
+            kind.scale_promotion_controller(admin, 0)
             as_deployer.close()
-            store.close()
-
-
-def _controller_pods(admin: Any) -> list[Any]:
-    from kubernetes import client
-
-    selector = f"{naming.LABEL_COMPONENT}=promotion-controller"
-    pods = client.CoreV1Api(admin).list_namespaced_pod(kind.NAMESPACE, label_selector=selector)
-    return [p for p in pods.items if p.metadata.deletion_timestamp is None]
-
-
-def _scale(admin: Any, replicas: int) -> None:
-    from kubernetes import client
-
-    client.AppsV1Api(admin).patch_namespaced_deployment_scale(
-        CONTROLLER, kind.NAMESPACE, {"spec": {"replicas": replicas}}
-    )
 
 
 @contextlib.contextmanager
@@ -169,18 +145,8 @@ def _controller_pod(admin: Any, loop: Loop, key: str) -> Iterator[str]:
     """The chart's controller scaled to one pod, Ready, and looking at experiment `key` (its
     first look opened it: what is served from then on is its evidence); scaled back to none on
     the way out. Yields the pod's name."""
-
-    def ready() -> str | None:
-        for pod in _controller_pods(admin):
-            conditions = {c.type: c.status for c in pod.status.conditions or []}
-            if conditions.get("Ready") == "True":
-                return str(pod.metadata.name)
-        return None
-
     started = time.monotonic()
-    _scale(admin, 1)
-    try:
-        name = kind.wait_until("the promotion controller's pod to be Ready", 180, ready)
+    with kind.promotion_controller_running(admin) as name:
         kind.wait_until(
             f"the controller's first look at {key}",
             60,
@@ -189,11 +155,6 @@ def _controller_pod(admin: Any, loop: Loop, key: str) -> Iterator[str]:
         )
         print(f"\ncontroller pod {name} looking at {key}: {time.monotonic() - started:.0f} s")
         yield name
-    finally:
-        _scale(admin, 0)
-        kind.wait_until(
-            "the controller's pod to go", 120, lambda: not _controller_pods(admin) or None
-        )
 
 
 def _deploy(admin: Any, loop: Loop, champion: int | None) -> tuple[int, int]:

@@ -392,7 +392,7 @@ def test_drifted_traffic_fires_the_shipped_drift_alert_which_retrains_and_publis
     assert annotations["mainsail.io/drifted-version"] == run["version"]
     assert job["spec"]["clusterSelector"] == {"ray.io/cluster": RAY_CLUSTER}
     assert job["spec"]["submissionMode"] == "HTTPMode"
-    assert "--publish" in job["spec"]["entrypoint"]
+    assert "--publish --candidate" in job["spec"]["entrypoint"]
 
     started = time.monotonic()
 
@@ -436,6 +436,93 @@ def test_drifted_traffic_fires_the_shipped_drift_alert_which_retrains_and_publis
     for found in published:
         _, _, key_id = registry.verify_signature(MODEL, found.version)
         assert key_id is not None
+
+
+def test_the_controller_deploys_the_retrained_version_as_the_next_challenger(
+    admin: Any, s3_client: Any, model_artifact: Path
+) -> None:
+    """The chain's last link: the RayJob above published its version with `--candidate`
+    (retrainTrigger.rayJobEntrypoint), which put the registry's `candidate` alias on it. The
+    chart's promotion controller (promotionController.deployCandidates), scaled to one pod,
+    finds no experiment running and deploys the candidate as the challenger at the ramp's first
+    step through the gateway and the challenger's MLServer Deployment, as the deployer; it
+    removes the alias, logs `deploy` in the decision log, and the gateway answers a share of
+    the traffic with the retrained version. (What the controller does next with a challenger,
+    ramp and promote or roll back, is tests/cluster/test_serving_loop.py's.)"""
+    from mainsail.deploy.gateway import GatewayDeployer
+    from mainsail.promotion.backends import GatewayBackend
+    from tests.support.containers import v2_body
+
+    if not kind.mlserver_mode(admin):
+        pytest.skip("serving.backend seldon: the gateway's variants are Seldon Models")
+    registry = kind.signed_registry(s3_client, admin, BUCKET)
+    aliases = registry.aliases(MODEL)
+    candidate = aliases.get("candidate")
+    assert candidate is not None, f"the retraining run left no candidate: {aliases}"
+    champion = aliases["champion"]
+    token = kind.secret_data(admin, naming.auth_secret_name(kind.RELEASE))["gateway-token"]
+    # kind's ramp (promotionController.set in scripts/kind/values.yaml): its first step
+    sets = dict(
+        s.split("=", 1)
+        for s in yaml.safe_load((kind.REPO / "scripts" / "kind" / "values.yaml").read_text())[
+            "promotionController"
+        ]["set"]
+    )
+    first_step = int(yaml.safe_load(sets["promotion.ramp"])[0])
+    with (
+        kind.port_forward(f"service/{GATEWAY}", naming.ROUTER_PORT) as port,
+        kind.feedback_store(admin) as store,
+    ):
+        gateway = f"http://127.0.0.1:{port}"
+        cfg = kind.gateway_config(gateway)
+        as_deployer = kind.service_account_client(
+            admin, naming.deployer_service_account(kind.RELEASE)
+        )
+        backend = GatewayBackend(
+            cfg, registry=registry, deployer=GatewayDeployer(cfg, as_deployer, token=token)
+        )
+        assert backend.current(MODEL) == (str(champion), None, 0), "no experiment may run"
+        logged_before = len(store.decisions(MODEL))
+        started = time.monotonic()
+
+        def deployed() -> dict[str, Any] | None:
+            return next(
+                (d for d in store.decisions(MODEL)[logged_before:] if d["action"] == "deploy"),
+                None,
+            )
+
+        try:
+            with kind.promotion_controller_running(admin) as pod:
+                decision = kind.wait_until(
+                    f"the controller to deploy candidate v{candidate}", 600, deployed, every=2
+                )
+                took = time.monotonic() - started
+                log = kind.kubectl("-n", kind.NAMESPACE, "logs", pod, "-c", "promotion-controller")
+            current = backend.current(MODEL)
+            answered: dict[str, int] = {}
+            with httpx.Client(base_url=gateway, timeout=30) as http:
+                for seed in range(40):
+                    body = v2_body(model_artifact, 5, 50_000 + seed)  # fresh rows, no drift
+                    answer = http.post(f"/v2/models/{MODEL}/infer", json=body)
+                    assert answer.status_code == 200, answer.text[:500]
+                    served = answer.headers["x-mainsail-model-version"]
+                    answered[served] = answered.get(served, 0) + 1
+        finally:
+            as_deployer.close()
+    print(
+        f"\ncandidate v{candidate} deployed by the controller's pod {took:.0f} s after it was "
+        f"scaled up: {decision['reason']}; gateway {current}; 40 requests answered by "
+        f"versions {answered}"
+    )
+    evidence = decision["evidence"]
+    assert evidence["challenger_version"] == str(candidate), evidence
+    assert evidence["champion_version"] == str(champion), evidence
+    assert evidence["stage"] == f"canary {first_step}%", evidence
+    assert current == (str(champion), str(candidate), first_step), current
+    after = registry.aliases(MODEL)
+    assert "candidate" not in after and after["challenger"] == candidate, after
+    assert f"deploy: candidate v{candidate} deployed as challenger" in " ".join(log.split())
+    assert answered.get(str(candidate), 0) > 0, answered  # P(none of 40 at 25%) ~ 1e-5
 
 
 TRAIN_WORKERS = """

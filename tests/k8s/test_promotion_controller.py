@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 
 from mainsail.core import naming
 
@@ -89,3 +90,21 @@ def test_without_a_feedback_store_the_chart_says_what_it_needs(render: Any) -> N
     # off by default: the default chart has no store
     objs = render.documents(render.render_chart({}))
     assert not [o for o in objs if o["metadata"]["name"] == NAME]
+
+
+def test_it_deploys_what_the_retraining_rayjob_publishes_as_the_next_challenger(
+    scenario_objects: dict[str, list[checks.Obj]],
+) -> None:
+    """The chain drift -> RayJob -> challenger: the trigger's RayJob publishes with
+    --candidate, and the controller's config turns promotion.deploy_candidates on (each
+    --set parsed as the pod's `mainsail promote` parses it)."""
+    from mainsail.cli.common import read_config
+
+    objs = scenario_objects["kind-mlserver"]
+    sets = _args(_one(objs, "Deployment", NAME))["set"]
+    cfg = read_config(checks.ROOT / "configs" / "churn.yaml", [f"{k}={v}" for k, v in sets.items()])
+    assert cfg.promotion.deploy_candidates is True
+    trigger = _one(objs, "Deployment", naming.fullname("mainsail", "retrain-trigger"))
+    trigger_sets = _args(trigger)["set"]
+    entrypoint = yaml.safe_load(trigger_sets["monitor.trigger.rayjob.entrypoint"])
+    assert "--publish --candidate" in entrypoint

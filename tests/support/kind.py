@@ -190,6 +190,8 @@ def s3_env() -> list[dict[str, Any]]:
 
 #: The registry's signing key pair (keys `signing-key`, `public-key`), made by install.sh.
 SIGNING_SECRET = "mainsail-registry-signing"
+POSTGRES_SECRET = "mainsail-postgres"
+"""The chart's Postgres password (key `password`), made by scripts/kind/install.sh."""
 
 
 def public_keys_env() -> dict[str, Any]:
@@ -498,6 +500,72 @@ def feedback_store_url(admin: Any) -> str:
     if not url:
         raise AssertionError(f"ConfigMap {name} gives the gateway no feedback store")
     return str(url)
+
+
+@contextlib.contextmanager
+def feedback_store(admin: Any) -> Iterator[Any]:
+    """The chart's feedback store (Postgres) through a port-forward, with its Secret's
+    password: what the gateway records and the promotion controller decides from."""
+    import sqlalchemy as sa
+
+    from mainsail.feedback.store import FeedbackStore
+
+    password = secret_data(admin, POSTGRES_SECRET)["password"]
+    url = sa.engine.make_url(feedback_store_url(admin))
+    service = f"service/{str(url.host).split('.', 1)[0]}"
+    with port_forward(service, 5432) as pg:
+        local = url.set(host="127.0.0.1", port=pg, password=password)
+        store = FeedbackStore(local.render_as_string(hide_password=False))
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+# ---------------------------------------------------------------- the promotion controller
+
+#: The chart's promotion controller Deployment (`promotionController`): scripts/kind/values.yaml
+#: installs it with no replica; the tests that watch it scale it to one pod.
+PROMOTION_CONTROLLER = naming.fullname(RELEASE, "promotion-controller")
+
+
+def promotion_controller_pods(admin: Any) -> list[Any]:
+    """The controller's pods that are not on their way out."""
+    from kubernetes import client
+
+    selector = f"{naming.LABEL_COMPONENT}=promotion-controller"
+    pods = client.CoreV1Api(admin).list_namespaced_pod(NAMESPACE, label_selector=selector)
+    return [p for p in pods.items if p.metadata.deletion_timestamp is None]
+
+
+def scale_promotion_controller(admin: Any, replicas: int) -> None:
+    from kubernetes import client
+
+    client.AppsV1Api(admin).patch_namespaced_deployment_scale(
+        PROMOTION_CONTROLLER, NAMESPACE, {"spec": {"replicas": replicas}}
+    )
+
+
+@contextlib.contextmanager
+def promotion_controller_running(admin: Any) -> Iterator[str]:
+    """The chart's controller scaled to one pod and Ready; scaled back to none (and its pod
+    gone) on the way out. Yields the pod's name."""
+
+    def ready() -> str | None:
+        for pod in promotion_controller_pods(admin):
+            conditions = {c.type: c.status for c in pod.status.conditions or []}
+            if conditions.get("Ready") == "True":
+                return str(pod.metadata.name)
+        return None
+
+    scale_promotion_controller(admin, 1)
+    try:
+        yield wait_until("the promotion controller's pod to be Ready", 180, ready)
+    finally:
+        scale_promotion_controller(admin, 0)
+        wait_until(
+            "the controller's pod to go", 120, lambda: not promotion_controller_pods(admin) or None
+        )
 
 
 # ------------------------------------------------------------------------- the gateway

@@ -41,6 +41,10 @@ def test_promote_names_a_feedback_store_it_cannot_open_and_a_forever_without_wat
     )
     alone = runner.invoke(app, [*args, "--forever"])
     assert alone.exit_code == 2 and "--forever keeps a --watch going" in alone.output
+    # --candidate marks what --publish makes: refused before an hour of training without it.
+    unpublished = runner.invoke(app, ["run", "configs/churn.yaml", "--candidate"])
+    assert unpublished.exit_code == 2
+    assert "--candidate marks the version --publish makes" in unpublished.output
 
 
 def test_a_forever_watch_prints_errors_and_reasons_with_brackets_as_they_are(

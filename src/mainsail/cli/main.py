@@ -56,10 +56,21 @@ def run(
             "registry.endpoint, else MAINSAIL_S3_ENDPOINT, else the local stack's S3)."
         ),
     ] = False,
+    candidate: Annotated[
+        bool,
+        typer.Option(
+            "--candidate",
+            help="With --publish: also put the registry's candidate alias "
+            "(registry.candidate_alias) on the new version, for a promotion controller with "
+            "promotion.deploy_candidates to deploy as the next challenger (a retraining run).",
+        ),
+    ] = False,
 ) -> None:
     """Run the lifecycle on CONFIG and write a run folder (data stage, training, evaluation)."""
 
     cfg = read_config(config, set_)
+    if candidate and not publish:
+        raise fail("--candidate marks the version --publish makes: pass --publish too")
     if runner in ("kfp-local", "kfp-docker"):
         if publish:
             raise fail("--publish is for the local runner; the pipeline's register step publishes")
@@ -80,7 +91,9 @@ def run(
     _print_run_result(result)
     train = result.summary.get("train")
     if registry is not None and train is not None and train.get("chosen"):
-        _publish_run(cfg, registry, result.run_dir / "model")
+        _publish_run(cfg, registry, result.run_dir / "model", candidate=candidate)
+    elif candidate:
+        console.print("[yellow]no candidate:[/] the run chose no model, nothing was published")
 
 
 def _snapshot_target(cfg: ProjectConfig) -> Any:
@@ -197,7 +210,9 @@ def _publish_target(cfg: ProjectConfig) -> Any:
     return registry
 
 
-def _publish_run(cfg: ProjectConfig, registry: Any, model_dir: Path) -> None:
+def _publish_run(
+    cfg: ProjectConfig, registry: Any, model_dir: Path, *, candidate: bool = False
+) -> None:
     from mainsail.registry.errors import RegistryError
 
     try:
@@ -206,6 +221,13 @@ def _publish_run(cfg: ProjectConfig, registry: Any, model_dir: Path) -> None:
         raise fail(f"publishing {model_dir} failed: {err}", code=1) from None
     uri = registry.version_uri(cfg.name, info.version)
     console.print(f"[bold green]published:[/] {cfg.name} v{info.version} ({uri})")
+    if candidate:
+        alias = cfg.registry.candidate_alias
+        try:
+            registry.promote(cfg.name, info.version, alias=alias)
+        except RegistryError as err:
+            raise fail(f"v{info.version} published, but alias {alias!r} not set: {err}") from None
+        console.print(f"{alias} -> v{info.version}: the next challenger (promotion controller)")
 
 
 def _run_kfp_local(cfg: ProjectConfig, runner: Literal["subprocess", "docker"]) -> None:

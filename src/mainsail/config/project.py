@@ -133,6 +133,13 @@ class ProjectConfig(StrictModel):
                         f"{owner[alias]!r}; each environment needs its own aliases"
                     )
                 owner[alias] = name
+        candidate = self.registry.candidate_alias
+        if candidate in (*owner, self.registry.champion_alias, self.registry.challenger_alias):
+            user = f"environment {owner[candidate]!r}" if candidate in owner else "the registry"
+            raise ValueError(
+                f"registry.candidate_alias {candidate!r} is already a champion or challenger "
+                f"alias of {user}; a retraining run's candidate needs its own"
+            )
 
     def primary_metric(self, problem_type: ProblemType) -> str:
         """The metric that ranks candidates, given the (possibly detected) problem type."""

@@ -81,6 +81,12 @@ class PromotionConfig(StrictModel):
     """Allowed relative slow-down of the challenger before the latency guardrail trips."""
     interval_s: float = Field(10.0, gt=0.0)
     """Seconds between two looks of `mainsail promote --watch`."""
+    deploy_candidates: bool = False
+    """When no challenger is deployed, deploy the version under `registry.candidate_alias` (a
+    retraining run's, `mainsail run --publish --candidate`) as the next challenger: in the shadow
+    when `shadow.enabled` and the backend mirrors, else at the ramp's first step. This closes the
+    loop drift -> retraining -> experiment without a person (the chart's controller pod turns it
+    on); off, a retrained version waits in the registry for `mainsail deploy`."""
     srm_alpha: float = Field(0.001, gt=0.0, lt=0.5)
     """Sample-ratio check: bound on the chance of pausing an experiment whose split is correct,
     however often the controller looks (always-valid sequential test of the requests per

@@ -46,6 +46,10 @@ class RegistryConfig(StrictModel):
     challenger_alias: str = Field("challenger", pattern=r"^[a-z][a-z0-9-]{0,39}$")
     """Alias of the version under test (what `mainsail deploy` moves); `staging-challenger` in
     the staging environment's view."""
+    candidate_alias: str = Field("candidate", pattern=r"^[a-z][a-z0-9-]{0,39}$")
+    """Alias a retraining run puts on the version it publishes (`mainsail run --publish
+    --candidate`, the chart's RayJob entrypoint): the next challenger. A promotion controller
+    with `promotion.deploy_candidates` deploys it when no experiment runs, then removes it."""
 
     def alias(self, role: str) -> str:
         """The alias name of a role: `champion` or `challenger`."""

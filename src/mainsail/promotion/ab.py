@@ -31,7 +31,9 @@ from mainsail.core.files import jsonable
 from mainsail.feedback.store import VariantOutcomes
 from mainsail.promotion.srm import SRMResult, SRMState, srm_look
 
-Action = Literal["promote", "keep_testing", "rollback", "ramp", "pause"]
+Action = Literal["promote", "keep_testing", "rollback", "ramp", "pause", "deploy", "refuse"]
+"""What a look decided; `deploy` and `refuse` are the candidate deployer's
+(mainsail.promotion.candidates), the rest the analysis'."""
 
 
 @dataclass

@@ -44,6 +44,7 @@ from typing import Any, Literal, Protocol
 from mainsail.config import ProjectConfig
 from mainsail.feedback.store import FeedbackStore
 from mainsail.promotion.ab import ABPolicy, Decision, analyse
+from mainsail.promotion.candidates import CandidateDeployer, experiment_key
 from mainsail.promotion.metrics import PromotionMetrics
 from mainsail.promotion.shadow import ShadowPolicy, shadow_look
 
@@ -91,15 +92,19 @@ class PromotionController:
     """Gate of the shadow stage (None: the defaults)."""
     metrics: PromotionMetrics | None = None
     """Where each look is exported for Prometheus (None: not exported)."""
+    candidates: CandidateDeployer | None = None
+    """Deploys a retraining run's candidate when no challenger is deployed
+    (`promotion.deploy_candidates`; None: a look without a challenger decides nothing)."""
 
     def experiment_key(self, champion: str, challenger: str) -> str:
-        return f"{self.model}:{champion}->{challenger}"
+        return experiment_key(self.model, champion, challenger)
 
     def step(self) -> Decision | None:
-        """One look. Returns the decision, or None when no challenger is deployed."""
+        """One look. Returns the decision, or None when no challenger is deployed (and no
+        candidate was deployed as one)."""
         champion, challenger, weight = self.backend.current(self.model)
         if challenger is None:
-            return None
+            return self._candidate_step(champion)
         key = self.experiment_key(champion, challenger)
         now = time.time()
         saved = self.store.load_state(key) or {"started": now, "states": {}}
@@ -179,6 +184,20 @@ class PromotionController:
         self.store.append_decision(self.model, decision.action, decision.reason, evidence)
         if self.on_decision is not None:
             self.on_decision(self.model, challenger, decision)
+        return decision
+
+    def _candidate_step(self, champion: str) -> Decision | None:
+        """No experiment runs: deploy the registry's candidate, if there is one."""
+        if self.candidates is None:
+            return None
+        found = self.candidates.look(self.model, champion)
+        if found is None:
+            return None
+        candidate, decision = found
+        weight = decision.next_weight or 0
+        self._export(candidate, weight, decision, None, paused=False, acted=True)
+        if self.on_decision is not None and decision.action == "deploy":
+            self.on_decision(self.model, candidate, decision)
         return decision
 
     def _shadow_step(self, saved: dict[str, Any], stage_started: float) -> Decision:
@@ -392,6 +411,13 @@ def build_controller(
             log(f"decision appended to {card}")
 
     policy = policy_from_config(cfg)
+    candidates = None
+    if cfg.promotion.deploy_candidates:
+        from mainsail.promotion.candidates import candidate_deployer
+
+        candidates = candidate_deployer(
+            cfg, backend.registry, store, api_client=api_client, log=log or (lambda _line: None)
+        )
     return PromotionController(
         model=cfg.name,
         store=store,
@@ -402,4 +428,5 @@ def build_controller(
         on_decision=on_decision,
         shadow_policy=shadow_policy_from_config(cfg, policy.tau),
         metrics=metrics,
+        candidates=candidates,
     )

@@ -39,8 +39,10 @@ def open_registry(
     if isinstance(cfg, RegistryConfig):
         return ModelRegistry.from_config(cfg, env, endpoint=endpoint)
     opened = _open_project_registry(cfg, endpoint, env)
-    # The environments' own aliases (staging, ...) may be set beside champion and challenger.
-    opened.extra_aliases = tuple(a for a in cfg.environment_aliases() if a not in ALIASES)
+    # The environments' own aliases (staging, ...) and the retraining runs' candidate may be set
+    # beside champion and challenger.
+    extra = (*cfg.environment_aliases(), cfg.registry.candidate_alias)
+    opened.extra_aliases = tuple(dict.fromkeys(a for a in extra if a not in ALIASES))
     return opened
 
 

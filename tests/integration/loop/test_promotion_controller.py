@@ -14,27 +14,7 @@ import yaml
 from mainsail.feedback.store import FeedbackStore, PredictionRecord
 from mainsail.promotion.ab import ABPolicy
 from mainsail.promotion.controller import PromotionController
-
-
-class RecordingBackend:
-    def __init__(self) -> None:
-        self.champion, self.challenger, self.weight = "1", "2", 10
-        self.calls: list[tuple[str, int | None]] = []
-
-    def current(self, model: str) -> tuple[str, str | None, int]:
-        return self.champion, self.challenger, self.weight
-
-    def set_weight(self, model: str, weight: int) -> None:
-        self.weight = weight
-        self.calls.append(("set_weight", weight))
-
-    def promote(self, model: str) -> None:
-        self.champion, self.challenger, self.weight = self.challenger or self.champion, None, 0
-        self.calls.append(("promote", None))
-
-    def rollback(self, model: str) -> None:
-        self.challenger, self.weight = None, 0
-        self.calls.append(("rollback", None))
+from tests.support.promotion import RecordingBackend
 
 
 def feed(
