@@ -7,7 +7,9 @@
   Deployment, as its ServiceAccount); the trigger records it and creates a RayJob on the chart's
   RayCluster; the operator submits it to the head's Jobs API (HTTPMode, with the cluster's
   token) and polls it; the job runs `mainsail run` on the default config with its Ray work on
-  the CPU pool's workers, and publishes a NEW version to the in-cluster registry. This is the
+  the CPU pool's workers, and publishes a NEW version to the in-cluster registry as its
+  `candidate`, which the chart's promotion controller deploys as the challenger by itself and,
+  on labelled traffic, ramps and promotes. This is the
   one retraining of tests/cluster: the serving tests send fresh, undrifted rows, so the drift
   alert fires only on this test's traffic (were another alert of the stage first, the trigger
   answers `cooldown` and the test follows the run that alert started).
@@ -438,20 +440,19 @@ def test_drifted_traffic_fires_the_shipped_drift_alert_which_retrains_and_publis
         assert key_id is not None
 
 
-def test_the_controller_deploys_the_retrained_version_as_the_next_challenger(
+def test_the_retrained_version_is_deployed_by_the_controller_then_ramped_and_promoted(
     admin: Any, s3_client: Any, model_artifact: Path
 ) -> None:
-    """The chain's last link: the RayJob above published its version with `--candidate`
+    """The chain's last links: the RayJob above published its version with `--candidate`
     (retrainTrigger.rayJobEntrypoint), which put the registry's `candidate` alias on it. The
     chart's promotion controller (promotionController.deployCandidates), scaled to one pod,
     finds no experiment running and deploys the candidate as the challenger at the ramp's first
     step through the gateway and the challenger's MLServer Deployment, as the deployer; it
-    removes the alias, logs `deploy` in the decision log, and the gateway answers a share of
-    the traffic with the retrained version. (What the controller does next with a challenger,
-    ramp and promote or roll back, is tests/cluster/test_serving_loop.py's.)"""
-    from mainsail.deploy.gateway import GatewayDeployer
-    from mainsail.promotion.backends import GatewayBackend
-    from tests.support.containers import v2_body
+    removes the alias and logs `deploy`. Then labelled traffic through the gateway (the
+    champion's answers playing the worse ones, as in test_serving_loop.py's (a)) and the same
+    pod ramps the retrained version and promotes it: drift -> alert -> RayJob -> canary ->
+    promotion on the cluster with no step taken by the test."""
+    from tests.support.experiments import open_loop, run_experiment
 
     if not kind.mlserver_mode(admin):
         pytest.skip("serving.backend seldon: the gateway's variants are Seldon Models")
@@ -460,7 +461,6 @@ def test_the_controller_deploys_the_retrained_version_as_the_next_challenger(
     candidate = aliases.get("candidate")
     assert candidate is not None, f"the retraining run left no candidate: {aliases}"
     champion = aliases["champion"]
-    token = kind.secret_data(admin, naming.auth_secret_name(kind.RELEASE))["gateway-token"]
     # kind's ramp (promotionController.set in scripts/kind/values.yaml): its first step
     sets = dict(
         s.split("=", 1)
@@ -469,60 +469,49 @@ def test_the_controller_deploys_the_retrained_version_as_the_next_challenger(
         ]["set"]
     )
     first_step = int(yaml.safe_load(sets["promotion.ramp"])[0])
-    with (
-        kind.port_forward(f"service/{GATEWAY}", naming.ROUTER_PORT) as port,
-        kind.feedback_store(admin) as store,
-    ):
-        gateway = f"http://127.0.0.1:{port}"
-        cfg = kind.gateway_config(gateway)
-        as_deployer = kind.service_account_client(
-            admin, naming.deployer_service_account(kind.RELEASE)
-        )
-        backend = GatewayBackend(
-            cfg, registry=registry, deployer=GatewayDeployer(cfg, as_deployer, token=token)
-        )
-        assert backend.current(MODEL) == (str(champion), None, 0), "no experiment may run"
-        logged_before = len(store.decisions(MODEL))
+    # rows of its own: test_serving_loop.py's bodies start at seed 100
+    with open_loop(admin, registry, model_artifact, seed_base=500_000) as loop:
+        assert loop.backend.current(MODEL) == (str(champion), None, 0), "no experiment may run"
+        logged_before = len(loop.store.decisions(MODEL))
         started = time.monotonic()
 
         def deployed() -> dict[str, Any] | None:
             return next(
-                (d for d in store.decisions(MODEL)[logged_before:] if d["action"] == "deploy"),
+                (d for d in loop.store.decisions(MODEL)[logged_before:] if d["action"] == "deploy"),
                 None,
             )
 
-        try:
-            with kind.promotion_controller_running(admin) as pod:
-                decision = kind.wait_until(
-                    f"the controller to deploy candidate v{candidate}", 600, deployed, every=2
-                )
-                took = time.monotonic() - started
-                log = kind.kubectl("-n", kind.NAMESPACE, "logs", pod, "-c", "promotion-controller")
-            current = backend.current(MODEL)
-            answered: dict[str, int] = {}
-            with httpx.Client(base_url=gateway, timeout=30) as http:
-                for seed in range(40):
-                    body = v2_body(model_artifact, 5, 50_000 + seed)  # fresh rows, no drift
-                    answer = http.post(f"/v2/models/{MODEL}/infer", json=body)
-                    assert answer.status_code == 200, answer.text[:500]
-                    served = answer.headers["x-mainsail-model-version"]
-                    answered[served] = answered.get(served, 0) + 1
-        finally:
-            as_deployer.close()
-    print(
-        f"\ncandidate v{candidate} deployed by the controller's pod {took:.0f} s after it was "
-        f"scaled up: {decision['reason']}; gateway {current}; 40 requests answered by "
-        f"versions {answered}"
-    )
+        with kind.promotion_controller_running(admin) as pod:
+            decision = kind.wait_until(
+                f"the controller to deploy candidate v{candidate}", 600, deployed, every=2
+            )
+            took = time.monotonic() - started
+            log = kind.kubectl("-n", kind.NAMESPACE, "logs", pod, "-c", "promotion-controller")
+        current = loop.backend.current(MODEL)
+        after = registry.aliases(MODEL)
+        print(
+            f"\ncandidate v{candidate} deployed by the controller's pod {took:.0f} s after it "
+            f"was scaled up: {decision['reason']}; gateway {current}"
+        )
+        key = f"{MODEL}:{champion}->{candidate}"
+        ex = run_experiment(admin, loop, key, worse="champion", kill=False)
+        final = loop.backend.current(MODEL)
     evidence = decision["evidence"]
     assert evidence["challenger_version"] == str(candidate), evidence
     assert evidence["champion_version"] == str(champion), evidence
     assert evidence["stage"] == f"canary {first_step}%", evidence
+    assert evidence["experiment"] == key, evidence
     assert current == (str(champion), str(candidate), first_step), current
-    after = registry.aliases(MODEL)
     assert "candidate" not in after and after["challenger"] == candidate, after
     assert f"deploy: candidate v{candidate} deployed as challenger" in " ".join(log.split())
-    assert answered.get(str(candidate), 0) > 0, answered  # P(none of 40 at 25%) ~ 1e-5
+    # The retrained version served its share, was ramped and promoted, by the same pod.
+    actions = ex.actions()
+    assert ex.answered["challenger"] > 0, ex.answered
+    assert ex.stored["predictions"] == ex.stored["labelled"] == ex.rows
+    assert actions[-1] == "promote" and set(actions[:-1]) <= {"ramp"}, actions
+    assert final == (str(candidate), None, 0), final
+    assert registry.aliases(MODEL)["champion"] == candidate
+    assert "look failed" not in ex.log
 
 
 TRAIN_WORKERS = """

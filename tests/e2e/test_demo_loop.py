@@ -32,10 +32,17 @@ def check_common(outcome: dict, workdir: Path) -> None:
         ).read_text()
     )
     acted = [d for d in decisions if d["action"] != "keep_testing"]
-    assert [h["action"] for h in card["promotion_history"]] == [d["action"] for d in acted]
-    # The first acted-on decision is the shadow gate's: its report (numbers, plot) is in the
+    # The controller deployed the retrained candidate itself, in the shadow (its first entry).
+    deployed, *history = card["promotion_history"]
+    assert deployed["action"] == outcome["deployed"]["action"] == "deploy"
+    assert (
+        f"candidate v{outcome['challenger']} deployed as challenger (shadow)"
+        in (outcome["deployed"]["reason"])
+    )
+    assert [h["action"] for h in history] == [d["action"] for d in acted]
+    # The next acted-on decision is the shadow gate's: its report (numbers, plot) is in the
     # card, the decision log and Prometheus; the canary decisions carry the A/B evidence.
-    shadow, *canary = card["promotion_history"]
+    shadow, *canary = history
     assert shadow["shadow"]["gate"] == outcome["shadow"]["gate"]
     assert shadow["shadow"]["pairs"] >= 200 and shadow["shadow"]["labelled"] >= 100
     assert "data:image/png;base64," in Path(shadow["shadow"]["report"]).read_text()

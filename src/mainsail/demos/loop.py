@@ -6,8 +6,10 @@
 3. Normal traffic with ground truth, then drifted traffic (the generator's drift knob, which
    also changes why customers churn): the drift alert fires, Alertmanager calls the retrain
    trigger, and the trigger runs `mainsail run` on the freshest labelled window.
-4. The retrained model is published and deployed as the challenger in the shadow: the router
-   mirrors every request to it and records its answers, which nobody sees.
+4. The retrained model is published as the registry's candidate, and the promotion controller
+   deploys it as the challenger in the shadow (promotion.deploy_candidates, as the chart's
+   controller pod does on a cluster): the router mirrors every request to it and records its
+   answers, which nobody sees.
 5. Drifted traffic keeps coming, with ground truth fed back to the router by request id; the
    promotion controller looks after every batch: in the shadow it pairs the challenger's
    answers with the champion's (disagreement, loss on the labelled pairs, errors, latency) and
@@ -67,6 +69,9 @@ def _demo_overrides(workdir: Path, rows: int) -> dict[str, Any]:
         "stack.router.health_interval_s": 0.5,
         "stack.champion": {"http": ports["c1"], "grpc": ports["c2"], "metrics": ports["c3"]},
         "stack.challenger": {"http": ports["h1"], "grpc": ports["h2"], "metrics": ports["h3"]},
+        # The retrained version is published as the registry's candidate, as the cluster's
+        # RayJob publishes it, and the controller deploys it by itself.
+        "promotion.deploy_candidates": True,
         "promotion.min_samples": 300,
         "promotion.step_samples": 300,
     }
@@ -334,7 +339,6 @@ class LoopDemo:
 
     def run(self) -> dict[str, Any]:
         from mainsail.data.synthetic import generate_churn
-        from mainsail.deploy.service import deploy
         from mainsail.promotion.controller import build_controller
 
         try:
@@ -383,21 +387,22 @@ class LoopDemo:
                 self.say(f"  {sent} drifted rows served; alerts: {sorted(set(alerts)) or 'none'}")
                 time.sleep(1.0)
             challenger_dir = self.wait_for_retraining(chain, self.workdir / "retrain-runs")
-            version = self.publish(cfg, challenger_dir, alias=None)
-
-            shadow = cfg.promotion.shadow.enabled
-            result = deploy(
-                cfg, ref=version, canary=10, shadow=shadow, log=lambda line: self.say(f"  {line}")
-            )
-            where = "in the shadow" if result.shadow else f"at {result.canary}%"
-            self.say(
-                f"challenger v{result.challenger} deployed {where} (champion v{result.champion})"
-            )
+            # As `mainsail run --publish --candidate` (the cluster's retraining RayJob) does.
+            version = self.publish(cfg, challenger_dir, alias=cfg.registry.candidate_alias)
 
             self.say("phase 3: shadow and canary analysis on drifted traffic with ground truth")
             controller = build_controller(
                 cfg, log=lambda line: self.say(f"  {line}"), metrics=self.metrics
             )
+            # No experiment runs: the controller's first look deploys the candidate
+            # (promotion.deploy_candidates), in the shadow.
+            deployed = controller.step()
+            if deployed is None or deployed.action != "deploy":
+                raise RuntimeError(
+                    f"the controller did not deploy candidate v{version}: {deployed}"
+                )
+            self.outcome["deployed"] = deployed.to_dict()
+            self.say(f"  {deployed.action}: {deployed.reason}")
             decision = controller.step()  # opens the first stage: its traffic counts from here
             while time.monotonic() < deadline:
                 counts = self.traffic(cfg, next_rows(1000))
