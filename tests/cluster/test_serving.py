@@ -93,18 +93,10 @@ def served(
         )
 
 
-def _body(artifact: Path, seed: int) -> dict[str, Any]:
-    """ROWS fresh churn rows for the published artifact's feature schema (V2 JSON)."""
-    from tests.support.containers import v2_body
-
-    return v2_body(artifact, ROWS, seed)
-
-
 def _traffic(gateway: str, artifact: Path) -> Counter[str]:
     """REQUESTS requests of ROWS rows through the gateway; the variants that answered."""
     counts: Counter[str] = Counter()
-    # Fresh rows for every request (see test_serving_loop.py: repeated rows are drift).
-    bodies = [_body(artifact, seed) for seed in range(REQUESTS)]
+    bodies = kind.fresh_bodies(artifact, ROWS, REQUESTS)
     with httpx.Client(base_url=gateway, timeout=30) as client:
         for i in range(REQUESTS):
             answer = client.post(f"/v2/models/{MODEL}/infer", json=bodies[i % len(bodies)])
@@ -142,7 +134,7 @@ def test_inference_through_the_gateway_returns_predictions(
 ) -> None:
     answer = httpx.post(
         f"{served.gateway}/v2/models/{MODEL}/infer",
-        json=_body(model_artifact, 99),
+        json=kind.fresh_bodies(model_artifact, ROWS, 1)[0],
         headers={"x-request-id": "e2e-serving-1"},
         timeout=30,
     )
@@ -374,8 +366,7 @@ def test_killing_the_challengers_pod_loses_no_request_and_no_prediction(
 
     deployer = GatewayDeployer(served.cfg, token=served.token, apps=client.AppsV1Api(admin))
     deployer.set_canary(50)
-    body = _body(model_artifact, 11)
-    body["inputs"] = [{**i, "shape": [1, 1], "data": i["data"][:1]} for i in body["inputs"]]
+    bodies = kind.fresh_bodies(model_artifact, 1, 200)
     answers: list[tuple[str, int, str, list[str]]] = []
 
     def send() -> None:
@@ -384,7 +375,7 @@ def test_killing_the_challengers_pod_loses_no_request_and_no_prediction(
             for i in range(200):
                 rid = f"{run}-{i}"
                 answer = http.post(
-                    f"/v2/models/{MODEL}/infer", json=body, headers={"x-request-id": rid}
+                    f"/v2/models/{MODEL}/infer", json=bodies[i], headers={"x-request-id": rid}
                 )
                 try:
                     classes = answer.json().get("parameters", {}).get("classes", [])
@@ -490,9 +481,9 @@ def test_the_promotion_backend_rolls_back_then_promotes_through_the_gateway(
 def _answers(gateway: str, artifact: Path, count: int) -> Counter[tuple[str, str]]:
     """`count` requests through the gateway: (variant, version) of each answer."""
     seen: Counter[tuple[str, str]] = Counter()
-    body = _body(artifact, 3)
+    bodies = kind.fresh_bodies(artifact, ROWS, count)
     with httpx.Client(base_url=gateway, timeout=30) as client:
-        for _ in range(count):
+        for body in bodies:
             answer = client.post(f"/v2/models/{MODEL}/infer", json=body)
             assert answer.status_code == 200, answer.text[:500]
             seen[
@@ -569,13 +560,12 @@ def test_feedback_lives_in_postgres_and_outlives_the_gateways_pod(
     before = _store_from_a_pod(admin, [])
     assert before["dialect"] == "postgresql", before
 
-    body = _body(model_artifact, 21)
-    body["inputs"] = [{**i, "shape": [1, 1], "data": i["data"][:1]} for i in body["inputs"]]
+    bodies = kind.fresh_bodies(model_artifact, 1, 40)
     run = kind.unique("restart")
     ids = [f"{run}-{i}" for i in range(40)]
     labels: dict[str, str] = {}
     with httpx.Client(base_url=served.gateway, timeout=30) as http:
-        for rid in ids:
+        for rid, body in zip(ids, bodies, strict=True):
             answer = http.post(
                 f"/v2/models/{MODEL}/infer", json=body, headers={"x-request-id": rid}
             )

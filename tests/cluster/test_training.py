@@ -469,8 +469,7 @@ def test_the_retrained_version_is_deployed_by_the_controller_then_ramped_and_pro
         ]["set"]
     )
     first_step = int(yaml.safe_load(sets["promotion.ramp"])[0])
-    # rows of its own: test_serving_loop.py's bodies start at seed 100
-    with open_loop(admin, registry, model_artifact, seed_base=500_000) as loop:
+    with open_loop(admin, registry, model_artifact) as loop:
         assert loop.backend.current(MODEL) == (str(champion), None, 0), "no experiment may run"
         logged_before = len(loop.store.decisions(MODEL))
         started = time.monotonic()

@@ -57,8 +57,6 @@ class Loop:
     """What the test reads the gateway's variants through (as the deployer; read-only here)."""
     made: int = 0
     """Bodies made after the first BODIES ran out."""
-    seed_base: int = 100
-    """Seed of the first body: each user of the cluster's gateway takes rows of its own."""
 
 
 @dataclass
@@ -85,14 +83,11 @@ class Experiment:
 
 
 @contextlib.contextmanager
-def open_loop(
-    admin: Any, registry: ModelRegistry, artifact: Path, seed_base: int = 100
-) -> Iterator[Loop]:
+def open_loop(admin: Any, registry: ModelRegistry, artifact: Path) -> Iterator[Loop]:
     """The gateway, the feedback store and Prometheus through port-forwards, the deployer's
-    backend, and fresh request bodies from `seed_base` on; the controller scaled to none on
-    the way out."""
+    backend, and fresh request bodies (:func:`kind.fresh_bodies`); the controller scaled to
+    none on the way out."""
     from mainsail.deploy.gateway import GatewayDeployer
-    from tests.support.containers import v2_body
 
     token = kind.secret_data(admin, naming.auth_secret_name(kind.RELEASE))["gateway-token"]
     with (
@@ -116,10 +111,9 @@ def open_loop(
                 # Fresh rows for every request: rows sent again and again are a distribution
                 # of their own, which the drift sidecar rightly flags, and its alert would
                 # start a retraining beside these tests (test_training.py drives that alert).
-                [v2_body(artifact, ROWS, seed) for seed in range(seed_base, seed_base + BODIES)],
+                kind.fresh_bodies(artifact, ROWS, BODIES),
                 f"http://127.0.0.1:{prom}",
                 GatewayBackend(cfg, registry=registry, deployer=deployer),
-                seed_base=seed_base,
             )
         finally:
             kind.scale_promotion_controller(admin, 0)
@@ -144,13 +138,11 @@ def controller_pod(admin: Any, loop: Loop, key: str) -> Iterator[str]:
 
 
 def next_body(loop: Loop) -> dict[str, Any]:
-    """The next request's body: rows never sent before, in this module or the other
-    experiment (the pod looks every few seconds while the traffic runs on, so an experiment
-    sends as many requests as its pace allows, 3,080 in one run)."""
-    from tests.support.containers import v2_body
-
+    """The next request's body: rows never sent before in this session (the pod looks every
+    few seconds while the traffic runs on, so an experiment sends as many requests as its pace
+    allows, 3,080 in one run)."""
     if not loop.bodies:
-        loop.bodies.append(v2_body(loop.artifact, ROWS, loop.seed_base + BODIES + loop.made))
+        loop.bodies += kind.fresh_bodies(loop.artifact, ROWS, 1)
         loop.made += 1
     return loop.bodies.pop(0)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -520,6 +521,21 @@ def feedback_store(admin: Any) -> Iterator[Any]:
             yield store
         finally:
             store.close()
+
+
+_SEEDS = itertools.count(1_000_000)
+
+
+def fresh_bodies(artifact: Path, rows: int, count: int) -> list[dict[str, Any]]:
+    """`count` V2 request bodies of `rows` churn rows each (`generate_churn`'s, for the
+    artifact's schema), none of them sent before in this session: each body has a seed of its
+    own. Rows sent again and again are a distribution of their own, which the served version's
+    drift sidecar rightly flags; its alert would start a retraining beside the tests, whose
+    candidate the promotion controller would then deploy (tests/cluster/test_training.py drives
+    the stage's one drift alert, with drifted rows)."""
+    from tests.support.containers import v2_body
+
+    return [v2_body(artifact, rows, next(_SEEDS)) for _ in range(count)]
 
 
 # ---------------------------------------------------------------- the promotion controller

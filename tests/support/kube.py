@@ -1,7 +1,8 @@
 """A recorded fake of the Kubernetes API's custom-object endpoints (a real HTTP server).
 
-A Kubernetes API server cannot run on these machines, so the deployer's kubernetes-client calls
-are tested against this stand-in: it implements create (POST, 409 when the object exists), get
+`make test` runs without a cluster, so there the deployer's kubernetes-client calls are tested
+against this stand-in (tests/cluster makes the same calls against the kind cluster's real API
+server, `make kind-e2e`): it implements create (POST, 409 when the object exists), get
 (GET, 404 when absent) and replace (PUT, 409 on a stale resourceVersion) for namespaced custom
 objects, stores the objects, and records every request.
 """
