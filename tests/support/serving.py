@@ -152,7 +152,11 @@ def build_churn_artifact(folder: Path, *, rows: int = 1500, seed: int = 7) -> Pa
         json.dumps({"data_sha256": "0" * 64, "seed": seed, "code_version": "test"})
     )
     (folder / "report.html").write_text(f"<html><body><p>roc_auc {auc:.3f}</p></body></html>\n")
-    train[FEATURES].head(200).to_parquet(folder / "reference.parquet")
+    # A random sample of the training rows, as training writes it: the rows are in time order, and
+    # the first ones (short tenure) would make a reference that fresh traffic always drifts from.
+    train[FEATURES].sample(n=min(200, len(train)), random_state=seed).to_parquet(
+        folder / "reference.parquet"
+    )
     (folder / "plots").mkdir(exist_ok=True)
     (folder / "plots" / "roc.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>\n")
     return folder
