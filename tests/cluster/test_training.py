@@ -507,7 +507,9 @@ def test_the_retrained_version_is_deployed_by_the_controller_then_ramped_and_pro
     actions = ex.actions()
     assert ex.answered["challenger"] > 0, ex.answered
     assert ex.stored["predictions"] == ex.stored["labelled"] == ex.rows
-    assert actions[-1] == "promote" and set(actions[:-1]) <= {"ramp"}, actions
+    # its decision log: the deployment (same experiment key), the ramp steps, the promotion
+    assert actions[0] == "deploy" and actions[-1] == "promote", actions
+    assert set(actions[1:-1]) <= {"ramp"}, actions
     assert final == (str(candidate), None, 0), final
     assert registry.aliases(MODEL)["champion"] == candidate
     assert "look failed" not in ex.log
