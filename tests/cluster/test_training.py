@@ -10,9 +10,12 @@
   the CPU pool's workers, and publishes a NEW version to the in-cluster registry as its
   `candidate`, which the chart's promotion controller deploys as the challenger by itself and,
   on labelled traffic, ramps and promotes. This is the
-  one retraining of tests/cluster: the serving tests send fresh, undrifted rows, so the drift
-  alert fires only on this test's traffic (were another alert of the stage first, the trigger
-  answers `cooldown` and the test follows the run that alert started).
+  one retraining an alert starts in tests/cluster: the serving tests send fresh, undrifted rows,
+  so the drift alert fires only on this test's traffic (were another alert of the stage first,
+  the trigger answers `cooldown` and the test follows the run that alert started).
+- A broken retraining (its window's classes swapped by a bad labelling job) goes the same way
+  as a RayJob the test makes as the trigger does, and the controller's pod deploys it and rolls
+  it back on the rows' ground truth: the chain's other ending.
 - The GPU worker group's pods land on the GPU pool's node and nowhere else (the node advertises
   nvidia.com/gpu without a GPU, so they run no CUDA) and join the Ray cluster with its GPU; a KFP
   GPU step's pod, placed by the pipeline's own settings, lands there too.
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import time
 from datetime import datetime
 from pathlib import Path
@@ -203,6 +207,29 @@ def _retrain_job(custom: Any, run_id: str) -> str | None:
     return names[0] if names else None
 
 
+def _succeeded(custom: Any, name: str) -> dict[str, Any]:
+    """RayJob `name`'s status once it finished, which must be a success."""
+    started = time.monotonic()
+
+    def finished() -> dict[str, Any] | None:
+        found: dict[str, Any] = custom.get_namespaced_custom_object(
+            "ray.io", "v1", kind.NAMESPACE, "rayjobs", name
+        )
+        status = found.get("status") or {}
+        if status.get("jobDeploymentStatus") in ("Complete", "Failed"):
+            return status
+        return None
+
+    try:
+        status = kind.wait_until(f"RayJob {name} to finish", TRAINING_TIMEOUT_S, finished, every=10)
+    except AssertionError as err:
+        found = custom.get_namespaced_custom_object("ray.io", "v1", kind.NAMESPACE, "rayjobs", name)
+        raise AssertionError(f"{err}; status: {json.dumps(found.get('status'))}") from None
+    print(f"\nRayJob {name}: {status.get('jobStatus')} after {time.monotonic() - started:.0f} s")
+    assert status.get("jobStatus") == "SUCCEEDED", json.dumps(status)
+    return status
+
+
 def _serve_the_champion_alone(admin: Any, gateway: str, token: str, publish: Any) -> str:
     """Every request of the gateway to the champion (the tests before leave one served; run
     alone, one of the test versions is deployed); the champion's version."""
@@ -217,7 +244,12 @@ def _serve_the_champion_alone(admin: Any, gateway: str, token: str, publish: Any
         registry = publish(MODEL, 1)
         version = registry.aliases(MODEL).get("champion") or registry.versions(MODEL)[0].version
         registry.promote(MODEL, version, "champion")
-        kind.deploy_as_deployer(admin, cfg, token, version, 0, registry)
+        # the champion's Deployment and the gateway's variant, as `mainsail deploy` sets them
+        # (with no challenger: a deploy needs two versions)
+        deployer.set_version("champion", version)
+        deployer.wait_rollout("champion", version)
+        deployer.set_variant("champion", version)
+        deployer.wait_in_rotation("champion")
     deployer.set_canary(0)
     return str(deployer.state()["variants"]["champion"]["version"])
 
@@ -293,13 +325,15 @@ def test_drifted_traffic_fires_the_shipped_drift_alert_which_retrains_and_publis
         # the trigger itself refuses a caller without the token
         unauthenticated = httpx.post(f"{trigger}/alerts", json={"alerts": []}, timeout=60)
         assert unauthenticated.status_code == 401, unauthenticated.text
-        # Prometheus evaluates the shipped rule with the kind cluster's `for:`
-        (rule,) = [
-            r
-            for g in kind.prometheus_api(prometheus, "/api/v1/rules", type="alert")["groups"]
-            for r in g["rules"]
-            if r["name"] == DRIFT_ALERT
-        ]
+        # Prometheus evaluates the shipped rule with the kind cluster's `for:` (once the
+        # operator's config reload has loaded the chart's PrometheusRule: a run of this module
+        # alone, right after the install, came before it)
+
+        def loaded() -> dict[str, Any] | None:
+            groups = kind.prometheus_api(prometheus, "/api/v1/rules", type="alert")["groups"]
+            return next((r for g in groups for r in g["rules"] if r["name"] == DRIFT_ALERT), None)
+
+        rule = kind.wait_until(f"Prometheus to load {DRIFT_ALERT}", 180, loaded, every=5)
         assert rule["duration"] == 15 and rule["labels"]["action"] == "retrain", rule
 
         version = _serve_the_champion_alone(admin, gateway, tokens["gateway-token"], publish)
@@ -396,24 +430,7 @@ def test_drifted_traffic_fires_the_shipped_drift_alert_which_retrains_and_publis
     assert job["spec"]["submissionMode"] == "HTTPMode"
     assert "--publish --candidate" in job["spec"]["entrypoint"]
 
-    started = time.monotonic()
-
-    def finished() -> dict[str, Any] | None:
-        found: dict[str, Any] = custom.get_namespaced_custom_object(
-            "ray.io", "v1", kind.NAMESPACE, "rayjobs", name
-        )
-        status = found.get("status") or {}
-        if status.get("jobDeploymentStatus") in ("Complete", "Failed"):
-            return status
-        return None
-
-    try:
-        status = kind.wait_until(f"RayJob {name} to finish", TRAINING_TIMEOUT_S, finished, every=10)
-    except AssertionError as err:
-        found = custom.get_namespaced_custom_object("ray.io", "v1", kind.NAMESPACE, "rayjobs", name)
-        raise AssertionError(f"{err}; status: {json.dumps(found.get('status'))}") from None
-    print(f"\nRayJob {name}: {status.get('jobStatus')} after {time.monotonic() - started:.0f} s")
-    assert status.get("jobStatus") == "SUCCEEDED", json.dumps(status)
+    status = _succeeded(custom, name)
 
     # Ray Train's workers of this job ran on the CPU pool's Ray workers (the head and the GPU
     # worker offer Ray no CPUs), not in the driver's process.
@@ -440,18 +457,76 @@ def test_drifted_traffic_fires_the_shipped_drift_alert_which_retrains_and_publis
         assert key_id is not None
 
 
+def _first_step() -> int:
+    """kind's ramp (promotionController.set in scripts/kind/values.yaml): its first step."""
+    sets = dict(
+        s.split("=", 1)
+        for s in yaml.safe_load((kind.REPO / "scripts" / "kind" / "values.yaml").read_text())[
+            "promotionController"
+        ]["set"]
+    )
+    return int(yaml.safe_load(sets["promotion.ramp"])[0])
+
+
+def _deployed_by_the_controller(admin: Any, loop: Any, champion: int, candidate: int) -> str:
+    """The chart's promotion controller (promotionController.deployCandidates), scaled to one
+    pod with no experiment running, deploys the registry's `candidate` as the challenger at the
+    ramp's first step through the gateway and the challenger's MLServer Deployment, as the
+    deployer; it removes the alias and logs `deploy`. The experiment's key."""
+    first_step = _first_step()
+    current = loop.backend.current(MODEL)
+    assert current == (str(champion), None, 0), f"an experiment runs already: {current}"
+    logged_before = len(loop.store.decisions(MODEL))
+    started = time.monotonic()
+
+    def deployed() -> dict[str, Any] | None:
+        return next(
+            (d for d in loop.store.decisions(MODEL)[logged_before:] if d["action"] == "deploy"),
+            None,
+        )
+
+    with kind.promotion_controller_running(admin) as pod:
+        decision = kind.wait_until(
+            f"the controller to deploy candidate v{candidate}", 600, deployed, every=2
+        )
+        took = time.monotonic() - started
+        line = f"deploy: candidate v{candidate} deployed as challenger"
+
+        def logged() -> str | None:
+            log = kind.kubectl("-n", kind.NAMESPACE, "logs", pod, "-c", "promotion-controller")
+            return log if line in " ".join(log.split()) else None
+
+        # The pod prints a look's decision after the look has stored it (2026-12-06: the log
+        # read right after the stored `deploy` ended one line short).
+        kind.wait_until(f"the controller's pod to log {line!r}", 60, logged, every=1)
+    current = loop.backend.current(MODEL)
+    after = loop.registry.aliases(MODEL)
+    print(
+        f"\ncandidate v{candidate} deployed by the controller's pod {took:.0f} s after it "
+        f"was scaled up: {decision['reason']}; gateway {current}"
+    )
+    key = f"{MODEL}:{champion}->{candidate}"
+    evidence = decision["evidence"]
+    assert evidence["challenger_version"] == str(candidate), evidence
+    assert evidence["champion_version"] == str(champion), evidence
+    assert evidence["stage"] == f"canary {first_step}%", evidence
+    assert evidence["experiment"] == key, evidence
+    assert current == (str(champion), str(candidate), first_step), current
+    assert "candidate" not in after and after["challenger"] == candidate, after
+    return key
+
+
 def test_the_retrained_version_is_deployed_by_the_controller_then_ramped_and_promoted(
     admin: Any, s3_client: Any, model_artifact: Path
 ) -> None:
     """The chain's last links: the RayJob above published its version with `--candidate`
     (retrainTrigger.rayJobEntrypoint), which put the registry's `candidate` alias on it. The
-    chart's promotion controller (promotionController.deployCandidates), scaled to one pod,
-    finds no experiment running and deploys the candidate as the challenger at the ramp's first
-    step through the gateway and the challenger's MLServer Deployment, as the deployer; it
-    removes the alias and logs `deploy`. Then labelled traffic through the gateway (the
-    champion's answers playing the worse ones, as in test_serving_loop.py's (a)) and the same
-    pod ramps the retrained version and promotes it: drift -> alert -> RayJob -> canary ->
-    promotion on the cluster with no step taken by the test."""
+    chart's promotion controller, scaled to one pod, finds no experiment running and deploys
+    the candidate at the ramp's first step (:func:`_deployed_by_the_controller`). Then labelled
+    traffic through the gateway (the champion's answers playing the worse ones, as in
+    test_serving_loop.py's (a)) and the same pod ramps the retrained version and promotes it:
+    drift -> alert -> RayJob -> canary -> promotion on the cluster with no step taken by the
+    test."""
     from tests.support.experiments import open_loop, run_experiment
 
     if not kind.mlserver_mode(admin):
@@ -461,48 +536,10 @@ def test_the_retrained_version_is_deployed_by_the_controller_then_ramped_and_pro
     candidate = aliases.get("candidate")
     assert candidate is not None, f"the retraining run left no candidate: {aliases}"
     champion = aliases["champion"]
-    # kind's ramp (promotionController.set in scripts/kind/values.yaml): its first step
-    sets = dict(
-        s.split("=", 1)
-        for s in yaml.safe_load((kind.REPO / "scripts" / "kind" / "values.yaml").read_text())[
-            "promotionController"
-        ]["set"]
-    )
-    first_step = int(yaml.safe_load(sets["promotion.ramp"])[0])
     with open_loop(admin, registry, model_artifact) as loop:
-        assert loop.backend.current(MODEL) == (str(champion), None, 0), "no experiment may run"
-        logged_before = len(loop.store.decisions(MODEL))
-        started = time.monotonic()
-
-        def deployed() -> dict[str, Any] | None:
-            return next(
-                (d for d in loop.store.decisions(MODEL)[logged_before:] if d["action"] == "deploy"),
-                None,
-            )
-
-        with kind.promotion_controller_running(admin) as pod:
-            decision = kind.wait_until(
-                f"the controller to deploy candidate v{candidate}", 600, deployed, every=2
-            )
-            took = time.monotonic() - started
-            log = kind.kubectl("-n", kind.NAMESPACE, "logs", pod, "-c", "promotion-controller")
-        current = loop.backend.current(MODEL)
-        after = registry.aliases(MODEL)
-        print(
-            f"\ncandidate v{candidate} deployed by the controller's pod {took:.0f} s after it "
-            f"was scaled up: {decision['reason']}; gateway {current}"
-        )
-        key = f"{MODEL}:{champion}->{candidate}"
+        key = _deployed_by_the_controller(admin, loop, champion, candidate)
         ex = run_experiment(admin, loop, key, worse="champion", kill=False)
         final = loop.backend.current(MODEL)
-    evidence = decision["evidence"]
-    assert evidence["challenger_version"] == str(candidate), evidence
-    assert evidence["champion_version"] == str(champion), evidence
-    assert evidence["stage"] == f"canary {first_step}%", evidence
-    assert evidence["experiment"] == key, evidence
-    assert current == (str(champion), str(candidate), first_step), current
-    assert "candidate" not in after and after["challenger"] == candidate, after
-    assert f"deploy: candidate v{candidate} deployed as challenger" in " ".join(log.split())
     # The retrained version served its share, was ramped and promoted, by the same pod.
     actions = ex.actions()
     assert ex.answered["challenger"] > 0, ex.answered
@@ -512,6 +549,100 @@ def test_the_retrained_version_is_deployed_by_the_controller_then_ramped_and_pro
     assert set(actions[1:-1]) <= {"ramp"}, actions
     assert final == (str(candidate), None, 0), final
     assert registry.aliases(MODEL)["champion"] == candidate
+    assert "look failed" not in ex.log
+
+
+SWAPPED_WINDOW = """
+import sys
+import pandas as pd
+from mainsail.config import load_config
+from mainsail.data.ingest import ensure_data_file, write_table
+cfg = load_config("/app/configs/churn.yaml", {"data.path": sys.argv[1]})
+assert ensure_data_file(cfg.data, cfg.seed), "the window exists already"
+frame = pd.read_parquet(cfg.data.path)
+frame[cfg.data.target] = 1 - frame[cfg.data.target]
+write_table(frame, cfg.data.path)
+print(f"swapped the classes of {len(frame)} rows in {sys.argv[1]}")
+"""
+"""A broken labelling job: the retraining's window (the default config's synthetic data, as the
+chart's entrypoint makes it) with every row's class swapped."""
+
+
+def _trigger_entrypoint(admin: Any) -> str:
+    """The RayJob entrypoint the chart gave its retrain trigger (its Deployment's argument)."""
+    from kubernetes import client
+
+    trigger = client.AppsV1Api(admin).read_namespaced_deployment(TRIGGER, kind.NAMESPACE)
+    flag = "--set=monitor.trigger.rayjob.entrypoint="
+    (arg,) = [
+        a for c in trigger.spec.template.spec.containers for a in c.args or [] if a.startswith(flag)
+    ]
+    return str(json.loads(arg.removeprefix(flag)))
+
+
+def test_a_broken_retraining_is_deployed_by_the_controller_then_rolled_back_on_ground_truth(
+    admin: Any, s3_client: Any, model_artifact: Path
+) -> None:
+    """The chain the other way, with a retraining that went wrong: its labelling job swapped the
+    classes of its window, so the model learnt the opposite of the truth, though offline it
+    looks fine (it beats its baseline on its own window). The test makes the RayJob the trigger
+    makes (rayjob.render, the trigger's own entrypoint from its Deployment, on the chart's
+    RayCluster) with that window; the run publishes its version as the `candidate`; the
+    chart's controller pod deploys it at the ramp's first step; then traffic through the gateway
+    labelled with every row's ground truth (the class the generator gave that customer: no
+    variant plays a part here, the models' own answers decide) until the pod rolls the broken
+    version back. The champion keeps serving and stays the registry's champion."""
+    from kubernetes import client
+
+    from mainsail.config.monitor import RayJobActionConfig
+    from mainsail.retrain import rayjob
+    from mainsail.retrain.actions import RetrainRequest
+    from tests.support.experiments import open_loop, run_experiment
+
+    if not kind.mlserver_mode(admin):
+        pytest.skip("serving.backend seldon: the gateway's variants are Seldon Models")
+    custom = client.CustomObjectsApi(admin)
+    registry = kind.signed_registry(s3_client, admin, BUCKET)
+    aliases = registry.aliases(MODEL)
+    assert "candidate" not in aliases, f"a candidate waits already: {aliases}"
+    champion = aliases["champion"]
+    before = [v.version for v in registry.versions(MODEL)]
+
+    run_id = kind.unique("broken")
+    window = f"/tmp/data/{run_id}.parquet"
+    chart_entrypoint = _trigger_entrypoint(admin)
+    data_flag = "--set data.path=/tmp/data/churn.parquet"
+    assert data_flag in chart_entrypoint, chart_entrypoint
+    entrypoint = f"python -c {shlex.quote(SWAPPED_WINDOW)} {window} && " + chart_entrypoint.replace(
+        data_flag, f"--set data.path={window}"
+    )
+    request = RetrainRequest(
+        run_id, MODEL, str(champion), "BrokenLabellingJob", run_id, "", {}, window=None
+    )
+    job = rayjob.render(
+        RayJobActionConfig(cluster=RAY_CLUSTER, namespace=kind.NAMESPACE, entrypoint=entrypoint),
+        [],
+        request,
+    )
+    custom.create_namespaced_custom_object("ray.io", "v1", kind.NAMESPACE, "rayjobs", job)
+    _succeeded(custom, job["metadata"]["name"])
+    versions = [v.version for v in registry.versions(MODEL)]
+    assert versions[:-1] == before, versions  # one new version
+    candidate = registry.aliases(MODEL).get("candidate")
+    assert candidate == versions[-1], registry.aliases(MODEL)
+
+    with open_loop(admin, registry, model_artifact) as loop:
+        key = _deployed_by_the_controller(admin, loop, champion, candidate)
+        ex = run_experiment(admin, loop, key, worse=None, kill=False)
+        final = loop.backend.current(MODEL)
+    actions = ex.actions()
+    assert ex.answered["challenger"] > 0, ex.answered
+    assert ex.stored["predictions"] == ex.stored["labelled"] == ex.rows
+    assert actions[0] == "deploy" and actions[-1] == "rollback", actions
+    assert "promote" not in actions, [d["reason"] for d in ex.logged]
+    assert ex.logged[-1]["reason"].startswith("challenger loss higher"), ex.logged[-1]["reason"]
+    assert final == (str(champion), None, 0), final
+    assert registry.aliases(MODEL)["champion"] == champion
     assert "look failed" not in ex.log
 
 

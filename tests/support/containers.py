@@ -77,6 +77,14 @@ def v2_body(churn_artifact: Path, rows: int, seed: int, *, drift: float = 0.0) -
     artifact's schema accepts, drawn at random from a generation that spans the generator's whole
     time range: the generator leaves some values missing, as real data does, and rows missing
     one the schema requires are not drawn."""
+    return v2_labelled(churn_artifact, rows, seed, drift=drift)[0]
+
+
+def v2_labelled(
+    churn_artifact: Path, rows: int, seed: int, *, drift: float = 0.0
+) -> tuple[dict[str, Any], list[str]]:
+    """:func:`v2_body`'s request with its rows' ground truth: the generator's target (the
+    class each customer really took), as text, the form of the model's `classes`."""
     from mainsail.data.schema import FeatureSchema
     from mainsail.data.synthetic import generate_churn
     from tests.support.serving import v2_inputs
@@ -87,7 +95,9 @@ def v2_body(churn_artifact: Path, rows: int, seed: int, *, drift: float = 0.0) -
     while True:
         frame = generate_churn(size, drift=drift, seed=seed).dropna(subset=required)
         if len(frame) >= rows:
-            return {"inputs": v2_inputs(frame.sample(n=rows, random_state=seed), schema)}
+            drawn = frame.sample(n=rows, random_state=seed)
+            truth = [str(v) for v in drawn[schema.target].tolist()]
+            return {"inputs": v2_inputs(drawn, schema)}, truth
         size *= 2
 
 

@@ -3,10 +3,12 @@ run it: labelled traffic through the gateway while the controller's pod looks, u
 promotes or rolls back (tests/cluster/test_serving_loop.py, and test_training.py for the
 version a retraining published).
 
-The ground truth is synthetic: "better" and "worse" are made by the labels. A row answered by
-the variant playing the worse one gets the other class for one row in three; every other row
-gets the class it was given. What is asserted is the loop (records, split, decisions, the
-gateway and the registry acting on them), not the model.
+The ground truth is either synthetic or real. Synthetic (`worse` names a variant): "better" and
+"worse" are made by the labels; a row answered by the variant playing the worse one gets the
+other class for one row in three, every other row the class it was given, and what is asserted
+is the loop (records, split, decisions, the gateway and the registry acting on them), not the
+model. Real (`worse=None`): each row's label is the class the generator gave that customer, so
+the models' own answers decide (a broken retraining's, in test_training.py).
 """
 
 from __future__ import annotations
@@ -50,8 +52,9 @@ class Loop:
     registry: ModelRegistry
     store: FeedbackStore
     artifact: Path
-    bodies: list[dict[str, Any]]
-    """Fresh rows for every request of the module, in order (see :func:`next_body`)."""
+    bodies: list[tuple[dict[str, Any], list[str]]]
+    """Fresh rows for every request of the module, in order, each body with its rows' ground
+    truth (see :func:`next_body`)."""
     prometheus: str
     backend: GatewayBackend
     """What the test reads the gateway's variants through (as the deployer; read-only here)."""
@@ -85,8 +88,8 @@ class Experiment:
 @contextlib.contextmanager
 def open_loop(admin: Any, registry: ModelRegistry, artifact: Path) -> Iterator[Loop]:
     """The gateway, the feedback store and Prometheus through port-forwards, the deployer's
-    backend, and fresh request bodies (:func:`kind.fresh_bodies`); the controller scaled to
-    none on the way out."""
+    backend, and fresh request bodies with their ground truth (:func:`kind.fresh_labelled`);
+    the controller scaled to none on the way out."""
     from mainsail.deploy.gateway import GatewayDeployer
 
     token = kind.secret_data(admin, naming.auth_secret_name(kind.RELEASE))["gateway-token"]
@@ -111,7 +114,7 @@ def open_loop(admin: Any, registry: ModelRegistry, artifact: Path) -> Iterator[L
                 # Fresh rows for every request: rows sent again and again are a distribution
                 # of their own, which the drift sidecar rightly flags, and its alert would
                 # start a retraining beside these tests (test_training.py drives that alert).
-                kind.fresh_bodies(artifact, ROWS, BODIES),
+                kind.fresh_labelled(artifact, ROWS, BODIES),
                 f"http://127.0.0.1:{prom}",
                 GatewayBackend(cfg, registry=registry, deployer=deployer),
             )
@@ -137,12 +140,12 @@ def controller_pod(admin: Any, loop: Loop, key: str) -> Iterator[str]:
         yield name
 
 
-def next_body(loop: Loop) -> dict[str, Any]:
-    """The next request's body: rows never sent before in this session (the pod looks every
-    few seconds while the traffic runs on, so an experiment sends as many requests as its pace
-    allows, 3,080 in one run)."""
+def next_body(loop: Loop) -> tuple[dict[str, Any], list[str]]:
+    """The next request's body and its rows' ground truth: rows never sent before in this
+    session (the pod looks every few seconds while the traffic runs on, so an experiment sends
+    as many requests as its pace allows, 3,080 in one run)."""
     if not loop.bodies:
-        loop.bodies += kind.fresh_bodies(loop.artifact, ROWS, 1)
+        loop.bodies += kind.fresh_labelled(loop.artifact, ROWS, 1)
         loop.made += 1
     return loop.bodies.pop(0)
 
@@ -151,9 +154,10 @@ def decided(loop: Loop, key: str) -> list[dict[str, Any]]:
     return [d for d in loop.store.decisions(MODEL) if d["evidence"].get("experiment") == key]
 
 
-def run_experiment(admin: Any, loop: Loop, key: str, worse: str, kill: bool) -> Experiment:
+def run_experiment(admin: Any, loop: Loop, key: str, worse: str | None, kill: bool) -> Experiment:
     """Rounds of labelled traffic while the controller's pod looks, until it promotes or rolls
-    back. `worse`: the variant whose answers get one wrong label in three."""
+    back. `worse`: the variant whose answers get one wrong label in three; None: every row is
+    labelled with its ground truth."""
     from kubernetes import client
 
     ex = Experiment(kind.unique("loop"), key)
@@ -175,7 +179,7 @@ def run_experiment(admin: Any, loop: Loop, key: str, worse: str, kill: bool) -> 
                     )
                     print(f"deleted the challenger's pod {victim.metadata.name}")
                 rid = f"{ex.run}-{ex.requests}"
-                body = next_body(loop)
+                body, truth = next_body(loop)
                 answer = http.post(
                     f"/v2/models/{MODEL}/infer", json=body, headers={"x-request-id": rid}
                 )
@@ -189,6 +193,10 @@ def run_experiment(admin: Any, loop: Loop, key: str, worse: str, kill: bool) -> 
                 classes = [str(c) for c in out["parameters"]["classes"]]
                 predicted = next(o["data"] for o in out["outputs"] if o["name"] == "label")
                 for j, label in enumerate(predicted):
+                    if worse is None:
+                        assert truth[j] in classes, (truth, classes)
+                        labels[f"{rid}#{j}"] = truth[j]
+                        continue
                     wrong = variant == worse and (ex.requests + j) % 3 == 0
                     other = next(c for c in classes if c != str(label))
                     labels[f"{rid}#{j}"] = other if wrong else str(label)
@@ -205,14 +213,23 @@ def run_experiment(admin: Any, loop: Loop, key: str, worse: str, kill: bool) -> 
             )
             if ex.logged and ex.logged[-1]["action"] in ("promote", "rollback"):
                 break
-        ex.log = core.read_namespaced_pod_log(pod, kind.NAMESPACE, container="promotion-controller")
+
+        def final_logged() -> str | None:
+            log = core.read_namespaced_pod_log(
+                pod, kind.NAMESPACE, container="promotion-controller"
+            )
+            return log if not ex.logged or f"{ex.logged[-1]['action']}:" in log else None
+
+        # The pod prints a look's decision after the look has stored it: read right after the
+        # stored rollback, its log ended at the looks before (2026-12-06).
+        ex.log = kind.wait_until("the pod to log its last decision", 60, final_logged, every=1)
         scraped(loop, ex)
     ex.seconds = time.monotonic() - started
     ex.stored = stored(loop, ex.run)
     print(
         f"{ex.requests} requests, {ex.rows} rows: {ex.stored}; answered {dict(ex.answered)}, "
-        f"failed over {dict(ex.failed_over)}; decided {ex.actions()} in {ex.seconds:.0f} s; "
-        f"the pod's log:\n{ex.log}"
+        f"failed over {dict(ex.failed_over)}; decided {ex.actions()} in {ex.seconds:.0f} s"
+        f" (last: {ex.logged[-1]['reason'] if ex.logged else 'none'}); the pod's log:\n{ex.log}"
     )
     return ex
 

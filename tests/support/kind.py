@@ -533,9 +533,14 @@ def fresh_bodies(artifact: Path, rows: int, count: int) -> list[dict[str, Any]]:
     drift sidecar rightly flags; its alert would start a retraining beside the tests, whose
     candidate the promotion controller would then deploy (tests/cluster/test_training.py drives
     the stage's one drift alert, with drifted rows)."""
-    from tests.support.containers import v2_body
+    return [body for body, _ in fresh_labelled(artifact, rows, count)]
 
-    return [v2_body(artifact, rows, next(_SEEDS)) for _ in range(count)]
+
+def fresh_labelled(artifact: Path, rows: int, count: int) -> list[tuple[dict[str, Any], list[str]]]:
+    """:func:`fresh_bodies` with each body's ground truth (the rows' classes, as text)."""
+    from tests.support.containers import v2_labelled
+
+    return [v2_labelled(artifact, rows, next(_SEEDS)) for _ in range(count)]
 
 
 # ---------------------------------------------------------------- the promotion controller
