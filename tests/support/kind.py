@@ -550,13 +550,13 @@ def fresh_labelled(artifact: Path, rows: int, count: int) -> list[tuple[dict[str
 PROMOTION_CONTROLLER = naming.fullname(RELEASE, "promotion-controller")
 
 
-def promotion_controller_pods(admin: Any) -> list[Any]:
-    """The controller's pods that are not on their way out."""
+def promotion_controller_pods(admin: Any, *, terminating: bool = False) -> list[Any]:
+    """The controller's pods that are not on their way out (with `terminating`, those too)."""
     from kubernetes import client
 
     selector = f"{naming.LABEL_COMPONENT}=promotion-controller"
     pods = client.CoreV1Api(admin).list_namespaced_pod(NAMESPACE, label_selector=selector)
-    return [p for p in pods.items if p.metadata.deletion_timestamp is None]
+    return [p for p in pods.items if terminating or p.metadata.deletion_timestamp is None]
 
 
 def scale_promotion_controller(admin: Any, replicas: int) -> None:
@@ -584,8 +584,13 @@ def promotion_controller_running(admin: Any) -> Iterator[str]:
         yield wait_until("the promotion controller's pod to be Ready", 180, ready)
     finally:
         scale_promotion_controller(admin, 0)
+        # Gone, not only terminating: a terminating pod still looks and acts until it exits
+        # (2026-12-06: the pod that had deployed a candidate decided the experiment the next
+        # pod was started for), and a pod scaled up at once does not wait for it.
         wait_until(
-            "the controller's pod to go", 120, lambda: not promotion_controller_pods(admin) or None
+            "the controller's pod to go",
+            120,
+            lambda: not promotion_controller_pods(admin, terminating=True) or None,
         )
 
 
