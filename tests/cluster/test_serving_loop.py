@@ -16,6 +16,7 @@ registry and Prometheus.
     prediction and label is in Postgres, the split the controller tests is the assignment
     (never a pause), the failovers are in its decisions, and it ramps B to 50% and promotes it.
 (b) a worse challenger C at 25% against the new champion B: the controller rolls it back.
+(c) the controller's pod deleted as a drain would: it stops on SIGTERM, gone in seconds.
 
 The ground truth is synthetic: A, B and C are the same trained artifact, so "better" and "worse"
 are made by the labels. A row answered by the variant under test as the worse one gets the
@@ -26,6 +27,7 @@ about the model.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,3 +121,41 @@ def test_a_worse_challenger_is_rolled_back(admin: Any, loop: Loop) -> None:
     assert loop.registry.aliases(MODEL)["champion"] == champion
     assert ex.logged[-1]["evidence"]["experiment"] == key
     assert "look failed" not in ex.log
+
+
+def test_the_controllers_pod_stops_looking_at_once_when_it_is_deleted(
+    admin: Any, loop: Loop
+) -> None:
+    """A drain or an eviction deletes the pod with the default 30 s grace period. The pod runs
+    `mainsail promote --watch --forever` as PID 1, for which SIGTERM has no default action: with
+    no handler it went on looking, and deciding, beside its replacement until the SIGKILL
+    (2026-12-06). Its handler ends the watch between two looks, so the pod is gone in seconds."""
+    from kubernetes import client
+
+    assert loop.backend.current(MODEL)[1] is None  # no experiment: the pod's looks are idle
+    with kind.promotion_controller_running(admin) as pod:
+        follow = subprocess.Popen(
+            [
+                *(kind.kubectl_path(), "--context", kind.CONTEXT, "-n", kind.NAMESPACE),
+                *("logs", "--follow", pod, "-c", "promotion-controller"),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            kind.controller_log_with(pod, "nothing to decide")  # its first look is done
+            started = time.monotonic()
+            client.CoreV1Api(admin).delete_namespaced_pod(pod, kind.NAMESPACE)
+
+            def gone() -> bool:
+                pods = kind.promotion_controller_pods(admin, terminating=True)
+                return pod not in {p.metadata.name for p in pods}
+
+            kind.wait_until(f"pod {pod} to go", 60, gone, every=0.5)
+            took = time.monotonic() - started
+            log, _ = follow.communicate(timeout=30)  # the stream ends with the container
+        finally:
+            follow.kill()
+    print(f"\ncontroller pod deleted: gone in {took:.1f} s; its last line: {log.splitlines()[-1]}")
+    assert "stopped on SIGTERM" in log, log[-2000:]
+    assert took < 15, f"the pod took {took:.0f} s to go: it waited for the grace period's kill"

@@ -490,15 +490,7 @@ def _deployed_by_the_controller(admin: Any, loop: Any, champion: int, candidate:
             f"the controller to deploy candidate v{candidate}", 600, deployed, every=2
         )
         took = time.monotonic() - started
-        line = f"deploy: candidate v{candidate} deployed as challenger"
-
-        def logged() -> str | None:
-            log = kind.kubectl("-n", kind.NAMESPACE, "logs", pod, "-c", "promotion-controller")
-            return log if line in " ".join(log.split()) else None
-
-        # The pod prints a look's decision after the look has stored it (2026-12-06: the log
-        # read right after the stored `deploy` ended one line short).
-        kind.wait_until(f"the controller's pod to log {line!r}", 60, logged, every=1)
+        kind.controller_log_with(pod, f"deploy: candidate v{candidate} deployed as challenger")
     current = loop.backend.current(MODEL)
     after = loop.registry.aliases(MODEL)
     print(

@@ -214,15 +214,9 @@ def run_experiment(admin: Any, loop: Loop, key: str, worse: str | None, kill: bo
             if ex.logged and ex.logged[-1]["action"] in ("promote", "rollback"):
                 break
 
-        def final_logged() -> str | None:
-            log = core.read_namespaced_pod_log(
-                pod, kind.NAMESPACE, container="promotion-controller"
-            )
-            return log if not ex.logged or f"{ex.logged[-1]['action']}:" in log else None
-
-        # The pod prints a look's decision after the look has stored it: read right after the
-        # stored rollback, its log ended at the looks before (2026-12-06).
-        ex.log = kind.wait_until("the pod to log its last decision", 60, final_logged, every=1)
+        # The pod's own lines, up to its last decision's.
+        last = f"{ex.logged[-1]['action']}:" if ex.logged else ""
+        ex.log = kind.controller_log_with(pod, last)
         scraped(loop, ex)
     ex.seconds = time.monotonic() - started
     ex.stored = stored(loop, ex.run)

@@ -594,6 +594,18 @@ def promotion_controller_running(admin: Any) -> Iterator[str]:
         )
 
 
+def controller_log_with(pod: str, line: str, timeout_s: float = 60) -> str:
+    """The controller pod's log once it holds `line` (whitespace as one space). The pod prints
+    a look's decision after the look has stored it: a log read right after the stored decision
+    may end one line short (2026-12-06, twice)."""
+
+    def logged() -> str | None:
+        log = kubectl("-n", NAMESPACE, "logs", pod, "-c", "promotion-controller")
+        return log if line in " ".join(log.split()) else None
+
+    return wait_until(f"the controller's pod to log {line!r}", timeout_s, logged, every=1)
+
+
 # ------------------------------------------------------------------------- the gateway
 
 #: Where the cluster tests put the gateway's admin token for the code that reads it from the

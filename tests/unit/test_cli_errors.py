@@ -60,7 +60,7 @@ def test_a_forever_watch_prints_errors_and_reasons_with_brackets_as_they_are(
     from mainsail.promotion.ab import Decision
 
     class Watching:
-        def watch(self, interval_s, *, until_final, timeout_s, report, on_error):
+        def watch(self, interval_s, *, until_final, timeout_s, report, on_error, stop):
             assert until_final is False and on_error is not None
             on_error(ConnectionError("refused [/x] [Errno 111]"))
             report(Decision("keep_testing", "waiting [/y]", None))

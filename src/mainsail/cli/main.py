@@ -9,7 +9,11 @@ anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -505,16 +509,53 @@ def promote(
             text = escape(f"{type(err).__name__}: {err}")
             console.print(f"[red]look failed[/]: {text}", highlight=False)
 
-        controller.watch(
-            cfg.promotion.interval_s,
-            until_final=not forever,
-            timeout_s=timeout,
-            report=report,
-            # A controller that runs for good rides out a store or gateway that blinks.
-            on_error=look_failed if forever else None,
-        )
+        with _stop_on_signals() as stopping:
+            controller.watch(
+                cfg.promotion.interval_s,
+                until_final=not forever,
+                timeout_s=timeout,
+                report=report,
+                # A controller that runs for good rides out a store or gateway that blinks.
+                on_error=look_failed if forever else None,
+                stop=stopping,
+            )
+        if stopping.is_set():
+            console.print(
+                f"stopped on {stopping.signal}: the look in progress finished, no other started"
+            )
     else:
         report(controller.step())
+
+
+class _Stopping(threading.Event):
+    """Set by the first SIGTERM or SIGINT; `signal` names it."""
+
+    signal = ""
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[_Stopping]:
+    """An event that SIGTERM and SIGINT set instead of killing the process, for the block's
+    duration (the previous handlers are put back after it).
+
+    The chart's controller pod runs `mainsail promote --watch --forever` as PID 1, and the kernel
+    drops a signal that PID 1 has no handler for: without one, a pod being drained or evicted
+    kept looking (and deciding) until the grace period's SIGKILL, beside its replacement."""
+    stopping = _Stopping()
+
+    def handle(signum: int, _frame: object) -> None:
+        stopping.signal = signal.Signals(signum).name
+        stopping.set()
+
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handle)
+    try:
+        yield stopping
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # Sub-command groups that live with their stage; each module exposes a Typer `app`.

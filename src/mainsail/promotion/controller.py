@@ -36,6 +36,7 @@ forgets a decision.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -283,14 +284,20 @@ class PromotionController:
         timeout_s: float | None = None,
         report: Callable[[Decision | None], None] | None = None,
         on_error: Callable[[Exception], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> Decision | None:
         """Step every `interval_s` until a promote/rollback (or the timeout); with
         `until_final` false, until the timeout only. With `on_error`, a look that raises (the
         store or the gateway briefly unreachable) is reported there and the next look comes as
-        usual: its state was saved before acting, so the next look takes up the same evidence."""
+        usual: its state was saved before acting, so the next look takes up the same evidence.
+
+        Setting `stop` (a signal handler does, in the controller's pod) ends the watch between
+        two looks: a look in progress finishes, none starts after it, and the wait for the next
+        one is cut short. A pod being replaced thus stops acting at once rather than at the
+        grace period's kill, when its successor may already be looking."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         last: Decision | None = None
-        while True:
+        while stop is None or not stop.is_set():
             try:
                 last = self.step()
             except Exception as err:
@@ -305,7 +312,11 @@ class PromotionController:
                 return last
             if deadline is not None and time.monotonic() >= deadline:
                 return last
-            time.sleep(interval_s)
+            if stop is None:
+                time.sleep(interval_s)
+            elif stop.wait(interval_s):
+                break
+        return last
 
 
 def _history_point(report: dict[str, Any]) -> dict[str, Any]:
