@@ -2,7 +2,7 @@
 runtime, BentoML serving the same model, and a bare ASGI endpoint (the ceiling); same model,
 same load tool, same run.
 
-    .venv/pipeline/bin/python bench/bench_serving.py [--seconds 10] [--rounds 3] [--quick]
+    .venv/pipeline/bin/python bench/bench_serving.py [--seconds 10] [--rounds 4] [--quick]
 
 Model: an iris LogisticRegression (scikit-learn), fitted on a DataFrame as training does, one
 joblib file loaded by every server. Requests of 1 row and of 32 rows. Servers, all on loopback:
@@ -21,7 +21,8 @@ joblib file loaded by every server. Requests of 1 row and of 32 rows. Servers, a
 
 stock and mainsail are two models of one MLServer process (parallel_workers 0); every server
 is one process. REST: wrk (`apt-get install -y wrk`), -t1 -c16, `--seconds` per run; rounds
-interleave the servers so a noisy neighbour hurts them alike; figures are medians over rounds.
+interleave the servers so a noisy neighbour hurts them alike, each round starting one server
+later (gRPC: stock and mainsail take turns to go first); figures are medians over rounds.
 gRPC: MLServer's gRPC endpoint (stock and mainsail), a closed loop of 16 concurrent calls from
 grpc.aio in the serving venv; BentoML 1.4's service API has no gRPC server, the bare app none.
 Any non-2xx answer fails the benchmark.
@@ -275,7 +276,7 @@ def grpc_run(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--no-grpc", action="store_true", help="REST only")
     add_common_args(parser)
@@ -380,8 +381,13 @@ def main() -> int:
         runs = {name: [] for name in targets}
         for url, body in targets.values():  # warm-up
             wrk(url, 1 if args.quick else 2, args.connections, work, body=body)
+        names = list(targets)
         for r in range(args.rounds):
-            for name, (url, body) in targets.items():
+            # Each round starts one server later, so no server always runs first (right after
+            # the gRPC runs) or last: the machine's drift over a round hits them alike.
+            shift = r % len(names)
+            for name in names[shift:] + names[:shift]:
+                url, body = targets[name]
                 result = wrk(url, args.seconds, args.connections, work, body=body)
                 runs[name].append(result)
                 print(f"round {r + 1} {name}: {result}", flush=True)
@@ -389,10 +395,11 @@ def main() -> int:
                     raise RuntimeError(f"{name}: {result['non_2xx']} non-2xx answers")
             if not args.no_grpc:
                 for n in SIZES:
-                    for side, model, input_name in (
+                    sides = [
                         ("stock", "iris-stock", "x"),
                         ("mainsail", "iris-mainsail", "features"),
-                    ):
+                    ]
+                    for side, model, input_name in sides[:: 1 if r % 2 == 0 else -1]:
                         key = f"grpc_{side}_{n}"
                         result = grpc_run(
                             f"127.0.0.1:{grpc_port}", model, _rows(n), input_name, args.seconds

@@ -53,11 +53,13 @@ MEASURES: dict[str, tuple[str, ...]] = {
     "online_features": ("src/mainsail/features", "bench/bench_online_features.py"),
     "data_stage": (
         "src/mainsail/data",
+        "src/mainsail/core/columnwise.py",
         "src/mainsail/lifecycle/data.py",
         "bench/bench_data_stage.py",
     ),
     "end_to_end": (
         "src/mainsail/data",
+        "src/mainsail/core/columnwise.py",
         "src/mainsail/features",
         "src/mainsail/lifecycle",
         "src/mainsail/train",

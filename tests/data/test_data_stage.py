@@ -204,3 +204,43 @@ def test_every_shipped_config_loads_and_its_data_validates(config: str, tmp_path
     report = loaded.checked.report
     assert report.passed and report.features, config
     assert all(s.allowed for s in report.leakage), config
+
+
+def test_the_data_stage_on_every_core_writes_what_the_plain_loop_writes(
+    churn_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Long tables get their per-column statistics (validation profiles, clip quantiles,
+    medians) in threads; the artifacts must be byte for byte those of one column after
+    another, or the model digest would depend on the machine's cores."""
+    import threading
+
+    from mainsail.core import columnwise
+    from mainsail.data import preprocess
+
+    cfg = make_config(churn_file)
+    written: dict[str, dict[str, bytes]] = {}
+    for mode, min_rows in (("loop", 10**12), ("threads", 0)):
+        monkeypatch.setattr(columnwise, "MIN_ROWS", min_rows)
+        monkeypatch.setattr(preprocess, "MIN_ROWS", min_rows)
+        monkeypatch.setattr(columnwise, "usable_cores", lambda: 2)
+        names: set[str] = set()  # the threads that computed a column
+
+        def watched(fn, items, *, rows, real=columnwise.map_columns, names=names):  # type: ignore[no-untyped-def]
+            def noted(item):  # type: ignore[no-untyped-def]
+                names.add(threading.current_thread().name)
+                return fn(item)
+
+            return real(noted, items, rows=rows)
+
+        monkeypatch.setattr(columnwise, "map_columns", watched)
+        monkeypatch.setattr(preprocess, "map_columns", watched)
+        monkeypatch.setattr("mainsail.data.validate.map_columns", watched)
+        run_data_stage(cfg, tmp_path / mode)
+        assert any(n.startswith("columns") for n in names) == (mode == "threads"), names
+        written[mode] = {
+            p.name: p.read_bytes() for p in sorted((tmp_path / mode).rglob("*")) if p.is_file()
+        }
+    assert written["loop"].keys() == written["threads"].keys()
+    differ = [k for k in written["loop"] if written["loop"][k] != written["threads"][k]]
+    assert not differ, differ
+    assert "preprocessor.joblib" in written["threads"], sorted(written["threads"])

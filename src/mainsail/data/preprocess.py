@@ -26,6 +26,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from mainsail.config.data import PreprocessConfig
+from mainsail.core.columnwise import MIN_ROWS, map_columns
 
 MISSING_CATEGORY = "__missing__"
 
@@ -53,16 +54,18 @@ class QuantileClipper(TransformerMixin, BaseEstimator):
                 f"QuantileClipper needs 0 <= low < high <= 1, got low={self.low}, high={self.high}"
             )
         X = validate_data(self, X, reset=True, dtype=np.float64, ensure_all_finite="allow-nan")
+
+        def bounds(j: int) -> tuple[float, float]:
+            values = _observed(X, j)
+            if not len(values):
+                return -np.inf, np.inf
+            low, high = np.quantile(values, [self.low, self.high])
+            return float(low), float(high)
+
         with np.errstate(all="ignore"):
-            lower = np.full(X.shape[1], -np.inf)
-            upper = np.full(X.shape[1], np.inf)
-            for j in range(X.shape[1]):
-                column = np.ascontiguousarray(X[:, j])
-                values = column[~np.isnan(column)]
-                if len(values):
-                    lower[j], upper[j] = np.quantile(values, [self.low, self.high])
-        self.lower_ = lower
-        self.upper_ = upper
+            found = map_columns(bounds, range(X.shape[1]), rows=X.shape[0])
+        self.lower_ = np.asarray([b[0] for b in found], dtype=np.float64).reshape(X.shape[1])
+        self.upper_ = np.asarray([b[1] for b in found], dtype=np.float64).reshape(X.shape[1])
         return self
 
     def transform(self, X: Any) -> np.ndarray:
@@ -104,7 +107,16 @@ class NumericImputer(TransformerMixin, BaseEstimator):
             )
         X = validate_data(self, X, reset=True, dtype=np.float64, ensure_all_finite="allow-nan")
         stats = np.zeros(X.shape[1])
-        if self.strategy != "zero" and X.shape[0]:
+        if self.strategy == "median" and X.shape[0] >= MIN_ROWS:
+            # What `np.nanmedian(X, axis=0)` does on long columns (each column's median without
+            # its NaN), one column per core.
+            def fill(j: int) -> float:
+                values = _observed(X, j)
+                return float(np.median(values)) if len(values) else 0.0  # all-NaN column → 0
+
+            stats = np.asarray(map_columns(fill, range(X.shape[1]), rows=X.shape[0]))
+            stats = stats.astype(np.float64).reshape(X.shape[1])
+        elif self.strategy != "zero" and X.shape[0]:
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column → 0 below
                 stats = np.nanmedian(X, axis=0) if self.strategy == "median" else np.nanmean(X, 0)
@@ -126,6 +138,13 @@ class NumericImputer(TransformerMixin, BaseEstimator):
         """Same names as the input."""
         check_is_fitted(self, "statistics_")
         return np.asarray(_check_feature_names_in(self, input_features), dtype=object)
+
+
+def _observed(X: np.ndarray, j: int) -> np.ndarray:
+    """Column `j` of `X` without its NaN (a contiguous copy: the column's own sort or partition
+    runs on it, one column per core)."""
+    column = np.ascontiguousarray(X[:, j])
+    return column[~np.isnan(column)]
 
 
 class _Coercer(TransformerMixin, BaseEstimator):

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mainsail.config import ProblemType, ProjectConfig
+from mainsail.core.columnwise import map_columns
 from mainsail.data.errors import (
     AllMissingColumnError,
     DataError,
@@ -451,10 +452,14 @@ def validate_frame(
     categorical: list[str] = []
     features: list[str] = []
     n = len(frame)
-    for name in columns:
-        col = frame[name]
-        kind = _kind(col, forced=name in forced_cat)
-        prof = _profile(col, name, kind, roles[name], n)
+    # The columns' profiles are independent: one sort each, on every core for a long table.
+    cols = {name: frame[name] for name in columns}
+    kinds = {name: _kind(cols[name], forced=name in forced_cat) for name in columns}
+    profiles = map_columns(
+        lambda name: _profile(cols[name], name, kinds[name], roles[name], n), columns, rows=n
+    )
+    for name, prof in zip(columns, profiles, strict=True):
+        col, kind = cols[name], kinds[name]
         if roles[name] == "feature":
             reason: str | None = None
             if kind == "datetime":
