@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mainsail.config import ProjectConfig
+from mainsail.features import feast_import  # noqa: F401 - before any Feast import: see there
 from mainsail.features.errors import FeatureDefinitionError, FeatureSourceError
 from mainsail.features.layout import RepoPlan, feast_project_name, plan_repo
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mainsail.config import ProjectConfig
+from mainsail.features import feast_import  # noqa: F401 - before any Feast import: see there
 from mainsail.features.definitions import entity_type, plan_from_sources
 from mainsail.features.errors import OnlineStoreUnavailableError
 from mainsail.features.freshness import (

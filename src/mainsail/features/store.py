@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from mainsail.config import ProjectConfig
+from mainsail.features import feast_import  # noqa: F401 - before any Feast import: see there
 from mainsail.features.definitions import (
     build_definitions,
     plan_from_sources,

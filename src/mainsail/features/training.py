@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mainsail.config import ProjectConfig
+from mainsail.features import feast_import  # noqa: F401 - before any Feast import: see there
 
 if TYPE_CHECKING:
     from mainsail.data.validate import ValidatedData
