@@ -246,10 +246,7 @@ def _serve_the_champion_alone(admin: Any, gateway: str, token: str, publish: Any
         registry.promote(MODEL, version, "champion")
         # the champion's Deployment and the gateway's variant, as `mainsail deploy` sets them
         # (with no challenger: a deploy needs two versions)
-        deployer.set_version("champion", version)
-        deployer.wait_rollout("champion", version)
-        deployer.set_variant("champion", version)
-        deployer.wait_in_rotation("champion")
+        deployer.serve("champion", version)
     deployer.set_canary(0)
     return str(deployer.state()["variants"]["champion"]["version"])
 

@@ -26,7 +26,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from mainsail.config.data import PreprocessConfig
-from mainsail.core.columnwise import MIN_ROWS, map_columns
+from mainsail.core import columnwise
 
 MISSING_CATEGORY = "__missing__"
 
@@ -63,7 +63,7 @@ class QuantileClipper(TransformerMixin, BaseEstimator):
             return float(low), float(high)
 
         with np.errstate(all="ignore"):
-            found = map_columns(bounds, range(X.shape[1]), rows=X.shape[0])
+            found = columnwise.map_columns(bounds, range(X.shape[1]), rows=X.shape[0])
         self.lower_ = np.asarray([b[0] for b in found], dtype=np.float64).reshape(X.shape[1])
         self.upper_ = np.asarray([b[1] for b in found], dtype=np.float64).reshape(X.shape[1])
         return self
@@ -87,8 +87,8 @@ class NumericImputer(TransformerMixin, BaseEstimator):
 
     Fitted attributes: ``statistics_`` (the fill value per column; 0 for a column with no value
     in training), ``n_features_in_`` and, for DataFrame input, ``feature_names_in_``. The median
-    comes from ``numpy.nanmedian`` (a partition), which on a million rows costs a fraction of
-    scikit-learn's ``SimpleImputer`` (a masked-array sort per column).
+    is ``numpy.nanmedian``'s (a partition of each column's observed values), which on a million
+    rows costs a fraction of scikit-learn's ``SimpleImputer`` (a masked-array sort per column).
     """
 
     def __init__(self, strategy: str = "median") -> None:
@@ -107,19 +107,19 @@ class NumericImputer(TransformerMixin, BaseEstimator):
             )
         X = validate_data(self, X, reset=True, dtype=np.float64, ensure_all_finite="allow-nan")
         stats = np.zeros(X.shape[1])
-        if self.strategy == "median" and X.shape[0] >= MIN_ROWS:
-            # What `np.nanmedian(X, axis=0)` does on long columns (each column's median without
-            # its NaN), one column per core.
+        if self.strategy == "median" and X.shape[0]:
+            # Each column's median without its NaN, as `np.nanmedian(X, axis=0)` gives it, one
+            # column per core on a long table.
             def fill(j: int) -> float:
                 values = _observed(X, j)
                 return float(np.median(values)) if len(values) else 0.0  # all-NaN column → 0
 
-            stats = np.asarray(map_columns(fill, range(X.shape[1]), rows=X.shape[0]))
-            stats = stats.astype(np.float64).reshape(X.shape[1])
-        elif self.strategy != "zero" and X.shape[0]:
+            found = columnwise.map_columns(fill, range(X.shape[1]), rows=X.shape[0])
+            stats = np.asarray(found, dtype=np.float64).reshape(X.shape[1])
+        elif self.strategy == "mean" and X.shape[0]:
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column → 0 below
-                stats = np.nanmedian(X, axis=0) if self.strategy == "median" else np.nanmean(X, 0)
+                stats = np.nanmean(X, 0)
             stats = np.where(np.isnan(stats), 0.0, stats)
         self.statistics_ = stats
         return self

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mainsail.config import ProblemType, ProjectConfig
-from mainsail.core.columnwise import map_columns
+from mainsail.core import columnwise
 from mainsail.data.errors import (
     AllMissingColumnError,
     DataError,
@@ -455,7 +455,7 @@ def validate_frame(
     # The columns' profiles are independent: one sort each, on every core for a long table.
     cols = {name: frame[name] for name in columns}
     kinds = {name: _kind(cols[name], forced=name in forced_cat) for name in columns}
-    profiles = map_columns(
+    profiles = columnwise.map_columns(
         lambda name: _profile(cols[name], name, kinds[name], roles[name], n), columns, rows=n
     )
     for name, prof in zip(columns, profiles, strict=True):

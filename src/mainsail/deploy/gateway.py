@@ -209,6 +209,14 @@ class GatewayDeployer:
         """The gateway's variants and weights (`GET /admin/state`)."""
         return self._admin("GET", "/admin/state")
 
+    def serve(self, role: str, version: int) -> None:
+        """`role`'s Deployment serves `version` and the gateway's `role` variant is that
+        version, in rotation; the split is left as it is."""
+        self.set_version(role, version)
+        self.wait_rollout(role, version)
+        self.set_variant(role, version)
+        self.wait_in_rotation(role)
+
     def deploy(self, champion: int, challenger: int, canary: int) -> list[str]:
         """Serve `champion` and `challenger` on their Deployments, then split `canary` percent
         to the challenger at the gateway; returns what was done."""

@@ -206,10 +206,7 @@ class GatewayBackend:
         version = int(challenger)
         # The champion's Deployment serves the winner before the split changes: the gateway
         # never sends champion traffic to a pod of the old version labelled with the new one.
-        self.deployer.set_version("champion", version)
-        self.deployer.wait_rollout("champion", version)
-        self.deployer.set_variant("champion", version)
-        self.deployer.wait_in_rotation("champion")
+        self.deployer.serve("champion", version)
         self.deployer.set_canary(0)
         self.registry.promote(model, version, alias=self.cfg.registry.alias("champion"))
 

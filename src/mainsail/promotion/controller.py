@@ -297,7 +297,8 @@ class PromotionController:
         grace period's kill, when its successor may already be looking."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         last: Decision | None = None
-        while stop is None or not stop.is_set():
+        stop = stop or threading.Event()
+        while not stop.is_set():
             try:
                 last = self.step()
             except Exception as err:
@@ -312,10 +313,7 @@ class PromotionController:
                 return last
             if deadline is not None and time.monotonic() >= deadline:
                 return last
-            if stop is None:
-                time.sleep(interval_s)
-            elif stop.wait(interval_s):
-                break
+            stop.wait(interval_s)
         return last
 
 
