@@ -187,6 +187,9 @@ log.warning("a warning is written at once")
         assert (line["trace_id"], line["span_id"]) == (parent["trace_id"], parent["span_id"])
 
 
+COMPACT = {"default": str, "separators": (",", ":"), "ensure_ascii": False}
+
+
 def test_a_span_line_is_what_json_dumps_writes() -> None:
     from mainsail.core import spans
 
@@ -213,11 +216,62 @@ def test_a_span_line_is_what_json_dumps_writes() -> None:
             "status": status,
             "attributes": attributes,
         }
-        assert line(s) == json.dumps(expected, default=str) + "\n"
+        assert line(s) == (json.dumps(expected, **COMPACT) + "\n").encode()
     child, root = finished
     assert child[3] == root[2] and child[1] == root[1]  # parent and trace
     assert len(root[1]) == 32 and len(root[2]) == 16 and root[3] is None
     assert root[4] <= child[4] <= child[5] <= root[5]  # start and end nest
+
+
+def test_span_and_log_lines_are_the_same_json_with_orjson_and_without() -> None:
+    # orjson is pinned in every runtime env; a process without it, or a value orjson refuses
+    # (an integer beyond 64 bits, a lone surrogate), gets json's encoder: the same values.
+    code = """
+import json, pathlib, sys, numpy
+if sys.argv[1:] == ["without"]:
+    sys.modules["orjson"] = None  # an env without it: the import fails
+from mainsail.core import spans
+values = [
+    {"text": "é \\\\ \\"q\\" \\n", "keys": {1: "int key"}, "float": 0.1,
+     "np": numpy.float64(1.5), "other": pathlib.Path("/x"), "list": [1, None, True]},
+    {"big": 2**70},
+    {"lone": "\\ud800"},
+]
+print(json.dumps({
+    "orjson": spans.orjson is not None,
+    "texts": [spans.encode_json(v) for v in values],
+    "lines": [spans.encode_json_line(v).decode() for v in values],
+}))
+"""
+    runs = {}
+    for mode in ("with", "without"):
+        out = subprocess.run(
+            [sys.executable, "-c", code, mode],
+            env={**os.environ, "PYTHONPATH": str(SRC)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        runs[mode] = json.loads(out.stdout)
+    assert runs["with"]["orjson"] and not runs["without"]["orjson"]
+    with_values = [json.loads(t) for t in runs["with"]["texts"]]
+    assert with_values == [json.loads(t) for t in runs["without"]["texts"]]
+    for run in runs.values():  # a line is its text and a newline
+        assert [json.loads(line) for line in run["lines"]] == with_values
+        assert all(line.endswith("\n") and line.count("\n") == 1 for line in run["lines"])
+    assert with_values[0] == {
+        "text": 'é \\ "q" \n',
+        "keys": {"1": "int key"},
+        "float": 0.1,
+        "np": 1.5,
+        "other": "/x",
+        "list": [1, None, True],
+    }
+    assert with_values[1:] == [{"big": 2**70}, {"lone": "\ud800"}]
+    # compact both ways; orjson writes UTF-8, json's encoder escapes (ASCII: safe for any text)
+    assert runs["with"]["texts"][0].startswith('{"text":"é ')
+    assert runs["without"]["texts"][0].startswith('{"text":"\\u00e9 ')
 
 
 def test_a_stage_is_written_as_a_child_span_with_its_parents_request_id() -> None:
@@ -237,7 +291,8 @@ def test_a_stage_is_written_as_a_child_span_with_its_parents_request_id() -> Non
     (root,) = finished
     text = spans.SpanLines("svc")(root)
     lines = [json.loads(line) for line in text.splitlines()]
-    assert text == "".join(json.dumps(line) + "\n" for line in lines)  # what json.dumps writes
+    # what json.dumps writes
+    assert text == "".join(json.dumps(line, **COMPACT) + "\n" for line in lines).encode()
     parent, validation, predict = lines
     assert [ln["name"] for ln in lines] == ["runtime.infer", "validation", 'predict "x"']
     for child in (validation, predict):
