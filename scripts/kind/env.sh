@@ -149,6 +149,27 @@ pool_nodes() {  # pool_nodes POOL
   fi
 }
 
+# Free bytes on the disk of the engine's data root, where the nodes' containerd writes too (a
+# volume of the engine).
+engine_free() {
+  df -B1 --output=avail "$(docker info -f '{{.DockerRootDir}}')" | tail -1
+}
+
+# Reclaim what the project's own engine keeps and nothing uses, when a load would not fit: its
+# build cache unused for an hour (an older lock's dependency layers: gigabytes for the pipeline
+# image; scripts/images.sh, which ran just before, used the current ones), its dangling images
+# (a rebuilt tag's previous build) and, in the given kind nodes, images no container runs.
+reclaim_engine_disk() {  # reclaim_engine_disk NODE...
+  local before node
+  before=$(engine_free)
+  docker builder prune -f --filter unused-for=1h >/dev/null 2>&1 || true
+  docker image prune -f >/dev/null 2>&1 || true
+  for node in "$@"; do
+    docker exec "$node" crictl rmi --prune >/dev/null 2>&1 || true
+  done
+  echo "  reclaimed: $((($(engine_free) - before) >> 20)) MiB (the engine's build cache unused for an hour, its dangling images, the nodes' unused images)" >&2
+}
+
 # Load images from the engine into the kind nodes that run them, like `kind load docker-image`
 # but without its temporary tarball and without keeping the layers twice: `docker save` streamed
 # into the node's containerd (`ctr images import --local --discard-unpacked-layers`: the layer
@@ -171,10 +192,12 @@ load_images() {  # load_images POOL[,POOL...]|all IMAGE...
         echo "  kept: $image on $node"
         continue
       fi
-      # the engine's data root is where the node's containerd writes (a volume of the engine)
-      free=$(df -B1 --output=avail "$(docker info -f '{{.DockerRootDir}}')" | tail -1)
+      if [ "$(engine_free)" -lt $((2 * size + (2 << 30))) ]; then
+        reclaim_engine_disk "${nodes[@]}"
+      fi
+      free=$(engine_free)
       if [ "$free" -lt $((2 * size + (2 << 30))) ]; then
-        echo "load_images: $((free >> 20)) MiB free on the engine's disk; loading $image ($((size >> 20)) MiB) into $node needs twice its size and 2 GiB more" >&2
+        echo "load_images: $((free >> 20)) MiB free on the engine's disk after reclaiming what it could; loading $image ($((size >> 20)) MiB) into $node needs twice its size and 2 GiB more" >&2
         return 1
       fi
       start=$(date +%s)
