@@ -389,28 +389,7 @@ class SpanLines:
     def __call__(self, span: Finished) -> bytes:
         if span[11] is None:
             return self.line(span)
-        # the span's line, then its stages' (what `stage_spans` yields, made directly)
-        trace_id, parent, rid = span[1], span[2], span[8].get(_REQUEST_ID_KEY)
-        lines = [self.line(span)]
-        for name, start, end, status, _, attributes, _ in span[11]:
-            if rid is not None:
-                attributes[_REQUEST_ID_KEY] = rid
-            lines.append(
-                encode_json_line(
-                    {
-                        "name": name,
-                        "service": self.service,
-                        "trace_id": trace_id,
-                        "span_id": f"{_getrandbits(64) or 1:016x}",
-                        "parent_id": parent,
-                        "start_ns": start,
-                        "end_ns": end,
-                        "status": status,
-                        "attributes": attributes,
-                    }
-                )
-            )
-        return b"".join(lines)
+        return b"".join([self.line(span), *map(self.line, stage_spans(span))])
 
 
 class Recorder:

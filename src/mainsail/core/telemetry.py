@@ -18,8 +18,8 @@ On the request path: :func:`span` (a shared no-op context manager while tracing 
 carries the request id into every log line of the same task or thread.
 
 While on, the request path only records: finished spans go to a bounded queue (exported every
-:data:`SPAN_FLUSH_MS` ms, one write per batch, flushed at exit), and an event's facts to a
-:class:`LineWriter` (rendered and written with their batch within :data:`LINE_FLUSH_S`;
+:data:`SPAN_FLUSH_MS` ms, one write per batch, flushed at exit), and an event's line, made
+at once, to a :class:`LineWriter` (written with its batch within :data:`LINE_FLUSH_S`;
 warnings and errors at once; flushed at exit). A batch is written by a timer of the process's
 asyncio loop where one runs (MLServer, the router), else by a daemon thread. `event` needs no
 `logging.LogRecord` (the `mainsail` loggers' lines, a prepared formatter).
@@ -33,7 +33,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -320,11 +320,6 @@ class JsonFormatter(logging.Formatter):
             exc,
         )
 
-    def deferred(self, item: Deferred) -> str:
-        """The INFO line of an :func:`event` queued as its facts."""
-        created, name, msg, fields, rid, span = item
-        return self.render(created, "info", name, msg, fields, rid, span)
-
     def render(
         self,
         created: float,
@@ -370,26 +365,20 @@ class JsonFormatter(logging.Formatter):
         return spans.encode_json(out)
 
 
-Deferred = tuple[float, str, str, dict[str, Any], "str | None", "spans.Span | None"]
-"""An :func:`event`'s line as queued: time, logger, message, fields, request id, span."""
-
-
 class LineWriter:
     """Text lines to a stream, written in batches by a daemon thread (or a timer of the
     writing thread's asyncio loop) within `interval` seconds of the first one waiting (`flush`
-    writes them at once; at exit too). The request path only appends to a deque, a line or an
-    event's facts that `render` turns into its line with the batch; past `max_pending` lines
-    the caller writes them itself."""
+    writes them at once; at exit too). The request path only appends its line to a deque; past
+    `max_pending` lines the caller writes them itself."""
 
     def __init__(
         self,
         stream: IO[str],
         interval: float = LINE_FLUSH_S,
         max_pending: int = 4096,
-        render: Callable[[Deferred], str] | None = None,
     ):
-        self.stream, self.render = stream, render
-        batches: Batcher[str | Deferred] = Batcher(
+        self.stream = stream
+        batches: Batcher[str] = Batcher(
             self._write,
             interval=interval,
             limit=max_pending,
@@ -399,12 +388,9 @@ class LineWriter:
         )
         self.write, self.flush = batches.add, batches.flush
 
-    def _write(self, items: list[str | Deferred]) -> None:
-        render = self.render or str
-        lines = [item if type(item) is str else render(item) for item in items]  # type: ignore[arg-type]
-        lines.append("")
+    def _write(self, lines: list[str]) -> None:
         try:
-            self.stream.write("\n".join(lines))
+            self.stream.write("\n".join(lines) + "\n")
             self.stream.flush()
         except (OSError, ValueError):  # a closed stream at exit
             pass
@@ -419,7 +405,6 @@ class JsonHandler(logging.Handler):
         self.writer = writer
         formatter = JsonFormatter(service)
         self.setFormatter(formatter)
-        writer.render = formatter.deferred
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
