@@ -5,5 +5,6 @@
 - `router`: real HTTP servers for router tests (uvicorn, lean router, a V2 upstream);
 - `kube`: a recorded stand-in for the Kubernetes API's custom-object endpoints;
 - `stack`: local-stack configs on free ports with iris models;
-- `feast`: churn frames with controlled timestamps and Feast configs (SQLite, Redis).
+- `feast`: churn frames with controlled timestamps and Feast configs (SQLite, Redis);
+- `encoders`: run a snippet with orjson and without it (the two encoders write the same).
 """

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,9 @@ import pytest
 
 from mainsail.drift.client import DriftFeed, LoopDriftFeed, encode_batch
 from mainsail.registry.seaweedfs import free_port
+from tests.support.encoders import with_and_without_orjson
+
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 class _Receiver:
@@ -207,6 +211,40 @@ def test_encode_batch_turns_numpy_nan_and_na_into_json() -> None:
         "rows": [{"x": 1.5, "n": 3, "b": True, "m": None, "p": None}],
         "predictions": [0.25],
     }
+
+
+def test_a_batch_posts_the_same_json_with_orjson_and_without() -> None:
+    # orjson encodes the rows where the env has it (MLServer's dependency); a process without
+    # it, or a value orjson refuses (an integer beyond 64 bits), gets json's: the same values.
+    code = """
+import json, math, numpy, pandas
+from mainsail.drift import client
+rows = [
+    [numpy.float64(1.5), numpy.int64(3), numpy.bool_(True), math.nan, pandas.NA, "é"],
+    [math.inf, -0.0, 2**70, numpy.float32(0.25), None, "x"],
+]
+print(json.dumps({
+    "orjson": client.orjson is not None,
+    "body": client.encode_batch(
+        "churn", 3, rows, numpy.array([0, 1]), columns=list("abcdef"), scores=[0.5, math.nan]
+    ).decode(),
+}))
+"""
+    runs = with_and_without_orjson(code)
+    assert runs["with"]["orjson"] and not runs["without"]["orjson"]
+    bodies = [json.loads(run["body"]) for run in runs.values()]
+    assert (
+        bodies[0]
+        == bodies[1]
+        == {
+            "model": "churn",
+            "version": "3",
+            "columns": list("abcdef"),
+            "rows": [[1.5, 3, True, None, None, "é"], [None, -0.0, 2**70, 0.25, None, "x"]],
+            "predictions": [0, 1],
+            "scores": [0.5, None],
+        }
+    )
 
 
 def test_merged_pre_encoded_batches_post_the_same_json_as_encode_batch(receiver: _Receiver) -> None:

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.encoders import with_and_without_orjson
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
@@ -227,9 +229,7 @@ def test_span_and_log_lines_are_the_same_json_with_orjson_and_without() -> None:
     # orjson is pinned in every runtime env; a process without it, or a value orjson refuses
     # (an integer beyond 64 bits, a lone surrogate), gets json's encoder: the same values.
     code = """
-import json, pathlib, sys, numpy
-if sys.argv[1:] == ["without"]:
-    sys.modules["orjson"] = None  # an env without it: the import fails
+import json, pathlib, numpy
 from mainsail.core import spans
 values = [
     {"text": "é \\\\ \\"q\\" \\n", "keys": {1: "int key"}, "float": 0.1,
@@ -243,17 +243,7 @@ print(json.dumps({
     "lines": [spans.encode_json_line(v).decode() for v in values],
 }))
 """
-    runs = {}
-    for mode in ("with", "without"):
-        out = subprocess.run(
-            [sys.executable, "-c", code, mode],
-            env={**os.environ, "PYTHONPATH": str(SRC)},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        runs[mode] = json.loads(out.stdout)
+    runs = with_and_without_orjson(code)
     assert runs["with"]["orjson"] and not runs["without"]["orjson"]
     with_values = [json.loads(t) for t in runs["with"]["texts"]]
     assert with_values == [json.loads(t) for t in runs["without"]["texts"]]
