@@ -16,13 +16,17 @@ with the Mainsail runtime (as bench/bench_serving.py starts it; parallel_workers
 telemetry off and one with JSON logs and every request traced (`file` exporter, a unique
 `x-request-id` per request), loaded in turn by wrk -t1 -c16 (REST, one row), rounds
 interleaved and their order rotated; req/s, p99 and the server's CPU per request are medians
-over rounds. A third server, JSON logs and traces of a 10% sample, runs in the same rounds for
+over rounds. The gated ratio is the worse of the ratio of median req/s and the median of the
+rounds' paired ratios, as in bench_drift and bench_router: on this 2-core machine one arm's
+rounds swing by 10-20% between two levels of the server's CPU per request (about 750 and
+850 µs, off and on alike), and five rounds' medians alone read 0.915x and 1.07x on nearly
+the same code. A third server, JSON logs and traces of a 10% sample, runs in the same rounds for
 information. After the run the servers are stopped and the on server's span file and log are
 counted: every answered request must have its `runtime.infer` span and its `request served`
 line (nothing dropped to look fast).
 
     .venv/pipeline/bin/python bench/bench_telemetry.py [--part all|inprocess|load]
-        [--requests 20000] [--seconds 10] [--rounds 5] [--quick]
+        [--requests 20000] [--seconds 10] [--rounds 8] [--quick]
 
 Targets (issue 22): telemetry off costs nothing (in process, <= 0.1% of a served request) and
 on, every request traced with JSON logs, <= 5% of a served request in process, and on/off req/s
@@ -302,7 +306,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=20_000, help="inprocess: per run")
     parser.add_argument("--runs", type=int, default=5, help="inprocess: runs per arm")
     parser.add_argument("--seconds", type=int, default=10, help="load: seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=5, help="load: rounds (off and on each)")
+    parser.add_argument("--rounds", type=int, default=8, help="load: rounds (off and on each)")
     parser.add_argument("--connections", type=int, default=16, help="load: wrk -c")
     add_common_args(parser)
     args = parser.parse_args()
@@ -320,18 +324,20 @@ def main() -> int:
         targets.append(
             run.target(
                 "load_rps_ratio",
-                load["rps_ratio"],
+                min(load["rps_ratio"], load["rps_ratio_paired_median"]),
                 ">=",
                 0.95,
                 "x",
                 what="MLServer + Mainsail runtime under wrk: req/s with JSON logs and every "
-                "request traced / req/s with telemetry off (medians over rounds)",
+                "request traced / req/s with telemetry off (worse of ratio of medians and "
+                "paired median)",
             )
         )
         notes.append(
             f"load: p99 on/off {load['p99_ratio']:.3g}x ({load['p99_ms']['on']:.2f} ms / "
-            f"{load['p99_ms']['off']:.2f} ms); paired-round req/s ratio "
-            f"{load['rps_ratio_paired_median']:.3g}x; the server's CPU per request on/off "
+            f"{load['p99_ms']['off']:.2f} ms); req/s ratio of medians "
+            f"{load['rps_ratio']:.3g}x, paired rounds {load['rps_ratio_paired_median']:.3g}x; "
+            f"the server's CPU per request on/off "
             f"{load['server_cpu_ratio']:.3g}x ({load['server_cpu_us_per_request']['on']:.0f} µs / "
             f"{load['server_cpu_us_per_request']['off']:.0f} µs)"
         )
