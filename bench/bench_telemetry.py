@@ -19,14 +19,15 @@ interleaved and their order rotated; req/s, p99 and the server's CPU per request
 over rounds. The gated ratio is the worse of the ratio of median req/s and the median of the
 rounds' paired ratios, as in bench_drift and bench_router: on this 2-core machine one arm's
 rounds swing by 10-20% between two levels of the server's CPU per request (about 750 and
-850 µs, off and on alike), and five rounds' medians alone read 0.915x and 1.07x on nearly
-the same code. A third server, JSON logs and traces of a 10% sample, runs in the same rounds for
+850 µs, off and on alike): five rounds' medians alone read 0.915x and 1.07x on nearly the
+same code, and two runs of 8 rounds back to back 0.975x and 0.917x: 16 rounds. A third
+server, JSON logs and traces of a 10% sample, runs in the same rounds for
 information. After the run the servers are stopped and the on server's span file and log are
 counted: every answered request must have its `runtime.infer` span and its `request served`
 line (nothing dropped to look fast).
 
     .venv/pipeline/bin/python bench/bench_telemetry.py [--part all|inprocess|load]
-        [--requests 20000] [--seconds 10] [--rounds 8] [--quick]
+        [--requests 20000] [--seconds 10] [--rounds 16] [--quick]
 
 Targets (issue 22): telemetry off costs nothing (in process, <= 0.1% of a served request) and
 on, every request traced with JSON logs, <= 5% of a served request in process, and on/off req/s
@@ -306,7 +307,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=20_000, help="inprocess: per run")
     parser.add_argument("--runs", type=int, default=5, help="inprocess: runs per arm")
     parser.add_argument("--seconds", type=int, default=10, help="load: seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=8, help="load: rounds (off and on each)")
+    parser.add_argument("--rounds", type=int, default=16, help="load: rounds (off and on each)")
     parser.add_argument("--connections", type=int, default=16, help="load: wrk -c")
     add_common_args(parser)
     args = parser.parse_args()
