@@ -127,5 +127,8 @@ if [ "$MAINSAIL_CLUSTER_SOURCE" = upstream ]; then
   seldon
   kfp
 else
-  echo "Seldon Core 2 and Kubeflow Pipelines: not built locally yet (issue 17); skipped"
+  # Their releases come from registries that a local build cannot reach (and Seldon's Envoy has
+  # no binary in the package registries): the local cluster serves with the mlserver backend,
+  # Seldon's CRDs applied by install.sh.
+  echo "Seldon Core 2's operator and Kubeflow Pipelines: installed only with MAINSAIL_CLUSTER_SOURCE=upstream (their releases); here: the mlserver backend, Seldon's CRDs from install.sh"
 fi
