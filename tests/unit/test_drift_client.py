@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,8 +22,6 @@ import pytest
 from mainsail.drift.client import DriftFeed, LoopDriftFeed, encode_batch
 from mainsail.registry.seaweedfs import free_port
 from tests.support.encoders import with_and_without_orjson
-
-SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 class _Receiver:
