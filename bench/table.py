@@ -45,6 +45,7 @@ MEASURES: dict[str, tuple[str, ...]] = {
     ),
     "drift": (
         "src/mainsail/drift",
+        "src/mainsail/core/jsoncodec.py",
         "src/mainsail/serving/runtime.py",
         "bench/bench_drift.py",
         "bench/pinning.py",
@@ -70,6 +71,7 @@ MEASURES: dict[str, tuple[str, ...]] = {
     "telemetry": (
         "src/mainsail/core/telemetry.py",
         "src/mainsail/core/spans.py",
+        "src/mainsail/core/jsoncodec.py",
         "src/mainsail/core/batching.py",
         "src/mainsail/core/privacy.py",
         "src/mainsail/serving/runtime.py",

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import atexit
 import contextvars
-import json
 import os
 import random
 import re
@@ -43,31 +42,14 @@ from pathlib import Path
 from typing import Any
 
 from mainsail.core.batching import Batcher
+from mainsail.core.jsoncodec import orjson, stdlib_encoder
 
 _TRACE_ID_LIMIT = (1 << 64) - 1
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
-try:  # MLServer's own dependency, pinned in every runtime env; json's C encoder otherwise
-    import orjson
-except ImportError:  # pragma: no cover - exercised by test_telemetry in a fresh interpreter
-    orjson = None  # type: ignore[assignment]
-
-_make_encoder = json.encoder.c_make_encoder  # type: ignore[attr-defined]
-
-
-def _stdlib_encoder() -> Callable[[Any], str]:
-    """`json.dumps(value, default=str, separators=(",", ":"))` with one C encoder made once
-    (`JSONEncoder.encode` makes a new one per call, most of the cost of a small object)."""
-    if _make_encoder is None:  # an interpreter without the _json accelerator
-        return json.JSONEncoder(default=str, separators=(",", ":")).encode
-    chunks = _make_encoder(
-        None, str, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
-    )
-    return lambda value: "".join(chunks(value, 0))
-
 
 def _encoders() -> tuple[Callable[[Any], str], Callable[[Any], bytes]]:
-    stdlib = _stdlib_encoder()
+    stdlib = stdlib_encoder(str, allow_nan=True)
     if orjson is None:
         return stdlib, lambda value: (stdlib(value) + "\n").encode()
     dumps = orjson.dumps

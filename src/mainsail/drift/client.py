@@ -1,9 +1,10 @@
 """Feeding served rows to the drift sidecar without ever slowing serving down.
 
-Standard library only, so the serving environment imports it as is. Two feeds share one queue
-policy and one wire format: :class:`LoopDriftFeed` for code on an asyncio event loop (the
-serving runtime on MLServer's loop: no thread, so sending never competes with serving for the
-GIL) and :class:`DriftFeed`, which sends from a daemon thread of its own, for everything else.
+Standard library (and orjson where the env has it: `mainsail.core.jsoncodec`), so the serving
+and drift environments import it as is. Two feeds share one queue policy and one wire format:
+:class:`LoopDriftFeed` for code on an asyncio event loop (the serving runtime on MLServer's
+loop: no thread, so sending never competes with serving for the GIL) and :class:`DriftFeed`,
+which sends from a daemon thread of its own, for everything else.
 
 * `submit()` never blocks and never raises because of the sidecar: a full queue drops the batch
   and counts it (`dropped_rows`);
@@ -35,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import json.encoder
 import threading
 import time
 import urllib.parse
@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mainsail.core.files import jsonable
+from mainsail.core.jsoncodec import orjson, stdlib_encoder
 
 __all__ = ["DriftFeed", "FeedStats", "LoopDriftFeed", "encode_batch"]
 
@@ -94,36 +95,13 @@ def _default(value: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-try:  # MLServer's own dependency, pinned in every runtime env; json's C encoder otherwise
-    import orjson
-except ImportError:  # pragma: no cover - exercised by test_drift_client in a fresh interpreter
-    orjson = None  # type: ignore[assignment]
-
-
 def _make_encoder() -> Callable[[Any], bytes]:
     """A compact JSON encoder of a batch's values, built once. orjson where the env has it: a
     one-row batch in a fifth of the time (this runs for every served request), NaN and
     infinities written as null. Else json's C encoder, strict (NaN raises: `_encode_items`
-    takes the slow path, which writes null too); `json.dumps` with these options would build a
-    new JSONEncoder on every call, most of a small batch's encoding time."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        encode = json.JSONEncoder(separators=(",", ":"), default=_default, allow_nan=False).encode
-        stdlib = lambda value: encode(value).encode()  # noqa: E731
-    else:
-        # markers=None: no circular-reference check (rows are flat); allow_nan=False (last).
-        chunks = make(
-            None,
-            _default,
-            json.encoder.encode_basestring_ascii,
-            None,
-            ":",
-            ",",
-            False,
-            False,
-            False,
-        )
-        stdlib = lambda value: "".join(chunks(value, 0)).encode()  # noqa: E731
+    takes the slow path, which writes null too)."""
+    text = stdlib_encoder(_default, allow_nan=False)
+    stdlib = lambda value: text(value).encode()  # noqa: E731
     if orjson is None:
         return stdlib
     dumps, option = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY
