@@ -24,16 +24,17 @@
    and wrk compete with MLServer for the 2 cores) and `pinned` (MLServer alone on CPU 0, as
    a serving container with its own CPU next to a sidecar container with its own).
 3. The feed's own cost in the serving process, without HTTP and load tool: our runtime
-   in-process (serving env), feed on (live sidecar) vs off, alternating blocks; process CPU
-   per request, median over pairs of blocks (`--blocks`). Target: implied throughput on/off
-   (1 / CPU ratio) >= 0.95, per model.
+   in-process (serving env), feed on (live sidecar) vs off, short alternating blocks (about
+   50 ms: half-second blocks swung the ratio between 0.93 and 1.04 from run to run, on the
+   same code); process CPU per request, median over pairs of blocks (`--blocks`). Target:
+   implied throughput on/off (1 / CPU ratio) >= 0.95, per model.
 
 Writes bench/results/drift.json; `--part check|serving` runs one part alone and writes its own
 file (drift_check.json, drift_serving.json), never mixed with another run's figures. Exits 1
 when a target is missed (bench/common.py: header, busy gate, --quick).
 
     .venv/pipeline/bin/python bench/bench_drift.py [--repeats 15] [--seconds 6] [--rounds 8]
-        [--layouts shared,pinned] [--blocks 20] [--part all|check|serving] [--quick]
+        [--layouts shared,pinned] [--blocks 200] [--part all|check|serving] [--quick]
 """
 
 from __future__ import annotations
@@ -445,16 +446,18 @@ def _serving_summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 
 def bench_feed_cost(
-    models: dict[str, str], sidecar_url: str, blocks: int, block_s: float = 0.5
+    models: dict[str, str], sidecar_url: str, blocks: int, block_s: float = 0.05
 ) -> dict[str, Any]:
     """Part 3 (serving env): the feed's own cost in the serving process, without HTTP or load
     tool. Two MainsailRuntime instances per model in this process, one with the feed to the
     live sidecar and one without; blocks of predict() calls (about `block_s` each) alternate
     between them, order reversed every other pair, and each block's process CPU time (every
-    thread, and the feed's POSTs on the loop, count) is divided by its requests. The ratio is
-    the median over pairs: a neighbour's load inflates both blocks of one pair alike. Without
+    thread counts) is divided by its requests. Each feed-on block ends with the feed's flush,
+    inside its timing: its POSTs are counted on its side, and at a POST per block instead of
+    one per linger (conservative). The ratio is the median over pairs: a neighbour's load
+    inflates both blocks of one pair alike, and short blocks pair them closely. Without
     MLServer's HTTP layer the denominator is smaller than in real serving, so the relative
-    cost comes out higher than there (conservative)."""
+    cost comes out higher than there (conservative too)."""
     import asyncio
 
     from mlserver.settings import ModelParameters, ModelSettings
@@ -484,15 +487,17 @@ def bench_feed_cost(
                 for body in bodies:
                     await runtime.predict(body)
                     await asyncio.sleep(0)
-            per_block = max(50, int(block_s * len(bodies) / (time.perf_counter() - start)))
+            per_block = max(5, int(block_s * len(bodies) / (time.perf_counter() - start)))
             cpu: dict[str, list[float]] = {"off": [], "on": []}
             for b in range(blocks):
                 for side in ("off", "on") if b % 2 == 0 else ("on", "off"):
                     runtime = sides[side]
                     start = time.process_time()
                     for i in range(per_block):
-                        await runtime.predict(bodies[i % len(bodies)])
+                        await runtime.predict(bodies[(b * per_block + i) % len(bodies)])
                         await asyncio.sleep(0)  # the loop's turn, as between served requests
+                    if runtime._feed is not None:
+                        await runtime._feed.flush()
                     cpu[side].append(1e6 * (time.process_time() - start) / per_block)
             feeds = {}
             for side, runtime in sides.items():
@@ -556,7 +561,7 @@ def main() -> int:
         "CPU) and/or pinned (MLServer alone on CPU 0, wrk and the sidecar on the others)",
     )
     parser.add_argument(
-        "--blocks", type=int, default=20, help="alternating blocks of the in-process feed cost"
+        "--blocks", type=int, default=200, help="alternating blocks of the in-process feed cost"
     )
     add_common_args(parser)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

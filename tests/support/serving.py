@@ -162,6 +162,41 @@ def build_churn_artifact(folder: Path, *, rows: int = 1500, seed: int = 7) -> Pa
     return folder
 
 
+IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def build_iris_artifact(folder: Path) -> Path:
+    """An all-numeric artifact for the matrix layout (one [rows, 4] `features` input): iris,
+    an imputer and a logistic regression; `petal_width` may be null. Unsealed."""
+    import joblib
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    frame = pd.DataFrame(iris.data, columns=IRIS_FEATURES)
+    model = make_pipeline(SimpleImputer(), LogisticRegression(max_iter=1000, random_state=0))
+    model.fit(frame, iris.target)
+    folder.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, folder / "model.joblib")
+    specs = [
+        FeatureSpec(
+            name=name,
+            kind="numeric",
+            dtype="float64",
+            nullable=name == "petal_width",
+            min=float(frame[name].min()),
+            max=float(frame[name].max()),
+        )
+        for name in IRIS_FEATURES
+    ]
+    FeatureSchema(
+        features=specs,
+        target="species",
+        problem_type="classification",
+        classes=[str(c) for c in range(3)],
+    ).save(folder / "feature_schema.json")
+    return folder
+
+
 def expected_proba(folder: Path, frame: pd.DataFrame) -> np.ndarray:
     """Positive-class probabilities computed in-process from the artifact's pickle."""
     import joblib

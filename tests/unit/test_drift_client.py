@@ -244,6 +244,77 @@ print(json.dumps({
     )
 
 
+def test_numpy_arrays_post_the_same_json_as_lists_with_orjson_and_without() -> None:
+    # Arrays of numbers, booleans and str are kept as they are and encoded with their POST:
+    # NaN and infinities as null, a one-column matrix still as one list per row, and float16
+    # (no native numpy type for orjson) as its values.
+    code = """
+import json, numpy
+from mainsail.drift import client
+print(json.dumps({"body": client.encode_batch(
+    "m", 1, numpy.array([[1.5], [numpy.nan]]), numpy.array(["a", "b"]), columns=["x"],
+    scores=numpy.array([0.5, numpy.inf], dtype=numpy.float16),
+).decode()}))
+"""
+    runs = with_and_without_orjson(code)
+    for run in runs.values():
+        assert json.loads(run["body"]) == {
+            "model": "m",
+            "version": "1",
+            "columns": ["x"],
+            "rows": [[1.5], [None]],
+            "predictions": ["a", "b"],
+            "scores": [0.5, None],
+        }
+
+
+def test_array_batches_merge_into_the_json_their_lists_make(receiver: _Receiver) -> None:
+    # A served matrix, its labels and its scores queue as arrays and are encoded with the
+    # POST, each run of one dtype in one call; lists between them are encoded at submit.
+    names = ("x", "y")
+    batches = [
+        (np.array([[1.5, np.nan], [np.inf, -0.0]]), np.array(["a", "b"]), np.array([0.25, np.nan])),
+        ([(2.0, None)], ["c"], [0.5]),
+        (np.array([[3.0, 4.0]], dtype=np.float32), np.array(["d"]), np.array([0.75])),
+        (np.array([[5, 6]]), np.array(["e"]), np.array([1.0], dtype=np.float32)),
+        (np.array([[7.0, 8.0]]), np.array(["f"]), np.array([0.0])),
+    ]
+    feed = DriftFeed(receiver.url, linger_s=0.5)
+    for rows, labels, scores in batches:
+        assert feed.submit("m", "1", rows, labels, columns=names, scores=scores)
+    assert feed.flush(10)
+    feed.close()
+    as_lists = [[1.5, None], [None, -0.0], [2.0, None], [3.0, 4.0], [5, 6], [7.0, 8.0]]
+    scores = [0.25, None, 0.5, 0.75, 1.0, 0.0]
+    expected = encode_batch("m", "1", as_lists, list("abcdef"), columns=names, scores=scores)
+    assert receiver.bodies == [json.loads(expected)]
+
+
+def test_submitted_rows_never_go_down_while_the_sender_takes_batches(receiver: _Receiver) -> None:
+    # submit() takes no lock: the sender counts what it takes, a snapshot adds what is queued,
+    # and a Prometheus counter read from it must never go down.
+    feed = DriftFeed(receiver.url, linger_s=0.001, max_queue=5000)
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.append(feed.stats.snapshot()["submitted_rows"])
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for i in range(3000):
+            assert feed.submit("m", "1", np.array([[float(i)]]), columns=("x",))
+        assert feed.flush(10)
+    finally:
+        stop.set()
+        watcher.join()
+        feed.close()
+    assert len(seen) > 100 and seen == sorted(seen)
+    assert feed.stats.snapshot()["submitted_rows"] == 3000 == receiver.rows()
+
+
 def test_merged_pre_encoded_batches_post_the_same_json_as_encode_batch(receiver: _Receiver) -> None:
     first = [{"x": 1.5, "c": "a", "n": np.float32(2.0)}]
     second = [{"x": float("nan"), "c": None, "n": np.int64(3)}, {"x": 0.0, "c": "b", "n": 1}]

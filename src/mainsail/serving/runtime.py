@@ -189,6 +189,9 @@ class MainsailRuntime(MLModel):
             if classes is None:
                 classes = self.schema.classes or []
             self._classes = np.asarray([str(c) for c in classes], dtype=object)
+            # The same labels as a str array for the drift feed: its queue keeps an array of
+            # str as it is, and encodes it with the POST (objects are encoded per request).
+            self._feed_labels = np.asarray(self._classes.tolist(), dtype=str)
             if len(self._classes) == 0:
                 raise MLServerError(f"model {self.name}: no class labels (classes_ or schema)")
         self._numpy_fast = _accepts_numpy(self.model, self.schema, self._classification)
@@ -318,11 +321,9 @@ class MainsailRuntime(MLModel):
         try:
             with telemetry.stage("predict", rows=len(frame)):
                 if len(frame) <= _INLINE_ROWS:
-                    outputs, parameters, scores = self._score(frame, wanted)
+                    outputs, parameters, fed = self._score(frame, wanted)
                 else:
-                    outputs, parameters, scores = await asyncio.to_thread(
-                        self._score, frame, wanted
-                    )
+                    outputs, parameters, fed = await asyncio.to_thread(self._score, frame, wanted)
         except (ValueError, TypeError) as err:
             if isinstance(decoded, EntityRequest):
                 # Features came from the store (gaps included): not the client's data.
@@ -335,15 +336,15 @@ class MainsailRuntime(MLModel):
             raise InferenceError(
                 _private(f"model {self.name} could not score the input: {err}")
             ) from None
-        if self._feed is not None:
+        if self._feed is not None and fed is not None:
             with telemetry.stage("drift_enqueue"):
                 queued = self._feed.submit(
                     self._registry_name,
                     self._registry_version,
                     _feed_rows(frame, feed_values),
-                    outputs[0].data.root,
+                    fed[0],
                     columns=self._feed_columns,
-                    scores=scores,
+                    scores=fed[1],
                     request_id=rid,
                 )
             if seen is not None:
@@ -358,14 +359,19 @@ class MainsailRuntime(MLModel):
 
     def _score(
         self, frame: pd.DataFrame | np.ndarray, wanted: frozenset[str] | None = None
-    ) -> tuple[list[ResponseOutput], Parameters | None, list[float] | None]:
-        """The outputs, their parameters, and (binary classification) each row's probability of
-        the last class for the drift sidecar's label-free performance estimate."""
+    ) -> tuple[
+        list[ResponseOutput], Parameters | None, tuple[np.ndarray, np.ndarray | None] | None
+    ]:
+        """The outputs, their parameters, and (with the drift feed on) what the feed sends of
+        them: each row's prediction (the label or value, whichever outputs were asked for) and,
+        in binary classification, its probability of the last class for the sidecar's
+        label-free performance estimate. Arrays: the feed keeps them until its POST."""
         n = len(frame)
+        feed = self._feed is not None
         if not self._classification:
             values = np.asarray(self.model.predict(frame), dtype=np.float64).reshape(n)
             out = ResponseOutput(name="value", shape=[n], datatype="FP64", data=values.tolist())
-            return [out], None, None
+            return [out], None, ((values, None) if feed else None)
         proba = np.asarray(self.model.predict_proba(frame), dtype=np.float64)
         threshold = getattr(self.model, "threshold", None)
         if threshold is not None and proba.shape[1] == 2:
@@ -391,8 +397,10 @@ class MainsailRuntime(MLModel):
                     data=proba.ravel().tolist(),
                 )
             )
-        scores = proba[:, -1].tolist() if proba.shape[1] == 2 and self._feed is not None else None
-        return outputs, Parameters(classes=self._classes.tolist()), scores
+        fed = None
+        if feed:
+            fed = (self._feed_labels[best], proba[:, -1] if proba.shape[1] == 2 else None)
+        return outputs, Parameters(classes=self._classes.tolist()), fed
 
     def _wanted(self, payload: InferenceRequest) -> frozenset[str] | None:
         """Outputs the request asks for (V2 `outputs`); None = the defaults."""
@@ -570,16 +578,20 @@ def _accepts_numpy(model: Any, schema: FeatureSchema, classification: bool) -> b
         return False
 
 
-def _feed_rows(frame: pd.DataFrame | np.ndarray, values: list[list[Any]] | None) -> list[Any]:
-    """The drift feed's rows (value lists in schema order), on the request path: from the
-    values `decode` checked when it has them, else from the matrix or the frame. A request's
+def _feed_rows(
+    frame: pd.DataFrame | np.ndarray, values: list[list[Any]] | None
+) -> list[Any] | np.ndarray:
+    """The drift feed's rows (values in schema order), on the request path: from the values
+    `decode` checked when it has them, else the request's own matrix (new for each request
+    and never changed after: the feed keeps it as it is), else from the frame. A request's
     frame is new, so reading it back (`frame.items()`, `to_dict("records")`, even one
     `to_numpy(dtype=object)`) builds pandas objects per column: ~0.05-0.5 ms for the 14 churn
     features against a few µs from the checked values (bench/bench_drift.py measures it)."""
     if values:
         return list(zip(*values, strict=True))
-    matrix = frame if isinstance(frame, np.ndarray) else frame.to_numpy(dtype=object)
-    rows: list[Any] = matrix.tolist()  # already a new list: no second copy on the hot path
+    if isinstance(frame, np.ndarray):
+        return frame
+    rows: list[Any] = frame.to_numpy(dtype=object).tolist()  # object arrays: as lists
     return rows
 
 

@@ -25,7 +25,7 @@ from mainsail.serving.mlserver import (
     server_settings,
     write_repository,
 )
-from tests.support.serving import DriftSink, build_churn_artifact
+from tests.support.serving import DriftSink, build_churn_artifact, build_iris_artifact
 
 BUCKET = "mainsail-models"
 
@@ -75,6 +75,14 @@ def sealed_artifact(
 
 
 @pytest.fixture(scope="session")
+def sealed_iris(tmp_path_factory: pytest.TempPathFactory, signing_keys: tuple[str, str]) -> Path:
+    """An all-numeric artifact (the matrix layout), sealed and signed, in a local folder."""
+    folder = build_iris_artifact(tmp_path_factory.mktemp("sealed") / "iris")
+    seal_folder(folder, "iris", 1, signer=Signer(signing_keys[0]))
+    return folder
+
+
+@pytest.fixture(scope="session")
 def drift_sink() -> Iterator[DriftSink]:
     sink = DriftSink()
     yield sink
@@ -97,17 +105,19 @@ def mlserver(
     registry: ModelRegistry,
     churn_artifact: Path,
     sealed_artifact: Path,
+    sealed_iris: Path,
     drift_sink: DriftSink,
     blackhole: str,
     tmp_path_factory: pytest.TempPathFactory,
     signing_keys: tuple[str, str],
 ) -> Iterator[MLServerProcess]:
-    """One MLServer (parallel_workers 0) with four models on our runtime:
+    """One MLServer (parallel_workers 0) with five models on our runtime:
 
     churn        downloaded from the registry (alias champion) and verified
     churn-local  the sealed local folder
     churn-drift  local folder, feeding served rows to the drift sink
     churn-dead   local folder, feeding a drift sidecar that hangs (queue of 1 batch)
+    iris-drift   an all-numeric local folder (the matrix layout), feeding the drift sink
     """
     info = registry.publish("churn", churn_artifact)
     registry.promote("churn", info.version, "champion")
@@ -130,6 +140,7 @@ def mlserver(
         ),
         ServedModel("churn-local", uri=str(sealed_artifact), version="1"),
         ServedModel("churn-drift", uri=str(sealed_artifact), extra={"drift_url": drift_sink.url}),
+        ServedModel("iris-drift", uri=str(sealed_iris), extra={"drift_url": drift_sink.url}),
         ServedModel(
             "churn-dead",
             uri=str(sealed_artifact),

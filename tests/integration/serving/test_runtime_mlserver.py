@@ -16,6 +16,7 @@ import pytest
 
 from mainsail.data.schema import FeatureSchema
 from mainsail.serving.mlserver import MLServerProcess, ServedModel
+from tests.support.kind import wait_until
 from tests.support.serving import churn_frame, expected_proba, v2_inputs
 
 pytestmark = pytest.mark.integration
@@ -241,6 +242,70 @@ def test_drift_feed_receives_served_rows(
         for record in sent.to_dict("records")
     ]
     assert any(v is None for record in served for v in record.values())  # missing ones too
+
+
+def _fed(sink: Any, model: str, rows: int, since: int) -> list[dict[str, Any]]:
+    """The sink's POST bodies for `model` from its `since`-th on, once they hold `rows` rows
+    (10 s at most)."""
+
+    def probe() -> list[dict[str, Any]] | None:
+        bodies = [b for b in list(sink.bodies)[since:] if b["model"] == model]
+        return bodies if sum(len(b["rows"]) for b in bodies) >= rows else None
+
+    return wait_until(f"{rows} rows of {model} at the drift sink", 10, probe, every=0.05)
+
+
+def test_drift_feed_gets_labels_whatever_outputs_the_client_asked_for(
+    mlserver: MLServerProcess, schema: FeatureSchema, rows: Any, drift_sink: Any
+) -> None:
+    # Only the probabilities asked for: the feed still sends one label per row (the first
+    # output asked for, two values a row here, made a POST the sidecar refuses whole) and the
+    # positive class's probability as the row's score.
+    served = rows.head(4)
+    body = {"inputs": v2_inputs(served, schema), "outputs": [{"name": "probabilities"}]}
+    before = len(drift_sink.bodies)
+    response = _infer(mlserver, "churn-drift", body)
+    assert response.status_code == 200, response.text
+    proba = np.asarray(_output(response, "probabilities")).reshape(len(served), 2)
+    classes = response.json()["parameters"]["classes"]
+    labels = _output(_infer(mlserver, "churn-drift", {"inputs": body["inputs"]}), "label")
+    fed = _fed(drift_sink, "churn", 8, before)
+    assert [p for b in fed for p in b["predictions"]] == labels + labels
+    assert set(labels) <= set(classes)
+    scores = [x for b in fed for x in b["scores"]]
+    assert scores[:4] == pytest.approx(proba[:, 1].tolist())
+
+
+def test_drift_feed_gets_the_served_matrix_with_nulls_and_labels(
+    mlserver: MLServerProcess, drift_sink: Any
+) -> None:
+    # The matrix layout: the feed keeps the request's own array and encodes it with its POST;
+    # a missing value goes out as null, and the predictions are the labels served.
+    before = len(drift_sink.bodies)
+    first = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, None]]
+    second = [[5.9, 3.0, 4.2, 1.5]]
+    labels = []
+    for matrix, outputs in ((first, None), (second, [{"name": "probabilities"}])):
+        body: dict[str, Any] = {
+            "inputs": [
+                {"name": "features", "shape": [len(matrix), 4], "datatype": "FP64", "data": matrix}
+            ]
+        }
+        if outputs:
+            body["outputs"] = outputs
+        response = _infer(mlserver, "iris-drift", body)
+        assert response.status_code == 200, response.text
+        if outputs:
+            proba = np.asarray(_output(response, "probabilities")).reshape(len(matrix), 3)
+            classes = response.json()["parameters"]["classes"]
+            labels += [classes[i] for i in proba.argmax(axis=1)]
+        else:
+            labels += _output(response, "label")
+    fed = _fed(drift_sink, "iris", 3, before)
+    assert [r for b in fed for r in b["rows"]] == first + second
+    assert [p for b in fed for p in b["predictions"]] == labels
+    assert all("scores" not in b for b in fed)  # three classes: no single score per row
+    assert fed[0]["columns"] == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
 def test_hung_drift_sidecar_never_slows_or_fails_requests_and_drops_are_counted(
