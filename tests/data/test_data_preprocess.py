@@ -217,6 +217,16 @@ def test_numeric_imputer_fills_train_statistics_and_follows_conventions() -> Non
     check_estimator(NumericImputer())
 
 
+def _numbers_of_each_kind(rng: np.random.Generator, n: int) -> dict[str, object]:
+    """float32 with missing values, int32, bool and nullable Int64 with missing values."""
+    return {
+        "x": np.where(rng.random(n) < 0.05, np.nan, rng.normal(0, 1, n)).astype(np.float32),
+        "k": rng.poisson(3, n).astype(np.int32),
+        "flag": rng.random(n) < 0.4,
+        "m": pd.array(np.where(rng.random(n) < 0.1, None, rng.integers(0, 9, n)), "Int64"),
+    }
+
+
 @pytest.mark.parametrize(
     "options",
     [
@@ -225,32 +235,43 @@ def test_numeric_imputer_fills_train_statistics_and_follows_conventions() -> Non
         {"categorical_impute": "most_frequent", "numeric_impute": "mean", "max_categories": 3},
     ],
 )
+@pytest.mark.parametrize("rows", ["all", "some"])
 def test_fitting_without_output_pickles_the_same_bytes_as_pipeline_fit(
-    options: dict[str, object],
+    options: dict[str, object], rows: str
 ) -> None:
     """`fit_preprocessor` skips the stacked output that `ColumnTransformer.fit` computes and
-    throws away; the fitted pipeline must be the very object `Pipeline.fit` makes (same pickle
-    bytes, hence the same model digest), and transform the same way."""
+    throws away, gathers the numeric train rows itself and fits the missing indicator on one
+    row; the fitted pipeline must be the very object `Pipeline.fit` makes on the train frame
+    (same pickle bytes, hence the same model digest), and transform the same way. `some`: the
+    train rows of a larger table, out of order, the first of them without a missing value."""
     import io
 
     from mainsail.data.preprocess import build_preprocessor
 
     rng = np.random.default_rng(5)
     n = 1_500
-    frame = pd.DataFrame(
+    table = pd.DataFrame(
         {
-            "x": np.where(rng.random(n) < 0.05, np.nan, rng.normal(0, 1, n)).astype(np.float32),
-            "k": rng.poisson(3, n).astype(np.int32),
-            "flag": rng.random(n) < 0.4,
+            **_numbers_of_each_kind(rng, n),
+            "t": rng.choice(["1.5", "2", None], n).astype(object),  # numbers as text
             "city": pd.Categorical(rng.choice(["a", "b", "c", "d", None], n)),
             "plan": rng.choice(["basic", "pro", "team"], n).astype(object),
             "code": rng.integers(0, 12, n),
+            "unused": rng.normal(0, 1, n),
         }
     )
-    numeric, categorical = ["x", "k", "flag"], ["city", "plan", "code"]
+    numeric, categorical = ["x", "k", "flag", "m", "t"], ["city", "plan", "code"]
+    features = numeric + categorical
+    train = None
+    if rows == "some":
+        train = rng.permutation(n)[:900]
+        complete = np.flatnonzero(table[["x", "m", "t"]].notna().all(axis=1).to_numpy()[train])
+        train[[0, complete[0]]] = train[[complete[0], 0]]
+    frame = table[features] if train is None else table.iloc[train][features]
     cfg = PreprocessConfig(**options)  # type: ignore[arg-type]
-    fast = fit_preprocessor(cfg, frame, numeric, categorical)
-    plain = build_preprocessor(cfg, numeric, categorical, ["x"]).fit(frame)
+    fast = fit_preprocessor(cfg, table, numeric, categorical, rows=train, features=features)
+    flagged = [c for c in numeric if frame[c].isna().any()]
+    plain = build_preprocessor(cfg, numeric, categorical, flagged).fit(frame)
 
     def dumped(pipe: object) -> bytes:
         buffer = io.BytesIO()
@@ -286,3 +307,90 @@ def test_a_step_after_the_first_writes_its_output_over_its_input(make: type) -> 
     before = frame.copy()
     _fit_transform_owned(make(), frame)
     pd.testing.assert_frame_equal(frame, before)
+
+
+def test_feature_schema_from_train_rows_of_the_table_equals_that_of_the_taken_frame() -> None:
+    """The data stage builds the schema from the table and the train row numbers, column by
+    column (categories from their codes), without taking the train frame: it must be the
+    schema of that frame, category seen only outside train rows, missing shares and ranges
+    included."""
+    from mainsail.data.prepared import build_feature_schema
+
+    rng = np.random.default_rng(8)
+    n = 2_000
+    table = pd.DataFrame(
+        {
+            **_numbers_of_each_kind(rng, n),
+            "city": pd.Categorical(rng.choice(["a", "b", "c", None], n), ["a", "b", "c", "z"]),
+            "plan": rng.choice(["basic", "pro", None], n).astype(object),
+            "other": rng.normal(0, 1, n),
+        }
+    )
+    train = rng.permutation(n)[:1_200]
+    table.loc[train[:5], "city"] = None
+    only_outside = np.setdiff1d(np.arange(n), train)[0]
+    table.loc[only_outside, "x"] = 1e9  # beyond every train value: not in the schema's range
+    features = ["plan", "x", "city", "k", "flag", "m"]
+    numeric, categorical = ["x", "k", "flag", "m"], ["city", "plan"]
+    options = {
+        "target": "y",
+        "problem_type": "classification",
+        "classes": [0, 1],
+        "entity_key": None,
+        "event_timestamp": None,
+    }
+    direct = build_feature_schema(
+        table, numeric, categorical, rows=train, features=features, **options
+    )  # type: ignore[arg-type]
+    taken = build_feature_schema(table.iloc[train][features], numeric, categorical, **options)  # type: ignore[arg-type]
+    assert direct == taken
+    assert [f.name for f in direct.features] == features
+    assert direct.features[1].max is not None and direct.features[1].max < 1e9
+
+
+def test_one_hot_encoder_fitted_from_counts_is_the_one_fitted_on_the_texts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The categorical branch fits its encoder on a small stand-in with each column's texts
+    and the order of their counts (`_category_proxy`) instead of every train row's text. On
+    small tables full of tied counts (ties at the top, ties across the `max_categories` cut,
+    a category and the fill value sharing a text), the pickled pipeline must be the one
+    `Pipeline.fit` makes; the stand-in must be used in most, and refused in some."""
+    import io
+
+    from mainsail.data import preprocess
+
+    made: list[bool] = []
+    proxy = preprocess._category_proxy
+
+    def counted(frame: pd.DataFrame, fills: list[str]) -> np.ndarray | None:
+        out = proxy(frame, fills)
+        made.append(out is not None)
+        return out
+
+    monkeypatch.setattr(preprocess, "_category_proxy", counted)
+
+    def dumped(pipe: object) -> bytes:
+        buffer = io.BytesIO()
+        joblib.dump(pipe, buffer)
+        return buffer.getvalue()
+
+    rng = np.random.default_rng(11)
+    for case in range(60):
+        n = int(rng.integers(6, 30))
+        levels = ["a", "b", "c", "dd", "__missing__", None]
+        frame = pd.DataFrame(
+            {
+                "u": pd.Categorical(rng.choice(levels, n), ["a", "b", "c", "dd", "__missing__"]),
+                "v": rng.choice(["x", "y", "zzz", None], n).astype(object),
+                "w": pd.Categorical(rng.choice([1.0, 2.0, 3.0], n)),
+            }
+        )
+        cfg = PreprocessConfig(
+            categorical_impute="most_frequent" if case % 2 else "constant",
+            max_categories=int(rng.integers(2, 5)),
+        )
+        fast = fit_preprocessor(cfg, frame, [], ["u", "v", "w"])
+        plain = preprocess.build_preprocessor(cfg, [], ["u", "v", "w"], []).fit(frame)
+        assert dumped(fast) == dumped(plain), f"case {case}"
+    assert made.count(True) > 30 and made.count(False) > 0

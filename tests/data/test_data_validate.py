@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mainsail.data.errors import LeakageError, MixedTypesError, TargetError
+from mainsail.data.errors import DuplicateRowsError, LeakageError, MixedTypesError, TargetError
 from mainsail.data.validate import ValidationReport, validate_frame
 from mainsail.lifecycle.data import run_data_stage
 from tests.support.configs import make_config
@@ -236,6 +236,31 @@ def test_constant_id_like_and_duplicate_rows_are_handled(tmp_path: Path) -> None
     by_name = {c.name: c for c in report.columns}
     assert by_name["country"].constant and by_name["row_id"].id_like
     assert by_name["x1"].role == "feature" and by_name["y"].role == "target"
+
+
+def test_with_entity_and_timestamp_only_rows_sharing_a_key_are_compared(tmp_path: Path) -> None:
+    """With an entity key and an event timestamp, exact duplicates are looked for among the
+    rows whose key repeats (two equal rows share their key): the same rows are dropped as by
+    comparing every row, and a key shared by rows that differ is still an error naming the
+    first of them."""
+    frame = _base(300, seed=4)
+    frame["y"] = np.random.default_rng(4).integers(0, 2, len(frame))
+    frame["customer_id"] = [f"C{i % 100:03d}" for i in range(len(frame))]
+    frame["event_timestamp"] = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(
+        np.arange(len(frame)), unit="h"
+    )
+    # Rows 0 and 7 copied twice and once, out of order: three copies to drop.
+    doubled = pd.concat([frame, frame.iloc[[7, 0, 0]]], ignore_index=True)
+    keyed = {"entity_key": "customer_id", "event_timestamp": "event_timestamp"}
+    result = run_data_stage(_plain_cfg(_write(tmp_path, doubled), **keyed), None)  # type: ignore[arg-type]
+    assert result.report.duplicate_rows_dropped == 3 and result.report.rows == 300
+    # The first copies kept, in file order.
+    assert result.frame["x1"].tolist() == frame["x1"].tolist()
+    assert result.frame["customer_id"].astype(str).tolist() == frame["customer_id"].tolist()
+    # The same, plus a copy of row 12 with another x1: its key clashes, the copies do not.
+    clash = pd.concat([doubled, frame.iloc[[12]].assign(x1=99.0)], ignore_index=True)
+    with pytest.raises(DuplicateRowsError, match=r"^2 rows share .* customer_id=C012 at"):
+        run_data_stage(_plain_cfg(_write(tmp_path, clash, "c.parquet"), **keyed), None)  # type: ignore[arg-type]
 
 
 def test_outliers_and_class_balance_are_in_the_report(tmp_path: Path) -> None:

@@ -109,23 +109,34 @@ def build_feature_schema(
     classes: list[Any] | None,
     entity_key: str | None,
     event_timestamp: str | None,
+    rows: np.ndarray | None = None,
+    features: list[str] | None = None,
 ) -> FeatureSchema:
-    """The input contract, from the training rows (ranges, categories, missing shares)."""
+    """The input contract, from the training rows (ranges, categories, missing shares).
+
+    With `rows` and `features`, `X_train` is the whole table and the schema is that of
+    `X_train.iloc[rows][features]`, read column by column without taking that frame
+    (categories counted from their codes, ranges from each column's gathered train values)."""
     from mainsail.data.preprocess import _text
     from mainsail.data.schema import FeatureKind, FeatureSpec
 
     specs: list[FeatureSpec] = []
-    n = max(len(X_train), 1)
+    n = max(len(X_train) if rows is None else len(rows), 1)
     cat_set = set(categorical)
-    for name in [c for c in X_train.columns if c in cat_set or c in set(numeric)]:
+    order = list(X_train.columns) if features is None else features
+    for name in [c for c in order if c in cat_set or c in set(numeric)]:
         col = X_train[name]
-        missing_share = round(float(col.isna().sum()) / n, 6)
         if name in cat_set:
-            seen = col.dropna()
             if isinstance(col.dtype, pd.CategoricalDtype):
-                values = [c for c, k in col.value_counts().items() if k > 0]
+                codes = col.cat.codes.to_numpy()
+                codes = codes if rows is None else codes[rows]
+                missing = int(np.count_nonzero(codes < 0))
+                counts = np.bincount(codes[codes >= 0], minlength=len(col.cat.categories))
+                values = list(col.cat.categories[counts > 0])
             else:
-                values = list(seen.unique())
+                col = col if rows is None else col.iloc[rows]
+                missing = int(col.isna().sum())
+                values = list(col.dropna().unique())
             specs.append(
                 FeatureSpec(
                     name=name,
@@ -133,12 +144,20 @@ def build_feature_schema(
                     dtype=str(col.dtype),
                     categories=sorted({_text(v) for v in values}),
                     open_vocabulary=True,
-                    missing_share=missing_share,
+                    missing_share=round(missing / n, 6),
                 )
             )
         else:
-            values_f = col.to_numpy(dtype=np.float64, na_value=np.nan)
-            finite = values_f[~np.isnan(values_f)]
+            if isinstance(col.dtype, np.dtype) and col.dtype.kind in "biuf":
+                values_f = col.to_numpy()
+                values_f = values_f if rows is None else values_f[rows]
+                observed = ~np.isnan(values_f) if values_f.dtype.kind == "f" else None
+            else:
+                taken = col if rows is None else col.iloc[rows]
+                values_f = taken.to_numpy(dtype=np.float64, na_value=np.nan)
+                observed = ~np.isnan(values_f)
+            finite = values_f if observed is None else values_f[observed]
+            missing = 0 if observed is None else len(values_f) - len(finite)
             kind: FeatureKind = "boolean" if pd.api.types.is_bool_dtype(col.dtype) else "numeric"
             specs.append(
                 FeatureSpec(
@@ -147,7 +166,7 @@ def build_feature_schema(
                     dtype=str(col.dtype),
                     min=float(finite.min()) if len(finite) else None,
                     max=float(finite.max()) if len(finite) else None,
-                    missing_share=missing_share,
+                    missing_share=round(missing / n, 6),
                 )
             )
     return FeatureSchema(

@@ -13,7 +13,6 @@ only numpy, pandas and scikit-learn.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -184,26 +183,31 @@ class NumericCoercer(_Coercer):
     """Columns → float64 array: numbers, booleans and numeric text; missing → NaN.
 
     Text that is not a number raises a ValueError naming the column (serving answers it 4xx).
+    The array is column-major (Fortran order): each column is written, and read by the steps
+    after it (quantiles, medians, means), as one contiguous block.
     """
 
     def transform(self, X: Any) -> np.ndarray:
         """Coerce `X` to a float64 array."""
         frame = self._frame(X)
-        out = np.empty(frame.shape, dtype=np.float64)
+        out = np.empty(frame.shape, dtype=np.float64, order="F")
         for j, name in enumerate(frame.columns):
-            col = frame.iloc[:, j]
-            try:
-                out[:, j] = col.to_numpy(dtype=np.float64, na_value=np.nan)
-            except (TypeError, ValueError):
-                values = pd.to_numeric(col.astype(object), errors="coerce")
-                bad = values.isna() & col.notna()
-                if bad.any():
-                    example = col[bad].iloc[0]
-                    raise ValueError(
-                        f"column {name!r}: expected a number, got {example!r}"
-                    ) from None
-                out[:, j] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+            out[:, j] = _float_column(frame.iloc[:, j], name)
         return out
+
+
+def _float_column(col: pd.Series, name: Any) -> np.ndarray:
+    """`col` as float64 (missing → NaN); text that is not a number is a ValueError naming
+    `name`."""
+    try:
+        return col.to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        values = pd.to_numeric(col.astype(object), errors="coerce")
+        bad = values.isna() & col.notna()
+        if bad.any():
+            example = col[bad].iloc[0]
+            raise ValueError(f"column {name!r}: expected a number, got {example!r}") from None
+        return values.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 class CategoryImputer(_Coercer):
@@ -227,15 +231,15 @@ class CategoryImputer(_Coercer):
                 f"CategoryImputer strategy must be constant or most_frequent, got {self.strategy!r}"
             )
         super().fit(X, y)
+        if self.strategy == "constant":  # nothing to learn from the values
+            self.fill_values_ = np.asarray([self.fill_value] * self.n_features_in_, dtype=object)
+            return self
         fills = []
         frame = _as_frame(X)
-        for column, missing in self._texts(frame, [self.fill_value] * frame.shape[1]):
-            observed = column[~missing]
-            if self.strategy == "constant" or len(observed) == 0:
-                fills.append(self.fill_value)
-                continue
-            values, counts = np.unique(observed, return_counts=True)
-            fills.append(str(values[np.argmax(counts)]))  # np.unique sorts: ties → smallest
+        for j in range(frame.shape[1]):
+            values, counts = _text_counts(frame.iloc[:, j])
+            # np.unique sorts: among the most frequent, the smallest text
+            fills.append(str(values[np.argmax(counts)]) if len(values) else self.fill_value)
         self.fill_values_ = np.asarray(fills, dtype=object)
         return self
 
@@ -264,6 +268,25 @@ class CategoryImputer(_Coercer):
                 texts = [fill[j] if m else _text(v) for v, m in zip(values, missing, strict=True)]
                 out.append((np.asarray(texts, dtype=str), missing))
         return out
+
+
+def _text_counts(col: pd.Series, fill: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct texts of `col` (sorted, as `np.unique` gives them) and how often each
+    occurs: missing values as `fill`, or left out when `fill` is None. A categorical column is
+    counted from its codes, its categories' texts merged where two give the same text."""
+    if not isinstance(col.dtype, pd.CategoricalDtype):
+        texts, missing = CategoryImputer._texts(col.to_frame(), [fill or ""])[0]
+        return np.unique(texts if fill is not None else texts[~missing], return_counts=True)
+    cats = [_text(c) for c in col.cat.categories]
+    codes = col.cat.codes.to_numpy()
+    counts = np.bincount(np.where(codes < 0, len(cats), codes), minlength=len(cats) + 1)
+    if fill is None:
+        counts[-1] = 0
+    # The table as CategoryImputer._texts builds it, fill included: the same text width.
+    texts, where = np.unique(np.asarray([*cats, fill or ""], dtype=str), return_inverse=True)
+    merged = np.bincount(where, weights=counts, minlength=len(texts)).astype(np.int64)
+    seen = merged > 0
+    return texts[seen], merged[seen]
 
 
 def _text(value: Any) -> str:
@@ -345,19 +368,60 @@ def fit_preprocessor(
     a copy of the train rows' features is a gigabyte held through the whole fit).
     """
     names = list(X_train.columns) if features is None else list(features)
-    positions = X_train.columns.get_indexer(names)
-    take = slice(None) if rows is None else rows
-
-    def train_part(columns: list[str]) -> pd.DataFrame:
-        return X_train.iloc[take, positions[[names.index(c) for c in columns]]]
-
+    train = TrainRows(X_train, rows)
     missing = _columns_missing_in(X_train, numeric, rows)
     pipe = build_preprocessor(cfg, numeric, categorical, missing)
-    # The columns without rows: rows first, then columns (`iloc[:0, positions]` would take the
-    # columns from every row before slicing: a copy of the table's features, held the whole fit).
-    if not _fit_without_output(pipe, X_train.iloc[:0].iloc[:, positions], train_part):
-        pipe.fit(train_part(names))
+    if not _fit_without_output(pipe, train.columns(names), train):
+        pipe.fit(train.frame(names))
     return pipe
+
+
+class TrainRows:
+    """The training rows of a table (`rows`, or all of them when None), taken column group by
+    column group as the preprocessor's fit asks for them."""
+
+    def __init__(self, table: pd.DataFrame, rows: np.ndarray | None) -> None:
+        self.table = table
+        self.rows = rows
+
+    def columns(self, names: list[str]) -> pd.DataFrame:
+        """The columns without any row: rows first, then columns (`iloc[:0, positions]` would
+        take the columns from every row before slicing, a copy of the table's features)."""
+        return self.table.iloc[:0].iloc[:, self.table.columns.get_indexer(names)]
+
+    def frame(self, names: list[str], limit: int | None = None) -> pd.DataFrame:
+        """The train rows of these columns (the first `limit` of them when given)."""
+        take: Any = slice(None) if self.rows is None else self.rows
+        if limit is not None:
+            take = slice(limit) if self.rows is None else self.rows[:limit]
+        return self.table.iloc[take, self.table.columns.get_indexer(names)]
+
+    def floats(self, names: list[str]) -> np.ndarray:
+        """`NumericCoercer().transform(self.frame(names))` without taking the frame: each
+        column's train rows gathered straight into a column of one float64 column-major array
+        (numpy's gathers and casts release the GIL: one column per core on a long table)."""
+        n = len(self.table) if self.rows is None else len(self.rows)
+        out = np.empty((n, len(names)), dtype=np.float64, order="F")
+        columns = [self.table[name] for name in names]  # looked up here, not in the threads
+
+        def fill(j: int) -> None:
+            col = columns[j]
+            if _plain_numbers(col):
+                values = col.to_numpy()
+                out[:, j] = values if self.rows is None else np.take(values, self.rows)
+            else:  # the train rows only are coerced (and named when one is not a number)
+                out[:, j] = _float_column(
+                    col if self.rows is None else col.iloc[self.rows], names[j]
+                )
+
+        columnwise.map_columns(fill, range(len(names)), rows=n)
+        return out
+
+
+def _plain_numbers(col: pd.Series) -> bool:
+    """A numpy-backed column of numbers or booleans (its values cast to float64 exactly as
+    `to_numpy(dtype=float64)` casts them)."""
+    return isinstance(col.dtype, np.dtype) and col.dtype.kind in "biuf"
 
 
 def _columns_missing_in(
@@ -385,21 +449,19 @@ _COLUMN_TRANSFORMER_STEPS = (
 )
 
 
-def _fit_without_output(
-    pipe: Pipeline, X: pd.DataFrame, rows_of: Callable[[list[str]], pd.DataFrame]
-) -> bool:
-    """Fit `pipe` (one ColumnTransformer) as `pipe.fit(rows_of(list(X.columns)))` does, without
-    its output. `X` has the columns (no rows needed); `rows_of(columns)` gives the training rows
-    of those columns.
+def _fit_without_output(pipe: Pipeline, X: pd.DataFrame, train: TrainRows) -> bool:
+    """Fit `pipe` (one ColumnTransformer) as `pipe.fit(train.frame(list(X.columns)))` does,
+    without its output. `X` has the columns (no rows needed); `train` gives the training rows.
 
     `ColumnTransformer.fit` is its `fit_transform`: every branch's last step also transforms
     the rows and the results are stacked into one dense array (twice the size of the input
     on a wide table: most of the fitting time and the peak memory on a million rows), only
-    to be thrown away. Here each branch is fitted (its last step with `fit`), and the width
-    of its output, which the transformer records, comes from transforming one row. The fitted
-    pipeline is the same object, attribute for attribute: pickled, it has the same bytes
-    (`tests/data/test_data_preprocess.py` checks that against `pipe.fit`). Returns False,
-    having changed nothing, when this scikit-learn lacks a method used here.
+    to be thrown away. Here each branch is fitted (its last step with `fit`, see
+    :func:`_fit_branch`), and the width of its output, which the transformer records, comes
+    from transforming one row. The fitted pipeline is the same object, attribute for
+    attribute: pickled, it has the same bytes (`tests/data/test_data_preprocess.py` checks
+    that against `pipe.fit`). Returns False, having changed nothing, when this scikit-learn
+    lacks a method used here.
     """
     try:
         from sklearn.base import clone
@@ -424,10 +486,9 @@ def _fit_without_output(
     for _name, transformer, selection, _weight in columns._iter(
         fitted=False, column_as_labels=False, skip_drop=True, skip_empty_columns=True
     ):
-        rows = [rows_of(list(_safe_indexing(X, selection, axis=1).columns))]
-        first = rows[0].iloc[:1].copy()
-        branch = _fit_branch(clone(transformer), rows)
-        width = np.shape(branch.transform(first))[1]
+        names = list(_safe_indexing(X, selection, axis=1).columns)
+        branch = _fit_branch(clone(transformer), names, train)
+        width = np.shape(branch.transform(train.frame(names, limit=1).copy()))[1]
         fitted.append(branch)
         widths.append(np.empty((0, width)))
     columns.sparse_output_ = False
@@ -436,26 +497,101 @@ def _fit_without_output(
     return True
 
 
-def _fit_branch(branch: Any, rows: list[pd.DataFrame]) -> Any:
-    """`branch.fit(rows.pop())`, step by step as `Pipeline.fit` does for a pipeline without a
-    cache (each step fitted in place, `fit_transform` but for the last, `fit`), except that no
-    array is held longer than the next step needs it: the taken rows go as soon as the first
-    step has read them (a gigabyte on ten million rows, with the float copies after it), and
-    a step after the first transforms its input in place where it can
-    (:func:`_fit_transform_owned`)."""
-    X = rows.pop()
+def _fit_branch(branch: Any, names: list[str], train: TrainRows) -> Any:
+    """`branch.fit(train.frame(names))`, step by step as `Pipeline.fit` does for a pipeline
+    without a cache (each step fitted in place, `fit_transform` but for the last, `fit`),
+    except that no array is held longer than the next step needs it, and:
+
+    - a numeric branch (`NumericCoercer` first) starts from the train rows gathered straight
+      into the coercer's float64 array (:meth:`TrainRows.floats`); the coercer itself learns
+      only the column names, from the columns without rows;
+    - a branch whose fitted state depends on the columns and not on the rows (the coercer and
+      a `MissingIndicator` of all its features) is fitted on the first train row;
+    - a step after the first transforms its input in place where it can
+      (:func:`_fit_transform_owned`).
+    """
     if not isinstance(branch, Pipeline) or branch.memory is not None:
-        return branch.fit(X)
+        return branch.fit(train.frame(names))
     if branch.transform_input is not None:
-        return branch.fit(X)  # pragma: no cover - never built here
+        return branch.fit(train.frame(names))  # pragma: no cover - never built here
     branch.steps = list(branch.steps)
     branch._validate_steps()
-    for i, (_name, step) in enumerate(branch.steps[:-1]):
-        X = _fit_transform_owned(step, X) if i else step.fit_transform(X)
-    final = branch.steps[-1][1]
-    if final != "passthrough":
-        final.fit(X)
+    steps = [step for _name, step in branch.steps]
+    if len(steps) == 1:
+        return branch.fit(train.frame(names))
+    if _rows_free(steps):
+        return branch.fit(train.frame(names, limit=1))
+    if _counts_suffice(steps):
+        frame = train.frame(names)
+        steps[0].fit(frame)
+        proxy = _category_proxy(frame, list(steps[0].fill_values_))
+        steps[1].fit(steps[0].transform(frame) if proxy is None else proxy)
+        return branch
+    X: Any
+    if type(steps[0]) is NumericCoercer:
+        steps[0].fit(train.columns(names))
+        X = train.floats(names)
+    else:
+        X = steps[0].fit_transform(train.frame(names))
+    for step in steps[1:-1]:
+        X = _fit_transform_owned(step, X)
+    if steps[-1] != "passthrough":
+        steps[-1].fit(X)
     return branch
+
+
+def _counts_suffice(steps: list[Any]) -> bool:
+    """The category imputer, then a one-hot encoder that learns its categories and, with
+    `max_categories`, which of them are infrequent from the order of their counts alone (no
+    `min_frequency`: a threshold on the counts themselves)."""
+    return (
+        len(steps) == 2
+        and type(steps[0]) is CategoryImputer
+        and type(steps[1]) is OneHotEncoder
+        and isinstance(steps[1].categories, str)
+        and steps[1].categories == "auto"
+        and steps[1].min_frequency is None
+    )
+
+
+def _category_proxy(frame: pd.DataFrame, fills: list[str]) -> np.ndarray | None:
+    """A small array that fits the one-hot encoder of :func:`_counts_suffice` exactly as the
+    category imputer's output for `frame` does (millions of texts, which the encoder sorts),
+    or None when this one cannot be made.
+
+    Each column has the same distinct texts, of the same width, with counts in the same
+    order, equal where they were equal: the dense rank of each count (1 for the rarest),
+    which is what the encoder's stable argsort of the counts sees. The columns are then
+    evened out to one length by adding the difference to the most frequent text of each;
+    when several texts share the top count that would break their tie, so the difference must
+    divide evenly among them, else None (and the encoder is fitted on the real output)."""
+    columns = []
+    for j, fill in enumerate(fills):
+        texts, counts = _text_counts(frame.iloc[:, j], fill)
+        if not len(texts):
+            return None  # no rows: the encoder's own error
+        rank = np.unique(counts, return_inverse=True)[1].reshape(-1)
+        columns.append((texts, rank + 1))
+    length = max(int(ranks.sum()) for _, ranks in columns)
+    repeated = []
+    for texts, ranks in columns:
+        top = ranks == ranks.max()
+        extra, left = divmod(length - int(ranks.sum()), int(top.sum()))
+        if left:
+            return None
+        repeated.append(np.repeat(texts, ranks + extra * top))
+    return np.column_stack(repeated)
+
+
+def _rows_free(steps: list[Any]) -> bool:
+    """Steps whose fit learns the columns only: the numeric coercer, then a missing indicator
+    of every feature (its `features_` is all of them, whatever the rows hold)."""
+    return (
+        len(steps) == 2
+        and type(steps[0]) is NumericCoercer
+        and isinstance(steps[1], MissingIndicator)
+        and steps[1].features == "all"
+    )
 
 
 def _fit_transform_owned(step: Any, X: Any) -> Any:
@@ -470,7 +606,7 @@ def _fit_transform_owned(step: Any, X: Any) -> Any:
         and X.dtype == np.float64
         and X.ndim == 2
         and X.flags.writeable
-        and X.flags.c_contiguous
+        and (X.flags.c_contiguous or X.flags.f_contiguous)
     ):
         return step.fit(X)._apply(X)
     return step.fit_transform(X)

@@ -160,18 +160,23 @@ def observations_without_duplicates(
     return frame.reset_index(drop=True)
 
 
-def _exact_duplicates(frame: pd.DataFrame) -> np.ndarray:
-    """Rows equal to an earlier row in every column (the first copy is not marked).
+def _exact_duplicates(frame: pd.DataFrame, within: np.ndarray | None = None) -> np.ndarray:
+    """Rows equal to an earlier row in every column (the first copy is not marked); with
+    `within` (a mask that holds every copy of every duplicate), only those rows are compared.
 
     One 64-bit hash per row finds the candidates; only rows whose hash repeats are compared
     exactly, so a million distinct rows cost one hashing pass instead of a hash table per column.
     """
-    hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    candidates = pd.Series(hashes).duplicated(keep=False).to_numpy()
     mask = np.zeros(len(frame), dtype=bool)
+    rows = np.arange(len(frame)) if within is None else np.flatnonzero(within)
+    if not len(rows):
+        return mask
+    part = frame if within is None else frame.iloc[rows]
+    hashes = pd.util.hash_pandas_object(part, index=False).to_numpy()
+    candidates = pd.Series(hashes).duplicated(keep=False).to_numpy()
     if candidates.any():
-        exact = frame.loc[candidates].duplicated(keep="first").to_numpy()
-        mask[np.flatnonzero(candidates)[exact]] = True
+        exact = part.iloc[np.flatnonzero(candidates)].duplicated(keep="first").to_numpy()
+        mask[rows[np.flatnonzero(candidates)[exact]]] = True
     return mask
 
 
@@ -307,7 +312,13 @@ def validate_frame(
             )
 
     # 5. Exact duplicate rows are dropped; conflicting entity+timestamp rows are an error.
-    dup_mask = _exact_duplicates(frame)
+    keys = (
+        [data.entity_key, data.event_timestamp] if data.entity_key and data.event_timestamp else []
+    )
+    # Two equal rows share their entity and timestamp: with those configured, only the rows
+    # whose key repeats are hashed (none, on a clean table) instead of every row's columns.
+    shared = frame.duplicated(keys, keep=False).to_numpy() if keys else None
+    dup_mask = _exact_duplicates(frame, within=shared)
     n_dup = int(dup_mask.sum())
     if n_dup:
         frame = frame.loc[~dup_mask]
@@ -317,9 +328,10 @@ def validate_frame(
             "duplicate_rows",
             f"{n_dup} exact duplicate row(s) removed (the first copy of each is kept)",
         )
-    if data.entity_key and data.event_timestamp:
-        keys = [data.entity_key, data.event_timestamp]
-        clash = frame.duplicated(keys, keep=False).to_numpy()
+    if shared is not None and shared.any():
+        clash = np.zeros(len(frame), dtype=bool)
+        candidates = np.flatnonzero(shared[~dup_mask])
+        clash[candidates] = frame.iloc[candidates].duplicated(keys, keep=False).to_numpy()
         if clash.any():
             sample = frame.loc[clash, keys].head(1).iloc[0]
             raise check.fail(

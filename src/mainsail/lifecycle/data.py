@@ -178,8 +178,8 @@ def prepare(cfg: ProjectConfig, loaded: LoadedData, plan: SplitPlan) -> DataStag
 
     checked, data = loaded.checked, cfg.data
     frame, train = checked.frame, plan.split.train
-    # The pipeline takes the train rows of each group of columns as it fits it; the schema's
-    # copy of them is made once the fitting's arrays are gone.
+    # The pipeline and the schema take the train rows of each column (or group of columns) as
+    # they read it, never a copy of the whole train frame.
     preprocessor = fit_preprocessor(
         cfg.preprocess,
         frame,
@@ -188,9 +188,8 @@ def prepare(cfg: ProjectConfig, loaded: LoadedData, plan: SplitPlan) -> DataStag
         rows=train,
         features=checked.features,
     )
-    X_train = frame.iloc[train, frame.columns.get_indexer(checked.features)]
     schema = build_feature_schema(
-        X_train,
+        frame,
         checked.numeric,
         checked.categorical,
         target=data.target,
@@ -198,6 +197,8 @@ def prepare(cfg: ProjectConfig, loaded: LoadedData, plan: SplitPlan) -> DataStag
         classes=checked.classes,
         entity_key=data.entity_key,
         event_timestamp=data.event_timestamp,
+        rows=train,
+        features=checked.features,
     )
     return assemble(cfg, loaded, plan, preprocessor, schema)
 
