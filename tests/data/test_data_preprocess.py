@@ -314,6 +314,7 @@ def test_feature_schema_from_train_rows_of_the_table_equals_that_of_the_taken_fr
     column (categories from their codes), without taking the train frame: it must be the
     schema of that frame, category seen only outside train rows, missing shares and ranges
     included."""
+    from mainsail.data import preprocess
     from mainsail.data.prepared import build_feature_schema
 
     rng = np.random.default_rng(8)
@@ -324,14 +325,15 @@ def test_feature_schema_from_train_rows_of_the_table_equals_that_of_the_taken_fr
             "city": pd.Categorical(rng.choice(["a", "b", "c", None], n), ["a", "b", "c", "z"]),
             "plan": rng.choice(["basic", "pro", None], n).astype(object),
             "other": rng.normal(0, 1, n),
+            "zone": rng.choice([3.0, 1.0, 2.5, np.nan], n),  # numbers declared categorical
         }
     )
     train = rng.permutation(n)[:1_200]
     table.loc[train[:5], "city"] = None
     only_outside = np.setdiff1d(np.arange(n), train)[0]
     table.loc[only_outside, "x"] = 1e9  # beyond every train value: not in the schema's range
-    features = ["plan", "x", "city", "k", "flag", "m"]
-    numeric, categorical = ["x", "k", "flag", "m"], ["city", "plan"]
+    features = ["plan", "x", "city", "k", "flag", "m", "zone"]
+    numeric, categorical = ["x", "k", "flag", "m"], ["city", "plan", "zone"]
     options = {
         "target": "y",
         "problem_type": "classification",
@@ -346,6 +348,14 @@ def test_feature_schema_from_train_rows_of_the_table_equals_that_of_the_taken_fr
     assert direct == taken
     assert [f.name for f in direct.features] == features
     assert direct.features[1].max is not None and direct.features[1].max < 1e9
+    # Categories are the sorted texts of the values seen in train rows, 3.0 written as "3".
+    seen = table.iloc[train]
+    for spec in direct.features:
+        if spec.kind == "categorical":
+            values = seen[spec.name].dropna().unique()
+            assert spec.categories == sorted({preprocess._text(v) for v in values}), spec.name
+            assert spec.missing_share == round(seen[spec.name].isna().mean(), 6), spec.name
+    assert direct.features[-1].categories == ["1", "2.5", "3"]
 
 
 def test_one_hot_encoder_fitted_from_counts_is_the_one_fitted_on_the_texts(
@@ -384,13 +394,17 @@ def test_one_hot_encoder_fitted_from_counts_is_the_one_fitted_on_the_texts(
                 "u": pd.Categorical(rng.choice(levels, n), ["a", "b", "c", "dd", "__missing__"]),
                 "v": rng.choice(["x", "y", "zzz", None], n).astype(object),
                 "w": pd.Categorical(rng.choice([1.0, 2.0, 3.0], n)),
+                # numbers declared categorical, counted from their distinct values
+                "f": rng.choice([1.0, 2.5, 3.0, -0.0, 0.0, np.nan], n),
+                "i": rng.choice([7, 10, 12], n),
             }
         )
         cfg = PreprocessConfig(
             categorical_impute="most_frequent" if case % 2 else "constant",
             max_categories=int(rng.integers(2, 5)),
         )
-        fast = fit_preprocessor(cfg, frame, [], ["u", "v", "w"])
-        plain = preprocess.build_preprocessor(cfg, [], ["u", "v", "w"], []).fit(frame)
+        columns = ["u", "v", "w", "f", "i"]
+        fast = fit_preprocessor(cfg, frame, [], columns)
+        plain = preprocess.build_preprocessor(cfg, [], columns, []).fit(frame)
         assert dumped(fast) == dumped(plain), f"case {case}"
     assert made.count(True) > 30 and made.count(False) > 0

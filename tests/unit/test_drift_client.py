@@ -552,3 +552,62 @@ def test_loop_feed_takes_batches_from_other_threads(receiver: _Receiver) -> None
 
     feed = asyncio.run(scenario())
     assert receiver.rows() == 4 and feed.stats.sent_rows == 4
+
+
+def test_loop_feed_gathers_array_batches_into_the_json_their_lists_make(
+    receiver: _Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On the loop, consecutive array batches of one model version are kept in one gather and
+    # joined when it is queued; a full gather, a list batch, another dtype or a wider text
+    # starts a new one. The POST must be what the rows as lists make, in order, ids included.
+    from mainsail.drift import client
+
+    monkeypatch.setattr(client, "_GATHER_ROWS", 3)
+    names = ("x", "y")
+    batches: list[tuple[Any, Any, Any, str | None]] = [
+        (np.array([[1.5, np.nan]]), np.array(["a"]), np.array([0.25]), "r1"),
+        (
+            np.array([[np.inf, -0.0], [2.0, 2.5]]),
+            np.array(["b", "c"]),
+            np.array([np.nan, 0.5]),
+            None,
+        ),
+        (np.array([[3.0, 4.0]]), np.array(["d"]), np.array([0.75]), "r2"),
+        (np.array([[3.5, 4.5]]), np.array(["d"]), np.array([0.7]), None),  # the gather is full
+        ([(5.0, None)], ["e"], [0.5], "r3"),  # a list: a batch of its own
+        (np.array([[6.1, 7.0]], dtype=np.float32), np.array(["f"]), np.array([0.0]), None),
+        (np.array([[8.0, 9.0]]), np.array(["g"]), np.array([1.0]), "r4"),  # float64 rows
+        (np.array([[10.0, 11.0]]), np.array(["hh"]), np.array([1.0]), None),  # wider text
+    ]
+
+    async def scenario() -> tuple[LoopDriftFeed, list[int], dict[str, int]]:
+        feed = LoopDriftFeed(receiver.url, linger_s=30.0)
+        gathered = []
+        for rows, labels, scores, rid in batches:
+            assert feed.submit("m", "1", rows, labels, columns=names, scores=scores, request_id=rid)
+            gathered.append(feed._gather.n if feed._gather is not None else 0)
+        snapshot = feed.stats.snapshot()
+        assert await feed.flush(10)
+        await feed.aclose()
+        return feed, gathered, snapshot
+
+    feed, gathered, snapshot = asyncio.run(scenario())
+    # The first batch checks the columns (plain path); then gathers of 2+1 rows, 1 row, and
+    # one row each after the list, the float32 rows, the float64 rows and a wider text.
+    assert gathered == [0, 2, 3, 1, 0, 1, 1, 1]
+    assert snapshot["submitted_rows"] == 9  # gathered rows count as submitted before the POST
+    as_lists = [[1.5, None], [None, -0.0], [2.0, 2.5], [3.0, 4.0], [3.5, 4.5], [5.0, None],
+                [6.1, 7.0], [8.0, 9.0], [10.0, 11.0]]  # fmt: skip
+    labels = ["a", "b", "c", "d", "d", "e", "f", "g", "hh"]
+    scores = [0.25, None, 0.5, 0.75, 0.7, 0.5, 0.0, 1.0, 1.0]
+    expected = json.loads(encode_batch("m", "1", as_lists, labels, columns=names, scores=scores))
+    assert len(receiver.bodies) == 1
+    body = receiver.bodies[0]
+    assert body.pop("request_ids") == ["r1", "r2", "r3", "r4"]
+    assert body == expected
+    assert feed.stats.snapshot() == {
+        "submitted_rows": 9,
+        "sent_rows": 9,
+        "dropped_rows": 0,
+        "failed_rows": 0,
+    }

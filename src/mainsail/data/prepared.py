@@ -116,8 +116,9 @@ def build_feature_schema(
 
     With `rows` and `features`, `X_train` is the whole table and the schema is that of
     `X_train.iloc[rows][features]`, read column by column without taking that frame
-    (categories counted from their codes, ranges from each column's gathered train values)."""
-    from mainsail.data.preprocess import _text
+    (categories counted as the one-hot encoder's stand-in counts them, from a categorical
+    column's codes; ranges from each column's gathered train values)."""
+    from mainsail.data.preprocess import _plain_numbers, _text_counts
     from mainsail.data.schema import FeatureKind, FeatureSpec
 
     specs: list[FeatureSpec] = []
@@ -127,28 +128,21 @@ def build_feature_schema(
     for name in [c for c in order if c in cat_set or c in set(numeric)]:
         col = X_train[name]
         if name in cat_set:
-            if isinstance(col.dtype, pd.CategoricalDtype):
-                codes = col.cat.codes.to_numpy()
-                codes = codes if rows is None else codes[rows]
-                missing = int(np.count_nonzero(codes < 0))
-                counts = np.bincount(codes[codes >= 0], minlength=len(col.cat.categories))
-                values = list(col.cat.categories[counts > 0])
-            else:
-                col = col if rows is None else col.iloc[rows]
-                missing = int(col.isna().sum())
-                values = list(col.dropna().unique())
+            taken = col if rows is None else col.iloc[rows]
+            texts, counts = _text_counts(taken)
+            missing = len(taken) - int(counts.sum())
             specs.append(
                 FeatureSpec(
                     name=name,
                     kind="categorical",
                     dtype=str(col.dtype),
-                    categories=sorted({_text(v) for v in values}),
+                    categories=texts.tolist(),
                     open_vocabulary=True,
                     missing_share=round(missing / n, 6),
                 )
             )
         else:
-            if isinstance(col.dtype, np.dtype) and col.dtype.kind in "biuf":
+            if _plain_numbers(col):
                 values_f = col.to_numpy()
                 values_f = values_f if rows is None else values_f[rows]
                 observed = ~np.isnan(values_f) if values_f.dtype.kind == "f" else None

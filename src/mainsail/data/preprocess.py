@@ -273,12 +273,16 @@ class CategoryImputer(_Coercer):
 def _text_counts(col: pd.Series, fill: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The distinct texts of `col` (sorted, as `np.unique` gives them) and how often each
     occurs: missing values as `fill`, or left out when `fill` is None. A categorical column is
-    counted from its codes, its categories' texts merged where two give the same text."""
-    if not isinstance(col.dtype, pd.CategoricalDtype):
+    counted from its codes, a column of plain numbers from its distinct values; in both, texts
+    are merged where two values give the same text (1 and 1.0)."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        values, codes = col.cat.categories, col.cat.codes.to_numpy()
+    elif _plain_numbers(col):
+        codes, values = pd.factorize(col.to_numpy())  # NaN → -1, as a missing code
+    else:  # objects: True and 1 are equal keys but different texts, so text every row
         texts, missing = CategoryImputer._texts(col.to_frame(), [fill or ""])[0]
         return np.unique(texts if fill is not None else texts[~missing], return_counts=True)
-    cats = [_text(c) for c in col.cat.categories]
-    codes = col.cat.codes.to_numpy()
+    cats = [_text(c) for c in values]
     counts = np.bincount(np.where(codes < 0, len(cats), codes), minlength=len(cats) + 1)
     if fill is None:
         counts[-1] = 0

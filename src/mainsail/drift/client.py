@@ -264,6 +264,10 @@ class _FeedBase:
         """Queue an accepted batch and see that it gets sent; False if it cannot be."""
         raise NotImplementedError
 
+    def _gathered(self, batch: _Batch) -> bool:
+        """Whether an accepted batch was taken into a gather instead (see LoopDriftFeed)."""
+        return False
+
     def submit(
         self,
         model: str,
@@ -291,6 +295,8 @@ class _FeedBase:
         if self._closing() or len(self._items) >= self._max_queue:
             self.stats.add("dropped_rows", n)
             return False
+        if self._gathered((model, version, columns, rows, predictions, scores, request_id)):
+            return True
         try:
             if columns is not None and columns is not self._columns:
                 self._columns = _columns(columns)  # checked once per names tuple, not per call
@@ -495,10 +501,20 @@ class LoopDriftFeed(_FeedBase):
     thread (about a thousand times a second under load, seen with strace and per-thread CPU)
     and lost the race, which cost the server more CPU than the rows themselves.
 
+    On the loop's thread, consecutive batches of numpy arrays (a served matrix, its labels and
+    scores) of one model version go into one :class:`_Gather` instead of each being queued
+    as a batch of its own: a few identity checks and list appends per request instead of a
+    batch object, and the POST joins each field's arrays with one `concatenate` instead of
+    comparing hundreds of parts (bench_drift's iris feed, a POST per 290 one-row requests:
+    encoding it went from 0.49 to 0.14 ms, the request path's share of the feed from 3.7 to
+    3.1 µs).
+
     Create it, call `submit()` and `await aclose()` on the loop's thread; `submit()` from
     another thread hands the batch over with `call_soon_threadsafe`."""
 
     def _open(self) -> None:
+        self._gather: _Gather | None = None
+        """The batches being gathered; queued (`_seal`) before anything after them."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._timer: asyncio.TimerHandle | None = None
@@ -519,6 +535,46 @@ class LoopDriftFeed(_FeedBase):
     def _closing(self) -> bool:
         return self._closed
 
+    def _gathered(self, batch: _Batch) -> bool:
+        """On the loop's thread, a batch of arrays joins the current gather or starts a new
+        one (which queues the current one)."""
+        columns, rows = batch[2], batch[3]
+        if rows.__class__.__name__ != "ndarray" or threading.get_ident() != self._loop_thread:
+            return False
+        gather = self._gather
+        if gather is None or not gather.put(batch):
+            if columns is not None and columns is not self._columns:
+                return False  # the plain path checks new names once
+            fresh = _Gather.start(batch)
+            if fresh is None or not fresh.put(batch):
+                return False
+            self._seal()
+            self._gather = fresh
+        if self._task is None:
+            self._schedule()
+        return True
+
+    def _seal(self) -> None:
+        """Queue the current gather as one batch (on the loop's thread)."""
+        gather = self._gather
+        if gather is None:
+            return
+        with self.stats._lock:  # a snapshot counts its rows once: gathered or queued
+            self._gather = None
+            self._items.append(gather.item())
+
+    def _queued_rows(self) -> int:
+        gather = self._gather
+        return super()._queued_rows() + (gather.n if gather is not None else 0)
+
+    def _take_posts(self) -> list[list[_Item]]:
+        self._seal()
+        return super()._take_posts()
+
+    def _waiting(self) -> bool:
+        """Whether rows wait to be sent (queued or gathered)."""
+        return bool(self._items) or self._gather is not None
+
     def _enqueue(self, item: _Item) -> bool:
         if threading.get_ident() == self._loop_thread:
             self._queue(item)
@@ -536,7 +592,7 @@ class LoopDriftFeed(_FeedBase):
         self._hurry = True
         try:
             deadline = time.monotonic() + timeout_s
-            while self._items or self._task is not None:
+            while self._waiting() or self._task is not None:
                 if time.monotonic() >= deadline:
                     return False
                 self._start()
@@ -558,6 +614,7 @@ class LoopDriftFeed(_FeedBase):
         self._drop_connection()
 
     def _queue(self, item: _Item) -> None:
+        self._seal()  # gathered rows came first
         self._items.append(item)
         if self._task is None:
             self._schedule()
@@ -573,7 +630,7 @@ class LoopDriftFeed(_FeedBase):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._task is None and self._items:
+        if self._task is None and self._waiting():
             self._task = self._loop.create_task(self._send_queued())
 
     async def _send_queued(self) -> None:
@@ -582,7 +639,7 @@ class LoopDriftFeed(_FeedBase):
                 await self._send(batch)
         finally:
             self._task = None
-            if self._items and not self._closed:
+            if self._waiting() and not self._closed:
                 self._schedule()  # what arrived meanwhile lingers in turn
 
     async def _send(self, batch: list[_Item]) -> None:
@@ -668,8 +725,8 @@ class _Item:
     columns: tuple[str, ...] | None = None
     """The names of the values in each row; None when rows are {feature: value} objects."""
     encoded_scores: Any = None
-    request_id: str | None = None
-    """The served request the rows came from (with structured logs or tracing on)."""
+    request_ids: Sequence[str] = ()
+    """The served requests the rows came from (with structured logs or tracing on)."""
 
     @classmethod
     def encode(
@@ -695,7 +752,7 @@ class _Item:
             preds,
             columns,
             encoded_scores,
-            request_id,
+            () if request_id is None else (request_id,),
         )
 
     def joins(self, first: _Item) -> bool:
@@ -723,11 +780,128 @@ class _Item:
         if first.encoded_scores is not None:
             scores = _join([i.encoded_scores for i in batch])
             parts += [b',"scores":[', scores, b"]"]
-        ids = [i.request_id for i in batch if i.request_id is not None]
+        ids = [rid for i in batch for rid in i.request_ids]
         if ids:
             parts += [b',"request_ids":', json.dumps(ids).encode()]
         parts.append(b"}")
         return b"".join(parts)
+
+
+_Batch = tuple[str, Any, "tuple[str, ...] | None", Any, Any, Any, "str | None"]
+"""What `submit` was given: model, version, columns, rows, predictions, scores, request id."""
+
+_GATHER_ROWS = 5000
+"""Rows a :class:`_Gather` takes before it is queued (the default `max_merge_rows`)."""
+
+
+@dataclass(slots=True)
+class _Gather:
+    """Consecutive array batches of one model version (same columns, dtypes and row width),
+    kept in lists and queued as one :class:`_Item` (their arrays joined) when sealed. Taking
+    a batch is a few identity checks and list appends: no numpy call, no object made."""
+
+    model: str
+    version: Any
+    """As submitted (the item gets its text)."""
+    columns: tuple[str, ...] | None
+    kinds: tuple[Any, Any, Any]
+    """The dtypes of rows, predictions and scores (None for one not sent)."""
+    width: int
+    """Values per row."""
+    array: Any
+    """numpy's ndarray (the class an array must be, exactly)."""
+    rows: list[Any] = field(default_factory=list)
+    predictions: list[Any] = field(default_factory=list)
+    scores: list[Any] = field(default_factory=list)
+    n: int = 0
+    request_ids: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, batch: _Batch) -> _Gather | None:
+        """An empty gather for batches like this one; None when it cannot be gathered (not
+        all arrays of `_LAZY_KINDS`: 2-d rows, 1-d predictions and scores)."""
+        import numpy as np  # only arrays reach here: numpy is loaded
+
+        def kind(values: Any, ndim: int) -> Any:
+            if values is None and ndim == 1:
+                return None
+            if (
+                values.__class__ is not np.ndarray
+                or values.ndim != ndim
+                or values.dtype.kind not in _LAZY_KINDS
+            ):
+                raise TypeError
+            return values.dtype
+
+        model, version, columns, rows, predictions, scores, _ = batch
+        try:
+            kinds = (kind(rows, 2), kind(predictions, 1), kind(scores, 1))
+        except TypeError:
+            return None
+        return cls(model, version, columns, kinds, rows.shape[1], np.ndarray)
+
+    def put(self, batch: _Batch) -> bool:
+        """Take one batch (kept, not copied); False, with nothing taken, when it does not
+        belong here (another model version, columns, dtype or width, a missing or extra
+        array) or does not fit."""
+        model, version, columns, rows, predictions, scores, request_id = batch
+        n = len(rows)
+        rows_kind, predictions_kind, scores_kind = self.kinds
+        if not (
+            0 < n <= _GATHER_ROWS - self.n
+            and (model is self.model or model == self.model)
+            and (version is self.version or version == self.version)
+            and (columns is self.columns or columns == self.columns)
+            and rows.__class__ is self.array
+            and (rows.dtype is rows_kind or rows.dtype == rows_kind)
+            and rows.ndim == 2
+            and rows.shape[1] == self.width
+            and _takes(predictions, predictions_kind, n, self.array)
+            and _takes(scores, scores_kind, n, self.array)
+        ):
+            return False
+        self.rows.append(rows)
+        if predictions is not None:
+            self.predictions.append(predictions)
+        if scores is not None:
+            self.scores.append(scores)
+        self.n += n
+        if request_id is not None:
+            self.request_ids.append(request_id)
+        return True
+
+    def item(self) -> _Item:
+        """The gathered batches as one queued batch."""
+        return _Item(
+            self.model,
+            str(self.version),
+            self.n,
+            _joined(self.rows),
+            _joined(self.predictions) if self.kinds[1] is not None else None,
+            self.columns,
+            _joined(self.scores) if self.kinds[2] is not None else None,
+            self.request_ids,
+        )
+
+
+def _takes(values: Any, kind: Any, n: int, array: Any) -> bool:
+    """Whether a gather of arrays of dtype `kind` (None: no array) takes `values` for `n`
+    rows: a 1-d array of that very dtype (a narrower text or number type would change what
+    the POST writes)."""
+    if kind is None:
+        return values is None
+    return (
+        values.__class__ is array
+        and (values.dtype is kind or values.dtype == kind)
+        and values.ndim == 1
+        and len(values) == n
+    )
+
+
+def _joined(arrays: list[Any]) -> Any:
+    import numpy as np
+
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 class _RefusedError(Exception):
