@@ -555,14 +555,12 @@ def test_loop_feed_takes_batches_from_other_threads(receiver: _Receiver) -> None
 
 
 def test_loop_feed_gathers_array_batches_into_the_json_their_lists_make(
-    receiver: _Receiver, monkeypatch: pytest.MonkeyPatch
+    receiver: _Receiver,
 ) -> None:
     # On the loop, consecutive array batches of one model version are kept in one gather and
     # joined when it is queued; a full gather, a list batch, another dtype or a wider text
-    # starts a new one. The POST must be what the rows as lists make, in order, ids included.
-    from mainsail.drift import client
-
-    monkeypatch.setattr(client, "_GATHER_ROWS", 3)
+    # starts a new one. The POST must be what the rows as lists make, in order, ids included;
+    # a gather holds at most `max_merge_rows`, where a feed stops merging batches.
     names = ("x", "y")
     batches: list[tuple[Any, Any, Any, str | None]] = [
         (np.array([[1.5, np.nan]]), np.array(["a"]), np.array([0.25]), "r1"),
@@ -581,7 +579,7 @@ def test_loop_feed_gathers_array_batches_into_the_json_their_lists_make(
     ]
 
     async def scenario() -> tuple[LoopDriftFeed, list[int], dict[str, int]]:
-        feed = LoopDriftFeed(receiver.url, linger_s=30.0)
+        feed = LoopDriftFeed(receiver.url, linger_s=30.0, max_merge_rows=3)
         gathered = []
         for rows, labels, scores, rid in batches:
             assert feed.submit("m", "1", rows, labels, columns=names, scores=scores, request_id=rid)
@@ -601,10 +599,16 @@ def test_loop_feed_gathers_array_batches_into_the_json_their_lists_make(
     labels = ["a", "b", "c", "d", "d", "e", "f", "g", "hh"]
     scores = [0.25, None, 0.5, 0.75, 0.7, 0.5, 0.0, 1.0, 1.0]
     expected = json.loads(encode_batch("m", "1", as_lists, labels, columns=names, scores=scores))
-    assert len(receiver.bodies) == 1
-    body = receiver.bodies[0]
-    assert body.pop("request_ids") == ["r1", "r2", "r3", "r4"]
-    assert body == expected
+    # Merging stops once a POST holds `max_merge_rows` (1 + 3, then 1 + 1 + 1, then 1 + 1);
+    # read in order, the bodies are the rows as lists.
+    assert [len(b["rows"]) for b in receiver.bodies] == [4, 3, 2]
+    ids = [rid for b in receiver.bodies for rid in b.pop("request_ids", [])]
+    assert ids == ["r1", "r2", "r3", "r4"]
+    joined = {
+        key: [v for b in receiver.bodies for v in b[key]]
+        for key in ("rows", "predictions", "scores")
+    }
+    assert {**receiver.bodies[0], **joined} == expected
     assert feed.stats.snapshot() == {
         "submitted_rows": 9,
         "sent_rows": 9,
