@@ -23,6 +23,7 @@ import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -118,15 +119,14 @@ def _flatten(t: TensorIn, n: int) -> list[Any]:
     if not isinstance(data, list):
         data = [data]
     if data and isinstance(data[0], list):
-        flat: list[Any] = []
-        for item in data:
-            if isinstance(item, list):
-                if list in set(map(type, item)):
-                    raise RequestError(f"input {t.name!r}: data is nested too deeply", t.name)
-                flat.extend(item)
-            else:
-                flat.append(item)
-        data = flat
+        if set(map(type, data)) == {list}:
+            # Every row a list (the usual [n, k] body): joined in C, about half the cost of a
+            # Python loop over the rows for 32 iris rows.
+            data = list(chain.from_iterable(data))
+        else:  # rows given as lists and as plain values
+            data = [v for item in data for v in (item if isinstance(item, list) else (item,))]
+        if list in set(map(type, data)):
+            raise RequestError(f"input {t.name!r}: data is nested too deeply", t.name)
     if len(data) != n:
         raise RequestError(
             f"input {t.name!r}: shape {list(t.shape)} needs {n} values, got {len(data)}", t.name
