@@ -209,3 +209,34 @@ def test_a_real_benchmark_exits_non_zero_on_a_missed_target(tmp_path: Path) -> N
     doc = json.loads(out.read_text())
     assert doc["passed"] is False and doc["quick"] is True
     assert doc["targets"][0]["limit"] == 0.0
+
+
+def test_router_open_loop_rate_the_server_could_not_keep_up_with_is_not_measured() -> None:
+    # On a machine that slowed down after the capacity was measured, 80% of it saturated the
+    # model server: both sides queued (p50 ~0.3-0.9 s) and "router p99 - direct p99" came out
+    # -849 ms, a pass. A rate counts only when every round answered its arrivals.
+    import bench_router
+
+    def closed(rps: float) -> dict[str, float]:
+        return {"rps": rps, "p50_ms": 7.0, "p99_ms": 9.0}
+
+    def opened(achieved: float, p50: float, p99: float) -> dict[str, float]:
+        return {"achieved_rps": achieved, "p50_ms": p50, "p99_ms": p99, "errors": 0}
+
+    runs = {
+        "direct": [closed(2000), closed(2000)],
+        "router": [closed(1990), closed(1980)],
+        "direct_ol50": [opened(1000, 0.7, 3.0), opened(999, 0.7, 3.2)],
+        "router_ol50": [opened(1000, 0.9, 4.0), opened(1000, 0.8, 4.4)],
+        "direct_ol80": [opened(1600, 1.1, 5.0), opened(1420, 580.0, 1330.0)],
+        "router_ol80": [opened(1600, 1.2, 6.0), opened(1590, 6.0, 150.0)],
+    }
+    summary = bench_router.summarize(runs, {"ol50": 1000.0, "ol80": 1600.0})
+    ol50, ol80 = summary["open_loop"]["ol50"], summary["open_loop"]["ol80"]
+    assert ol50["kept_up"] and ol50["router_added_p99_ms"] == 1.1
+    assert not ol80["kept_up"]
+    assert ol80["short_rounds"] == ["round 2 direct: 1420 req/s answered"]
+    # what the targets get: a missed "not measured", never the difference of two queues
+    assert bench_router.added_ms(ol50, "p99_ms") == 1.1
+    assert bench_router.added_ms(ol80, "p99_ms") is None
+    assert bench_router.added_ms(ol80, "p50_ms") is None
