@@ -20,9 +20,10 @@ Two loads, per CPU layout:
 
 Runs alternate direct and router (paired rounds; each figure takes the worse of the difference
 of medians and the median of paired differences). An open-loop rate counts only when, in every
-round, both sides answered at least 98% of its arrivals (`KEPT_UP`): otherwise the machine
-slowed down after the capacity was measured, the model server itself queued, and that rate's
-targets are recorded as not measured (missed), never as the difference of two queues. Then a
+round, both sides answered at least 98% of its arrivals (`KEPT_UP`) and the direct p50 stayed
+within 10 service times (`QUEUED`): otherwise the machine slowed down after the capacity was
+measured, the model server itself queued, and that rate's targets are recorded as not measured
+(missed), never as the difference of two queues. Then a
 `--soak` run through the router must have zero errors (non-2xx answers and socket errors), as
 must the open-loop runs.
 
@@ -137,6 +138,11 @@ share of the arrival rate. When the machine slows down after the capacity was me
 that capacity saturates the model server itself: both sides queue, their p50 reaches hundreds
 of milliseconds, and the router's "added" latency is the difference of two queues (seen on a
 slowed machine: -849 ms at p99, which would have passed)."""
+QUEUED = 10.0
+"""Nor when, in a round, the direct side's p50 exceeded this many service times (1 / the
+direct capacity): at 50% and 80% load a 1-row request waits about one service time; on a
+slowed machine the direct p50 at 80% reached 27-118 ms (30-130 service times) while every
+arrival was still answered within the run."""
 
 
 def added_ms(open_loop: dict[str, Any], pct: str) -> float | None:
@@ -174,6 +180,13 @@ def summarize(runs: dict[str, list[dict[str, Any]]], rates: dict[str, float]) ->
             for i, pair in enumerate(ol_pairs)
             for side, r in zip(("direct", "router"), pair, strict=True)
             if r["achieved_rps"] < KEPT_UP * rate
+        ]
+        service_ms = 1000.0 / med["direct"]["rps"]
+        short += [
+            f"round {i + 1} direct: p50 {d['p50_ms']:.1f} ms, {d['p50_ms'] / service_ms:.0f} "
+            "service times (queued)"
+            for i, d in enumerate(d_runs)
+            if d["p50_ms"] > QUEUED * service_ms
         ]
         added["kept_up"] = not short
         added["short_rounds"] = short

@@ -235,7 +235,15 @@ def test_router_open_loop_rate_the_server_could_not_keep_up_with_is_not_measured
     ol50, ol80 = summary["open_loop"]["ol50"], summary["open_loop"]["ol80"]
     assert ol50["kept_up"] and ol50["router_added_p99_ms"] == 1.1
     assert not ol80["kept_up"]
-    assert ol80["short_rounds"] == ["round 2 direct: 1420 req/s answered"]
+    assert ol80["short_rounds"] == [
+        "round 2 direct: 1420 req/s answered",
+        "round 2 direct: p50 580.0 ms, 1160 service times (queued)",
+    ]
+    # Every arrival answered, but the direct side queued (p50 118 ms at 0.5 ms per request).
+    runs["direct_ol80"][1] = opened(1600, 118.0, 290.0)
+    queued = bench_router.summarize(runs, {"ol50": 1000.0, "ol80": 1600.0})["open_loop"]["ol80"]
+    assert not queued["kept_up"]
+    assert queued["short_rounds"] == ["round 2 direct: p50 118.0 ms, 236 service times (queued)"]
     # what the targets get: a missed "not measured", never the difference of two queues
     assert bench_router.added_ms(ol50, "p99_ms") == 1.1
     assert bench_router.added_ms(ol80, "p99_ms") is None
