@@ -207,6 +207,12 @@ def test_matrix_layout_for_numeric_models() -> None:
             "must be",
         ),
         (TensorIn("features", [1, 2], "FP64", [None, 2]), NUMERIC, "'a': row 0 is missing"),
+        # an infinity in a nullable column is refused too (NaN is allowed there, inf never)
+        (
+            TensorIn("features", [2, 2], "FP64", [[1, None], [2, float("-inf")]]),
+            NUMERIC,
+            "'b': row 1 is not a finite number",
+        ),
         (TensorIn("features", [1, 2], "BYTES", ["x", "y"]), NUMERIC, "datatype BYTES"),
         (TensorIn("features", [1, 4], "FP64", [1, 2, 3, 4]), SCHEMA, "all-numeric models"),
         # numpy would turn these into numbers; the fast path must send them to the checks

@@ -402,13 +402,13 @@ def _clean_matrix(flat: list[Any], schema: FeatureSchema, n: int, k: int) -> np.
         arr = np.asarray(flat, dtype=np.float64).reshape(n, k)
     except (TypeError, ValueError):
         return None
+    if np.isfinite(arr).all():
+        return arr  # the usual body: one pass over the values instead of isinf, then isnan
     if np.isinf(arr).any():
         return None
-    nan = np.isnan(arr)
-    if nan.any():
-        required = np.array([not spec.nullable for spec in schema.features])
-        if (nan & required).any():
-            return None
+    required = np.array([not spec.nullable for spec in schema.features])
+    if (np.isnan(arr) & required).any():
+        return None
     return arr
 
 
