@@ -20,10 +20,11 @@ Two loads, per CPU layout:
 
 Runs alternate direct and router (paired rounds; each figure takes the worse of the difference
 of medians and the median of paired differences). An open-loop rate counts only when, in every
-round, both sides answered at least 98% of its arrivals (`KEPT_UP`) and the direct p50 stayed
-within 10 service times (`QUEUED`): otherwise the machine slowed down after the capacity was
-measured, the model server itself queued, and that rate's targets are recorded as not measured
-(missed), never as the difference of two queues. Then a `--soak` run through the router must
+round, both sides answered at least 98% of its arrivals (`KEPT_UP`), the direct p50 stayed
+within 10 service times (`QUEUED`) and the direct p99 within 50 (`QUEUED_P99`): otherwise the
+machine slowed down after the capacity was measured or stalled during a round, the model server
+itself queued, and that rate's targets are recorded as not measured (missed), never as the
+difference of two queues. Then a `--soak` run through the router must
 have zero errors (non-2xx answers and socket errors), as must the open-loop runs.
 
 Two CPU layouts (`--layouts`, bench/pinning.py) alternate round by round: `shared` (MLServer,
@@ -142,12 +143,19 @@ QUEUED = 10.0
 direct capacity): on a steady machine a 1-row request at 80% load waits a few service times
 (p50 1.15 ms at 2,285 req/s: about 2.6); on a slowed machine the direct p50 at 80% reached
 27-118 ms (30-130 service times) while every arrival was still answered within the run."""
+QUEUED_P99 = 50.0
+"""Nor when, in a round, the direct side's p99 exceeded this many service times: the model
+server stalled for part of the round (on 12-06 the direct p99 at 80% was 3-18 ms at 0.44 ms per
+request, at most 42 service times; on a slowed machine on 12-07 two rounds reached 65-67 ms,
+85 service times, with p50 still 1.5-2.8 ms, and the router's per-round "added p99" read 186,
+-36 and 1.7 ms: the difference of two stalls, whose median would have passed)."""
 
 
 def added_ms(open_loop: dict[str, Any], pct: str) -> float | None:
     """The router's added latency at one open-loop rate (`pct`: "p50_ms" or "p99_ms"); None
     (not measured) when, in a round, a side did not answer its arrivals (`KEPT_UP`) or the
-    direct side queued (`QUEUED`): the model server could not keep up with that rate."""
+    direct side queued (`QUEUED`, `QUEUED_P99`): the model server could not keep up with that
+    rate."""
     return open_loop[f"router_added_{pct}"] if open_loop["kept_up"] else None
 
 
@@ -187,6 +195,12 @@ def summarize(runs: dict[str, list[dict[str, Any]]], rates: dict[str, float]) ->
             "service times (queued)"
             for i, d in enumerate(d_runs)
             if d["p50_ms"] > QUEUED * service_ms
+        ]
+        short += [
+            f"round {i + 1} direct: p99 {d['p99_ms']:.1f} ms, {d['p99_ms'] / service_ms:.0f} "
+            "service times (stalled)"
+            for i, d in enumerate(d_runs)
+            if d["p99_ms"] > QUEUED_P99 * service_ms
         ]
         added["kept_up"] = not short
         added["short_rounds"] = short

@@ -238,12 +238,20 @@ def test_router_open_loop_rate_the_server_could_not_keep_up_with_is_not_measured
     assert ol80["short_rounds"] == [
         "round 2 direct: 1420 req/s answered",
         "round 2 direct: p50 580.0 ms, 1160 service times (queued)",
+        "round 2 direct: p99 1330.0 ms, 2660 service times (stalled)",
     ]
     # Every arrival answered, but the direct side queued (p50 118 ms at 0.5 ms per request).
-    runs["direct_ol80"][1] = opened(1600, 118.0, 290.0)
+    runs["direct_ol80"][1] = opened(1600, 118.0, 20.0)
     queued = bench_router.summarize(runs, {"ol50": 1000.0, "ol80": 1600.0})["open_loop"]["ol80"]
     assert not queued["kept_up"]
     assert queued["short_rounds"] == ["round 2 direct: p50 118.0 ms, 236 service times (queued)"]
+    # p50 as usual, but the direct server stalled for part of the round (p99 67 ms): the
+    # rounds' "added p99" is then the difference of two stalls (seen: 186, -36 and 1.7 ms).
+    runs["direct_ol80"][1] = opened(1600, 1.5, 67.0)
+    stalled = bench_router.summarize(runs, {"ol50": 1000.0, "ol80": 1600.0})["open_loop"]["ol80"]
+    assert not stalled["kept_up"]
+    assert stalled["short_rounds"] == ["round 2 direct: p99 67.0 ms, 134 service times (stalled)"]
+    assert bench_router.added_ms(stalled, "p99_ms") is None
     # what the targets get: a missed "not measured", never the difference of two queues
     assert bench_router.added_ms(ol50, "p99_ms") == 1.1
     assert bench_router.added_ms(ol80, "p99_ms") is None

@@ -227,40 +227,78 @@ def test_matrix_layout_errors(tensor: TensorIn, schema: FeatureSchema, pattern: 
         decode([tensor], schema)
 
 
-def test_the_model_skips_sklearns_finiteness_check_only_on_matrices_checked_finite() -> None:
+def test_the_model_skips_sklearns_finiteness_check_only_on_matrices_checked_finite(
+    tmp_path: Path,
+) -> None:
     # The runtime's decode has just checked a clean matrix; scikit-learn's own check of it cost
     # ~8 us of a 32-row request. A NaN (a nullable feature left empty) must still meet the
-    # model's check: a model without an imputer refuses it rather than scoring NaN as a label.
-    # Runs in the serving env, where MLServer (which the runtime imports) is installed.
+    # model's check: a model without an imputer refuses it (a 400) rather than scoring NaN as
+    # a label. A real runtime loads a sealed folder and answers V2 requests, in the serving env
+    # (where MLServer, which the runtime imports, is installed).
     code = """
-import json
-import numpy as np, pandas as pd, sklearn
+import asyncio, json, sys
+from pathlib import Path
+import joblib, numpy as np, pandas as pd, sklearn
+from mlserver.errors import MLServerError
+from mlserver.settings import ModelParameters, ModelSettings
+from mlserver.types import InferenceRequest
 from sklearn.linear_model import LogisticRegression
-from mainsail.serving.runtime import MainsailRuntime
+from mainsail.registry.manifest import seal_folder
+from mainsail.serving.runtime import MainsailRuntime, _finite_known
 
 seen = []
-class Spy(LogisticRegression):
+class Spy(LogisticRegression):  # pickled as __main__.Spy: loaded back in this process
     def predict_proba(self, X):
         seen.append(sklearn.get_config()["assume_finite"])
         return super().predict_proba(X)
 
+folder = Path(sys.argv[1])
 X = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
-runtime = object.__new__(MainsailRuntime)  # only what _score reads
-runtime.model = Spy().fit(X, [0, 1, 0, 1])
-runtime._feed, runtime._classification = None, True
-runtime._classes = np.array(["no", "yes"])
-outputs, _, _ = runtime._score(X)
-refused = None
-try:
-    runtime._score(np.array([[np.nan, 1.0]]))
-except ValueError as err:
-    refused = str(err)
-runtime._score(pd.DataFrame(X, columns=["a", "b"]))
-print(json.dumps({"seen": seen, "labels": list(outputs[0].data), "refused": refused}))
+joblib.dump(Spy().fit(X, ["no", "yes", "no", "yes"]), folder / "model.joblib")
+features = [
+    {"name": "a", "kind": "numeric", "dtype": "float64", "nullable": False},
+    {"name": "b", "kind": "numeric", "dtype": "float64", "nullable": True},
+]
+schema = {"features": features, "target": "y", "problem_type": "classification"}
+(folder / "feature_schema.json").write_text(json.dumps(schema))
+seal_folder(folder, "spy", 1)
+
+def body(rows):
+    return InferenceRequest.model_validate(
+        {"inputs": [{"name": "features", "shape": [len(rows), 2], "datatype": "FP64",
+                     "data": rows}]}
+    )
+
+async def main():
+    settings = ModelSettings(
+        name="spy", implementation=MainsailRuntime, parameters=ModelParameters(uri=str(folder))
+    )
+    runtime = MainsailRuntime(settings)
+    await runtime.load()
+    assert runtime._numpy_fast, "the matrix path is what this test is about"
+    seen.clear()  # (load's probe of the matrix path scored too)
+    answer = await runtime.predict(body([[0.0, 1.0], [1.0, 0.0]]))
+    refused = None
+    try:
+        await runtime.predict(body([[1.0, None]]))
+    except MLServerError as err:
+        refused = (err.status_code, str(err))
+    frame = pd.DataFrame(X, columns=["a", "b"])
+    with _finite_known(frame):
+        frame_flag = sklearn.get_config()["assume_finite"]
+    print(json.dumps({"seen": seen, "labels": answer.outputs[0].data.root,
+                      "refused": refused, "frame": frame_flag}))
+
+asyncio.run(main())
 """
     python = Path(__file__).resolve().parents[2] / ".venv" / "serving" / "bin" / "python"
-    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
-    result = json.loads(out.stdout)
-    assert result["seen"] == [True, False, False]
-    assert len(result["labels"]) == 4
-    assert result["refused"] is not None and "NaN" in result["refused"]
+    out = subprocess.run(
+        [str(python), "-c", code, str(tmp_path)], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["seen"] == [True, False]  # finite matrix: skipped; NaN matrix: checked
+    assert result["labels"] == ["no", "yes"]
+    status, message = result["refused"]
+    assert status == 400 and "could not score the input" in message and "NaN" in message
+    assert result["frame"] is False  # a DataFrame keeps scikit-learn's checks
