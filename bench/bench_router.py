@@ -24,8 +24,8 @@ round, both sides answered at least 98% of its arrivals (`KEPT_UP`), the direct 
 within 10 service times (`QUEUED`) and the direct p99 within 50 (`QUEUED_P99`): otherwise the
 machine slowed down after the capacity was measured or stalled during a round, the model server
 itself queued, and that rate's targets are recorded as not measured (missed), never as the
-difference of two queues. Then a `--soak` run through the router must
-have zero errors (non-2xx answers and socket errors), as must the open-loop runs.
+difference of two queues. Then a `--soak` run through the router must have zero errors
+(non-2xx answers and socket errors), as must the open-loop runs.
 
 Two CPU layouts (`--layouts`, bench/pinning.py) alternate round by round: `shared` (MLServer,
 the router and the load all compete for the cores) and `pinned` (MLServer alone on CPU 0, the
@@ -190,18 +190,13 @@ def summarize(runs: dict[str, list[dict[str, Any]]], rates: dict[str, float]) ->
             if r["achieved_rps"] < KEPT_UP * rate
         ]
         service_ms = 1000.0 / med["direct"]["rps"]
-        short += [
-            f"round {i + 1} direct: p50 {d['p50_ms']:.1f} ms, {d['p50_ms'] / service_ms:.0f} "
-            "service times (queued)"
-            for i, d in enumerate(d_runs)
-            if d["p50_ms"] > QUEUED * service_ms
-        ]
-        short += [
-            f"round {i + 1} direct: p99 {d['p99_ms']:.1f} ms, {d['p99_ms'] / service_ms:.0f} "
-            "service times (stalled)"
-            for i, d in enumerate(d_runs)
-            if d["p99_ms"] > QUEUED_P99 * service_ms
-        ]
+        for pct, bound, why in (("p50", QUEUED, "queued"), ("p99", QUEUED_P99, "stalled")):
+            short += [
+                f"round {i + 1} direct: {pct} {d[pct + '_ms']:.1f} ms, "
+                f"{d[pct + '_ms'] / service_ms:.0f} service times ({why})"
+                for i, d in enumerate(d_runs)
+                if d[pct + "_ms"] > bound * service_ms
+            ]
         added["kept_up"] = not short
         added["short_rounds"] = short
         for pct in ("p50_ms", "p99_ms"):
@@ -553,7 +548,8 @@ def main() -> int:
             notes.append(
                 f"{gated}, {pct}% of capacity ({ol['rate_rps']:.0f} req/s): not measured, the "
                 f"model server could not keep up ({'; '.join(ol['short_rounds'])}): the machine "
-                "was slower than when the capacity was measured. Re-run on a steady machine."
+                "slowed down after the capacity was measured, or stalled during a round. "
+                "Re-run on a steady machine."
             )
         targets += [
             run.target(
