@@ -227,6 +227,17 @@ def test_matrix_layout_errors(tensor: TensorIn, schema: FeatureSchema, pattern: 
         decode([tensor], schema)
 
 
+def _in_serving_env(code: str, folder: Path) -> Any:
+    """What a script run in the serving env (where MLServer, which the runtime imports, is
+    installed) printed as JSON on its last line; `folder` is its argument."""
+    python = Path(__file__).resolve().parents[2] / ".venv" / "serving" / "bin" / "python"
+    out = subprocess.run(
+        [str(python), "-c", code, str(folder)], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def test_the_model_skips_sklearns_finiteness_check_only_on_matrices_checked_finite(
     tmp_path: Path,
 ) -> None:
@@ -291,14 +302,92 @@ async def main():
 
 asyncio.run(main())
 """
-    python = Path(__file__).resolve().parents[2] / ".venv" / "serving" / "bin" / "python"
-    out = subprocess.run(
-        [str(python), "-c", code, str(tmp_path)], capture_output=True, text=True, check=False
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = _in_serving_env(code, tmp_path)
     assert result["seen"] == [True, False]  # finite matrix: skipped; NaN matrix: checked
     assert result["labels"] == ["no", "yes"]
     status, message = result["refused"]
     assert status == 400 and "could not score the input" in message and "NaN" in message
     assert result["frame"] is False  # a DataFrame keeps scikit-learn's checks
+
+
+def test_the_array_path_drops_fitted_column_names_only_when_scores_stay_the_same(
+    tmp_path: Path,
+) -> None:
+    # A model fitted on a DataFrame and scored with the array path warns on every request
+    # ("X does not have valid feature names"): ~8 us of a 32-row request to build and filter.
+    # The runtime drops the names from the estimators inside, after the schema check, but only
+    # when the probe still scores the same: a model that needs them keeps them.
+    code = """
+import asyncio, json, sys, warnings
+from pathlib import Path
+import joblib, numpy as np, pandas as pd
+from mlserver.settings import ModelParameters, ModelSettings
+from mlserver.types import InferenceRequest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from mainsail.registry.manifest import seal_folder
+from mainsail.serving.runtime import MainsailRuntime
+
+class NeedsNames(LogisticRegression):  # pickled as __main__.NeedsNames: loaded back here
+    def predict_proba(self, X):
+        if not hasattr(self, "feature_names_in_"):
+            raise ValueError("fitted names are gone")
+        return super().predict_proba(X)
+
+root = Path(sys.argv[1])
+frame = pd.DataFrame({"a": [0.0, 1.0, 0.0, 1.0, 0.2], "b": [1.0, 0.0, 0.0, 1.0, 0.7]})
+y = ["no", "yes", "no", "yes", "no"]
+models = {
+    "pipeline": make_pipeline(StandardScaler(), LogisticRegression()).fit(frame, y),
+    "needs_names": NeedsNames().fit(frame, y),
+}
+features = [{"name": n, "kind": "numeric", "dtype": "float64", "nullable": False, "min": 0.0,
+             "max": 1.0} for n in ("a", "b")]
+schema = {"features": features, "target": "y", "problem_type": "classification"}
+rows = [[0.0, 1.0], [0.9, 0.1], [0.3, 0.3]]
+body = InferenceRequest.model_validate(
+    {"inputs": [{"name": "features", "shape": [3, 2], "datatype": "FP64", "data": rows}]}
+)
+
+async def serve(name, model):
+    folder = root / name
+    folder.mkdir()
+    joblib.dump(model, folder / "model.joblib")
+    (folder / "feature_schema.json").write_text(json.dumps(schema))
+    seal_folder(folder, name, 1)
+    settings = ModelSettings(
+        name=name, implementation=MainsailRuntime, parameters=ModelParameters(uri=str(folder))
+    )
+    runtime = MainsailRuntime(settings)
+    await runtime.load()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        answer = await runtime.predict(body)
+    inside = [runtime.model, *(step for _, step in getattr(runtime.model, "steps", []))]
+    named = [type(e).__name__ for e in inside if "feature_names_in_" in vars(e)]
+    return {
+        "fast": runtime._numpy_fast,
+        "named": named,
+        "warnings": [str(w.message) for w in caught],
+        "proba": answer.outputs[1].data.root,
+        # The model as fitted, names and all, on the same array: the same bits expected.
+        "expected": joblib.load(folder / "model.joblib").predict_proba(np.array(rows))
+        .max(axis=1).tolist(),
+    }
+
+async def main():
+    print(json.dumps({name: await serve(name, model) for name, model in models.items()}))
+
+asyncio.run(main())
+"""
+    result = _in_serving_env(code, tmp_path)
+    pipeline, needs_names = result["pipeline"], result["needs_names"]
+    assert pipeline["fast"] and needs_names["fast"]
+    # The pipeline's scaler (its first step) forgot the names and no request warns; the
+    # probabilities are those of the model as fitted.
+    assert pipeline["named"] == [] and pipeline["warnings"] == []
+    assert pipeline["proba"] == pipeline["expected"]
+    # Without its names this model refuses: they were put back, and it scores as fitted.
+    assert needs_names["named"] == ["NeedsNames"]
+    assert needs_names["proba"] == needs_names["expected"]

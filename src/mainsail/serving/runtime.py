@@ -28,7 +28,7 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -578,7 +578,9 @@ def _accepts_numpy(model: Any, schema: FeatureSchema, classification: bool) -> b
     """Whether the model scores a float64 matrix exactly as the DataFrame (all-numeric schemas).
 
     Building per-request pandas frames costs more than the prediction of a small model; a
-    probe row proves the array path gives identical outputs before it is used.
+    probe row proves the array path gives identical outputs before it is used. A model on the
+    array path then forgets its fitted column names where that changes nothing
+    (`_forget_fitted_names`).
     """
     if any(spec.kind != "numeric" for spec in schema.features):
         return False
@@ -589,9 +591,56 @@ def _accepts_numpy(model: Any, schema: FeatureSchema, classification: bool) -> b
     frame = pd.DataFrame(probe, columns=schema.names)
     method = model.predict_proba if classification else model.predict
     try:
-        return bool(np.array_equal(np.asarray(method(frame)), np.asarray(method(probe))))
+        expected = np.asarray(method(frame))
+        if not np.array_equal(expected, np.asarray(method(probe))):
+            return False
     except Exception:  # any refusal of the array means: keep the DataFrame path
         return False
+    _forget_fitted_names(model, lambda: np.array_equal(expected, np.asarray(method(probe))))
+    return True
+
+
+def _forget_fitted_names(model: Any, same: Callable[[], bool]) -> None:
+    """Drop `feature_names_in_` from the estimators inside a model that will only ever score
+    plain arrays, unless it then scores the probe differently (`same`), when it is put back.
+
+    For an array, scikit-learn's only use of the fitted names is a warning on every request
+    ("X does not have valid feature names"), filtered above but still built: about 8 us of a
+    32-row iris request (bench/bench_serving.py). The names and their order were checked
+    against the schema before the array path was chosen.
+    """
+    dropped = [
+        (estimator, vars(estimator).pop("feature_names_in_"))
+        for estimator in _estimators(model)
+        if "feature_names_in_" in vars(estimator)
+    ]
+    try:
+        kept = same()
+    except Exception:  # a refusal without the names: keep them
+        kept = False
+    if not kept:
+        for estimator, names in dropped:
+            estimator.feature_names_in_ = names
+
+
+def _estimators(model: Any) -> Iterator[Any]:
+    """`model` and the scikit-learn estimators it holds (pipeline steps, fitted inner models,
+    members of ensembles), found through their attributes and the lists, tuples and dicts in
+    them; each once."""
+    seen: set[int] = set()
+    todo = [model]
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, (list, tuple)):
+            todo.extend(item)
+        elif isinstance(item, dict):
+            todo.extend(item.values())
+        elif hasattr(item, "get_params") and hasattr(item, "__dict__"):
+            yield item
+            todo.extend(vars(item).values())
 
 
 def _feed_rows(
