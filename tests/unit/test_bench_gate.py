@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -256,3 +257,39 @@ def test_router_open_loop_rate_the_server_could_not_keep_up_with_is_not_measured
     assert bench_router.added_ms(ol50, "p99_ms") == 1.1
     assert bench_router.added_ms(ol80, "p99_ms") is None
     assert bench_router.added_ms(ol80, "p50_ms") is None
+
+
+def test_serving_pairs_run_back_to_back_and_alternate_which_side_goes_first(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The stock targets are medians of paired ratios: each pair's two runs must be adjacent,
+    # and the side that goes first must alternate (a host slowing down through a pair would
+    # otherwise always favour the same side).
+    import bench_serving
+
+    calls: list[str] = []
+
+    def fake_wrk(url: str, seconds: int, connections: int, work: Path, *, body: Any) -> Any:
+        calls.append(f"rest {url}")
+        return {"rps": 100.0, "p99_ms": 1.0, "non_2xx": 0}
+
+    def fake_grpc(target: str, model: str, rows: Any, name: str, seconds: int) -> Any:
+        calls.append(f"grpc {model}")
+        return {"rps": 100.0, "errors": 0}
+
+    monkeypatch.setattr(bench_serving, "wrk", fake_wrk)
+    monkeypatch.setattr(bench_serving, "grpc_run", fake_grpc)
+    targets = {
+        f"{side}_{n}": (f"{side}-{n}", {}) for side in ("stock", "mainsail") for n in (1, 32)
+    }
+    args = argparse.Namespace(pairs=2, pair_seconds=1, connections=16)
+    paired = bench_serving.paired_runs(targets, 1, args, tmp_path)
+    assert calls == [
+        "rest stock-1", "rest mainsail-1", "grpc iris-stock", "grpc iris-mainsail",
+        "rest stock-32", "rest mainsail-32", "grpc iris-stock", "grpc iris-mainsail",
+        "rest mainsail-1", "rest stock-1", "grpc iris-mainsail", "grpc iris-stock",
+        "rest mainsail-32", "rest stock-32", "grpc iris-mainsail", "grpc iris-stock",
+    ]  # fmt: skip
+    assert sorted(paired) == ["grpc_1", "grpc_32", "rest_1", "rest_32"]
+    assert all(len(pairs) == 2 and set(pairs[0]) == {"stock", "mainsail"}
+               for pairs in paired.values())  # fmt: skip
