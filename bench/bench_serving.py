@@ -23,9 +23,9 @@ joblib file loaded by every server. Requests of 1 row and of 32 rows. Servers, a
 stock and mainsail are two models of one MLServer process (parallel_workers 0); every server
 is one process. REST: wrk (`apt-get install -y wrk`), -t1 -c16, `--seconds` per run; rounds
 interleave the servers so a noisy neighbour hurts them alike, each round starting one server
-later (gRPC: stock and mainsail take turns to go first); figures are medians over rounds.
-Then stock against Mainsail, the close comparison: `--pairs` pairs of `--pair-seconds` runs per
-request size and transport, the two sides back to back, alternating which goes first.
+later; figures are medians over rounds. Then stock against Mainsail, the close comparison:
+`--pairs` pairs of `--pair-seconds` runs per request size and transport, the two sides back to
+back, alternating which goes first (gRPC is measured by these pairs only).
 gRPC: MLServer's gRPC endpoint (stock and mainsail), a closed loop of 16 concurrent calls from
 grpc.aio in the serving venv; BentoML 1.4's service API has no gRPC server, the bare app none.
 Any non-2xx answer fails the benchmark.
@@ -284,6 +284,24 @@ GRPC_MODELS = {"stock": ("iris-stock", "x"), "mainsail": ("iris-mainsail", "feat
 """Per side, the model MLServer serves and its input's name."""
 
 
+def rest_checked(name: str, target: tuple[str, Any], seconds: int, args: Any, work: Path) -> Any:
+    """One wrk run of `target` (url, body); any non-2xx answer fails the benchmark."""
+    url, body = target
+    result = wrk(url, seconds, args.connections, work, body=body)
+    if result["non_2xx"]:
+        raise RuntimeError(f"{name}: {result['non_2xx']} non-2xx answers")
+    return result
+
+
+def grpc_checked(side: str, n: int, grpc_port: int, seconds: int) -> Any:
+    """One gRPC run of `side`'s model with `n`-row requests; any failed call fails it."""
+    model, name = GRPC_MODELS[side]
+    result = grpc_run(f"127.0.0.1:{grpc_port}", model, _rows(n), name, seconds)
+    if result["errors"]:
+        raise RuntimeError(f"grpc_{side}_{n}: {result['errors']} failed calls")
+    return result
+
+
 def paired_runs(
     targets: dict[str, tuple[str, dict[str, Any]]], grpc_port: int | None, args: Any, work: Path
 ) -> dict[str, list[dict[str, dict[str, Any]]]]:
@@ -296,27 +314,16 @@ def paired_runs(
     for p in range(args.pairs):
         order = ("stock", "mainsail") if p % 2 == 0 else ("mainsail", "stock")
         for n in SIZES:
-            pair: dict[str, dict[str, Any]] = {}
-            for side in order:
-                url, body = targets[f"{side}_{n}"]
-                pair[side] = wrk(url, args.pair_seconds, args.connections, work, body=body)
-                if pair[side]["non_2xx"]:
-                    raise RuntimeError(f"{side}_{n}: {pair[side]['non_2xx']} non-2xx answers")
+            pair = {s: rest_checked(f"{s}_{n}", targets[f"{s}_{n}"], args.pair_seconds, args, work)
+                    for s in order}  # fmt: skip
             paired.setdefault(f"rest_{n}", []).append(pair)
-            if grpc_port is None:
-                continue
-            pair = {}
-            for side in order:
-                model, name = GRPC_MODELS[side]
-                pair[side] = grpc_run(
-                    f"127.0.0.1:{grpc_port}", model, _rows(n), name, args.pair_seconds
+            if grpc_port is not None:
+                paired.setdefault(f"grpc_{n}", []).append(
+                    {s: grpc_checked(s, n, grpc_port, args.pair_seconds) for s in order}
                 )
-                if pair[side]["errors"]:
-                    raise RuntimeError(f"grpc_{side}_{n}: {pair[side]['errors']} failed calls")
-            paired.setdefault(f"grpc_{n}", []).append(pair)
-        ratio = paired[f"rest_{SIZES[-1]}"][-1]
+        last = paired[f"rest_{SIZES[-1]}"][-1]
         print(f"pair {p + 1}: REST {SIZES[-1]} rows mainsail/stock "
-              f"{ratio['mainsail']['rps'] / ratio['stock']['rps']:.3f}", flush=True)  # fmt: skip
+              f"{last['mainsail']['rps'] / last['stock']['rps']:.3f}", flush=True)  # fmt: skip
     return paired
 
 
@@ -350,7 +357,6 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     server = None
     runs: dict[str, list[dict[str, Any]]] = {}
-    grpc_runs: dict[str, list[dict[str, Any]]] = {}
     try:
         artifact = build_iris(work / "iris")
         model_path = str(artifact / "model.joblib")
@@ -432,30 +438,18 @@ def main() -> int:
         runs = {name: [] for name in targets}
         for url, body in targets.values():  # warm-up
             wrk(url, 1 if args.quick else 2, args.connections, work, body=body)
+        for n in SIZES if not args.no_grpc else ():
+            for side in GRPC_MODELS:
+                grpc_checked(side, n, grpc_port, 1)
         names = list(targets)
         for r in range(args.rounds):
-            # Each round starts one server later, so no server always runs first (right after
-            # the gRPC runs) or last: the machine's drift over a round hits them alike.
+            # Each round starts one server later, so no server always runs first or last: the
+            # machine's drift over a round hits them alike.
             shift = r % len(names)
             for name in names[shift:] + names[:shift]:
-                url, body = targets[name]
-                result = wrk(url, args.seconds, args.connections, work, body=body)
+                result = rest_checked(name, targets[name], args.seconds, args, work)
                 runs[name].append(result)
                 print(f"round {r + 1} {name}: {result}", flush=True)
-                if result["non_2xx"]:
-                    raise RuntimeError(f"{name}: {result['non_2xx']} non-2xx answers")
-            if not args.no_grpc:
-                for n in SIZES:
-                    for side in ("stock", "mainsail")[:: 1 if r % 2 == 0 else -1]:
-                        model, input_name = GRPC_MODELS[side]
-                        key = f"grpc_{side}_{n}"
-                        result = grpc_run(
-                            f"127.0.0.1:{grpc_port}", model, _rows(n), input_name, args.seconds
-                        )
-                        grpc_runs.setdefault(key, []).append(result)
-                        print(f"round {r + 1} {key}: {result}", flush=True)
-                        if result["errors"]:
-                            raise RuntimeError(f"{key}: {result['errors']} failed calls")
         paired = paired_runs(targets, None if args.no_grpc else grpc_port, args, work)
     finally:
         if server is not None:
@@ -468,7 +462,13 @@ def main() -> int:
         return {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms")}
 
     summary = {name: med(rs) for name, rs in runs.items()}
-    grpc_summary = {name: med(rs) for name, rs in grpc_runs.items()}
+    # gRPC per side: medians over the pairs' runs (the pairs are its only runs).
+    grpc_summary = {
+        f"grpc_{side}_{n}": med([pair[side] for pair in paired[f"grpc_{n}"]])
+        for n in SIZES
+        for side in GRPC_MODELS
+        if f"grpc_{n}" in paired
+    }
     ratios: dict[str, Any] = {}
     checks = []
 
@@ -512,7 +512,9 @@ def main() -> int:
         "load": f"wrk -t1 -c{args.connections} -d{args.seconds}s, {args.rounds} rounds, median",
         "paired_load": f"{args.pairs} pairs of {args.pair_seconds}s runs per comparison, "
         "alternating which side goes first; the stock targets are medians of the pairs' ratios",
-        "grpc_load": None if args.no_grpc else "bench/grpc_load.py, 16 calls in flight",
+        "grpc_load": None
+        if args.no_grpc
+        else "bench/grpc_load.py, 16 calls in flight, in the pairs only",
         "servers": {
             "stock": "MLServer 1.7.1 + mlserver_sklearn.SKLearnModel (parallel_workers 0)",
             "mainsail": "MLServer 1.7.1 + MainsailRuntime, `features` matrix input",
@@ -524,7 +526,6 @@ def main() -> int:
         "grpc_summary": grpc_summary,
         "mainsail_ratios": ratios,
         "runs": runs,
-        "grpc_runs": grpc_runs,
         "paired_runs": paired,
     }
     print(json.dumps(ratios, indent=2))
