@@ -13,6 +13,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import check_estimator
 
 from mainsail.config.data import PreprocessConfig
+from mainsail.core import columnwise
 from mainsail.data.preprocess import (
     CategoryImputer,
     NumericCoercer,
@@ -236,17 +237,24 @@ def _numbers_of_each_kind(rng: np.random.Generator, n: int) -> dict[str, object]
     ],
 )
 @pytest.mark.parametrize("rows", ["all", "some"])
+@pytest.mark.parametrize("threads", [False, True])
 def test_fitting_without_output_pickles_the_same_bytes_as_pipeline_fit(
-    options: dict[str, object], rows: str
+    options: dict[str, object], rows: str, threads: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`fit_preprocessor` skips the stacked output that `ColumnTransformer.fit` computes and
     throws away, gathers the numeric train rows itself and fits the missing indicator on one
     row; the fitted pipeline must be the very object `Pipeline.fit` makes on the train frame
     (same pickle bytes, hence the same model digest), and transform the same way. `some`: the
-    train rows of a larger table, out of order, the first of them without a missing value."""
+    train rows of a larger table, out of order, the first of them without a missing value.
+    `threads`: the per-column work (the gather, the scaler's blocks) in threads, as on a long
+    table, whatever this machine's cores."""
     import io
 
     from mainsail.data.preprocess import build_preprocessor
+
+    if threads:
+        monkeypatch.setattr(columnwise, "MIN_ROWS", 0)
+        monkeypatch.setattr(columnwise, "usable_cores", lambda: 3)
 
     rng = np.random.default_rng(5)
     n = 1_500
@@ -408,3 +416,36 @@ def test_one_hot_encoder_fitted_from_counts_is_the_one_fitted_on_the_texts(
         plain = preprocess.build_preprocessor(cfg, [], columns, []).fit(frame)
         assert dumped(fast) == dumped(plain), f"case {case}"
     assert made.count(True) > 30 and made.count(False) > 0
+
+
+@pytest.mark.parametrize("missing", [False, True])
+@pytest.mark.parametrize("cores", [2, 3, 8])
+def test_a_scaler_fitted_by_column_blocks_pickles_the_same_bytes_as_its_fit(
+    missing: bool, cores: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scaler of a long table is fitted as blocks of columns side by side; joined, it is
+    the scaler `fit` makes, to the byte: one count for all columns or one per column (a
+    missing value in some), a constant column, more cores than columns."""
+    import io
+
+    from sklearn.preprocessing import StandardScaler
+
+    from mainsail.data.preprocess import _fit_scaler_by_columns
+
+    monkeypatch.setattr(columnwise, "MIN_ROWS", 0)
+    monkeypatch.setattr(columnwise, "usable_cores", lambda: cores)
+    rng = np.random.default_rng(cores)
+    X = np.asfortranarray(rng.normal(3, 2, (5_000, 5)) * [1, 1e6, 1e-6, 1, 1])
+    X[:, 3] = 7.25  # constant: scale 1
+    if missing:
+        X[rng.random(5_000) < 0.01, 1] = np.nan
+
+    def dumped(scaler: object) -> bytes:
+        buffer = io.BytesIO()
+        joblib.dump(scaler, buffer)
+        return buffer.getvalue()
+
+    blocks = StandardScaler()
+    assert _fit_scaler_by_columns(blocks, X)
+    assert dumped(blocks) == dumped(StandardScaler().fit(X))
+    assert not _fit_scaler_by_columns(StandardScaler(), np.ascontiguousarray(X))  # row-major

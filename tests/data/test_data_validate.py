@@ -328,8 +328,32 @@ def test_numeric_profile_counts_as_pandas_and_numpy_do(values: np.ndarray) -> No
     observed = col.to_numpy(dtype=np.float64, na_value=np.nan)
     observed = observed[~np.isnan(observed)]
     assert prof.min == float(observed.min()) and prof.max == float(observed.max())
+    # the same bits as the column's own float64 copy (an infinity's std is NaN on both sides)
+    assert np.array_equal([prof.mean, prof.std], [observed.mean(), observed.std()], equal_nan=True)
     q1, q3 = np.quantile(observed, [0.25, 0.75])
     iqr = q3 - q1
     low, high = q1 - OUTLIER_IQR * iqr, q3 + OUTLIER_IQR * iqr
     expected = int(((observed < low) | (observed > high)).sum()) if iqr > 0 else 0
     assert prof.outliers == expected
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # inf - inf, on both sides
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 128, 1_001, 20_000])
+def test_quartiles_of_sorted_values_are_numpys_to_the_bit(size: int) -> None:
+    """The profile reads quartiles off the sorted values instead of calling np.quantile (which
+    partitions a copy); ties, huge and infinite values included, the result is the same."""
+    from mainsail.data.validate import sorted_quantile
+
+    rng = np.random.default_rng(size)
+    samples = [
+        rng.normal(size=size),
+        rng.integers(0, 4, size).astype(np.float64),  # ties
+        rng.normal(size=size) * 1e300,
+        np.where(rng.random(size) < 0.2, np.inf, rng.normal(size=size)) * rng.choice([-1, 1], size),
+    ]
+    quantiles = [0.0, 0.1, 0.25, 0.333, 0.5, 0.75, 0.9, 1.0]
+    for values in samples:
+        ordered = np.sort(values)
+        expected = np.quantile(ordered, quantiles)
+        got = [sorted_quantile(ordered, q) for q in quantiles]
+        assert np.array_equal(got, expected, equal_nan=True), (values[:5], got, expected)

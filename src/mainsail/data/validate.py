@@ -10,6 +10,7 @@ whose message names the column and what was expected (the partial report rides a
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -763,16 +764,20 @@ def _profile(col: pd.Series, name: str, kind: Kind, role: Role, n: int) -> Colum
         constant=unique <= 1,
     )
     if kind in ("numeric", "boolean") and unique:
-        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
-        values = values[~np.isnan(values)]
+        if ordered is not None:
+            # The observed values in their row order, as float64: the same numbers as the
+            # column's float64 copy without its missing values, without making that copy.
+            values = observed.astype(np.float64)
+        else:
+            values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+            values = values[~np.isnan(values)]
         prof.min, prof.max = float(values.min()), float(values.max())
         prof.mean, prof.std = float(values.mean()), float(values.std())
         if kind == "numeric":
-            # Quantiles depend on the order statistics only: the sorted values give the same.
             if ordered is None:
                 ordered = np.sort(values)
             ordered = ordered.astype(np.float64, copy=False)
-            q1, q3 = np.quantile(ordered, [0.25, 0.75])
+            q1, q3 = sorted_quantile(ordered, 0.25), sorted_quantile(ordered, 0.75)
             iqr = q3 - q1
             if iqr > 0:
                 low, high = q1 - OUTLIER_IQR * iqr, q3 + OUTLIER_IQR * iqr
@@ -789,6 +794,23 @@ def _profile(col: pd.Series, name: str, kind: Kind, role: Role, n: int) -> Colum
     elif kind == "datetime" and unique:
         prof.first, prof.last = col.min().isoformat(), col.max().isoformat()
     return prof
+
+
+def sorted_quantile(ordered: np.ndarray, q: float) -> float:
+    """`np.quantile(ordered, q)` (its default, linear method) of sorted, non-empty float64
+    values, to the bit, read from the two order statistics around it: np.quantile does not
+    know the values are sorted and partitions a copy of them (7 ms a million values, more than
+    half of a numeric column's profile after its sort). Same arithmetic as numpy's: index
+    (n - 1) * q, weight its fractional part, interpolated from the nearer side."""
+    n = len(ordered)
+    virtual = (n - 1) * q
+    # At the top numpy reads the last value on both sides (whose weight then does not matter,
+    # unless the value is infinite: inf - inf is NaN there as here).
+    below, above = (-1, -1) if virtual >= n - 1 else (math.floor(virtual), math.floor(virtual) + 1)
+    a, b = float(ordered[below]), float(ordered[above])
+    gamma = virtual - below
+    diff = b - a
+    return b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
 
 
 def _row_index_like(col: pd.Series, name: str, values: np.ndarray, unique: int, n: int) -> bool:
