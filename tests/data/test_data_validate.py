@@ -357,3 +357,18 @@ def test_quartiles_of_sorted_values_are_numpys_to_the_bit(size: int) -> None:
         expected = np.quantile(ordered, quantiles)
         got = [sorted_quantile(ordered, q) for q in quantiles]
         assert np.array_equal(got, expected, equal_nan=True), (values[:5], got, expected)
+
+
+def test_a_row_number_needs_every_value_whole_not_only_the_first_ones() -> None:
+    """A measured quantity is ruled out as a row number by the first values it has with a
+    fraction (cheap); integers up to the last value are still checked to the end."""
+    from mainsail.data.validate import _row_index_like
+
+    n = 5_000
+    whole = np.arange(n, dtype=np.float64)
+    assert _row_index_like(pd.Series(whole), "x", whole, n, n)
+    late_fraction = whole.copy()
+    late_fraction[-1] += 0.5
+    assert not _row_index_like(pd.Series(late_fraction), "x", late_fraction, n, n)
+    measured = np.random.default_rng(0).normal(0, 1, n)
+    assert not _row_index_like(pd.Series(measured), "x", measured, n, n)

@@ -737,14 +737,20 @@ def _profile(col: pd.Series, name: str, kind: Kind, role: Role, n: int) -> Colum
         # One sort gives the distinct count (as `nunique`), the quartiles and the outliers,
         # instead of a hash table and a partition per column.
         observed = col.to_numpy()
+        missing = 0
         if observed.dtype.kind == "f":
             nan = np.isnan(observed)
             missing = int(nan.sum())
             if missing:
                 observed = observed[~nan]
+        # The observed values in row order, as float64, for the mean and std: the same numbers
+        # in the same order as the column's float64 copy without its missing values.
+        in_row_order = observed.astype(np.float64)
+        if missing:  # `observed` is this function's own copy: sorted in place
+            observed.sort()
+            ordered = observed
         else:
-            missing = 0
-        ordered = np.sort(observed)
+            ordered = np.sort(observed)
         unique = int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1 if len(ordered) else 0
     elif isinstance(col.dtype, pd.CategoricalDtype):
         missing = int(col.isna().sum())
@@ -765,9 +771,7 @@ def _profile(col: pd.Series, name: str, kind: Kind, role: Role, n: int) -> Colum
     )
     if kind in ("numeric", "boolean") and unique:
         if ordered is not None:
-            # The observed values in their row order, as float64: the same numbers as the
-            # column's float64 copy without its missing values, without making that copy.
-            values = observed.astype(np.float64)
+            values = in_row_order
         else:
             values = col.to_numpy(dtype=np.float64, na_value=np.nan)
             values = values[~np.isnan(values)]
@@ -813,6 +817,10 @@ def sorted_quantile(ordered: np.ndarray, q: float) -> float:
     return b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
 
 
+_HEAD = 1024
+"""Values a whole-column test looks at first, when those alone can decide it."""
+
+
 def _row_index_like(col: pd.Series, name: str, values: np.ndarray, unique: int, n: int) -> bool:
     """A row number or surrogate key, even after rows were filtered out or the file re-sorted:
     integers, (nearly) one per row, and either densely packed (span at most ROW_INDEX_SPAN
@@ -821,7 +829,9 @@ def _row_index_like(col: pd.Series, name: str, values: np.ndarray, unique: int, 
         return False
     if unique != n and unique < ID_LIKE_UNIQUE_SHARE * n:
         return False  # (whatever the values: checked first because it costs nothing)
-    if not np.all(np.mod(values, 1.0) == 0.0):
+    # A fraction among the first values settles it for a measured quantity (a float column
+    # with no missing value: 20 ms a million values for the whole column's np.mod).
+    if not np.all(np.mod(values[:_HEAD], 1.0) == 0.0) or not np.all(np.mod(values, 1.0) == 0.0):
         return False
     if pd.api.types.is_bool_dtype(col.dtype):
         return False
