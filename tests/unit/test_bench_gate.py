@@ -182,6 +182,29 @@ def test_open_loop_counts_queueing_from_the_due_time() -> None:
     assert fast["ok"] == 20 and fast["p50_ms"] < 200, fast
 
 
+def test_interleaved_open_loop_deals_the_arrivals_out_in_turn() -> None:
+    # bench_router compares direct and routed latency on alternate arrivals of one run, so a
+    # stall of the machine hits both sides: each URL gets every other arrival, at half the
+    # rate, and its own latencies (here a 30 ms server against an immediate one).
+    fast_port, stop_fast = _slow_server(0.0)
+    slow_port, stop_slow = _slow_server(0.03)
+    try:
+        fast, slow = openloop.open_loop_interleaved(
+            [f"http://127.0.0.1:{fast_port}/x", f"http://127.0.0.1:{slow_port}/x"],
+            b"{}",
+            rate=40,
+            seconds=1.0,
+            connections=4,
+        )
+    finally:
+        stop_fast.set()
+        stop_slow.set()
+    assert (fast["requests"], slow["requests"]) == (20, 20)
+    assert fast["target_rate"] == slow["target_rate"] == 20.0
+    assert fast["ok"] == slow["ok"] == 20
+    assert slow["p50_ms"] >= 30 > fast["p50_ms"], (fast, slow)
+
+
 @pytest.mark.slow
 def test_a_real_benchmark_exits_non_zero_on_a_missed_target(tmp_path: Path) -> None:
     if not (REPO / ".venv" / "drift" / "bin" / "python").exists():
@@ -222,7 +245,15 @@ def test_router_open_loop_rate_the_server_could_not_keep_up_with_is_not_measured
         return {"rps": rps, "p50_ms": 7.0, "p99_ms": 9.0}
 
     def opened(achieved: float, p50: float, p99: float) -> dict[str, float]:
-        return {"achieved_rps": achieved, "p50_ms": p50, "p99_ms": p99, "errors": 0}
+        # Each side's share of the rate: the arrivals alternate between them.
+        target = 500.0 if achieved < 1100 else 800.0
+        return {
+            "target_rate": target,
+            "achieved_rps": achieved / 2,
+            "p50_ms": p50,
+            "p99_ms": p99,
+            "errors": 0,
+        }
 
     runs = {
         "direct": [closed(2000), closed(2000)],
@@ -237,7 +268,7 @@ def test_router_open_loop_rate_the_server_could_not_keep_up_with_is_not_measured
     assert ol50["kept_up"] and ol50["router_added_p99_ms"] == 1.1
     assert not ol80["kept_up"]
     assert ol80["short_rounds"] == [
-        "round 2 direct: 1420 req/s answered",
+        "round 2 direct: 710 of 800 req/s answered",
         "round 2 direct: p50 580.0 ms, 1160 service times (queued)",
         "round 2 direct: p99 1330.0 ms, 2660 service times (stalled)",
     ]
