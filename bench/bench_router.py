@@ -545,11 +545,11 @@ def main() -> int:
                         )
                         results = dict(zip((f"direct_{name}", f"router_{name}"), pair, strict=True))
                     # CPU per request is robust to other load on the machine, unlike req/s: per
-                    # request that went through the process (the router: its side's only).
+                    # request of the run, and the router's per request it routed (when any).
                     routed_count = sum(r["requests"] for k, r in results.items() if "router" in k)
                     total = sum(r["requests"] for r in results.values())
                     for proc, pid in pids.items():
-                        count = routed_count if proc == "router" else total
+                        count = routed_count if proc == "router" and routed_count else total
                         used = 1e6 * (cpu_seconds(pid) - before[proc]) / max(count, 1)
                         for result in results.values():
                             result[f"cpu_us_per_req_{proc}"] = round(used, 1)
