@@ -810,7 +810,11 @@ def sorted_quantile(ordered: np.ndarray, q: float) -> float:
     virtual = (n - 1) * q
     # At the top numpy reads the last value on both sides (whose weight then does not matter,
     # unless the value is infinite: inf - inf is NaN there as here).
-    below, above = (-1, -1) if virtual >= n - 1 else (math.floor(virtual), math.floor(virtual) + 1)
+    if virtual >= n - 1:
+        below = above = n - 1
+    else:
+        below = math.floor(virtual)
+        above = below + 1
     a, b = float(ordered[below]), float(ordered[above])
     gamma = virtual - below
     diff = b - a
