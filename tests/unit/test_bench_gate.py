@@ -290,6 +290,40 @@ def test_router_open_loop_rate_the_server_could_not_keep_up_with_is_not_measured
     assert bench_router.added_ms(ol80, "p50_ms") is None
 
 
+def test_router_open_loop_rate_is_measured_from_its_clean_rounds() -> None:
+    # Three rounds, the third stalled on the direct side (the criteria look at nothing else):
+    # its difference (here +57 ms at p99) stays out, and the two clean rounds measure the rate.
+    # With two of three rounds stalled, too few are left: not measured.
+    import bench_router
+
+    def opened(p50: float, p99: float) -> dict[str, float]:
+        return {
+            "target_rate": 300.0,
+            "achieved_rps": 300.0,
+            "p50_ms": p50,
+            "p99_ms": p99,
+            "errors": 0,
+        }
+
+    closed = {"rps": 1000.0, "p50_ms": 16.0, "p99_ms": 20.0}  # 1 ms per request
+    runs = {
+        "direct": [closed] * 3,
+        "router": [closed] * 3,
+        "direct_ol80": [opened(2.0, 9.0), opened(2.1, 8.0), opened(3.0, 180.0)],
+        "router_ol80": [opened(2.3, 10.2), opened(2.4, 9.1), opened(3.2, 237.0)],
+    }
+    ol80 = bench_router.summarize(runs, {"ol80": 600.0})["open_loop"]["ol80"]
+    assert ol80["kept_up"] and ol80["rounds_used"] == [1, 2]
+    assert ol80["short_rounds"] == ["round 3 direct: p99 180.0 ms, 180 service times (stalled)"]
+    assert bench_router.added_ms(ol80, "p50_ms") == 0.3
+    assert bench_router.added_ms(ol80, "p99_ms") == 1.15
+    assert ol80["router_added_p99_ms_per_round"] == [1.2, 1.1, 57.0]
+    runs["direct_ol80"][1] = opened(2.1, 90.0)
+    two_stalled = bench_router.summarize(runs, {"ol80": 600.0})["open_loop"]["ol80"]
+    assert not two_stalled["kept_up"] and two_stalled["rounds_used"] == [1]
+    assert bench_router.added_ms(two_stalled, "p99_ms") is None
+
+
 def test_serving_pairs_run_back_to_back_and_alternate_which_side_goes_first(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
