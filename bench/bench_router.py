@@ -197,26 +197,26 @@ def summarize(runs: dict[str, list[dict[str, Any]]], rates: dict[str, float]) ->
         d_runs, r_runs = runs[f"direct_{label}"], runs[f"router_{label}"]
         ol_pairs = list(zip(d_runs, r_runs, strict=True))
         added: dict[str, Any] = {"rate_rps": round(rate, 1)}
-        short = [
-            f"round {i + 1} {side}: {r['achieved_rps']:.0f} of {r['target_rate']:.0f} req/s "
-            "answered"
+        # (round, why it does not count) for each round that does not
+        faults = [
+            (i, f"round {i + 1} {side}: {r['achieved_rps']:.0f} of {r['target_rate']:.0f} "
+                "req/s answered")
             for i, pair in enumerate(ol_pairs)
             for side, r in zip(("direct", "router"), pair, strict=True)
             if r["achieved_rps"] < KEPT_UP * r["target_rate"]
-        ]
+        ]  # fmt: skip
         service_ms = 1000.0 / med["direct"]["rps"]
         for pct, bound, why in (("p50", QUEUED, "queued"), ("p99", QUEUED_P99, "stalled")):
-            short += [
-                f"round {i + 1} direct: {pct} {d[pct + '_ms']:.1f} ms, "
-                f"{d[pct + '_ms'] / service_ms:.0f} service times ({why})"
+            faults += [
+                (i, f"round {i + 1} direct: {pct} {d[pct + '_ms']:.1f} ms, "
+                    f"{d[pct + '_ms'] / service_ms:.0f} service times ({why})")
                 for i, d in enumerate(d_runs)
                 if d[pct + "_ms"] > bound * service_ms
-            ]
-        # The rounds named above (by "round N ..."), and the clean rest.
-        dropped = {int(reason.split()[1]) - 1 for reason in short}
+            ]  # fmt: skip
+        dropped = {i for i, _ in faults}
         clean = [pair for i, pair in enumerate(ol_pairs) if i not in dropped]
         added["kept_up"] = len(clean) >= max(MIN_CLEAN, (len(ol_pairs) + 1) // 2)
-        added["short_rounds"] = short
+        added["short_rounds"] = [why for _, why in faults]
         added["rounds_used"] = [i + 1 for i in range(len(ol_pairs)) if i not in dropped]
         for pct in ("p50_ms", "p99_ms"):
             value = None
